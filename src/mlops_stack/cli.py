@@ -1,0 +1,191 @@
+"""``mlops``: one command for every part of the stack.
+
+Each stack service is a subcommand of this CLI so that one image runs them all. Heavy imports
+(MLflow, Prefect, scikit-learn) happen inside the commands: ``mlops --help`` stays instant, and
+Prefect's environment is prepared from the settings before Prefect is first imported.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mlops_stack.settings import get_settings
+
+app = typer.Typer(
+    name="mlops",
+    help=(
+        "The local-first MLOps stack: train, register and gate models in MLflow, and run the "
+        "stack's services. Every option is also an MLOPS_* environment variable "
+        "(see .env.example)."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+
+def _prepare():
+    """Settings with the process environment (logging, Prefect home) set up from them."""
+    from pydantic import ValidationError
+
+    from mlops_stack.logs import configure_logging
+
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        problems = "\n".join(
+            f"  - MLOPS_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        raise _fail(f"invalid settings:\n{problems}", code=2) from None
+    settings.prepare_environment()
+    configure_logging(settings.log_level, settings.log_json)
+    return settings
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+@app.command()
+def train(
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="CSV or Parquet table to train on [default: MLOPS_DATASET_PATH, else "
+            "the built-in breast cancer table]"
+        ),
+    ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(help="Label column of the table [default: MLOPS_TARGET_COLUMN]"),
+    ] = None,
+) -> None:
+    """Train candidate models, register the best in MLflow and let the gate decide.
+
+    Runs the Prefect train flow: validate the data, split it (stratified, seeded), train and
+    cross-validate each candidate pipeline, score them on the holdout, log every run to MLflow,
+    register the best as a new version, then give it the alias 'champion' if it clears the
+    gate's floors and beats the current champion on the same holdout, or 'challenger' if not.
+    """
+    settings = _prepare()
+    from mlops_stack.data import DataValidationError, load_dataset, validate_dataset
+
+    path = data or settings.dataset_path
+    try:
+        # Fail fast, before Prefect starts: a bad table is refused in a second with every
+        # problem named, not after a server start and a task traceback. The flow validates
+        # again, because deployments run it without this command.
+        validate_dataset(
+            load_dataset(path, target or settings.target_column),
+            min_rows=settings.min_rows,
+            min_class_rows=settings.min_class_rows,
+        )
+    except DataValidationError as exc:
+        raise _fail(str(exc), code=2) from None
+    from mlops_stack.flows.train import train_flow
+
+    result = train_flow(data_path=str(path) if path else None, target=target)
+    metrics = result["metrics"]
+    table = Table(title=f"{result['model_name']} v{result['version']} ({result['candidate']})")
+    for column in ("accuracy", "f1", "roc_auc", "precision", "recall", "latency_p95_ms"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        *(
+            f"{metrics[c]:.4f}"
+            for c in ("accuracy", "f1", "roc_auc", "precision", "recall", "latency_p95_ms")
+        )
+    )
+    console.print(table)
+    verdict = "promoted to champion" if result["promoted"] else "kept as challenger"
+    console.print(f"v{result['version']} {verdict}: {result['reason']}", highlight=False)
+    console.print(f"champion is now v{result['champion_after']}", highlight=False)
+
+
+@app.command()
+def models() -> None:
+    """List the registered versions: aliases, holdout metrics and the gate's decision."""
+    settings = _prepare()
+    from mlops_stack import registry
+
+    registry.configure_tracking(settings)
+    rows = registry.describe_versions(registry.client_for(settings), settings.model_name)
+    if not rows:
+        console.print(f"no versions of '{settings.model_name}' yet: run `mlops train` first")
+        return
+    table = Table(title=f"{settings.model_name} ({settings.resolved_tracking_uri})")
+    for column in (
+        "version",
+        "aliases",
+        "created (UTC)",
+        "candidate",
+        "accuracy",
+        "f1",
+        "roc_auc",
+        "decision",
+        "reason",
+    ):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(
+            row.version,
+            ", ".join(row.aliases),
+            row.created_at,
+            row.candidate,
+            *(
+                f"{row.metrics[m]:.4f}" if m in row.metrics else ""
+                for m in ("accuracy", "f1", "roc_auc")
+            ),
+            row.decision,
+            row.reason,
+        )
+    console.print(table)
+
+
+@app.command()
+def promote(version: Annotated[int, typer.Argument(help="Model version to make champion")]) -> None:
+    """Make VERSION the champion by hand, bypassing the gate (recorded on the version)."""
+    settings = _prepare()
+    from mlops_stack import registry
+
+    registry.configure_tracking(settings)
+    try:
+        previous = registry.promote(registry.client_for(settings), settings.model_name, version)
+    except registry.RegistryError as exc:
+        raise _fail(str(exc)) from None
+    console.print(
+        f"v{version} is champion (was v{previous or 'none'}); `mlops rollback` undoes this",
+        highlight=False,
+    )
+
+
+@app.command()
+def rollback() -> None:
+    """Give 'champion' back to the version the current champion replaced."""
+    settings = _prepare()
+    from mlops_stack import registry
+
+    registry.configure_tracking(settings)
+    try:
+        done = registry.rollback(registry.client_for(settings), settings.model_name)
+    except registry.RegistryError as exc:
+        raise _fail(str(exc)) from None
+    console.print(
+        f"champion rolled back: v{done.from_version} -> v{done.to_version}", highlight=False
+    )
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

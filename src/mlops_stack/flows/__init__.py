@@ -1,0 +1,1 @@
+"""Prefect flows: the only place where the lifecycle's steps are put together."""

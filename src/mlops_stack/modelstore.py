@@ -1,0 +1,126 @@
+"""Logging a trained pipeline to MLflow and loading it back, the same way everywhere.
+
+The model is logged with the scikit-learn flavour (skops format: loading it executes no
+arbitrary pickle) plus a signature whose columns are exactly the raw features training took.
+A feature that had missing values in training is marked optional in the signature: the pipeline
+imputes it, so a serving request may leave it out. The feature schema and a reference sample of
+the training features are logged next to the model, for serving and drift checks.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib.metadata import version
+from pathlib import Path
+
+import mlflow
+import mlflow.sklearn
+import pandas as pd
+import skops.io
+from mlflow.models import ModelSignature, infer_signature
+from mlflow.types.schema import ColSpec, Schema
+from sklearn.pipeline import Pipeline
+
+from mlops_stack.data import DatasetSchema
+
+SCHEMA_ARTIFACT = "schema/schema.json"
+REFERENCE_ARTIFACT = "reference/reference_sample.parquet"
+MODEL_NAME_IN_RUN = "model"
+# What a logged pipeline needs to load, pinned to the versions that trained it. Listing them
+# spares MLflow its requirement inference, which re-imports the model in a subprocess (~5 s).
+MODEL_REQUIREMENTS = ("scikit-learn", "skops", "pandas", "numpy", "scipy", "mlflow")
+
+
+def model_requirements() -> list[str]:
+    return [f"{name}=={version(name)}" for name in MODEL_REQUIREMENTS]
+
+
+@contextmanager
+def quiet_mlflow_hints() -> Iterator[None]:
+    """Silence two MLflow hints that do not apply to how the stack logs models and data.
+
+    "Integer columns cannot hold missing values": our integer columns are the class labels
+    (outputs and the dataset's target), never missing; an input with missing values is already
+    a float column. "Source can be interpreted in multiple ways": a local file path matches
+    two equivalent local-file source types.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
+        warnings.filterwarnings(
+            "ignore", message=".*interpreted in multiple ways", category=UserWarning
+        )
+        yield
+
+
+def build_signature(pipeline: Pipeline, X: pd.DataFrame, schema: DatasetSchema) -> ModelSignature:
+    """Signature of the raw features, optional where training saw missing values."""
+    inferred = infer_signature(X, pipeline.predict(X.head(5)))
+    optional = {f.name for f in schema.features if f.missing_in_training}
+    inputs = Schema(
+        [
+            ColSpec(col.type, col.name, required=col.name not in optional)
+            for col in inferred.inputs.inputs
+        ]
+    )
+    return ModelSignature(inputs=inputs, outputs=inferred.outputs)
+
+
+def log_pipeline(
+    pipeline: Pipeline,
+    X_train: pd.DataFrame,
+    schema: DatasetSchema,
+    *,
+    reference_rows: int,
+    seed: int,
+) -> str:
+    """Log the fitted pipeline, its schema and reference sample in the active run.
+
+    Returns the model URI to register.
+    """
+    with quiet_mlflow_hints():
+        return _log_pipeline(pipeline, X_train, schema, reference_rows=reference_rows, seed=seed)
+
+
+def _log_pipeline(
+    pipeline: Pipeline,
+    X_train: pd.DataFrame,
+    schema: DatasetSchema,
+    *,
+    reference_rows: int,
+    seed: int,
+) -> str:
+    signature = build_signature(pipeline, X_train, schema)
+    complete = X_train.dropna()
+    example = (complete if len(complete) else X_train).head(3)
+    trusted = skops.io.get_untrusted_types(data=skops.io.dumps(pipeline))
+    info = mlflow.sklearn.log_model(
+        pipeline,
+        name=MODEL_NAME_IN_RUN,
+        signature=signature,
+        input_example=example,
+        serialization_format="skops",
+        skops_trusted_types=trusted,
+        pip_requirements=model_requirements(),
+    )
+    mlflow.log_dict(json.loads(schema.model_dump_json()), SCHEMA_ARTIFACT)
+    sample = X_train.sample(n=min(reference_rows, len(X_train)), random_state=seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(REFERENCE_ARTIFACT).name
+        sample.to_parquet(path, index=False)
+        mlflow.log_artifact(str(path), artifact_path=str(Path(REFERENCE_ARTIFACT).parent))
+    return info.model_uri
+
+
+def load_pipeline(model_uri: str) -> Pipeline:
+    """Load a logged pipeline (``models:/name@alias``, ``models:/name/3`` or a run URI)."""
+    return mlflow.sklearn.load_model(model_uri)
+
+
+def load_schema(run_id: str) -> DatasetSchema:
+    """The feature schema logged with the model of ``run_id``."""
+    data = mlflow.artifacts.load_dict(f"runs:/{run_id}/{SCHEMA_ARTIFACT}")
+    return DatasetSchema.model_validate(data)

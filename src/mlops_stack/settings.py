@@ -1,0 +1,178 @@
+"""The stack's one settings object.
+
+Every option is an environment variable prefixed ``MLOPS_`` with a default that runs the whole
+loop embedded: MLflow on a SQLite file, artifacts and Prefect's state under one data directory,
+no server to install. The compose files only override URLs; ``.env.example`` documents each
+variable. Keeping all configuration here means a service never reads ``os.environ`` itself.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Configuration of every stack component, read from ``MLOPS_*`` variables and ``.env``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MLOPS_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- storage -------------------------------------------------------------------------
+    data_dir: Path = Field(
+        Path("mlops-data"),
+        description="Directory holding the embedded state: MLflow DB, artifacts, Prefect home.",
+    )
+    tracking_uri: str | None = Field(
+        None,
+        description="MLflow tracking URI; empty means sqlite:///<data_dir>/mlflow.db (embedded).",
+    )
+    artifact_location: str | None = Field(
+        None,
+        description=(
+            "Artifact location for a new experiment; empty means <data_dir>/artifacts when "
+            "tracking is embedded, and the server's own default when tracking is a server."
+        ),
+    )
+    experiment_name: str = Field("mlops-stack", description="MLflow experiment for training runs.")
+    model_name: str = Field("mlops-classifier", description="Registered model name.")
+
+    # --- data ----------------------------------------------------------------------------
+    dataset_path: Path | None = Field(
+        None,
+        description="CSV or Parquet file to train on; empty means the built-in breast cancer data.",
+    )
+    target_column: str = Field("target", description="Name of the label column in the dataset.")
+    min_rows: int = Field(50, ge=2, description="Fewest rows a dataset may have to be trained on.")
+    min_class_rows: int = Field(
+        10, ge=2, description="Fewest rows each class needs (stratified split and CV need some)."
+    )
+    reference_sample_rows: int = Field(
+        5000, ge=10, description="Rows of training features kept as the drift reference sample."
+    )
+
+    # --- training ------------------------------------------------------------------------
+    test_size: float = Field(0.2, gt=0, lt=1, description="Share of rows held out for evaluation.")
+    random_seed: int = Field(42, description="Seed for the split, CV folds and the estimators.")
+    candidates: str = Field(
+        "logistic_regression,random_forest,hist_gradient_boosting",
+        description="Comma-separated candidate models to train (a subset trains faster).",
+    )
+    cv_folds: int = Field(
+        5, ge=2, description="Cross-validation folds used to choose the best candidate."
+    )
+    latency_samples: int = Field(
+        200, ge=10, description="Single-row predictions timed for the latency p50/p95 metrics."
+    )
+
+    # --- the promotion gate --------------------------------------------------------------
+    gate_metric: str = Field(
+        "roc_auc", description="Metric the gate compares: accuracy, f1, roc_auc, precision, recall."
+    )
+    gate_min_accuracy: float = Field(0.80, ge=0, le=1, description="Absolute floor for accuracy.")
+    gate_min_f1: float = Field(0.80, ge=0, le=1, description="Absolute floor for F1.")
+    gate_min_roc_auc: float = Field(0.85, ge=0, le=1, description="Absolute floor for ROC AUC.")
+    gate_min_improvement: float = Field(
+        0.0,
+        ge=0,
+        description=(
+            "A candidate replaces the champion only if its gate metric beats the champion's by "
+            "MORE than this on the same evaluation data; a tie keeps the champion."
+        ),
+    )
+
+    # --- Prefect -------------------------------------------------------------------------
+    prefect_api_url: str | None = Field(
+        None, description="Prefect API URL; empty runs flows on a temporary local Prefect."
+    )
+
+    # --- logging -------------------------------------------------------------------------
+    log_level: str = Field("INFO", description="Log level of the stack's structured logs.")
+    log_json: bool = Field(False, description="JSON log lines (services) instead of console text.")
+
+    @field_validator(
+        "tracking_uri", "artifact_location", "dataset_path", "prefect_api_url", mode="before"
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """``MLOPS_X=`` (as in .env.example) means "use the default", not "the path ''"."""
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("gate_metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        allowed = {"accuracy", "f1", "roc_auc", "precision", "recall"}
+        if value not in allowed:
+            raise ValueError(f"must be one of {sorted(allowed)}")
+        return value
+
+    @field_validator("candidates")
+    @classmethod
+    def _known_candidates(cls, value: str) -> str:
+        from mlops_stack.training import CANDIDATE_NAMES
+
+        names = [n.strip() for n in value.split(",") if n.strip()]
+        unknown = sorted(set(names) - set(CANDIDATE_NAMES))
+        if not names or unknown:
+            raise ValueError(f"unknown candidate(s) {unknown}; choose from {list(CANDIDATE_NAMES)}")
+        return ",".join(names)
+
+    @property
+    def candidate_names(self) -> list[str]:
+        return self.candidates.split(",")
+
+    @property
+    def embedded_tracking(self) -> bool:
+        """True when MLflow runs in-process on local files rather than against a server."""
+        return not self.resolved_tracking_uri.startswith(("http://", "https://", "databricks"))
+
+    @property
+    def resolved_tracking_uri(self) -> str:
+        """The tracking URI in force: the configured one or the embedded SQLite file."""
+        if self.tracking_uri:
+            return self.tracking_uri
+        return f"sqlite:///{(self.data_dir / 'mlflow.db').resolve()}"
+
+    @property
+    def resolved_artifact_location(self) -> str | None:
+        """Where a new experiment keeps artifacts; None lets a tracking server decide."""
+        if self.artifact_location:
+            return self.artifact_location
+        if self.embedded_tracking:
+            return (self.data_dir / "artifacts").resolve().as_uri()
+        return None
+
+    @property
+    def gate_thresholds(self) -> dict[str, float]:
+        """Absolute floors a candidate must clear, by metric name."""
+        return {
+            "accuracy": self.gate_min_accuracy,
+            "f1": self.gate_min_f1,
+            "roc_auc": self.gate_min_roc_auc,
+        }
+
+    def prepare_environment(self) -> None:
+        """Create the data directory and point Prefect at it before Prefect is imported.
+
+        Prefect reads its own ``PREFECT_*`` variables at import time, so the embedded defaults
+        (state under ``data_dir/prefect``, or the configured server) are exported here. Values
+        the user already exported win.
+        """
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        os.environ.setdefault("PREFECT_HOME", str((self.data_dir / "prefect").resolve()))
+        if self.prefect_api_url:
+            os.environ.setdefault("PREFECT_API_URL", self.prefect_api_url)
+        # Keep the embedded run quiet and offline: no analytics calls from a laptop.
+        os.environ.setdefault("DO_NOT_TRACK", "1")
+        os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings; tests call ``get_settings.cache_clear()`` after changing env."""
+    return Settings()

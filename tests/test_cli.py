@@ -1,0 +1,108 @@
+"""The `mlops` command as a person uses it: help, train, models, promote, rollback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from mlops_stack.cli import app
+
+from .conftest import mixed_table
+
+runner = CliRunner(env={"COLUMNS": "220"})  # a wide terminal: table rows stay on one line
+
+
+def invoke(*args: str):
+    result = runner.invoke(app, list(args), catch_exceptions=False)
+    # Prefect binds its console handler to the stderr of the moment; CliRunner's is closed now.
+    from prefect.logging.configuration import setup_logging
+
+    setup_logging(incremental=False)
+    return result
+
+
+@pytest.mark.parametrize("command", ["train", "models", "promote", "rollback"])
+def test_every_command_explains_itself(command):
+    result = invoke(command, "--help")
+    assert result.exit_code == 0
+    assert "Usage: mlops " + command in result.output
+    assert len(result.output.splitlines()) > 5
+
+
+def test_console_script_is_installed_and_lists_commands():
+    out = subprocess.run(
+        [sys.executable, "-m", "mlops_stack.cli", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for command in ("train", "models", "promote", "rollback"):
+        assert command in out
+
+
+def test_train_models_promote_rollback(stack):
+    stack(candidates="logistic_regression")
+    first = invoke("train")
+    assert first.exit_code == 0, first.output
+    assert "v1 promoted to champion: first model" in first.output
+    second = invoke("train")
+    assert "v2 kept as challenger: tie" in second.output
+    assert "champion is now v1" in second.output
+
+    listing = invoke("models")
+    assert listing.exit_code == 0
+    lines = {
+        line.split("│")[1].strip(): line
+        for line in listing.output.splitlines()
+        if line.startswith("│") and line.split("│")[1].strip().isdigit()
+    }
+    assert "champion" in lines["1"] and "challenger" in lines["2"]
+    assert "kept-as-challenger" in lines["2"] and "promoted" in lines["1"]
+
+    promoted = invoke("promote", "2")
+    assert promoted.exit_code == 0 and "v2 is champion (was v1)" in promoted.output
+    assert "promoted-by-hand" in invoke("models").output
+    rolled = invoke("rollback")
+    assert rolled.exit_code == 0 and "v2 -> v1" in rolled.output
+    again = invoke("rollback")
+    assert again.exit_code == 1 and "nothing to roll back to" in again.output
+
+
+def test_promote_unknown_version_is_a_clear_error(stack):
+    stack(candidates="logistic_regression")
+    invoke("train")
+    result = invoke("promote", "7")
+    assert result.exit_code == 1
+    assert "has no version 7" in result.output
+
+
+def test_models_on_an_empty_registry_says_what_to_do(stack):
+    result = invoke("models")
+    assert result.exit_code == 0 and "run `mlops train` first" in result.output
+
+
+def test_train_on_bad_table_exits_2_naming_each_column(stack, tmp_path):
+    frame = mixed_table()
+    frame["plan"] = None
+    frame.loc[:3, "churn"] = None
+    path = tmp_path / "bad.csv"
+    frame.to_csv(path, index=False)
+    result = invoke("train", "--data", str(path), "--target", "churn")
+    assert result.exit_code == 2
+    assert "column 'plan': column is empty" in result.output
+    assert "column 'churn': target has 4 missing value(s)" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_bad_setting_is_reported_by_name(stack, monkeypatch):
+    monkeypatch.setenv("MLOPS_GATE_METRIC", "speed")
+    from mlops_stack.settings import get_settings
+
+    get_settings.cache_clear()
+    result = invoke("models")
+    assert result.exit_code == 2
+    assert "MLOPS_GATE_METRIC: Value error, must be one of" in result.output
+    assert "Traceback" not in result.output

@@ -1,0 +1,64 @@
+"""The settings object and its documentation stay in step."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from mlops_stack.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_env_example_documents_every_setting_with_its_default():
+    text = (ROOT / ".env.example").read_text()
+    documented = dict(re.findall(r"^# (MLOPS_[A-Z0-9_]+)=(.*)$", text, flags=re.M))
+    expected = {}
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        expected[f"MLOPS_{name.upper()}"] = (
+            ""
+            if default is None
+            else str(default).lower()
+            if isinstance(default, bool)
+            else str(default)
+        )
+    assert documented == expected
+
+
+def test_defaults_run_embedded_under_the_data_dir(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    settings = Settings(_env_file=None)
+    assert settings.resolved_tracking_uri == f"sqlite:///{tmp_path / 'mlops-data' / 'mlflow.db'}"
+    assert settings.resolved_artifact_location == (tmp_path / "mlops-data" / "artifacts").as_uri()
+    assert settings.embedded_tracking and settings.dataset_path is None
+
+
+def test_server_tracking_leaves_artifacts_to_the_server(monkeypatch):
+    monkeypatch.setenv("MLOPS_TRACKING_URI", "http://mlflow:5000")
+    settings = Settings(_env_file=None)
+    assert not settings.embedded_tracking and settings.resolved_artifact_location is None
+
+
+def test_empty_variables_mean_default(monkeypatch):
+    monkeypatch.setenv("MLOPS_DATASET_PATH", "")
+    monkeypatch.setenv("MLOPS_TRACKING_URI", " ")
+    settings = Settings(_env_file=None)
+    assert settings.dataset_path is None and settings.tracking_uri is None
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "field"),
+    [
+        ("MLOPS_GATE_METRIC", "speed", "gate_metric"),
+        ("MLOPS_CANDIDATES", "svm", "candidates"),
+        ("MLOPS_TEST_SIZE", "1.5", "test_size"),
+    ],
+)
+def test_bad_values_are_refused_naming_the_setting(monkeypatch, variable, value, field):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError, match=field):
+        Settings(_env_file=None)
