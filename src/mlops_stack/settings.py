@@ -86,6 +86,55 @@ class Settings(BaseSettings):
         ),
     )
 
+    # --- serving (the predictor) ---------------------------------------------------------
+    api_host: str = Field("127.0.0.1", description="Address `mlops serve api` listens on.")
+    api_port: int = Field(8000, ge=1, le=65535, description="Port `mlops serve api` listens on.")
+    model_alias: str = Field("champion", description="Registry alias the predictor serves.")
+    max_batch_rows: int = Field(1000, ge=1, description="Most rows one /predict/batch may carry.")
+    max_body_bytes: int = Field(
+        2_000_000, ge=1024, description="Largest request body the predictor reads, in bytes."
+    )
+    max_feedback_items: int = Field(1000, ge=1, description="Most labels one /feedback may carry.")
+    reload_poll_seconds: float = Field(
+        10.0, gt=0, description="How often the predictor asks the registry whether the alias moved."
+    )
+    model_events_channel: str = Field(
+        "mlops:model-events",
+        description="Redis pub/sub channel announcing alias changes (used when MLOPS_REDIS_URL).",
+    )
+
+    # --- prediction log -------------------------------------------------------------------
+    monitoring_db_url: str | None = Field(
+        None,
+        description=(
+            "SQLAlchemy URL of the monitoring database (predictions, feedback, results); "
+            "empty means sqlite:///<data_dir>/monitoring.db."
+        ),
+    )
+    redis_url: str | None = Field(
+        None,
+        description=(
+            "Redis URL; set, predictions go through a Redis stream drained by `mlops log-writer`; "
+            "empty, the predictor writes them to the database itself from an in-process queue."
+        ),
+    )
+    prediction_stream: str = Field("mlops:predictions", description="Redis stream of predictions.")
+    stream_group: str = Field(
+        "log-writer", description="Consumer group that writes the stream to the database."
+    )
+    log_batch_size: int = Field(500, ge=1, description="Most prediction rows written per batch.")
+    log_flush_seconds: float = Field(
+        0.5, gt=0, description="Longest a logged prediction waits before its batch is written."
+    )
+    log_buffer_rows: int = Field(
+        100_000,
+        ge=100,
+        description=(
+            "Rows held in memory while the log path is down; beyond this they are spooled to "
+            "<data_dir>/spool and replayed when it returns, so nothing is dropped."
+        ),
+    )
+
     # --- Prefect -------------------------------------------------------------------------
     prefect_api_url: str | None = Field(
         None, description="Prefect API URL; empty runs flows on a temporary local Prefect."
@@ -96,7 +145,13 @@ class Settings(BaseSettings):
     log_json: bool = Field(False, description="JSON log lines (services) instead of console text.")
 
     @field_validator(
-        "tracking_uri", "artifact_location", "dataset_path", "prefect_api_url", mode="before"
+        "tracking_uri",
+        "artifact_location",
+        "dataset_path",
+        "prefect_api_url",
+        "monitoring_db_url",
+        "redis_url",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
@@ -146,6 +201,13 @@ class Settings(BaseSettings):
         if self.embedded_tracking:
             return (self.data_dir / "artifacts").resolve().as_uri()
         return None
+
+    @property
+    def resolved_monitoring_db_url(self) -> str:
+        """The monitoring database in force: the configured URL or the embedded SQLite file."""
+        if self.monitoring_db_url:
+            return self.monitoring_db_url
+        return f"sqlite:///{(self.data_dir / 'monitoring.db').resolve()}"
 
     @property
     def gate_thresholds(self) -> dict[str, float]:
