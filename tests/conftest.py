@@ -72,3 +72,44 @@ def mixed_table(rows: int = 400, seed: int = 0) -> pd.DataFrame:
     frame.loc[rng.choice(rows, 25, replace=False), "income"] = np.nan
     frame.loc[rng.choice(rows, 20, replace=False), "city"] = None
     return frame
+
+
+# --- the real PostgreSQL and Redis of infrastructure/ci/services.sh ----------------------------
+
+
+@pytest.fixture(scope="session")
+def services():
+    """The test servers; fails (never skips) when `infrastructure/ci/services.sh` did not run.
+
+    Session-scoped, so it reads ``MLOPS_TEST_*`` before ``stack`` clears the ``MLOPS_*`` variables.
+    """
+    from .services import from_environment
+
+    return from_environment()
+
+
+@pytest.fixture
+def postgres_url(services):
+    """The URL of a fresh, empty PostgreSQL database of this test's own."""
+    from .services import temporary_database
+
+    with temporary_database(services.postgres_url) as url:
+        yield url
+
+
+@pytest.fixture
+def stream_name(services):
+    """A Redis stream name of this test's own on the test server, deleted afterwards."""
+    import uuid
+
+    import redis
+
+    name = f"test:predictions:{uuid.uuid4().hex[:12]}"
+    yield name
+    client = redis.Redis.from_url(services.redis_url)
+    try:
+        client.delete(name, f"{name}:dead")
+    except redis.RedisError:
+        pass  # Redis unreachable: the key stays, harmless under its unique name
+    finally:
+        client.close()

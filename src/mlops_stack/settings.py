@@ -104,6 +104,13 @@ class Settings(BaseSettings):
     )
 
     # --- prediction log -------------------------------------------------------------------
+    log_predictions: bool = Field(
+        True,
+        description=(
+            "Log every answered row for monitoring. Turn off only to measure what logging "
+            "costs (benchmarks/serve.py): without it there is no drift or quality monitoring."
+        ),
+    )
     monitoring_db_url: str | None = Field(
         None,
         description=(

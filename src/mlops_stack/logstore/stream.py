@@ -1,0 +1,226 @@
+"""The Redis stream between the predictor and the database, and the writer that drains it.
+
+The predictor's :class:`~mlops_stack.logstore.sinks.RedisStreamSink` XADDs each record's JSON
+(field ``record``) to ``MLOPS_PREDICTION_STREAM``. :class:`StreamWriter` (``mlops log-writer``)
+reads it through the consumer group ``MLOPS_STREAM_GROUP`` and acknowledges an entry only after
+the database committed it. An entry read but not acknowledged (database down, writer killed)
+stays in the group's pending list: the writer re-reads its own pending entries first, and any
+writer claims entries another left idle for ``claim_idle_ms``. Delivery is therefore at least
+once, and the store's idempotent insert makes it exactly once in the table.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from mlops_stack.logs import get_logger
+from mlops_stack.logstore.db import LogStore, write_isolating
+from mlops_stack.logstore.records import PredictionRecord
+
+log = get_logger(__name__)
+
+RECORD_FIELD = "record"
+DEAD_LETTER_SUFFIX = ":dead"  # entries that are not records, or that the database rejects
+CLAIM_IDLE_MS = 30_000
+CLAIM_SWEEP_SECONDS = 5.0  # pause between two full XAUTOCLAIM sweeps of the pending list
+MIN_BACKOFF, MAX_BACKOFF = 0.1, 5.0
+
+Entry = tuple[bytes, dict[bytes, bytes]]
+
+
+def redis_client(url: str, socket_timeout: float = 5.0) -> redis.Redis:
+    """A client that fails fast: retrying with backoff is the caller's job, not redis-py's.
+
+    One immediate retry remains, for a pooled connection that a Redis restart broke.
+    """
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=2.0,
+        retry=Retry(NoBackoff(), 1),
+        health_check_interval=15,
+    )
+
+
+def default_consumer() -> str:
+    """A consumer name unique to this process, and recognisable in XINFO CONSUMERS."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class StreamWriter:
+    """Moves prediction records from the Redis stream into the log store."""
+
+    def __init__(
+        self,
+        settings: Any,
+        store: LogStore | None = None,
+        consumer: str | None = None,
+        *,
+        claim_idle_ms: int = CLAIM_IDLE_MS,
+    ) -> None:
+        if not settings.redis_url:
+            raise ValueError("the stream writer needs MLOPS_REDIS_URL")
+        self.stream: str = settings.prediction_stream
+        self.group: str = settings.stream_group
+        self.consumer = consumer or default_consumer()
+        self.batch_size: int = settings.log_batch_size
+        self.claim_idle_ms = claim_idle_ms
+        self.store = store or LogStore(settings.resolved_monitoring_db_url)
+        self._owns_store = store is None
+        # XREADGROUP blocks up to block_ms: the socket must wait longer than that.
+        self.redis = redis_client(settings.redis_url, socket_timeout=35.0)
+        self.failing = False  # the last write to the database failed
+        self._group_ready = False
+        self._migrated = False
+        self._own_pending = True  # re-read our own unacknowledged entries before new ones
+        self._claim_cursor: bytes | str = "0-0"
+        self._next_sweep = 0.0
+
+    # --- one step ----------------------------------------------------------------------------
+    def run_once(self, block_ms: int = 1000) -> int:
+        """Write one batch from the stream; returns the rows handled (0: none, or DB down).
+
+        Redis errors propagate (the caller backs off); a database error is logged and leaves the
+        batch pending, to be retried by the next call.
+        """
+        self._ensure_group()
+        entries = self._own_pending_entries() or self._claimed_entries()
+        if not entries:
+            entries = self._read(">", block_ms=max(1, min(block_ms, 30_000)))
+        return self._write(entries) if entries else 0
+
+    def _ensure_group(self) -> None:
+        if self._group_ready:
+            return
+        try:
+            # id 0: entries XADDed before the group existed are written too.
+            self.redis.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+            log.info("log_writer.group_created", stream=self.stream, group=self.group)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    def _read(self, last_id: str, block_ms: int | None = None) -> list[Entry]:
+        try:
+            response = self.redis.xreadgroup(
+                self.group,
+                self.consumer,
+                {self.stream: last_id},
+                count=self.batch_size,
+                block=block_ms,
+            )
+        except redis.ResponseError as exc:
+            if "NOGROUP" in str(exc):  # the stream was deleted: recreate the group next time
+                self._group_ready = False
+                return []
+            raise
+        return list(response[0][1]) if response else []
+
+    def _own_pending_entries(self) -> list[Entry]:
+        """This consumer's entries read earlier but never acknowledged (start-up, DB failure)."""
+        if not self._own_pending:
+            return []
+        entries = self._read("0")
+        if not entries:
+            self._own_pending = False
+        return entries
+
+    def _claimed_entries(self) -> list[Entry]:
+        """Entries another consumer read and left idle (it died): take them over."""
+        if time.monotonic() < self._next_sweep:
+            return []
+        cursor, entries, *_deleted = self.redis.xautoclaim(
+            self.stream,
+            self.group,
+            self.consumer,
+            min_idle_time=self.claim_idle_ms,
+            start_id=self._claim_cursor,
+            count=self.batch_size,
+        )
+        self._claim_cursor = cursor
+        if cursor in (b"0-0", "0-0"):  # swept the whole pending list: rest a while
+            self._next_sweep = time.monotonic() + CLAIM_SWEEP_SECONDS
+        if entries:
+            log.info("log_writer.claimed", entries=len(entries), stream=self.stream)
+        return list(entries)
+
+    def _write(self, entries: list[Entry]) -> int:
+        records: list[PredictionRecord] = []
+        entry_of: dict[tuple[str, int], bytes] = {}
+        dead: list[Entry] = []
+        for entry_id, fields in entries:
+            if not fields:  # deleted from the stream while pending: nothing left to write
+                continue
+            try:
+                record = PredictionRecord.from_json(fields[RECORD_FIELD.encode()])
+            except (KeyError, ValueError):
+                dead.append((entry_id, fields))
+                continue
+            records.append(record)
+            entry_of[record.key] = entry_id
+        try:
+            if not self._migrated:
+                self.store.migrate()
+                self._migrated = True
+            inserted, rejected = write_isolating(self.store, records)
+        except Exception as exc:  # any database failure: leave the batch pending, retry later
+            self._own_pending = True
+            if not self.failing:
+                log.warning("log_writer.database_failed", error=str(exc), pending=len(entries))
+            self.failing = True
+            return 0
+        dead += [(entry_of[r.key], {RECORD_FIELD.encode(): r.to_json().encode()}) for r in rejected]
+        self._acknowledge([entry_id for entry_id, _ in entries], dead)
+        if self.failing:
+            log.info("log_writer.database_recovered")
+            self.failing = False
+        log.debug("log_writer.batch", rows=len(records), inserted=inserted, dead=len(dead))
+        return len(records)
+
+    def _acknowledge(self, ids: list[bytes], dead: list[Entry]) -> None:
+        """Ack and delete the written entries (the stream is a queue, not an archive)."""
+        pipe = self.redis.pipeline(transaction=True)
+        for entry_id, fields in dead:
+            pipe.xadd(self.stream + DEAD_LETTER_SUFFIX, {**fields, b"source_id": entry_id})
+        pipe.xack(self.stream, self.group, *ids)
+        pipe.xdel(self.stream, *ids)
+        pipe.execute()
+        if dead:
+            log.error(
+                "log_writer.dead_letters",
+                entries=len(dead),
+                stream=self.stream + DEAD_LETTER_SUFFIX,
+            )
+
+    # --- the loop ----------------------------------------------------------------------------
+    def run_forever(self, stop: threading.Event) -> None:
+        """Write batches until ``stop`` is set, backing off (0.1 s to 5 s) while anything fails."""
+        log.info("log_writer.started", stream=self.stream, group=self.group, consumer=self.consumer)
+        backoff = MIN_BACKOFF
+        while not stop.is_set():
+            try:
+                self.run_once(block_ms=1000)
+                failed = self.failing
+            except Exception as exc:  # Redis down (or anything unforeseen): wait and retry
+                log.warning("log_writer.redis_failed", error=str(exc), retry_in=backoff)
+                failed = True
+            if failed:
+                stop.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+            else:
+                backoff = MIN_BACKOFF
+        log.info("log_writer.stopped", consumer=self.consumer)
+
+    def close(self) -> None:
+        self.redis.close()
+        if self._owns_store:
+            self.store.dispose()
