@@ -28,7 +28,7 @@ from mlops_stack.logstore import (
 )
 from mlops_stack.logstore.db import VERSION_TABLE, Base, alembic_config, write_isolating
 
-from .services import wait_for
+from .servers import wait_for
 
 FAST = {"log_flush_seconds": "0.05", "log_batch_size": "50"}
 

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from mlops_stack.notices import publish_model_change
 from mlops_stack.settings import get_settings
 
 app = typer.Typer(
@@ -160,6 +161,7 @@ def promote(version: Annotated[int, typer.Argument(help="Model version to make c
         previous = registry.promote(registry.client_for(settings), settings.model_name, version)
     except registry.RegistryError as exc:
         raise _fail(str(exc)) from None
+    publish_model_change(settings, str(version))
     console.print(
         f"v{version} is champion (was v{previous or 'none'}); `mlops rollback` undoes this",
         highlight=False,
@@ -177,9 +179,81 @@ def rollback() -> None:
         done = registry.rollback(registry.client_for(settings), settings.model_name)
     except registry.RegistryError as exc:
         raise _fail(str(exc)) from None
+    publish_model_change(settings, done.to_version)
     console.print(
         f"champion rolled back: v{done.from_version} -> v{done.to_version}", highlight=False
     )
+
+
+serve_app = typer.Typer(
+    help="Run a stack service in the foreground (each is one process of the one image).",
+    no_args_is_help=True,
+)
+app.add_typer(serve_app, name="serve")
+
+
+@serve_app.command("api")
+def serve_api(
+    host: Annotated[
+        str | None, typer.Option(help="Listen address [default: MLOPS_API_HOST]")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port [default: MLOPS_API_PORT]")] = None,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
+) -> None:
+    """Serve the registry's champion over HTTP (FastAPI + uvicorn).
+
+    POST /predict and /predict/batch answer with the prediction, class probabilities, model
+    version and request id; POST /feedback takes true labels; GET /health, /ready, /model,
+    /metrics and /docs describe the service. Every answered row is logged to the monitoring
+    database (through Redis when MLOPS_REDIS_URL is set). When the alias moves, the new
+    version is loaded in the background and swapped in without failing a request.
+    """
+    settings = _prepare()
+    import uvicorn
+
+    host, port = host or settings.api_host, port or settings.api_port
+    if workers > 1:
+        uvicorn.run(
+            "mlops_stack.serving.app:app_from_environment",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=None,
+            access_log=False,
+        )
+    else:
+        from mlops_stack.serving.app import create_app
+
+        uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
+
+
+@app.command("log-writer")
+def log_writer() -> None:
+    """Drain the Redis prediction stream into the monitoring database, until stopped.
+
+    Reads MLOPS_PREDICTION_STREAM as a member of the consumer group MLOPS_STREAM_GROUP,
+    writes batches idempotently and acknowledges only what was committed, so nothing is lost
+    while the database is down: entries wait in the stream and are written when it returns.
+    """
+    settings = _prepare()
+    if not settings.redis_url:
+        raise _fail(
+            "MLOPS_REDIS_URL is not set: without Redis the predictor writes its "
+            "predictions itself and there is no stream to drain",
+            code=2,
+        )
+    import signal
+    import threading
+
+    from mlops_stack.logstore import LogStore, StreamWriter
+
+    store = LogStore(settings.resolved_monitoring_db_url)
+    store.migrate()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    StreamWriter(settings, store).run_forever(stop)
 
 
 def main() -> None:

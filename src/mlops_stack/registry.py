@@ -28,15 +28,24 @@ class RegistryError(RuntimeError):
     """A registry operation a person asked for cannot be done; the message says why."""
 
 
+def use_tracking(settings: Settings) -> None:
+    """Point this process's MLflow (tracking and registry) at the configured store.
+
+    ``models:/`` URIs are resolved through the process-wide registry URI, so every process
+    that loads a model must call this (or ``configure_tracking``) first.
+    """
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(settings.resolved_tracking_uri)
+    mlflow.set_registry_uri(settings.resolved_tracking_uri)
+
+
 def configure_tracking(settings: Settings) -> str:
     """Point MLflow at the configured store and make sure the experiment exists.
 
     Returns the experiment id. Embedded tracking keeps artifacts under the data directory
     rather than MLflow's default ``./mlruns`` relative to wherever the command ran.
     """
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(settings.resolved_tracking_uri)
-    mlflow.set_registry_uri(settings.resolved_tracking_uri)
+    use_tracking(settings)
     client = MlflowClient()
     experiment = client.get_experiment_by_name(settings.experiment_name)
     if experiment is not None:

@@ -20,6 +20,7 @@ from prefect.cache_policies import NO_CACHE
 from mlops_stack import data as datamod
 from mlops_stack import modelstore, registry, training
 from mlops_stack.gate import GateDecision, decide
+from mlops_stack.notices import publish_model_change
 from mlops_stack.settings import Settings, get_settings
 
 
@@ -181,6 +182,7 @@ def register_and_gate(
     registry.record_decision(client, settings.model_name, version, decision, evaluated_on)
     if decision.promote:
         registry.make_champion(client, settings.model_name, version)
+        publish_model_change(settings, version)
     else:
         registry.make_challenger(client, settings.model_name, version)
     after = registry.version_by_alias(client, settings.model_name, registry.CHAMPION)

@@ -1,0 +1,227 @@
+"""Serving throughput and latency, side by side on this machine, with the same champion.
+
+Measures, at batch size 1:
+  - the raw in-process ``predict_proba`` time per row (the floor any server adds to),
+  - `mlops serve api` with prediction logging on (the default) and off,
+  - `mlflow models serve --env-manager local` (the baseline MLflow ships),
+with wrk (Debian package ``wrk``) as the load generator, and prints the ratios.
+
+    python benchmarks/serve.py [--duration 15] [--connections 8] [--candidate random_forest]
+
+Not a test: figures depend on the machine. Record them in docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+BIN = Path(sys.executable).parent
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = [[{body}]]
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited early with code {process.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"{url} not healthy after {timeout}s")
+
+
+def run_wrk(url: str, body: str, duration: int, connections: int, workdir: Path) -> dict:
+    script = workdir / "post.lua"
+    script.write_text(WRK_SCRIPT.format(body=body))
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    latency = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, flags=re.M))
+    return {
+        "rps": rps,
+        "p50": to_ms(latency["50"]),
+        "p99": to_ms(latency["99"]),
+        "non_2xx": int(errors.group(1)) if errors else 0,
+    }
+
+
+def to_ms(text: str) -> float:
+    value, unit = re.match(r"([\d.]+)(\w+)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def measure_server(
+    name: str, command: list[str], env: dict, health: str, url: str, body: str, args, workdir: Path
+) -> dict:
+    print(f"-- {name}: starting", flush=True)
+    log = (workdir / f"{name.replace(' ', '_')}.log").open("w")
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_healthy(health, process)
+        subprocess.run(
+            ["wrk", "-t1", "-c2", "-d3s", "-s", str(workdir / "warm.lua"), url],
+            capture_output=True,
+            check=False,
+        )
+        result = run_wrk(url, body, args.duration, args.connections, workdir)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    print(f"   {result}", flush=True)
+    return result
+
+
+def raw_predict_ms(env: dict, row: dict, model_uri: str) -> float:
+    code = f"""
+import json, time, mlflow, pandas as pd
+mlflow.set_tracking_uri({env["MLOPS_TRACKING_URI"]!r})
+model = mlflow.sklearn.load_model({model_uri!r})
+frame = pd.DataFrame([json.loads({json.dumps(json.dumps(row))})])
+model.predict_proba(frame)
+n = 500
+start = time.perf_counter()
+for _ in range(n):
+    model.predict_proba(frame)
+print((time.perf_counter() - start) / n * 1000)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=15, help="seconds of load per server")
+    parser.add_argument("--connections", type=int, default=8, help="concurrent connections")
+    parser.add_argument("--candidate", default="random_forest", help="model to train and serve")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is needed: apt-get install wrk")
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-serve-"))
+    data_dir = workdir / "mlops-data"
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "MLOPS_DATA_DIR": str(data_dir),
+        "MLOPS_CANDIDATES": args.candidate,
+        "MLOPS_TRACKING_URI": f"sqlite:///{data_dir / 'mlflow.db'}",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{data_dir / 'mlflow.db'}",
+        "MLOPS_LOG_LEVEL": "WARNING",
+        "DO_NOT_TRACK": "1",
+    }
+    env.pop("MLOPS_REDIS_URL", None)
+    print(f"== training a {args.candidate} champion in {workdir}", flush=True)
+    subprocess.run([str(BIN / "mlops"), "train"], env=env, check=True, capture_output=True)
+    model_uri = "models:/mlops-classifier@champion"
+
+    from sklearn.datasets import load_breast_cancer
+
+    features = load_breast_cancer(as_frame=True).frame.drop(columns=["target"])
+    row = {k: float(v) for k, v in features.iloc[0].items()}
+    ours_body = json.dumps({"features": row})
+    mlflow_body = json.dumps(
+        {"dataframe_split": {"columns": list(row), "data": [list(row.values())]}}
+    )
+    (workdir / "warm.lua").write_text(WRK_SCRIPT.format(body=ours_body))
+
+    raw = raw_predict_ms(env, row, model_uri)
+    print(f"-- raw in-process predict_proba: {raw:.3f} ms/row", flush=True)
+
+    results = {}
+    for name, log_on in (
+        ("mlops serve api (logging on)", "true"),
+        ("mlops serve api (logging off)", "false"),
+    ):
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        (workdir / "warm.lua").write_text(WRK_SCRIPT.format(body=ours_body))
+        results[name] = measure_server(
+            name,
+            [str(BIN / "mlops"), "serve", "api", "--port", str(port)],
+            {**env, "MLOPS_LOG_PREDICTIONS": log_on},
+            f"{base}/ready",
+            f"{base}/predict",
+            ours_body,
+            args,
+            workdir,
+        )
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    (workdir / "warm.lua").write_text(WRK_SCRIPT.format(body=mlflow_body))
+    name = "mlflow models serve"
+    results[name] = measure_server(
+        name,
+        [
+            str(BIN / "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            model_uri,
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-w",
+            "1",
+        ],
+        env,
+        f"{base}/ping",
+        f"{base}/invocations",
+        mlflow_body,
+        args,
+        workdir,
+    )
+
+    on = results["mlops serve api (logging on)"]
+    off = results["mlops serve api (logging off)"]
+    baseline = results["mlflow models serve"]
+    print(
+        f"\nbatch size 1, {args.connections} connections, {args.duration}s each, "
+        f"{args.candidate}, {os.cpu_count()} cores"
+    )
+    print(f"{'server':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+    for name, r in results.items():
+        print(f"{name:34} {r['rps']:9.1f} {r['p50']:8.2f} {r['p99']:8.2f} {r['non_2xx']:8d}")
+    print(f"{'raw predict_proba (in-process)':34} {1000 / raw:9.1f} {raw:8.2f}")
+    print(
+        f"\nthroughput, ours (logging on) / mlflow models serve: {on['rps'] / baseline['rps']:.2f}x"
+    )
+    print(f"cost of logging: {(1 - on['rps'] / off['rps']) * 100:.1f}% of throughput")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Prometheus metrics of the predictor, on a registry of its own per app instance.
+
+A registry per app (not the global one) lets tests and benchmarks build several apps in one
+process without "duplicated timeseries" errors; /metrics exposes exactly this app's series.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class PredictorMetrics:
+    """The series /metrics exposes: traffic, latency, predictions, log queue, reloads."""
+
+    def __init__(self, queue_depth: Callable[[], float]):
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "mlops_http_requests",
+            "HTTP requests answered, by route and status code.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "mlops_http_request_seconds",
+            "Time to answer an HTTP request, by route.",
+            ["route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=self.registry,
+        )
+        self.predictions = Counter(
+            "mlops_predictions",
+            "Rows predicted, by model version and predicted class.",
+            ["model_version", "prediction"],
+            registry=self.registry,
+        )
+        queue = Gauge(
+            "mlops_prediction_log_queue_depth",
+            "Predictions answered but not yet handed on durably (memory and spool).",
+            registry=self.registry,
+        )
+        queue.set_function(queue_depth)
+        self.reloads = Counter(
+            "mlops_model_reloads",
+            "Model (re)loads after the alias moved, by outcome (ok or failed).",
+            ["outcome"],
+            registry=self.registry,
+        )
+
+    def reloaded(self, outcome: str) -> None:
+        self.reloads.labels(outcome=outcome).inc()
