@@ -23,15 +23,22 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 
 import httpx
+import psutil
 
 BIN = Path(sys.executable).parent
+# Server on core 0, load generator on core 1: two processes that would otherwise swap cores
+# make the figures swing by +-15 % between identical runs on a 2-core machine.
+PIN_SERVER = ["taskset", "-c", "0"] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else []
+PIN_LOAD = ["taskset", "-c", "1"] if PIN_SERVER else []
 WRK_SCRIPT = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-wrk.body = [[{body}]]
+wrk.body = [==[{body}]==]
 """
 
 
@@ -59,7 +66,17 @@ def run_wrk(url: str, body: str, duration: int, connections: int, workdir: Path)
     script = workdir / "post.lua"
     script.write_text(WRK_SCRIPT.format(body=body))
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url],
+        [
+            *PIN_LOAD,
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{duration}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -80,24 +97,59 @@ def to_ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
-def measure_server(
-    name: str, command: list[str], env: dict, health: str, url: str, body: str, args, workdir: Path
-) -> dict:
-    print(f"-- {name}: starting", flush=True)
-    log = (workdir / f"{name.replace(' ', '_')}.log").open("w")
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+@dataclass(frozen=True)
+class Server:
+    """One server under test: its command (``mlops`` or ``mlflow`` arguments) and its request."""
+
+    name: str
+    args: list[str]
+    env: dict[str, str]
+    health: str
+    path: str
+    body: str
+
+    def command(self, port: int) -> list[str]:
+        program = "mlops" if self.args[0] == "serve" else "mlflow"
+        return [str(BIN / program), *self.args, "--port" if program == "mlops" else "-p", str(port)]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its children (mlflow serves from a child)."""
+    process = psutil.Process(pid)
+    total = 0.0
+    for proc in [process, *process.children(recursive=True)]:
+        times = proc.cpu_times()
+        total += times.user + times.system
+    return total
+
+
+def measure_server(server: Server, env: dict, args, workdir: Path) -> dict:
+    """Start the server, warm it up for 5 s, load it with wrk, stop it.
+
+    Besides wrk's figures, the server's CPU time per answered request: on this 2-core machine
+    throughput swings by +-15 % between identical runs, CPU per request far less, and for a
+    CPU-bound single worker the two measure the same cost.
+    """
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = (workdir / f"{server.name.replace(' ', '_')}.log").open("a")
+    process = subprocess.Popen(
+        [*PIN_SERVER, *server.command(port)],
+        env={**env, **server.env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
-        wait_healthy(health, process)
-        subprocess.run(
-            ["wrk", "-t1", "-c2", "-d3s", "-s", str(workdir / "warm.lua"), url],
-            capture_output=True,
-            check=False,
-        )
-        result = run_wrk(url, body, args.duration, args.connections, workdir)
+        wait_healthy(base + server.health, process)
+        run_wrk(base + server.path, server.body, 5, args.connections, workdir)  # warm-up
+        before = cpu_seconds(process.pid)
+        result = run_wrk(base + server.path, server.body, args.duration, args.connections, workdir)
+        answered = result["rps"] * args.duration
+        result["cpu_ms"] = (cpu_seconds(process.pid) - before) * 1000 / answered
     finally:
         process.terminate()
         process.wait(timeout=30)
-    print(f"   {result}", flush=True)
+    print(f"   {server.name}: {result}", flush=True)
     return result
 
 
@@ -115,7 +167,11 @@ for _ in range(n):
 print((time.perf_counter() - start) / n * 1000)
 """
     out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        [*PIN_SERVER, sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return float(out.strip().splitlines()[-1])
 
@@ -124,7 +180,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=15, help="seconds of load per server")
     parser.add_argument("--connections", type=int, default=8, help="concurrent connections")
-    parser.add_argument("--candidate", default="random_forest", help="model to train and serve")
+    parser.add_argument(
+        "--candidate",
+        default="logistic_regression",
+        help="model to train and serve (random_forest: model time dominates)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="interleaved rounds per server; the median round is reported",
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install wrk")
@@ -154,57 +220,57 @@ def main() -> None:
     mlflow_body = json.dumps(
         {"dataframe_split": {"columns": list(row), "data": [list(row.values())]}}
     )
-    (workdir / "warm.lua").write_text(WRK_SCRIPT.format(body=ours_body))
-
     raw = raw_predict_ms(env, row, model_uri)
     print(f"-- raw in-process predict_proba: {raw:.3f} ms/row", flush=True)
 
-    results = {}
-    for name, log_on in (
-        ("mlops serve api (logging on)", "true"),
-        ("mlops serve api (logging off)", "false"),
-    ):
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        (workdir / "warm.lua").write_text(WRK_SCRIPT.format(body=ours_body))
-        results[name] = measure_server(
-            name,
-            [str(BIN / "mlops"), "serve", "api", "--port", str(port)],
-            {**env, "MLOPS_LOG_PREDICTIONS": log_on},
-            f"{base}/ready",
-            f"{base}/predict",
+    servers = [
+        Server(
+            "mlops serve api (logging on)",
+            ["serve", "api"],
+            {"MLOPS_LOG_PREDICTIONS": "true"},
+            "/ready",
+            "/predict",
             ours_body,
-            args,
-            workdir,
-        )
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    (workdir / "warm.lua").write_text(WRK_SCRIPT.format(body=mlflow_body))
-    name = "mlflow models serve"
-    results[name] = measure_server(
-        name,
-        [
-            str(BIN / "mlflow"),
-            "models",
-            "serve",
-            "-m",
-            model_uri,
-            "--env-manager",
-            "local",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "-w",
-            "1",
-        ],
-        env,
-        f"{base}/ping",
-        f"{base}/invocations",
-        mlflow_body,
-        args,
-        workdir,
-    )
+        ),
+        Server(
+            "mlops serve api (logging off)",
+            ["serve", "api"],
+            {"MLOPS_LOG_PREDICTIONS": "false"},
+            "/ready",
+            "/predict",
+            ours_body,
+        ),
+        Server(
+            "mlflow models serve",
+            [
+                "models",
+                "serve",
+                "-m",
+                model_uri,
+                "--env-manager",
+                "local",
+                "-h",
+                "127.0.0.1",
+                "-w",
+                "1",
+            ],
+            {},
+            "/ping",
+            "/invocations",
+            mlflow_body,
+        ),
+    ]
+    rounds: dict[str, list[dict]] = {server.name: [] for server in servers}
+    for number in range(1, args.rounds + 1):
+        print(f"== round {number}/{args.rounds}", flush=True)
+        # interleaved, and in reverse order every other round, so that neither drift in the
+        # machine nor the position in a round favours one server
+        for server in servers if number % 2 else reversed(servers):
+            rounds[server.name].append(measure_server(server, env, args, workdir))
+    results = {
+        name: {key: median([run[key] for run in runs]) for key in runs[0]}
+        for name, runs in rounds.items()
+    }
 
     on = results["mlops serve api (logging on)"]
     off = results["mlops serve api (logging off)"]
@@ -213,14 +279,22 @@ def main() -> None:
         f"\nbatch size 1, {args.connections} connections, {args.duration}s each, "
         f"{args.candidate}, {os.cpu_count()} cores"
     )
-    print(f"{'server':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+    print(f"medians of {args.rounds} interleaved rounds")
+    header = (
+        f"{'server':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/req':>11} {'non-2xx':>8}"
+    )
+    print(header)
     for name, r in results.items():
-        print(f"{name:34} {r['rps']:9.1f} {r['p50']:8.2f} {r['p99']:8.2f} {r['non_2xx']:8d}")
+        print(
+            f"{name:34} {r['rps']:9.1f} {r['p50']:8.2f} {r['p99']:8.2f} {r['cpu_ms']:11.3f} "
+            f"{r['non_2xx']:8.0f}"
+        )
     print(f"{'raw predict_proba (in-process)':34} {1000 / raw:9.1f} {raw:8.2f}")
     print(
         f"\nthroughput, ours (logging on) / mlflow models serve: {on['rps'] / baseline['rps']:.2f}x"
     )
-    print(f"cost of logging: {(1 - on['rps'] / off['rps']) * 100:.1f}% of throughput")
+    print(f"cost of logging, throughput:     {(1 - on['rps'] / off['rps']) * 100:5.1f}%")
+    print(f"cost of logging, CPU per request: {(on['cpu_ms'] / off['cpu_ms'] - 1) * 100:5.1f}%")
 
 
 if __name__ == "__main__":
