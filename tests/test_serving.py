@@ -294,3 +294,26 @@ def test_promotion_under_traffic_fails_no_request_and_switches_version(trained):
     assert seen[0] == "1" and seen[-1] == "2"
     switch = seen.index("2")
     assert len(seen) > switch + 30 and "1" in seen[:switch]
+
+
+def test_json_logs_carry_the_request_id_on_every_request_line(client, capsys):
+    import logging
+
+    from mlops_stack.logs import configure_logging
+
+    configure_logging("INFO", json=True)
+    try:
+        client.post("/predict", json={"features": GOOD}, headers={"X-Request-ID": "trace-me"})
+        client.post("/predict", json={"features": {}}, headers={"X-Request-ID": "trace-bad"})
+    finally:
+        root = logging.getLogger()
+        root.handlers = [h for h in root.handlers if h.get_name() != "mlops-stack"]
+    lines = [
+        json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")
+    ]
+    requests = [line for line in lines if line["event"] == "request"]
+    assert {(r["request_id"], r["status"]) for r in requests} == {
+        ("trace-me", 200),
+        ("trace-bad", 422),
+    }
+    assert all("timestamp" in r and r["level"] == "info" for r in requests)

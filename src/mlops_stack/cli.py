@@ -185,6 +185,35 @@ def rollback() -> None:
     )
 
 
+@app.command()
+def monitor() -> None:
+    """Check the latest window of logged predictions once: drift, data and model quality.
+
+    Compares the window (MLOPS_MONITOR_WINDOW_ROWS or _MINUTES) with the champion's reference
+    sample and training schema, and, where labels came back through /feedback, its holdout
+    metrics. Prints the status (ok, warning, drift, degraded, or skipped with the reason),
+    stores the run in the monitoring database, logs the Evidently report to MLflow, and opens
+    or resolves alerts (MLOPS_ALERT_WEBHOOK_URL).
+    """
+    settings = _prepare()
+    from mlops_stack.flows.monitor import monitor_flow
+
+    summary = monitor_flow()
+    console.print(f"status: [bold]{summary['status']}[/] - {summary['reason']}", highlight=False)
+    console.print(
+        f"model v{summary['model_version']}, window {summary['window_rows']} rows, "
+        f"analysed {summary['analysed_rows']}, labelled {summary['labelled_rows']}",
+        highlight=False,
+    )
+    if summary["sample_note"]:
+        console.print(summary["sample_note"], highlight=False)
+    for change in summary["alerts"]:
+        console.print(f"alert {change}", highlight=False)
+    if summary["report_uri"]:
+        console.print(f"report: {summary['report_uri']}", highlight=False)
+    del settings
+
+
 serve_app = typer.Typer(
     help="Run a stack service in the foreground (each is one process of the one image).",
     no_args_is_help=True,

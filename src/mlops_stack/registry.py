@@ -46,16 +46,18 @@ def configure_tracking(settings: Settings) -> str:
     rather than MLflow's default ``./mlruns`` relative to wherever the command ran.
     """
     use_tracking(settings)
-    client = MlflowClient()
-    experiment = client.get_experiment_by_name(settings.experiment_name)
-    if experiment is not None:
-        experiment_id = experiment.experiment_id
-    else:
-        experiment_id = client.create_experiment(
-            settings.experiment_name, artifact_location=settings.resolved_artifact_location
-        )
+    experiment_id = ensure_experiment(settings, settings.experiment_name)
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
+
+
+def ensure_experiment(settings: Settings, name: str) -> str:
+    """The id of experiment ``name``, created with the configured artifact location if new."""
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    return client.create_experiment(name, artifact_location=settings.resolved_artifact_location)
 
 
 def client_for(settings: Settings) -> MlflowClient:

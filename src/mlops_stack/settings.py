@@ -12,7 +12,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -142,6 +142,41 @@ class Settings(BaseSettings):
         ),
     )
 
+    # --- monitoring ------------------------------------------------------------------------
+    monitor_window_rows: int = Field(
+        5000, ge=1, description="Monitor window: the last N logged predictions."
+    )
+    monitor_window_minutes: float | None = Field(
+        None, gt=0, description="If set, the window is the last T minutes instead of N rows."
+    )
+    monitor_min_rows: int = Field(
+        200, ge=10, description="Fewer rows in the window than this: the run says not enough data."
+    )
+    monitor_max_rows: int = Field(
+        50_000, ge=100, description="Rows analysed at most; larger windows are sampled (stated)."
+    )
+    drift_warning_share: float = Field(
+        0.1, ge=0, le=1, description="Share of drifted features from which status is warning."
+    )
+    drift_share: float = Field(
+        0.3, ge=0, le=1, description="Share of drifted features from which status is drift."
+    )
+    quality_drop: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description=(
+            "Drop of accuracy, F1 or ROC AUC on labelled rows below the champion's holdout "
+            "figure from which status is degraded."
+        ),
+    )
+    alert_webhook_url: str | None = Field(
+        None, description="Slack-compatible webhook that alerts are POSTed to; empty: none."
+    )
+    monitoring_experiment: str = Field(
+        "mlops-monitoring", description="MLflow experiment holding monitor runs and HTML reports."
+    )
+
     # --- Prefect -------------------------------------------------------------------------
     prefect_api_url: str | None = Field(
         None, description="Prefect API URL; empty runs flows on a temporary local Prefect."
@@ -158,6 +193,8 @@ class Settings(BaseSettings):
         "prefect_api_url",
         "monitoring_db_url",
         "redis_url",
+        "alert_webhook_url",
+        "monitor_window_minutes",
         mode="before",
     )
     @classmethod
@@ -183,6 +220,12 @@ class Settings(BaseSettings):
         if not names or unknown:
             raise ValueError(f"unknown candidate(s) {unknown}; choose from {list(CANDIDATE_NAMES)}")
         return ",".join(names)
+
+    @model_validator(mode="after")
+    def _thresholds_in_order(self) -> Settings:
+        if self.drift_warning_share > self.drift_share:
+            raise ValueError("MLOPS_DRIFT_WARNING_SHARE must not exceed MLOPS_DRIFT_SHARE")
+        return self
 
     @property
     def candidate_names(self) -> list[str]:

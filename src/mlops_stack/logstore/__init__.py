@@ -8,6 +8,7 @@ the :class:`StreamWriter` that drains it into the database).
 
 from mlops_stack.logstore.db import LogStore
 from mlops_stack.logstore.records import PredictionRecord
+from mlops_stack.logstore.results import ResultStore
 from mlops_stack.logstore.sinks import DatabaseSink, PredictionSink, RedisStreamSink, make_sink
 from mlops_stack.logstore.stream import StreamWriter
 
@@ -17,6 +18,7 @@ __all__ = [
     "PredictionRecord",
     "PredictionSink",
     "RedisStreamSink",
+    "ResultStore",
     "StreamWriter",
     "make_sink",
 ]

@@ -1,0 +1,489 @@
+"""Drift, data quality and model quality of a window of logged predictions.
+
+Pure computation over pandas frames, so the monitor flow owns every side effect (database,
+MLflow, alerts) and these checks can be tested on plain tables.
+
+- **Drift** runs through Evidently on a uniform random sample of the window: drift tests gain
+  nothing from a million rows that 50,000 do not already show, and Evidently's cost grows with
+  rows. Each feature gets the test Evidently picks by default for its kind and the reference size
+  (K-S / chi-square / Z-test p-values up to 1000 reference rows; Wasserstein / Jensen-Shannon
+  distances above), and Evidently's own test status says whether it drifted.
+- **Data quality** (missing share, values outside the training range, categories training never
+  saw) is checked against the schema saved with the model, in plain pandas over every row: it is
+  cheap, and a handful of bad rows must not be sampled away.
+- **Model quality** uses the rows that have a label, scored like ``training.evaluate`` so that
+  the numbers compare with the holdout metrics logged at training time.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from evidently import DataDefinition, Dataset, Report
+from evidently.metrics import ValueDrift
+from evidently.presets import DataDriftPreset
+from pandas.api import types as ptypes
+from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+
+from mlops_stack.data import MAX_STORED_CATEGORIES, DatasetSchema, FeatureSpec
+from mlops_stack.logs import get_logger
+
+log = get_logger(__name__)
+
+PREDICTION_COLUMN = "prediction"
+MAX_UNSEEN_EXAMPLES = 5
+
+# Evidently's drift methods (by the display name it reports) whose score is a p-value: drift
+# means a small score. Every other method reports a distance: drift means a large score.
+P_VALUE_METHODS = frozenset(
+    {
+        "K-S p_value",
+        "chi-square p_value",
+        "Z-test p_value",
+        "Anderson-Darling",
+        "Cramer-von Mises",
+        "Epps-Singleton",
+        "Fisher's Exact test",
+        "g_test",
+        "Mann-Whitney U-rank test",
+        "empirical_mmd",
+        "t_test",
+        "Total-Variation-Distance",
+    }
+)
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    """One column's drift test: Evidently's method, threshold, score and verdict."""
+
+    feature: str
+    kind: str  # "numeric" | "categorical"
+    method: str
+    threshold: float
+    score: float
+    drifted: bool
+
+    @property
+    def p_value(self) -> bool:
+        """True when the score is a p-value (drift = small score), False for a distance."""
+        return self.method in P_VALUE_METHODS
+
+    @property
+    def severity(self) -> float:
+        """How far past (> 0) or short of (< 0) its threshold the score is, in log10 units.
+
+        P-values and distances live on different scales; the log of the ratio to the threshold
+        puts both on one, so that features can be ranked most drifted first.
+        """
+        tiny = 1e-300
+        score, threshold = max(self.score, tiny), max(self.threshold, tiny)
+        ratio = threshold / score if self.p_value else score / threshold
+        return math.log10(ratio)
+
+
+@dataclass(frozen=True)
+class FeatureQuality:
+    """What in one feature column of the window training never saw, over every row."""
+
+    feature: str
+    missing_share: float
+    out_of_range: int  # numeric values outside the training [min, max]
+    unseen_categories: int  # categorical values not among the training categories
+    unseen_examples: list[str]  # up to 5, the most frequent first
+
+
+@dataclass(frozen=True)
+class ModelQuality:
+    """Quality of the predictions that have a label, scored like ``training.evaluate``."""
+
+    labelled_rows: int
+    accuracy: float
+    f1: float
+    roc_auc: float | None  # None when it cannot be computed (one class, no probabilities)
+
+
+@dataclass
+class CheckResult:
+    """Everything the monitor flow reports about one window of logged predictions."""
+
+    current_rows: int  # rows in the window
+    analysed_rows: int  # rows the drift tests saw (after sampling)
+    reference_rows: int  # reference rows the drift tests saw (after sampling)
+    sampled: bool
+    sample_note: str
+    features: list[FeatureDrift]  # most drifted first
+    drift_share: float  # drifted features / features
+    prediction_drift: FeatureDrift | None
+    quality: list[FeatureQuality]
+    model_quality: ModelQuality | None  # None when no row of the window has a label
+    snapshot: Any  # the Evidently snapshot, for save_html; None if not built
+
+    def drifted_features(self) -> list[str]:
+        """Names of the drifted features, most drifted first."""
+        return [f.feature for f in self.features if f.drifted]
+
+    def save_html(self, path: str | os.PathLike[str]) -> None:
+        """Write Evidently's HTML report; only a run with ``build_report=True`` has one."""
+        if self.snapshot is None:
+            raise ValueError("no Evidently report was built (run_checks(build_report=False))")
+        # Snapshot.save_html silently writes nothing when given a Path: hand it a str.
+        self.snapshot.save_html(os.fspath(path))
+
+
+def run_checks(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    schema: DatasetSchema,
+    *,
+    current_predictions: pd.Series | None = None,
+    reference_predictions: pd.Series | None = None,
+    labels: pd.Series | None = None,
+    probabilities: pd.DataFrame | None = None,
+    classes: list[str] | None = None,
+    max_rows: int = 50_000,
+    seed: int = 42,
+    build_report: bool = True,
+) -> CheckResult:
+    """Check a window of logged predictions (``current``) against the training ``reference``.
+
+    ``current_predictions``, ``labels`` and the rows of ``probabilities`` (one column per
+    class) line up with the rows of ``current`` by position, ``reference_predictions`` with
+    ``reference``. Labels are compared as strings; NaN/None marks a row without one.
+    ``build_report=False`` skips Evidently's full preset (its HTML report costs as much as the
+    tests) and runs the per-column drift tests only; the result then has no snapshot.
+    """
+    started = time.perf_counter()
+    _check_inputs(reference, current, schema, current_predictions, reference_predictions, labels)
+    if max_rows < 1:
+        raise ValueError(f"max_rows must be at least 1, not {max_rows}")
+    current_pos = _sample_positions(len(current), max_rows, seed)
+    reference_pos = _sample_positions(len(reference), max_rows, seed)
+    note = _sample_note(len(current), len(reference), current_pos, reference_pos, seed)
+
+    # prediction drift needs both sides; its column sits next to the features in one report
+    predicted = None
+    if current_predictions is not None and reference_predictions is not None:
+        predicted = _prediction_column(schema)
+    cur = _drift_frame(current, schema, current_pos, current_predictions, predicted)
+    ref = _drift_frame(reference, schema, reference_pos, reference_predictions, predicted)
+    specs = _analysable(schema, cur, ref)
+    snapshot = _run_evidently(cur, ref, specs, predicted, build_report)
+    drifts = _drift_results(snapshot, specs, predicted) if snapshot is not None else {}
+    features = sorted(
+        (drifts[spec.name] for spec in specs),
+        key=lambda d: (not d.drifted, -d.severity, d.feature),
+    )
+    drifted = sum(f.drifted for f in features)
+    result = CheckResult(
+        current_rows=len(current),
+        analysed_rows=len(cur),
+        reference_rows=len(ref),
+        sampled=current_pos is not None or reference_pos is not None,
+        sample_note=note,
+        features=features,
+        drift_share=drifted / len(features) if features else 0.0,
+        prediction_drift=drifts.get(predicted) if predicted else None,
+        quality=[_feature_quality(current[spec.name], spec) for spec in schema.features],
+        model_quality=_model_quality(labels, current_predictions, probabilities, classes, schema),
+        snapshot=snapshot if build_report else None,
+    )
+    log.info(
+        "checks.done",
+        current_rows=result.current_rows,
+        analysed_rows=result.analysed_rows,
+        reference_rows=result.reference_rows,
+        drifted=result.drifted_features(),
+        drift_share=round(result.drift_share, 4),
+        seconds=round(time.perf_counter() - started, 3),
+    )
+    return result
+
+
+def _check_inputs(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    schema: DatasetSchema,
+    current_predictions: pd.Series | None,
+    reference_predictions: pd.Series | None,
+    labels: pd.Series | None,
+) -> None:
+    """Fail with the column or length at fault rather than deep inside Evidently."""
+    for name, frame in (("reference", reference), ("current", current)):
+        missing = [c for c in schema.feature_names if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{name} lacks schema feature column(s): {', '.join(missing)}")
+        if frame.empty:
+            raise ValueError(f"{name} has no rows to check")
+    for name, values, frame in (
+        ("current_predictions", current_predictions, current),
+        ("labels", labels, current),
+        ("reference_predictions", reference_predictions, reference),
+    ):
+        if values is not None and len(values) != len(frame):
+            raise ValueError(f"{name} has {len(values)} rows, its frame {len(frame)}")
+    if labels is not None and current_predictions is None and labels.notna().any():
+        raise ValueError("labels need current_predictions to score the model")
+
+
+def _sample_positions(rows: int, max_rows: int, seed: int) -> np.ndarray | None:
+    """Sorted positions of a uniform random sample of ``max_rows`` rows; None: take them all."""
+    if rows <= max_rows:
+        return None
+    positions = np.random.default_rng(seed).choice(rows, size=max_rows, replace=False)
+    positions.sort()
+    return positions
+
+
+def _sample_note(
+    current_rows: int,
+    reference_rows: int,
+    current_pos: np.ndarray | None,
+    reference_pos: np.ndarray | None,
+    seed: int,
+) -> str:
+    """Say in words what the drift tests saw, for the report and the alert."""
+    parts = []
+    if current_pos is not None:
+        parts.append(
+            f"analysed a uniform random sample of {len(current_pos)} of {current_rows} rows "
+            f"(seed {seed})"
+        )
+    if reference_pos is not None:
+        parts.append(
+            f"reference: a uniform random sample of {len(reference_pos)} of {reference_rows} "
+            f"rows (seed {seed})"
+        )
+    return "; ".join(parts) or f"analysed all {current_rows} rows"
+
+
+def _prediction_column(schema: DatasetSchema) -> str:
+    """A name for the predicted class that no feature already has."""
+    name = PREDICTION_COLUMN
+    while name in schema.feature_names:
+        name += "_"
+    return name
+
+
+def _drift_frame(
+    frame: pd.DataFrame,
+    schema: DatasetSchema,
+    positions: np.ndarray | None,
+    predictions: pd.Series | None,
+    prediction_column: str | None,
+) -> pd.DataFrame:
+    """The (sampled) feature columns typed for Evidently, plus the predicted class if given.
+
+    Rows are sampled before anything else, so only the sample is ever copied. Numeric columns
+    become numbers, categorical ones strings (missing values stay missing), as the schema says.
+    """
+    rows = frame if positions is None else frame.iloc[positions]
+    columns: dict[str, pd.Series] = {}
+    for spec in schema.features:
+        values = rows[spec.name]
+        columns[spec.name] = _numeric(values) if spec.kind == "numeric" else _as_text(values)
+    if prediction_column is not None and predictions is not None:
+        picked = predictions if positions is None else predictions.iloc[positions]
+        columns[prediction_column] = _as_text(picked).set_axis(rows.index)
+    return pd.DataFrame(columns, index=rows.index)
+
+
+def _numeric(values: pd.Series) -> pd.Series:
+    if ptypes.is_numeric_dtype(values) and not ptypes.is_bool_dtype(values):
+        return values
+    return pd.to_numeric(values, errors="coerce")
+
+
+def _as_text(values: pd.Series) -> pd.Series:
+    """Values as strings, with missing values kept missing (``astype(str)`` makes them 'nan')."""
+    values = values.astype(object)
+    return values.where(values.isna(), values.astype(str))
+
+
+def _analysable(schema: DatasetSchema, cur: pd.DataFrame, ref: pd.DataFrame) -> list[FeatureSpec]:
+    """Features with values on both sides; Evidently refuses a column that is all missing."""
+    specs = []
+    for spec in schema.features:
+        empty = [
+            name for name, f in (("current", cur), ("reference", ref)) if f[spec.name].isna().all()
+        ]
+        if empty:
+            log.warning("checks.feature_skipped", feature=spec.name, empty_in=empty)
+        else:
+            specs.append(spec)
+    return specs
+
+
+def _run_evidently(
+    cur: pd.DataFrame,
+    ref: pd.DataFrame,
+    specs: list[FeatureSpec],
+    prediction_column: str | None,
+    build_report: bool,
+) -> Any:
+    """Evidently's drift preset (or its per-column tests only), with tests for the verdicts."""
+    names = [s.name for s in specs]
+    if not names and prediction_column is None:
+        return None
+    definition = DataDefinition(
+        numerical_columns=[s.name for s in specs if s.kind == "numeric"],
+        categorical_columns=[s.name for s in specs if s.kind == "categorical"]
+        + ([prediction_column] if prediction_column else []),
+    )
+    metrics: list[Any] = []
+    if names:
+        if build_report:
+            metrics.append(DataDriftPreset(columns=names))
+        else:
+            metrics += [ValueDrift(column=name) for name in names]
+    if prediction_column is not None:
+        metrics.append(ValueDrift(column=prediction_column))
+    started = time.perf_counter()
+    # A category the reference never had divides by zero in the chi-square test: the p-value
+    # is 0 and the column drifted, which is the right verdict; numpy's warning adds nothing.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        snapshot = Report(metrics, include_tests=True).run(
+            current_data=Dataset.from_pandas(cur, data_definition=definition),
+            reference_data=Dataset.from_pandas(ref, data_definition=definition),
+        )
+    log.debug("checks.evidently", seconds=round(time.perf_counter() - started, 3))
+    return snapshot
+
+
+def _drift_results(
+    snapshot: Any, specs: list[FeatureSpec], prediction_column: str | None
+) -> dict[str, FeatureDrift]:
+    """One FeatureDrift per ValueDrift metric of the snapshot, keyed by column."""
+    exported = snapshot.dict()
+    verdicts = {
+        test["metric_config"]["params"].get("column"): test["status"] == "FAIL"
+        for test in exported["tests"]
+        if test["metric_config"]["params"].get("type", "").endswith(":ValueDrift")
+    }
+    kinds = {s.name: s.kind for s in specs}
+    if prediction_column is not None:
+        kinds[prediction_column] = "categorical"
+    drifts = {}
+    for metric in exported["metrics"]:
+        config = metric.get("config", {})
+        column = config.get("column")
+        if not config.get("type", "").endswith(":ValueDrift") or column not in kinds:
+            continue
+        method, threshold, score = (
+            str(config["method"]),
+            float(config["threshold"]),
+            float(metric["value"]),
+        )
+        drifted = verdicts.get(column)
+        if drifted is None:  # no test result: apply the method's own rule
+            drifted = score < threshold if method in P_VALUE_METHODS else score >= threshold
+        drifts[column] = FeatureDrift(column, kinds[column], method, threshold, score, drifted)
+    return drifts
+
+
+def _feature_quality(values: pd.Series, spec: FeatureSpec) -> FeatureQuality:
+    """Missing share and values outside what training saw, over every row of the window."""
+    missing_share = float(values.isna().mean()) if len(values) else 0.0
+    if spec.kind == "numeric":
+        numbers = _numeric(values)
+        low = -np.inf if spec.min is None else spec.min
+        high = np.inf if spec.max is None else spec.max
+        outside = int(((numbers < low) | (numbers > high)).sum())
+        return FeatureQuality(spec.name, missing_share, outside, 0, [])
+    unseen, examples = _unseen_categories(values, spec)
+    return FeatureQuality(spec.name, missing_share, 0, unseen, examples)
+
+
+def _unseen_categories(values: pd.Series, spec: FeatureSpec) -> tuple[int, list[str]]:
+    """Count values (as strings) outside the training categories, most frequent first.
+
+    Counting distinct values first keeps this cheap on a million rows. The schema stores at most
+    ``MAX_STORED_CATEGORIES`` categories, so a full list may be cut short: then nothing is
+    reported rather than false alarms.
+    """
+    known = spec.categories
+    if known is None or len(known) >= MAX_STORED_CATEGORIES:
+        return 0, []
+    counts = values.value_counts(dropna=True)
+    counts.index = counts.index.map(str)
+    counts = counts.groupby(level=0, sort=False).sum()  # 1 and "1" are one category as text
+    unseen = counts[~counts.index.isin(known)]
+    unseen = unseen.sort_index(kind="stable").sort_values(ascending=False, kind="stable")
+    return int(unseen.sum()), list(unseen.index[:MAX_UNSEEN_EXAMPLES])
+
+
+def _model_quality(
+    labels: pd.Series | None,
+    predictions: pd.Series | None,
+    probabilities: pd.DataFrame | None,
+    classes: list[str] | None,
+    schema: DatasetSchema,
+) -> ModelQuality | None:
+    """Accuracy, F1 and ROC AUC on the labelled rows, the way ``training.evaluate`` scores.
+
+    Binary: F1 and ROC AUC of the positive class, the larger label sorted as text. Multi-class:
+    macro F1 and one-vs-rest macro ROC AUC.
+    """
+    if labels is None or predictions is None:
+        return None
+    labelled = labels.notna().to_numpy()
+    if not labelled.any():
+        return None
+    truth = _class_text(labels[labelled])
+    predicted = _class_text(predictions[labelled])
+    known = sorted(map(str, classes or schema.classes))
+    binary = len(known) == 2
+    averaging: dict[str, Any] = (
+        {"average": "binary", "pos_label": known[1]} if binary else {"average": "macro"}
+    )
+    return ModelQuality(
+        labelled_rows=int(labelled.sum()),
+        accuracy=float(accuracy_score(truth, predicted)),
+        f1=float(f1_score(truth, predicted, zero_division=0, **averaging)),
+        roc_auc=_roc_auc(truth, probabilities, labelled, known),
+    )
+
+
+def _class_text(values: pd.Series) -> np.ndarray:
+    """Class labels as text; whole floats lose their '.0' (a NaN turns int labels into floats)."""
+    if ptypes.is_float_dtype(values) and np.all(np.mod(values.to_numpy(), 1) == 0):
+        values = values.astype("int64")
+    return values.astype(str).to_numpy(dtype=str)
+
+
+def _roc_auc(
+    truth: np.ndarray,
+    probabilities: pd.DataFrame | None,
+    labelled: np.ndarray,
+    classes: list[str],
+) -> float | None:
+    """ROC AUC on the labelled rows that have probabilities; None when it is undefined."""
+    if probabilities is None:
+        return None
+    if len(probabilities) != len(labelled):
+        raise ValueError(f"probabilities has {len(probabilities)} rows, labels {len(labelled)}")
+    scores = probabilities.rename(columns=str)
+    absent = [c for c in classes if c not in scores.columns]
+    if absent:
+        log.warning("checks.roc_auc_skipped", reason="no probability column", classes=absent)
+        return None
+    scores = scores.loc[labelled, classes].to_numpy(dtype=float)
+    known = ~np.isnan(scores).any(axis=1)
+    truth, scores = truth[known], scores[known]
+    if len(np.unique(truth)) < 2:
+        return None  # one class only: ROC AUC is undefined
+    try:
+        if len(classes) == 2:
+            return float(roc_auc_score(truth == classes[1], scores[:, 1]))
+        return float(
+            roc_auc_score(truth, scores, multi_class="ovr", average="macro", labels=classes)
+        )
+    except ValueError as exc:  # e.g. a class with no row, labels outside the classes
+        log.warning("checks.roc_auc_skipped", reason=str(exc))
+        return None

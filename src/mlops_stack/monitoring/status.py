@@ -1,0 +1,96 @@
+"""From check results to one status, with the reason in words.
+
+One threshold table (settings): ``MLOPS_DRIFT_WARNING_SHARE`` (share of drifted features that
+warns), ``MLOPS_DRIFT_SHARE`` (share that counts as drift) and ``MLOPS_QUALITY_DROP`` (how far
+accuracy, F1 or ROC AUC on labelled rows may fall below the champion's holdout figure before
+the model counts as degraded). The worst condition wins: degraded > drift > warning > ok.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mlops_stack.monitoring.checks import CheckResult
+
+QUALITY_METRICS = ("accuracy", "f1", "roc_auc")
+ALERTING = ("drift", "degraded")  # statuses that open an alert; a warning only shows
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    warning_share: float
+    drift_share: float
+    quality_drop: float
+
+    @classmethod
+    def from_settings(cls, settings) -> Thresholds:
+        return cls(settings.drift_warning_share, settings.drift_share, settings.quality_drop)
+
+
+@dataclass(frozen=True)
+class Status:
+    status: str  # ok | warning | drift | degraded | skipped
+    reason: str
+    conditions: dict[str, str]  # alerting condition -> reason, for the alert table
+
+
+def quality_vs_holdout(
+    result: CheckResult, baseline: dict[str, float]
+) -> dict[str, tuple[float, float]]:
+    """Quality on labelled rows next to the holdout figure: metric -> (now, at training)."""
+    quality = result.model_quality
+    if quality is None:
+        return {}
+    drops = {}
+    for name in QUALITY_METRICS:
+        now, then = getattr(quality, name), baseline.get(name)
+        if now is not None and then is not None:
+            drops[name] = (float(now), float(then))
+    return drops
+
+
+def classify(result: CheckResult, baseline: dict[str, float], limits: Thresholds) -> Status:
+    """The run's status and why, naming the features and metrics behind it."""
+    conditions: dict[str, str] = {}
+    reasons: list[str] = []
+    degraded = {
+        name: (now, then)
+        for name, (now, then) in quality_vs_holdout(result, baseline).items()
+        if then - now > limits.quality_drop
+    }
+    if degraded:
+        labelled = result.model_quality.labelled_rows if result.model_quality else 0
+        text = ", ".join(
+            f"{n} {now:.3f} vs {then:.3f} on the holdout" for n, (now, then) in degraded.items()
+        )
+        conditions["degraded"] = (
+            f"quality dropped more than {limits.quality_drop:.2f}: {text} "
+            f"({labelled} labelled rows)"
+        )
+        reasons.append(conditions["degraded"])
+    drifted = result.drifted_features()
+    share_text = (
+        f"{len(drifted)} of {len(result.features)} features drifted "
+        f"({result.drift_share:.0%})" + (f": {', '.join(drifted[:8])}" if drifted else "")
+    )
+    if result.drift_share >= limits.drift_share and drifted:
+        conditions["drift"] = f"{share_text}; drift from {limits.drift_share:.0%}"
+        reasons.append(conditions["drift"])
+    elif result.drift_share >= limits.warning_share and drifted:
+        reasons.append(f"{share_text}; warning from {limits.warning_share:.0%}")
+    prediction = result.prediction_drift
+    if prediction is not None and prediction.drifted:
+        reasons.append(f"predicted classes drifted ({prediction.method} {prediction.score:.3g})")
+    if degraded:
+        status = "degraded"
+    elif "drift" in conditions:
+        status = "drift"
+    elif reasons:
+        status = "warning"
+    else:
+        status = "ok"
+        reasons.append(
+            f"{share_text}; no quality drop"
+            + ("" if result.model_quality else " (no labels in the window)")
+        )
+    return Status(status, "; ".join(reasons), conditions)

@@ -1,0 +1,344 @@
+"""The monitoring checks: drift, data quality, model quality, sampling and the HTML report.
+
+Evidently picks a feature's drift test by the size of the reference: p-value tests (K-S,
+chi-square, Z-test at 0.05) up to 1000 reference rows, distances (Wasserstein normed, Jensen-
+Shannon at 0.1) above. The two behave differently on clean data, so both are tested:
+
+- a p-value test at 0.05 flags about 5% of clean features by construction: over 200 shuffles of
+  the breast-cancer table (269 reference rows, 100-row windows) a clean window flagged 1.6 of 30
+  features on average and only 46% of windows flagged none. "No feature drifted" cannot be a
+  meaningful assertion there; a low drift share can.
+- a distance has no such rate, but its noise shrinks only with the window size (Wasserstein
+  normed is ~0.1, the threshold, for 150 clean normal rows). With 5000 reference rows and
+  2000-row windows no clean feature was flagged in 30 x 3 bootstrap windows (largest score 0.09
+  against 0.1), so there "no feature drifted" is asserted.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_breast_cancer, load_iris
+
+from mlops_stack.data import Dataset, DatasetSchema, infer_schema
+from mlops_stack.monitoring.checks import run_checks
+from mlops_stack.training import build_candidates, evaluate
+
+from .conftest import mixed_table
+
+SHIFTED = ["mean radius", "worst texture"]
+
+
+@cache
+def _cancer() -> tuple[pd.DataFrame, pd.Series, DatasetSchema]:
+    frame = load_breast_cancer(as_frame=True).frame
+    schema = infer_schema(Dataset(frame=frame, target="target", source="test"))
+    return frame.drop(columns="target"), frame["target"], schema
+
+
+def cancer() -> tuple[pd.DataFrame, DatasetSchema]:
+    """The breast-cancer features (a fresh copy: tests shift them) and their schema."""
+    features, _, schema = _cancer()
+    return features.copy(), schema
+
+
+def bootstrap(frame: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
+    """Rows drawn with replacement: a clean sample of any size from the table's distribution."""
+    positions = np.random.default_rng(seed).integers(0, len(frame), rows)
+    return frame.iloc[positions].reset_index(drop=True)
+
+
+def shift(frame: pd.DataFrame, columns: list[str], stds: float = 2.0) -> pd.DataFrame:
+    shifted = frame.copy()
+    for column in columns:
+        shifted[column] = shifted[column] + stds * frame[column].std()
+    return shifted
+
+
+def mixed(rows: int, seed: int) -> tuple[pd.DataFrame, DatasetSchema]:
+    """``conftest.mixed_table`` features (numeric, categorical, missing values) and schema."""
+    table = mixed_table(rows, seed)
+    schema = infer_schema(Dataset(frame=table, target="churn", source="test"))
+    return table.drop(columns="churn"), schema
+
+
+def shuffled_split(windows: int, window_rows: int) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+    """The shuffled breast-cancer table as a reference and consecutive windows after it."""
+    features, _ = cancer()
+    features = features.sample(frac=1.0, random_state=0).reset_index(drop=True)
+    start = len(features) - windows * window_rows
+    chunks = [features.iloc[start + i * window_rows :][:window_rows] for i in range(windows)]
+    return features.iloc[:start], chunks
+
+
+# --- drift ---------------------------------------------------------------------------------
+
+
+def test_clean_windows_raise_no_drift_with_distance_tests():
+    features, schema = cancer()
+    reference = bootstrap(features, 5000, seed=0)
+    for seed in (1, 2, 3):
+        result = run_checks(reference, bootstrap(features, 2000, seed), schema, build_report=False)
+        assert {f.method for f in result.features} == {"Wasserstein distance (normed)"}
+        assert result.drifted_features() == []
+        assert result.drift_share == 0.0
+
+
+def test_clean_mixed_windows_raise_no_drift():
+    reference, schema = mixed(5000, seed=0)
+    for seed in (1, 2, 3):
+        window, _ = mixed(2000, seed)
+        result = run_checks(reference, window, schema, build_report=False)
+        assert {f.feature: f.kind for f in result.features} == {
+            "age": "numeric",
+            "income": "numeric",
+            "city": "categorical",
+            "plan": "categorical",
+        }
+        assert result.drifted_features() == []
+
+
+def test_clean_split_keeps_the_drift_share_low_with_p_value_tests():
+    reference, windows = shuffled_split(windows=3, window_rows=100)
+    _, schema = cancer()
+    for window in windows:
+        result = run_checks(reference, window, schema, build_report=False)
+        assert {f.method for f in result.features} == {"K-S p_value"}
+        assert result.current_rows == result.analysed_rows == 100
+        assert result.drift_share < 0.2
+
+
+def test_shifted_features_are_the_drifted_ones_and_come_first():
+    features, schema = cancer()
+    reference = bootstrap(features, 5000, seed=0)
+    window = shift(bootstrap(features, 2000, seed=1), SHIFTED)
+    result = run_checks(reference, window, schema, build_report=False)
+    assert sorted(result.drifted_features()) == sorted(SHIFTED)
+    assert {f.feature for f in result.features[:2]} == set(SHIFTED)
+    assert result.drift_share == pytest.approx(2 / 30)
+    assert all(f.severity > 0 for f in result.features[:2])
+    assert all(f.severity < 0 for f in result.features[2:])
+
+
+def test_shifted_features_lead_with_p_value_tests():
+    """A +2 std shift gives p-values far below any clean feature's, whatever else is flagged."""
+    reference, windows = shuffled_split(windows=1, window_rows=100)
+    _, schema = cancer()
+    result = run_checks(reference, shift(windows[0], SHIFTED), schema, build_report=False)
+    leaders = result.features[:2]
+    assert {f.feature for f in leaders} == set(SHIFTED)
+    assert all(f.drifted and f.score < 1e-10 for f in leaders)
+
+
+def test_changed_category_mix_and_shifted_number_are_detected():
+    reference, schema = mixed(5000, seed=0)
+    window, _ = mixed(2000, seed=1)
+    window = shift(window, ["age"])
+    rng = np.random.default_rng(5)
+    window["plan"] = rng.choice(["basic", "plus", "premium"], len(window), p=[0.2, 0.3, 0.5])
+    result = run_checks(reference, window, schema, build_report=False)
+    assert sorted(result.drifted_features()) == ["age", "plan"]
+    assert {f.feature for f in result.features[:2]} == {"age", "plan"}
+    plan = next(f for f in result.features if f.feature == "plan")
+    assert plan.kind == "categorical" and plan.method == "Jensen-Shannon distance"
+
+
+def test_prediction_drift_compares_predicted_class_mixes():
+    reference, schema = mixed(400, seed=0)
+    window, _ = mixed(200, seed=1)
+    balanced = pd.Series(["no", "yes"] * 200)
+    one_class = pd.Series(["yes"] * 200)
+    drifted = run_checks(
+        reference,
+        window,
+        schema,
+        current_predictions=one_class,
+        reference_predictions=balanced,
+        build_report=False,
+    ).prediction_drift
+    assert drifted is not None and drifted.drifted
+    assert drifted.kind == "categorical"
+    steady = run_checks(
+        reference,
+        window,
+        schema,
+        current_predictions=pd.Series(["yes", "no"] * 100),
+        reference_predictions=balanced,
+        build_report=False,
+    ).prediction_drift
+    assert steady is not None and not steady.drifted
+    alone = run_checks(reference, window, schema, current_predictions=one_class, build_report=False)
+    assert alone.prediction_drift is None
+
+
+# --- data quality --------------------------------------------------------------------------
+
+
+def quality_window() -> tuple[pd.DataFrame, pd.DataFrame, DatasetSchema]:
+    """Reference rows reused as the window (so all in range), then damaged on purpose."""
+    reference, schema = mixed(400, seed=0)
+    window = reference.copy()
+    window.loc[0:4, "age"] = 200.0  # 5 above the training maximum
+    window.loc[5:6, "age"] = 1.0  # 2 below the minimum
+    window["income"] = window["income"].fillna(window["income"].median())
+    window.loc[100:139, "income"] = np.nan  # 40 of 400 missing
+    unseen = ["berlin"] * 6 + ["rome"] * 5 + ["madrid"] * 4 + ["oslo"] * 3 + ["wien"] * 2
+    window.loc[200 : 200 + len(unseen), "city"] = [*unseen, "praha"]  # 21 unseen, 6 distinct
+    return reference, window, schema
+
+
+@pytest.mark.parametrize("max_rows", [50_000, 50])
+def test_data_quality_counts_what_training_never_saw_over_every_row(max_rows: int):
+    reference, window, schema = quality_window()
+    result = run_checks(reference, window, schema, max_rows=max_rows, build_report=False)
+    quality = {q.feature: q for q in result.quality}
+    assert quality["age"].out_of_range == 7
+    assert quality["income"].out_of_range == 0
+    assert quality["income"].missing_share == pytest.approx(0.1)
+    assert quality["city"].unseen_categories == 21
+    assert quality["city"].unseen_examples == ["berlin", "rome", "madrid", "oslo", "wien"]
+    assert quality["plan"].unseen_categories == 0 and quality["plan"].unseen_examples == []
+    assert quality["plan"].missing_share == 0.0
+
+
+def test_a_column_empty_in_the_window_is_reported_not_tested():
+    reference, schema = mixed(400, seed=0)
+    window, _ = mixed(200, seed=1)
+    window["income"] = np.nan
+    result = run_checks(reference, window, schema, build_report=False)
+    assert "income" not in {f.feature for f in result.features}
+    assert next(q for q in result.quality if q.feature == "income").missing_share == 1.0
+
+
+# --- model quality -------------------------------------------------------------------------
+
+
+@cache
+def _fitted(table: str):
+    """A fitted logistic regression, its features, labels and schema (breast cancer or iris)."""
+    if table == "cancer":
+        features, labels, schema = _cancer()
+    else:
+        frame = load_iris(as_frame=True).frame
+        schema = infer_schema(Dataset(frame=frame, target="target", source="test"))
+        features, labels = frame.drop(columns="target"), frame["target"]
+    model = build_candidates(schema, seed=0, names=["logistic_regression"])["logistic_regression"]
+    model.fit(features, labels)
+    return model, features, labels, schema
+
+
+def model_quality(table: str, labels: pd.Series | None, predictions: pd.Series | None = None):
+    model, features, _, schema = _fitted(table)
+    predicted = pd.Series(model.predict(features)) if predictions is None else predictions
+    probabilities = pd.DataFrame(model.predict_proba(features), columns=model.classes_)
+    result = run_checks(
+        features,
+        features,
+        schema,
+        current_predictions=predicted,
+        labels=labels,
+        probabilities=probabilities,
+        build_report=False,
+    )
+    return result.model_quality
+
+
+@pytest.mark.parametrize("table", ["cancer", "iris"])
+def test_model_quality_scores_like_training_evaluate(table: str):
+    model, features, labels, _ = _fitted(table)
+    expected = evaluate(model, features, labels)
+    quality = model_quality(table, labels.astype(str))
+    assert quality is not None and quality.labelled_rows == len(labels)
+    assert quality.accuracy == pytest.approx(expected["accuracy"])
+    assert quality.f1 == pytest.approx(expected["f1"])
+    assert quality.roc_auc == pytest.approx(expected["roc_auc"])
+
+
+def test_labels_agreeing_with_predictions_score_perfectly():
+    model, features, _, _ = _fitted("cancer")
+    predicted = pd.Series(model.predict(features))
+    quality = model_quality("cancer", predicted.astype(str))
+    assert quality is not None
+    assert (quality.accuracy, quality.f1, quality.roc_auc) == (1.0, 1.0, 1.0)
+
+
+def test_flipped_labels_score_low():
+    model, features, _, _ = _fitted("cancer")
+    flipped = (1 - pd.Series(model.predict(features))).astype(str)
+    quality = model_quality("cancer", flipped)
+    assert quality is not None
+    assert quality.accuracy == 0.0 and quality.f1 == 0.0
+    assert quality.roc_auc is not None and quality.roc_auc < 0.05
+
+
+def test_only_labelled_rows_count():
+    _, _, labels, _ = _fitted("cancer")
+    partial = labels.astype(str).where(np.arange(len(labels)) % 3 == 0)  # NaN on 2 rows of 3
+    quality = model_quality("cancer", partial)
+    assert quality is not None and quality.labelled_rows == (len(labels) + 2) // 3
+
+
+def test_no_labels_means_no_model_quality():
+    _, _, labels, _ = _fitted("cancer")
+    assert model_quality("cancer", None) is None
+    assert model_quality("cancer", pd.Series([None] * len(labels), dtype=object)) is None
+
+
+def test_one_class_of_labels_has_no_roc_auc():
+    model, features, _, _ = _fitted("cancer")
+    predicted = pd.Series(model.predict(features))
+    only_positive = predicted.astype(str).where(predicted == 1)
+    quality = model_quality("cancer", only_positive)
+    assert quality is not None
+    assert quality.accuracy == 1.0 and quality.roc_auc is None
+
+
+# --- sampling and the report ---------------------------------------------------------------
+
+
+def test_large_windows_are_sampled_and_say_so():
+    features, schema = cancer()
+    window = bootstrap(features, 3000, seed=1)
+    first = run_checks(features, window, schema, max_rows=600, build_report=False)
+    assert first.sampled and first.analysed_rows == 600 and first.current_rows == 3000
+    assert first.reference_rows == len(features) == 569  # under max_rows: all of it
+    assert first.sample_note == "analysed a uniform random sample of 600 of 3000 rows (seed 42)"
+    again = run_checks(features, window, schema, max_rows=600, build_report=False)
+    assert [(f.feature, f.score) for f in again.features] == [
+        (f.feature, f.score) for f in first.features
+    ]
+    both = run_checks(window, features, schema, max_rows=500, seed=7, build_report=False)
+    assert both.analysed_rows == 500 and both.reference_rows == 500
+    assert "500 of 569 rows (seed 7)" in both.sample_note
+    assert "reference: a uniform random sample of 500 of 3000 rows (seed 7)" in both.sample_note
+
+
+def test_small_windows_are_analysed_whole():
+    reference, schema = mixed(400, seed=0)
+    window, _ = mixed(200, seed=1)
+    result = run_checks(reference, window, schema, build_report=False)
+    assert not result.sampled and result.analysed_rows == 200
+    assert result.sample_note == "analysed all 200 rows"
+    assert result.snapshot is None
+    with pytest.raises(ValueError, match="build_report=False"):
+        result.save_html("unused.html")
+
+
+def test_save_html_writes_the_evidently_report(tmp_path: Path):
+    reference, schema = mixed(400, seed=0)
+    window, _ = mixed(200, seed=1)
+    result = run_checks(
+        reference,
+        window,
+        schema,
+        current_predictions=pd.Series(["yes"] * 200),
+        reference_predictions=pd.Series(["no", "yes"] * 200),
+    )
+    path = tmp_path / "drift.html"
+    result.save_html(path)
+    html = path.read_text(encoding="utf-8")
+    assert len(html) > 10_000 and "<html" in html.lower()

@@ -1,0 +1,185 @@
+"""The monitor flow end to end: logged predictions -> checks -> status -> rows -> alerts."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from mlops_stack.data import load_dataset
+from mlops_stack.flows.monitor import monitor_flow
+from mlops_stack.flows.train import train_flow
+from mlops_stack.logstore import LogStore, PredictionRecord
+from mlops_stack.logstore.results import ResultStore
+
+SHIFTED = [
+    "mean radius",
+    "mean texture",
+    "mean perimeter",
+    "mean area",
+    "mean smoothness",
+    "worst radius",
+    "worst texture",
+    "worst perimeter",
+    "worst area",
+    "worst smoothness",
+]
+
+
+@pytest.fixture
+def webhook():
+    """A real HTTP server on loopback that records what is POSTed to it."""
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's naming)
+            length = int(self.headers["Content-Length"])
+            received.append(json.loads(self.rfile.read(length)))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
+    server.shutdown()
+
+
+class Traffic:
+    """Logs predictions of the champion the way the predictor does, row by row."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.store = LogStore(settings.resolved_monitoring_db_url)
+        self.store.migrate()
+        self.model = mlflow.sklearn.load_model(f"models:/{settings.model_name}@champion")
+        dataset = load_dataset(None, "target")
+        self.features, self.labels = dataset.features, dataset.labels
+        self.sent = 0
+
+    def send(self, rows: int, seed: int, shift: float = 0.0, wrong_labels: bool = False) -> None:
+        picked = self.features.sample(n=rows, replace=True, random_state=seed)
+        labels = self.labels.loc[picked.index]
+        if shift:
+            spread = self.features[SHIFTED].std()
+            picked = picked.assign(**{c: picked[c] + shift * spread[c] for c in SHIFTED})
+        proba = self.model.predict_proba(picked)
+        predicted = self.model.classes_[proba.argmax(axis=1)]
+        records = []
+        for i, values in enumerate(picked.to_dict("records")):
+            request_id = f"r{self.sent + i}"
+            records.append(
+                PredictionRecord(
+                    request_id=request_id,
+                    row=0,
+                    created_at=datetime.now(UTC),
+                    model_name=self.settings.model_name,
+                    model_version="1",
+                    features=values,
+                    prediction=int(predicted[i]),
+                    probabilities={"0": float(proba[i, 0]), "1": float(proba[i, 1])},
+                    latency_ms=1.0,
+                )
+            )
+        self.store.write_predictions(records)
+        if wrong_labels:
+            self.store.record_feedback(
+                [
+                    (r.request_id, 0, str(1 - int(label)))
+                    for r, label in zip(records, labels, strict=True)
+                ]
+            )
+        self.sent += rows
+
+
+def test_monitor_detects_drift_alerts_once_and_resolves(stack, webhook):
+    url, received = webhook
+    settings = stack(
+        candidates="logistic_regression",
+        monitor_window_rows="300",
+        monitor_min_rows="100",
+        alert_webhook_url=url,
+    )
+    train_flow()
+    traffic = Traffic(settings)
+
+    traffic.send(50, seed=1)
+    skipped = monitor_flow()
+    assert skipped["status"] == "skipped" and "not enough data: 50 logged rows" in skipped["reason"]
+
+    statuses = []
+    for seed in (2, 3, 4):  # three consecutive clean windows: no false alarm
+        traffic.send(300, seed=seed)
+        clean = monitor_flow()
+        statuses.append(clean["status"])
+        assert clean["drifted_features"] == [], clean["reason"]
+    assert statuses == ["ok", "ok", "ok"] and received == []
+
+    traffic.send(300, seed=5, shift=1.5)
+    drift = monitor_flow()
+    assert drift["status"] == "drift", drift["reason"]
+    assert set(drift["drifted_features"]) == set(SHIFTED)
+    assert drift["alerts"] == ["drift opened"]
+    assert [(r["condition"], r["state"]) for r in received] == [("drift", "opened")]
+    assert "mean radius" in received[0]["text"]
+
+    traffic.send(300, seed=6, shift=1.5)
+    again = monitor_flow()
+    assert again["status"] == "drift" and again["alerts"] == ["drift ongoing"]
+    assert len(received) == 1  # not repeated while the condition persists
+
+    traffic.send(300, seed=7)
+    recovered = monitor_flow()
+    assert recovered["status"] == "ok" and recovered["alerts"] == ["drift resolved"]
+    assert [(r["condition"], r["state"]) for r in received][-1] == ("drift", "resolved")
+
+    store = ResultStore(traffic.store)
+    [alert] = store.alerts()
+    assert alert.state == "resolved" and alert.resolved_at >= alert.opened_at
+    runs = store.runs(settings.model_name)
+    assert [r.status for r in reversed(runs)] == [
+        "skipped",
+        "ok",
+        "ok",
+        "ok",
+        "drift",
+        "drift",
+        "ok",
+    ]
+    drifted_run = runs[2]
+    features = store.feature_drift(drifted_run.id)
+    assert {f.feature for f in features if f.drifted} == set(SHIFTED)
+    assert features[0].drifted  # drifted features first
+    assert drifted_run.report_uri.endswith("drift_report.html")
+    report = Path(mlflow.artifacts.download_artifacts(drifted_run.report_uri)).read_text()
+    assert "<html" in report[:2000].lower() and len(report) > 100_000
+
+
+def test_wrong_labels_mean_degraded(stack):
+    settings = stack(
+        candidates="logistic_regression", monitor_window_rows="300", monitor_min_rows="100"
+    )
+    train_flow()
+    traffic = Traffic(settings)
+    traffic.send(300, seed=11, wrong_labels=True)
+    degraded = monitor_flow()
+    assert degraded["status"] == "degraded", degraded["reason"]
+    assert degraded["labelled_rows"] == 300
+    assert degraded["quality"]["accuracy"] < 0.2
+    assert "accuracy" in degraded["reason"] and "on the holdout" in degraded["reason"]
+    [alert] = ResultStore(traffic.store).alerts("open")
+    assert alert.condition == "degraded"
+
+
+def test_monitor_without_champion_is_skipped(stack):
+    stack()
+    summary = monitor_flow()
+    assert summary["status"] == "skipped" and "no champion yet" in summary["reason"]
