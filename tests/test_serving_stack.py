@@ -23,16 +23,21 @@ def _row(settings) -> dict[str, float]:
     return {k: float(v) for k, v in features.iloc[0].items()}
 
 
-def test_postgres_down_under_traffic_loses_no_prediction(
-    stack, services, postgres_url, stream_name
-):
-    settings = stack(
+def _stack_settings(stack, services, postgres_url: str, stream_name: str, **extra: str):
+    """Settings as in the compose stack: Redis stream in front of a PostgreSQL database."""
+    return stack(
         candidates="logistic_regression",
         redis_url=services.redis_url,
         monitoring_db_url=postgres_url,
         prediction_stream=stream_name,
-        log_flush_seconds="0.05",
+        **extra,
     )
+
+
+def test_postgres_down_under_traffic_loses_no_prediction(
+    stack, services, postgres_url, stream_name
+):
+    settings = _stack_settings(stack, services, postgres_url, stream_name, log_flush_seconds="0.05")
     train_flow()
     store = LogStore(postgres_url)
     store.migrate()
@@ -76,14 +81,14 @@ def test_postgres_down_under_traffic_loses_no_prediction(
 def test_redis_notice_swaps_the_model_before_the_next_poll(
     stack, services, postgres_url, stream_name
 ):
-    settings = stack(
-        candidates="logistic_regression",
-        redis_url=services.redis_url,
-        monitoring_db_url=postgres_url,
-        prediction_stream=stream_name,
+    settings = _stack_settings(
+        stack,
+        services,
+        postgres_url,
+        stream_name,
         model_events_channel=f"{stream_name}:events",
-        reload_poll_seconds="3600",
-    )  # only the notice can trigger the swap
+        reload_poll_seconds="3600",  # only the notice can trigger the swap
+    )
     train_flow()
     train_flow()  # a tie: v2 is challenger
     body = {"features": _row(settings)}
