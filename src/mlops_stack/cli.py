@@ -214,6 +214,73 @@ def monitor() -> None:
     del settings
 
 
+@app.command()
+def simulate(
+    url: Annotated[
+        str | None, typer.Option(help="Predictor base URL [default: http://MLOPS_API_HOST:PORT]")
+    ] = None,
+    rows: Annotated[int, typer.Option(help="Requests to send")] = 500,
+    rate: Annotated[float, typer.Option(help="Requests per second (0: as fast as possible)")] = 20,
+    drift: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Covariate drift, repeatable: FEATURE:shift=STDS, FEATURE:scale=FACTOR "
+            "or FEATURE:mix=CATEGORY@SHARE"
+        ),
+    ] = None,
+    label_delay: Annotated[
+        float, typer.Option(help="Seconds before each row's true label goes to /feedback")
+    ] = 0.0,
+    labels: Annotated[bool, typer.Option(help="Send the true labels to /feedback")] = True,
+    data: Annotated[Path | None, typer.Option(help="Table [default: as training]")] = None,
+    target: Annotated[str | None, typer.Option(help="Label column [default: as training]")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for row order and category mixing")] = 0,
+) -> None:
+    """Send held-out rows to the predictor over HTTP, optionally drifted, with their labels.
+
+    The rows are the holdout of the same seeded split training uses, in a shuffled order, so
+    the model has not seen them. Drift changes the features sent (not the labels): a shift in
+    standard deviations, a scale factor, or a share of rows switched to one category.
+    """
+    settings = _prepare()
+    from mlops_stack.data import load_dataset
+    from mlops_stack.simulate import Drift, Simulator, apply_drift
+    from mlops_stack.training import split_data
+
+    try:
+        drifts = [Drift.parse(text) for text in drift or []]
+    except ValueError as exc:
+        raise _fail(str(exc), code=2) from None
+    dataset = load_dataset(data or settings.dataset_path, target or settings.target_column)
+    held_out = split_data(
+        dataset.features, dataset.labels, test_size=settings.test_size, seed=settings.random_seed
+    )
+    order = held_out.X_test.sample(frac=1.0, random_state=seed).index
+    try:
+        features = apply_drift(held_out.X_test.loc[order], drifts, held_out.X_train, seed)
+    except ValueError as exc:
+        raise _fail(str(exc), code=2) from None
+    base = url or f"http://{settings.api_host}:{settings.api_port}"
+    simulator = Simulator(
+        base,
+        features,
+        held_out.y_test.loc[order] if labels else None,
+        rate=rate,
+        label_delay=label_delay,
+    )
+    report = simulator.run(rows)
+    console.print(
+        f"sent {report.sent} in {report.seconds:.1f}s: {report.answered} answered, "
+        f"{report.failed} failed; labels accepted {report.labels_sent}, "
+        f"unknown {report.labels_unknown}; versions {dict(report.versions)}",
+        highlight=False,
+    )
+    if report.errors:
+        console.print(f"errors: {dict(report.errors)}", highlight=False)
+    if report.failed:
+        raise typer.Exit(1)
+
+
 serve_app = typer.Typer(
     help="Run a stack service in the foreground (each is one process of the one image).",
     no_args_is_help=True,
