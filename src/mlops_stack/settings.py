@@ -279,6 +279,8 @@ class Settings(BaseSettings):
         os.environ.setdefault("PREFECT_HOME", str((self.data_dir / "prefect").resolve()))
         if self.prefect_api_url:
             os.environ.setdefault("PREFECT_API_URL", self.prefect_api_url)
+        # No progress bars from MLflow artifact downloads in service logs and CLI output.
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         # Keep the embedded run quiet and offline: no analytics calls from a laptop.
         os.environ.setdefault("DO_NOT_TRACK", "1")
         os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
