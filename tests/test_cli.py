@@ -24,11 +24,24 @@ def invoke(*args: str):
     return result
 
 
-@pytest.mark.parametrize("command", ["train", "models", "promote", "rollback"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        "train",
+        "models",
+        "promote",
+        "rollback",
+        "monitor",
+        "retrain",
+        "simulate",
+        "log-writer",
+        "serve",
+    ],
+)
 def test_every_command_explains_itself(command):
     result = invoke(command, "--help")
     assert result.exit_code == 0
-    assert "Usage: mlops " + command in result.output
+    assert "Usage: mlops " + command in result.output, result.output
     assert len(result.output.splitlines()) > 5
 
 

@@ -211,7 +211,36 @@ def monitor() -> None:
         console.print(f"alert {change}", highlight=False)
     if summary["report_uri"]:
         console.print(f"report: {summary['report_uri']}", highlight=False)
+    if summary["retrain"]:
+        _print_retrain(summary["retrain"])
     del settings
+
+
+def _print_retrain(result: dict) -> None:
+    console.print(f"retrain: [bold]{result['status']}[/] - {result['reason']}", highlight=False)
+    if result["status"] != "skipped":
+        console.print(
+            f"v{result['version']} trained on the original data + "
+            f"{result['labelled_rows'] - result['evaluation_rows']} labelled rows, gated on "
+            f"{result['evaluation_rows']} fresh ones; champion v{result['champion_before']} -> "
+            f"v{result['champion_after']}",
+            highlight=False,
+        )
+
+
+@app.command()
+def retrain() -> None:
+    """Retrain now on the original data plus the rows labelled through /feedback.
+
+    Half of the labelled rows join the training table; the other half is where the gate
+    compares the new candidate with the champion. Respects MLOPS_RETRAIN_COOLDOWN_MINUTES and
+    MLOPS_RETRAIN_MIN_LABELLED; `mlops monitor` starts it by itself when
+    MLOPS_RETRAIN_ENABLED=true and it finds drift or degradation.
+    """
+    _prepare()
+    from mlops_stack.flows.retrain import retrain_flow
+
+    _print_retrain(retrain_flow())
 
 
 @app.command()

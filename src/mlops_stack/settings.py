@@ -173,6 +173,19 @@ class Settings(BaseSettings):
     alert_webhook_url: str | None = Field(
         None, description="Slack-compatible webhook that alerts are POSTed to; empty: none."
     )
+    retrain_enabled: bool = Field(
+        False,
+        description=(
+            "Retrain when a monitor run finds drift or degradation: the original data plus "
+            "the labelled rows, gated on fresh labelled rows."
+        ),
+    )
+    retrain_cooldown_minutes: float = Field(
+        60.0, ge=0, description="Least time between two retrains, against retrain storms."
+    )
+    retrain_min_labelled: int = Field(
+        100, ge=10, description="Fewest labelled rows a retrain needs; fewer: skipped."
+    )
     monitoring_experiment: str = Field(
         "mlops-monitoring", description="MLflow experiment holding monitor runs and HTML reports."
     )

@@ -61,6 +61,7 @@ class MonitorSummary:
     alerts: list[str] = field(default_factory=list)
     report_uri: str | None = None
     sample_note: str | None = None
+    retrain: dict[str, object] | None = None  # what the retrain flow did, when it ran
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -100,7 +101,7 @@ def load_window(store: LogStore, settings: Settings) -> pd.DataFrame:
     return frame[frame["model_name"] == settings.model_name]
 
 
-def _feature_column(name: str) -> str:
+def feature_column(name: str) -> str:
     """Where ``predictions_with_feedback`` put a feature (prefixed if it clashes)."""
     return f"feature.{name}" if name in FRAME_COLUMNS else name
 
@@ -108,7 +109,7 @@ def _feature_column(name: str) -> str:
 @task(cache_policy=NO_CACHE)
 def check(window: pd.DataFrame, champion: Champion, settings: Settings) -> CheckResult:
     names = champion.schema.feature_names
-    current = window[[_feature_column(n) for n in names]].set_axis(names, axis=1)
+    current = window[[feature_column(n) for n in names]].set_axis(names, axis=1)
     labelled = window["label"].notna().any()
     probabilities = (
         pd.DataFrame(list(window["probabilities"].map(lambda p: p or {})), index=window.index)
@@ -263,6 +264,11 @@ def monitor_flow() -> dict[str, object]:
     )
     logger.info("monitor run %s: %s (%s)", run_id, status.status, status.reason)
     store.dispose()
+    retrain = None
+    if settings.retrain_enabled and status.conditions:
+        from mlops_stack.flows.retrain import retrain_flow
+
+        retrain = retrain_flow(trigger_reason=status.reason)
     quality = result.model_quality
     return MonitorSummary(
         run_id=run_id,
@@ -280,4 +286,5 @@ def monitor_flow() -> dict[str, object]:
         alerts=[f"{c.condition} {c.change}" for c in changes],
         report_uri=report_uri,
         sample_note=result.sample_note,
+        retrain=retrain,
     ).to_dict()

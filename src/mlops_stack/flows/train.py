@@ -94,6 +94,7 @@ def log_candidates(
     schema: datamod.DatasetSchema,
     data: training.Split,
     settings: Settings,
+    trigger: str = "manual",
 ) -> tuple[str, dict[str, str], str]:
     """Log a parent run and one child run (params, metrics, model) per candidate.
 
@@ -102,7 +103,12 @@ def log_candidates(
     digest = datamod.fingerprint(dataset.frame)
     with mlflow.start_run(run_name="train") as parent:
         mlflow.set_tags(
-            {"mlops.role": "train", "data.fingerprint": digest, "data.source": dataset.source}
+            {
+                "mlops.role": "train",
+                "mlops.trigger": trigger,
+                "data.fingerprint": digest,
+                "data.source": dataset.source,
+            }
         )
         mlflow.log_params(
             {
@@ -147,30 +153,44 @@ def log_candidates(
 
 
 def _score_champion(
-    client: MlflowClient, settings: Settings, data: training.Split
+    client: MlflowClient, settings: Settings, X: pd.DataFrame, y: pd.Series
 ) -> tuple[str | None, dict[str, float] | None, str | None]:
-    """Champion version and its metrics on this holdout, or why it could not be scored."""
+    """Champion version and its metrics on the gate's data, or why it could not be scored."""
     champion = registry.version_by_alias(client, settings.model_name, registry.CHAMPION)
     if champion is None:
         return None, None, None
     number = registry.version_of(champion)
     try:
         model = modelstore.load_pipeline(f"models:/{settings.model_name}/{number}")
-        return number, training.evaluate(model, data.X_test, data.y_test), None
+        return number, training.evaluate(model, X, y), None
     except Exception as exc:  # a champion trained on other columns or classes cannot score
         return number, None, f"{type(exc).__name__}: {exc}"
 
 
 @task(cache_policy=NO_CACHE)
 def register_and_gate(
-    best: training.CandidateResult, model_uri: str, data: training.Split, settings: Settings
+    best: training.CandidateResult,
+    model_uri: str,
+    data: training.Split,
+    settings: Settings,
+    evaluation: datamod.Dataset | None = None,
 ) -> tuple[str, GateDecision, str | None, str | None]:
-    """Register the best candidate, score the champion on the same holdout, apply the gate."""
+    """Register the best candidate, score it and the champion on the same data, apply the gate.
+
+    The data is the holdout, or ``evaluation`` when given: a retrain passes freshly labelled
+    rows the candidate did not train on, because that is where the champion is in question.
+    """
+    X, y = (
+        (data.X_test, data.y_test)
+        if evaluation is None
+        else (evaluation.features, evaluation.labels)
+    )
+    candidate = best.metrics if evaluation is None else training.evaluate(best.pipeline, X, y)
     client = registry.client_for(settings)
-    champion_version, champion_metrics, error = _score_champion(client, settings, data)
+    champion_version, champion_metrics, error = _score_champion(client, settings, X, y)
     version = str(mlflow.register_model(model_uri, settings.model_name).version)
     decision = decide(
-        best.metrics,
+        candidate,
         champion_metrics,
         metric=settings.gate_metric,
         floors=settings.gate_thresholds,
@@ -178,7 +198,7 @@ def register_and_gate(
         champion_version=champion_version,
         champion_error=error,
     )
-    evaluated_on = datamod.fingerprint(pd.concat([data.X_test, data.y_test], axis=1))
+    evaluated_on = datamod.fingerprint(pd.concat([X, y], axis=1))
     registry.record_decision(client, settings.model_name, version, decision, evaluated_on)
     if decision.promote:
         registry.make_champion(client, settings.model_name, version)
@@ -190,16 +210,25 @@ def register_and_gate(
 
 
 @flow(name="train")
-def train_flow(data_path: str | None = None, target: str | None = None) -> dict[str, object]:
+def train_flow(
+    data_path: str | None = None,
+    target: str | None = None,
+    evaluation_path: str | None = None,
+    trigger: str = "manual",
+) -> dict[str, object]:
     """Train candidates on a table, register the best and let the gate decide its alias.
 
     ``data_path`` None trains on ``MLOPS_DATASET_PATH`` or, if unset, the built-in table.
+    ``evaluation_path`` names labelled rows, kept out of training, on which the gate compares
+    the candidate with the champion instead of the holdout (the retrain flow's fresh rows).
     """
     settings = get_settings()
     logger = get_run_logger()
     registry.configure_tracking(settings)
     path = data_path or (str(settings.dataset_path) if settings.dataset_path else None)
-    dataset, schema = load_and_validate(path, target or settings.target_column, settings)
+    label = target or settings.target_column
+    dataset, schema = load_and_validate(path, label, settings)
+    evaluation = datamod.load_dataset(evaluation_path, label) if evaluation_path else None
     data = split(dataset, settings)
     pipelines = training.build_candidates(schema, settings.random_seed, settings.candidate_names)
     results = [train_candidate(name, p, data, settings) for name, p in pipelines.items()]
@@ -207,8 +236,10 @@ def train_flow(data_path: str | None = None, target: str | None = None) -> dict[
     logger.info(
         "best candidate by CV %s: %s (%.4f)", settings.gate_metric, best.name, best.cv_score
     )
-    run_id, uris, digest = log_candidates(results, dataset, schema, data, settings)
-    version, decision, before, after = register_and_gate(best, uris[best.name], data, settings)
+    run_id, uris, digest = log_candidates(results, dataset, schema, data, settings, trigger)
+    version, decision, before, after = register_and_gate(
+        best, uris[best.name], data, settings, evaluation
+    )
     logger.info("v%s %s: %s", version, "promoted" if decision.promote else "kept", decision.reason)
     return TrainResult(
         run_id=run_id,

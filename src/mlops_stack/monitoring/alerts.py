@@ -64,3 +64,19 @@ def _post(url: str, change: AlertChange, *, model: str, status: str, run_id: int
     except httpx.HTTPError as exc:
         log.error("alert_webhook_failed", error=str(exc)[:200], alert_id=change.alert_id)
         return False
+
+
+def announce(settings, text: str, details: dict[str, object]) -> bool:
+    """A one-off notice (a retrain's outcome): a log line and, if configured, a webhook POST."""
+    log.warning("announcement", text=text, **{k: v for k, v in details.items() if k != "text"})
+    if not settings.alert_webhook_url:
+        return False
+    try:
+        response = httpx.post(
+            settings.alert_webhook_url, json={"text": text, **details}, timeout=5.0
+        )
+        response.raise_for_status()
+        return True
+    except httpx.HTTPError as exc:
+        log.error("announcement_webhook_failed", error=str(exc)[:200])
+        return False
