@@ -310,6 +310,37 @@ def simulate(
         raise typer.Exit(1)
 
 
+@app.command()
+def demo(
+    directory: Annotated[
+        Path | None,
+        typer.Option(
+            "--dir",
+            help="Fresh directory for the demo's state [default: MLOPS_DATA_DIR/demo-<time>]",
+        ),
+    ] = None,
+) -> None:
+    """Run the whole loop embedded, no Docker and no servers to install, and narrate it.
+
+    Trains a champion, starts the predictor, sends clean traffic (monitor: ok), then shifted
+    traffic whose labels follow a changed relationship (monitor: drift or degradation, an
+    alert, a retrain on the labelled rows, the gate's decision), and shows the predictor
+    answering with the new version. Ends with a summary table and where to look.
+    """
+    settings = _prepare()
+    from datetime import UTC, datetime
+
+    from mlops_stack.demo import run_demo
+
+    target = directory or settings.data_dir / f"demo-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+    if target.exists():
+        raise _fail(f"{target} exists: the demo starts from an empty directory", code=2)
+    result = run_demo(target.resolve(), console)
+    first, last = result.versions
+    if first == last:
+        raise typer.Exit(1)
+
+
 serve_app = typer.Typer(
     help="Run a stack service in the foreground (each is one process of the one image).",
     no_args_is_help=True,
