@@ -6,21 +6,12 @@ from datetime import UTC, datetime
 
 import mlflow
 
+from mlops_stack import demo
 from mlops_stack.data import load_dataset
 from mlops_stack.logstore import LogStore, PredictionRecord
 
-SHIFTED = [
-    "mean radius",
-    "mean texture",
-    "mean perimeter",
-    "mean area",
-    "mean smoothness",
-    "worst radius",
-    "worst texture",
-    "worst perimeter",
-    "worst area",
-    "worst smoothness",
-]
+# the demo's shift: ten size and texture features of the built-in table
+SHIFTED = list(demo.SHIFTED)
 
 
 class Traffic:
