@@ -53,7 +53,7 @@ class FeedbackBatch(BaseModel):
 
 
 class NoModel(Exception):
-    """No version holds the alias yet."""
+    """No version holds the alias yet; every route that needs a model answers 503."""
 
 
 class Predictor:
@@ -130,7 +130,8 @@ def _validate(model_cls: type[BaseModel], body: Any) -> BaseModel:
         raise RequestValidationError(_validation_errors(exc)) from None
 
 
-def _no_model_response() -> JSONResponse:
+def _no_model_response(_request: Request, _exc: NoModel) -> JSONResponse:
+    """503, not 500: the service works, it has nothing to serve yet."""
     return JSONResponse(
         status_code=503,
         content={
@@ -215,10 +216,7 @@ def _add_routes(app: FastAPI, state: Predictor) -> None:
     @app.post("/predict", summary="Predict one row of raw features")
     async def predict(request: Request) -> Response:
         started = time.perf_counter()
-        try:
-            model = state.model()
-        except NoModel:
-            return _no_model_response()
+        model = state.model()
         body = _validate(model.predict_request, await _json_body(request))
         row = body.model_dump(by_alias=True)["features"]
         request_id = request.state.request_id
@@ -235,10 +233,7 @@ def _add_routes(app: FastAPI, state: Predictor) -> None:
     @app.post("/predict/batch", summary="Predict several rows of raw features")
     async def predict_batch(request: Request) -> Response:
         started = time.perf_counter()
-        try:
-            model = state.model()
-        except NoModel:
-            return _no_model_response()
+        model = state.model()
         body = _validate(model.batch_request, await _json_body(request))
         rows = body.model_dump(by_alias=True)["rows"]
         request_id = request.state.request_id
@@ -329,10 +324,7 @@ def _add_routes(app: FastAPI, state: Predictor) -> None:
 
     @app.get("/model", summary="The served model: version, metrics, feature schema")
     async def model_info() -> Response:
-        try:
-            model = state.model()
-        except NoModel:
-            return _no_model_response()
+        model = state.model()
         return JSONResponse(
             {
                 "name": model.name,
@@ -375,6 +367,8 @@ def _check_labels(state: Predictor, items: list[FeedbackItem]) -> None:
 
 
 def _add_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(NoModel, _no_model_response)
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         request_id = getattr(request.state, "request_id", None)
