@@ -177,6 +177,18 @@ def test_feedback_upserts_and_joins_predictions(store: LogStore):
     assert list(since.request_id) == ["req-10"]
 
 
+def test_window_filters_apply_before_the_limit(store: LogStore):
+    mine = [record(i, model_name="churn") for i in range(5)]
+    theirs = [record(i, request_id=f"other-{i}", model_name="fraud") for i in range(5, 10)]
+    store.write_predictions(mine + theirs)  # the other model's rows are the newest
+    store.record_feedback([("req-1", 0, "yes"), ("other-6", 0, "no")])
+    window = store.predictions_with_feedback(limit=3, model_name="churn")
+    assert list(window.request_id) == ["req-2", "req-3", "req-4"]
+    labelled = store.predictions_with_feedback(model_name="churn", labelled_only=True)
+    assert list(labelled.request_id) == ["req-1"] and list(labelled.label) == ["yes"]
+    assert len(store.predictions_with_feedback(labelled_only=True)) == 2
+
+
 def test_database_sink_on_sqlite_writes_every_record(stack):
     settings = stack(**FAST)
     sink = make_sink(settings)

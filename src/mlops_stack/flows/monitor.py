@@ -95,10 +95,10 @@ def load_window(store: LogStore, settings: Settings) -> pd.DataFrame:
     """The logged predictions of this model in the window (last N rows or last T minutes)."""
     if settings.monitor_window_minutes:
         since = datetime.now(UTC) - timedelta(minutes=settings.monitor_window_minutes)
-        frame = store.predictions_with_feedback(since=since)
-    else:
-        frame = store.predictions_with_feedback(limit=settings.monitor_window_rows)
-    return frame[frame["model_name"] == settings.model_name]
+        return store.predictions_with_feedback(since=since, model_name=settings.model_name)
+    return store.predictions_with_feedback(
+        limit=settings.monitor_window_rows, model_name=settings.model_name
+    )
 
 
 def feature_column(name: str) -> str:

@@ -59,13 +59,6 @@ def last_retrain(settings: Settings) -> datetime | None:
     return datetime.fromtimestamp(runs[0].info.start_time / 1000, UTC) if runs else None
 
 
-def labelled_rows(store: LogStore, settings: Settings) -> pd.DataFrame:
-    """Logged predictions of this model that came back with a label."""
-    frame = store.predictions_with_feedback()
-    frame = frame[(frame["model_name"] == settings.model_name) & frame["label"].notna()]
-    return frame
-
-
 def _as_training_table(rows: pd.DataFrame, original: pd.DataFrame, target: str) -> pd.DataFrame:
     """Labelled predictions as rows of the original table: its feature columns, and its target
     in its own type (labels come back from /feedback as text)."""
@@ -98,7 +91,7 @@ def retrain_flow(trigger_reason: str = "requested by hand") -> dict[str, object]
         return RetrainSummary("skipped", why, trigger_reason=trigger_reason).to_dict()
 
     store = LogStore(settings.resolved_monitoring_db_url)
-    rows = labelled_rows(store, settings)
+    rows = store.predictions_with_feedback(model_name=settings.model_name, labelled_only=True)
     store.dispose()
     if len(rows) < settings.retrain_min_labelled:
         why = (

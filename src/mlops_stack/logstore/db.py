@@ -269,13 +269,21 @@ class LogStore:
             return connection.execute(select(func.count()).select_from(PREDICTIONS)).scalar_one()
 
     def predictions_with_feedback(
-        self, since: datetime | None = None, limit: int | None = None
+        self,
+        since: datetime | None = None,
+        limit: int | None = None,
+        *,
+        model_name: str | None = None,
+        labelled_only: bool = False,
     ) -> pd.DataFrame:
         """Predictions with their label where one was reported, oldest first.
 
-        ``since`` keeps rows created at or after it; ``limit`` keeps the most recent ``limit`` of
-        those (the window a monitor looks at). Columns: :data:`FRAME_COLUMNS`, times as UTC
-        timestamps (``received_at`` NaT without feedback), then one column per feature name;
+        ``since`` keeps rows created at or after it; ``model_name`` the rows of one model;
+        ``labelled_only`` the rows that have a label; ``limit`` keeps the most recent ``limit``
+        of those (the window a monitor looks at). The filters run in SQL, before the limit, so
+        a window is N rows of that model, not N rows of the table filtered afterwards.
+        Columns: :data:`FRAME_COLUMNS`, times as UTC timestamps (``received_at`` NaT without
+        feedback), then one column per feature name;
         a feature whose name is one of those columns is renamed ``feature.<name>``.
         """
         columns = [PREDICTIONS.c[name] for name in FRAME_COLUMNS[:8]]
@@ -292,6 +300,10 @@ class LogStore:
         )
         if since is not None:
             query = query.where(PREDICTIONS.c.created_at >= as_utc(since))
+        if model_name is not None:
+            query = query.where(PREDICTIONS.c.model_name == model_name)
+        if labelled_only:
+            query = query.where(FEEDBACK.c.label.is_not(None))
         newest_first = limit is not None
         if newest_first:
             query = query.order_by(PREDICTIONS.c.created_at.desc(), PREDICTIONS.c.id.desc())
