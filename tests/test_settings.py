@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from mlops_stack.settings import Settings
+from mlops_stack.settings import Settings, render_env_example
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,6 +27,11 @@ def test_env_example_documents_every_setting_with_its_default():
             else str(default)
         )
     assert documented == expected
+
+
+def test_env_example_is_what_the_settings_render():
+    """Descriptions too: regenerate with `python -m mlops_stack.settings > .env.example`."""
+    assert (ROOT / ".env.example").read_text() == render_env_example()
 
 
 def test_defaults_run_embedded_under_the_data_dir(monkeypatch, tmp_path):

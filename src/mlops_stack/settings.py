@@ -9,6 +9,7 @@ variable. Keeping all configuration here means a service never reads ``os.enviro
 from __future__ import annotations
 
 import os
+import textwrap
 from functools import lru_cache
 from pathlib import Path
 
@@ -303,3 +304,31 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process-wide settings; tests call ``get_settings.cache_clear()`` after changing env."""
     return Settings()
+
+
+ENV_EXAMPLE_HEADER = """\
+# Every setting of the stack, with its default. Copy to .env (read from the working
+# directory) or export the variables. The defaults run everything embedded: MLflow on a
+# SQLite file, artifacts and Prefect state under MLOPS_DATA_DIR, no server to install.
+"""
+
+
+def render_env_example() -> str:
+    """``.env.example`` from the fields themselves, so the documentation cannot drift.
+
+    Regenerate with ``python -m mlops_stack.settings > .env.example``.
+    """
+    lines = [ENV_EXAMPLE_HEADER]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        if default is None:
+            shown = ""
+        else:
+            shown = str(default).lower() if isinstance(default, bool) else str(default)
+        lines += [f"# {line}" for line in textwrap.wrap(field.description or "", 96)]
+        lines += [f"# MLOPS_{name.upper()}={shown}", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(render_env_example(), end="")
