@@ -195,7 +195,7 @@ def monitor() -> None:
     stores the run in the monitoring database, logs the Evidently report to MLflow, and opens
     or resolves alerts (MLOPS_ALERT_WEBHOOK_URL).
     """
-    settings = _prepare()
+    _prepare()
     from mlops_stack.flows.monitor import monitor_flow
 
     summary = monitor_flow()
@@ -213,7 +213,6 @@ def monitor() -> None:
         console.print(f"report: {summary['report_uri']}", highlight=False)
     if summary["retrain"]:
         _print_retrain(summary["retrain"])
-    del settings
 
 
 def _print_retrain(result: dict) -> None:
