@@ -306,7 +306,10 @@ def test_large_windows_are_sampled_and_say_so():
     first = run_checks(features, window, schema, max_rows=600, build_report=False)
     assert first.sampled and first.analysed_rows == 600 and first.current_rows == 3000
     assert first.reference_rows == len(features) == 569  # under max_rows: all of it
-    assert first.sample_note == "analysed a uniform random sample of 600 of 3000 rows (seed 42)"
+    assert first.sample_note == (
+        "analysed a uniform random sample of 600 of 3000 rows (seed 42); "
+        "data quality over all 3000 rows"
+    )
     again = run_checks(features, window, schema, max_rows=600, build_report=False)
     assert [(f.feature, f.score) for f in again.features] == [
         (f.feature, f.score) for f in first.features

@@ -13,6 +13,10 @@ MLflow, alerts) and these checks can be tested on plain tables.
   cheap, and a handful of bad rows must not be sampled away.
 - **Model quality** uses the rows that have a label, scored like ``training.evaluate`` so that
   the numbers compare with the holdout metrics logged at training time.
+
+A window too large to hold in memory is read in chunks (``monitoring.window``): the quality
+counts accumulate chunk by chunk (:class:`QualityCounter`) and arrive here precomputed
+(:class:`WholeWindow`) next to the uniform sample the drift tests run on.
 """
 
 from __future__ import annotations
@@ -109,6 +113,21 @@ class ModelQuality:
     roc_auc: float | None  # None when it cannot be computed (one class, no probabilities)
 
 
+@dataclass(frozen=True)
+class WholeWindow:
+    """What was counted over every row of a window of which ``current`` is only a sample.
+
+    The monitor reads a large window in one streamed pass: it keeps a uniform sample for the
+    drift tests and counts data quality and model quality over all rows as they go by, so that
+    sampling never hides a handful of bad rows and memory stays bounded.
+    """
+
+    rows: int  # rows in the whole window
+    quality: list[FeatureQuality]  # over every row
+    model_quality: ModelQuality | None  # over every labelled row
+    note: str  # how ``current`` was drawn from the window (the sample and its seed)
+
+
 @dataclass
 class CheckResult:
     """Everything the monitor flow reports about one window of logged predictions."""
@@ -150,6 +169,7 @@ def run_checks(
     max_rows: int = 50_000,
     seed: int = 42,
     build_report: bool = True,
+    whole: WholeWindow | None = None,
 ) -> CheckResult:
     """Check a window of logged predictions (``current``) against the training ``reference``.
 
@@ -158,14 +178,19 @@ def run_checks(
     ``reference``. Labels are compared as strings; NaN/None marks a row without one.
     ``build_report=False`` skips Evidently's full preset (its HTML report costs as much as the
     tests) and runs the per-column drift tests only; the result then has no snapshot.
+    ``whole``: ``current`` is a sample of a larger window whose data quality and model quality
+    were counted over every row already (``labels`` must then be None); the result reports
+    those and the window's size.
     """
     started = time.perf_counter()
     _check_inputs(reference, current, schema, current_predictions, reference_predictions, labels)
     if max_rows < 1:
         raise ValueError(f"max_rows must be at least 1, not {max_rows}")
+    if whole is not None and labels is not None:
+        raise ValueError("with whole, model quality comes from whole.model_quality, not labels")
     current_pos = _sample_positions(len(current), max_rows, seed)
     reference_pos = _sample_positions(len(reference), max_rows, seed)
-    note = _sample_note(len(current), len(reference), current_pos, reference_pos, seed)
+    note = _sample_note(len(current), len(reference), current_pos, reference_pos, seed, whole)
 
     # prediction drift needs both sides; its column sits next to the features in one report
     predicted = None
@@ -181,17 +206,28 @@ def run_checks(
         key=lambda d: (not d.drifted, -d.severity, d.feature),
     )
     drifted = sum(f.drifted for f in features)
+    if whole is None:
+        counter = QualityCounter(schema)
+        counter.add(current)
+        whole = WholeWindow(
+            rows=len(current),
+            quality=counter.results(),
+            model_quality=model_quality(
+                labels, current_predictions, probabilities, classes, schema
+            ),
+            note="",
+        )
     result = CheckResult(
-        current_rows=len(current),
+        current_rows=whole.rows,
         analysed_rows=len(cur),
         reference_rows=len(ref),
-        sampled=current_pos is not None or reference_pos is not None,
+        sampled=whole.rows > len(cur) or reference_pos is not None,
         sample_note=note,
         features=features,
         drift_share=drifted / len(features) if features else 0.0,
         prediction_drift=drifts.get(predicted) if predicted else None,
-        quality=[_feature_quality(current[spec.name], spec) for spec in schema.features],
-        model_quality=_model_quality(labels, current_predictions, probabilities, classes, schema),
+        quality=whole.quality,
+        model_quality=whole.model_quality,
         snapshot=snapshot if build_report else None,
     )
     log.info(
@@ -247,19 +283,31 @@ def _sample_note(
     current_pos: np.ndarray | None,
     reference_pos: np.ndarray | None,
     seed: int,
+    whole: WholeWindow | None = None,
 ) -> str:
-    """Say in words what the drift tests saw, for the report and the alert."""
-    parts = []
+    """Say in words what the drift tests saw and what was counted over every row.
+
+    Stored with the run and shown with alerts: a reader must know a drift verdict came from a
+    sample, and that the data quality counts did not.
+    """
+    parts = [whole.note] if whole is not None and whole.note else []
     if current_pos is not None:
+        of_what = "sampled rows" if parts else "rows"
         parts.append(
-            f"analysed a uniform random sample of {len(current_pos)} of {current_rows} rows "
-            f"(seed {seed})"
+            f"analysed a uniform random sample of {len(current_pos)} of {current_rows} "
+            f"{of_what} (seed {seed})"
         )
     if reference_pos is not None:
         parts.append(
             f"reference: a uniform random sample of {len(reference_pos)} of {reference_rows} "
             f"rows (seed {seed})"
         )
+    window_rows = whole.rows if whole is not None else current_rows
+    if current_pos is not None or window_rows > current_rows:
+        parts.append(f"data quality over all {window_rows} rows")
+        labelled = whole.model_quality.labelled_rows if whole and whole.model_quality else 0
+        if labelled:
+            parts.append(f"model quality over all {labelled} labelled rows")
     return "; ".join(parts) or f"analysed all {current_rows} rows"
 
 
@@ -387,21 +435,63 @@ def _drift_results(
     return drifts
 
 
-def _feature_quality(values: pd.Series, spec: FeatureSpec) -> FeatureQuality:
-    """Missing share and values outside what training saw, over every row of the window."""
-    missing_share = float(values.isna().mean()) if len(values) else 0.0
-    if spec.kind == "numeric":
-        numbers = _numeric(values)
-        low = -np.inf if spec.min is None else spec.min
-        high = np.inf if spec.max is None else spec.max
-        outside = int(((numbers < low) | (numbers > high)).sum())
-        return FeatureQuality(spec.name, missing_share, outside, 0, [])
-    unseen, examples = _unseen_categories(values, spec)
-    return FeatureQuality(spec.name, missing_share, 0, unseen, examples)
+class QualityCounter:
+    """Data quality of a window counted chunk by chunk, the same as over the window at once.
+
+    Why: the monitor streams a large window in chunks and must still count every bad row; the
+    counts (missing values, values outside the training range, unseen categories by value) add
+    up across chunks, so the totals equal one pass over the whole window.
+    """
+
+    def __init__(self, schema: DatasetSchema) -> None:
+        self.specs = list(schema.features)
+        self.rows = 0
+        self._missing = dict.fromkeys(schema.feature_names, 0)
+        self._outside = dict.fromkeys(schema.feature_names, 0)
+        self._unseen: dict[str, pd.Series] = {}
+
+    def add(self, frame: pd.DataFrame) -> None:
+        """Count one chunk: ``frame`` has a column per schema feature, named as in the schema."""
+        self.rows += len(frame)
+        for spec in self.specs:
+            values = frame[spec.name]
+            self._missing[spec.name] += int(values.isna().sum())
+            if spec.kind == "numeric":
+                self._outside[spec.name] += _out_of_range(values, spec)
+                continue
+            unseen = _unseen_counts(values, spec)
+            if unseen is not None and len(unseen):
+                before = self._unseen.get(spec.name)
+                self._unseen[spec.name] = (
+                    unseen if before is None else before.add(unseen, fill_value=0)
+                )
+
+    def results(self) -> list[FeatureQuality]:
+        """One FeatureQuality per schema feature, in schema order."""
+        return [self._result(spec) for spec in self.specs]
+
+    def _result(self, spec: FeatureSpec) -> FeatureQuality:
+        missing_share = self._missing[spec.name] / self.rows if self.rows else 0.0
+        if spec.kind == "numeric":
+            return FeatureQuality(spec.name, missing_share, self._outside[spec.name], 0, [])
+        unseen = self._unseen.get(spec.name)
+        if unseen is None:
+            return FeatureQuality(spec.name, missing_share, 0, 0, [])
+        unseen = unseen.sort_index(kind="stable").sort_values(ascending=False, kind="stable")
+        examples = list(unseen.index[:MAX_UNSEEN_EXAMPLES])
+        return FeatureQuality(spec.name, missing_share, 0, int(unseen.sum()), examples)
 
 
-def _unseen_categories(values: pd.Series, spec: FeatureSpec) -> tuple[int, list[str]]:
-    """Count values (as strings) outside the training categories, most frequent first.
+def _out_of_range(values: pd.Series, spec: FeatureSpec) -> int:
+    """How many numbers lie outside the training [min, max]; text that is no number does not."""
+    numbers = _numeric(values)
+    low = -np.inf if spec.min is None else spec.min
+    high = np.inf if spec.max is None else spec.max
+    return int(((numbers < low) | (numbers > high)).sum())
+
+
+def _unseen_counts(values: pd.Series, spec: FeatureSpec) -> pd.Series | None:
+    """Counts of the values (as strings) outside the training categories; None: not checked.
 
     Counting distinct values first keeps this cheap on a million rows. The schema stores at most
     ``MAX_STORED_CATEGORIES`` categories, so a full list may be cut short: then nothing is
@@ -409,16 +499,14 @@ def _unseen_categories(values: pd.Series, spec: FeatureSpec) -> tuple[int, list[
     """
     known = spec.categories
     if known is None or len(known) >= MAX_STORED_CATEGORIES:
-        return 0, []
+        return None
     counts = values.value_counts(dropna=True)
     counts.index = counts.index.map(str)
     counts = counts.groupby(level=0, sort=False).sum()  # 1 and "1" are one category as text
-    unseen = counts[~counts.index.isin(known)]
-    unseen = unseen.sort_index(kind="stable").sort_values(ascending=False, kind="stable")
-    return int(unseen.sum()), list(unseen.index[:MAX_UNSEEN_EXAMPLES])
+    return counts[~counts.index.isin(known)]
 
 
-def _model_quality(
+def model_quality(
     labels: pd.Series | None,
     predictions: pd.Series | None,
     probabilities: pd.DataFrame | None,
