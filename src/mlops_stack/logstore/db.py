@@ -9,11 +9,14 @@ the models below mirror them for queries.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pandas as pd
 from alembic import command
 from alembic.config import Config
@@ -26,9 +29,12 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Select,
     String,
+    Text,
     UniqueConstraint,
     and_,
+    cast,
     create_engine,
     event,
     func,
@@ -65,6 +71,8 @@ FRAME_COLUMNS = (
     "received_at",
 )
 _IN_CHUNK = 500  # request ids per IN (...) query
+# Rows per chunk of a streamed window: about 20 MB of JSON text and its parsed frame at a time.
+CHUNK_ROWS = 20_000
 
 JSONValue = JSON().with_variant(postgresql.JSONB(), "postgresql")
 
@@ -169,6 +177,20 @@ def _create_engine(url: URL) -> Engine:
 def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def feature_column(name: str) -> str:
+    """Where the frames of :class:`LogStore` put a feature (prefixed if it clashes)."""
+    return f"feature.{name}" if name in FRAME_COLUMNS else name
+
+
+@dataclass(frozen=True)
+class WindowExtent:
+    """How many rows a window holds and the time span they cover (None when empty)."""
+
+    rows: int
+    start: datetime | None
+    end: datetime | None
 
 
 class LogStore:
@@ -285,11 +307,77 @@ class LogStore:
         Columns: :data:`FRAME_COLUMNS`, times as UTC timestamps (``received_at`` NaT without
         feedback), then one column per feature name;
         a feature whose name is one of those columns is renamed ``feature.<name>``.
+        Everything is in memory at once: a large window is read with :meth:`window_chunks`.
         """
-        columns = [PREDICTIONS.c[name] for name in FRAME_COLUMNS[:8]]
-        query = select(
-            *columns, PREDICTIONS.c.features, FEEDBACK.c.label, FEEDBACK.c.received_at
-        ).select_from(
+        chunks = list(
+            self.window_chunks(since, limit, model_name=model_name, labelled_only=labelled_only)
+        )
+        if not chunks:
+            return _chunk_frame([], 0)
+        frame = pd.concat(chunks) if len(chunks) > 1 else chunks[0]
+        if limit is not None:  # streamed newest first
+            frame = frame.iloc[::-1]
+        return frame.reset_index(drop=True)
+
+    def window_chunks(
+        self,
+        since: datetime | None = None,
+        limit: int | None = None,
+        *,
+        model_name: str | None = None,
+        labelled_only: bool = False,
+        chunk_rows: int = CHUNK_ROWS,
+    ) -> Iterator[pd.DataFrame]:
+        """The rows of :meth:`predictions_with_feedback`, streamed in frames of ``chunk_rows``.
+
+        Why: a monitor window may hold a million rows, whose JSON features expanded into Python
+        objects at once would take gigabytes. Here one chunk is in memory at a time: PostgreSQL
+        streams through a server-side cursor, SQLite steps through the file. JSON columns come as
+        text and are parsed with orjson. Same columns as :meth:`predictions_with_feedback`; the
+        order is the query's, newest first when ``limit`` is given, else oldest first, and each
+        frame's index continues the previous one's (a row's position in the stream). The window
+        is one statement, so a consistent snapshot even while the predictor keeps writing.
+        """
+        if chunk_rows < 1:
+            raise ValueError(f"chunk_rows must be at least 1, not {chunk_rows}")
+        query = self._window_query(since, limit, model_name, labelled_only, _stream_columns())
+        with self.engine.connect() as connection:
+            streaming = connection.execution_options(stream_results=True, yield_per=chunk_rows)
+            position = 0
+            for rows in streaming.execute(query).partitions():
+                yield _chunk_frame(rows, position)
+                position += len(rows)
+
+    def window_extent(
+        self,
+        since: datetime | None = None,
+        limit: int | None = None,
+        *,
+        model_name: str | None = None,
+    ) -> WindowExtent:
+        """Size and time span of the window :meth:`window_chunks` would stream, without its rows.
+
+        Why: a monitor run with nothing to check (no champion) still records what it saw,
+        and counting in SQL is much cheaper than reading the rows.
+        """
+        window = self._window_query(
+            since, limit, model_name, False, [PREDICTIONS.c.created_at]
+        ).subquery()
+        query = select(func.count(), func.min(window.c.created_at), func.max(window.c.created_at))
+        with self.engine.connect() as connection:
+            rows, start, end = connection.execute(query).one()
+        return WindowExtent(rows, start, end)
+
+    @staticmethod
+    def _window_query(
+        since: datetime | None,
+        limit: int | None,
+        model_name: str | None,
+        labelled_only: bool,
+        columns: Sequence[Any],
+    ) -> Select[Any]:
+        """The window's SELECT: filters in SQL before the limit, newest first with a limit."""
+        query = select(*columns).select_from(
             PREDICTIONS.outerjoin(
                 FEEDBACK,
                 and_(
@@ -304,17 +392,10 @@ class LogStore:
             query = query.where(PREDICTIONS.c.model_name == model_name)
         if labelled_only:
             query = query.where(FEEDBACK.c.label.is_not(None))
-        newest_first = limit is not None
-        if newest_first:
+        if limit is not None:
             query = query.order_by(PREDICTIONS.c.created_at.desc(), PREDICTIONS.c.id.desc())
-            query = query.limit(limit)
-        else:
-            query = query.order_by(PREDICTIONS.c.created_at, PREDICTIONS.c.id)
-        with self.engine.connect() as connection:
-            rows = [dict(row) for row in connection.execute(query).mappings()]
-        if newest_first:
-            rows.reverse()
-        return _frame(rows)
+            return query.limit(limit)
+        return query.order_by(PREDICTIONS.c.created_at, PREDICTIONS.c.id)
 
     def ping(self) -> None:
         """Raise (``sqlalchemy.exc.OperationalError``) unless the database answers."""
@@ -326,16 +407,48 @@ class LogStore:
         self.engine.dispose()
 
 
-def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Rows of the join as a frame, with the features JSON expanded into columns."""
-    features = [row.pop("features") or {} for row in rows]
-    frame = pd.DataFrame(rows, columns=list(FRAME_COLUMNS))
+def _stream_columns() -> list[Any]:
+    """What :meth:`LogStore.window_chunks` selects, in :data:`FRAME_COLUMNS` order + features.
+
+    JSON columns are selected as text: parsing it with orjson is several times faster than the
+    drivers' own JSON decoding, and only the rows a caller keeps cost anything more.
+    """
+    columns: list[Any] = []
+    for name in FRAME_COLUMNS:
+        if name in ("label", "received_at"):
+            columns.append(FEEDBACK.c[name])
+        elif name in ("prediction", "probabilities"):
+            columns.append(cast(PREDICTIONS.c[name], Text).label(name))
+        else:
+            columns.append(PREDICTIONS.c[name])
+    columns.append(cast(PREDICTIONS.c.features, Text).label("features"))
+    return columns
+
+
+def _json(value: str | None) -> Any:
+    """Parse JSON text with orjson; the standard library for what orjson refuses (huge ints)."""
+    if value is None:
+        return None
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return json.loads(value)
+
+
+def _chunk_frame(rows: Sequence[Any], start: int) -> pd.DataFrame:
+    """Rows of :func:`_stream_columns` as a frame indexed from ``start``, features expanded."""
+    index = pd.RangeIndex(start, start + len(rows))
+    columns = list(zip(*rows, strict=True)) if rows else [()] * (len(FRAME_COLUMNS) + 1)
+    values = dict(zip((*FRAME_COLUMNS, "features"), columns, strict=True))
+    features = [_json(text) or {} for text in values.pop("features")]
+    values["prediction"] = [_json(text) for text in values["prediction"]]
+    values["probabilities"] = [_json(text) for text in values["probabilities"]]
+    frame = pd.DataFrame({name: list(values[name]) for name in FRAME_COLUMNS}, index=index)
     for name in ("created_at", "received_at"):
         frame[name] = pd.to_datetime(frame[name], utc=True)
-    expanded = pd.DataFrame(features, index=frame.index)
-    expanded.columns = [
-        f"feature.{name}" if name in FRAME_COLUMNS else str(name) for name in expanded.columns
-    ]
+    # from_records is the fastest way from dicts; given ``index=`` it reads it as field names
+    expanded = pd.DataFrame.from_records(features).set_axis(index)
+    expanded.columns = [feature_column(str(name)) for name in expanded.columns]
     return pd.concat([frame, expanded], axis=1)
 
 
