@@ -1,10 +1,12 @@
 """The monitor flow: a window of logged predictions -> checks -> status -> stored -> alerts.
 
-Reads the window from the monitoring database, compares it with the champion's reference sample
-(drift), its training schema (data quality) and, where labels came back, its holdout metrics
-(model quality). Every run is stored as rows (the dashboard's history) and as an MLflow run in
-the monitoring experiment holding the Evidently HTML report; drift and degradation open alerts
-(database, log, webhook) that resolve when the condition clears.
+Streams the window from the monitoring database in one pass (``monitoring.window``): a uniform
+random sample of at most ``MLOPS_MONITOR_MAX_ROWS`` rows is compared with the champion's
+reference sample (drift), every row with its training schema (data quality) and every labelled
+row with its holdout metrics (model quality); the run's ``sample_note`` says what was sampled.
+Every run is stored as rows (the dashboard's history) and as an MLflow run in the monitoring
+experiment holding the Evidently HTML report; drift and degradation open alerts (database, log,
+webhook) that resolve when the condition clears.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ from prefect.cache_policies import NO_CACHE
 from mlops_stack import modelstore, registry
 from mlops_stack.data import DatasetSchema
 from mlops_stack.logstore import LogStore
-from mlops_stack.logstore.db import FRAME_COLUMNS
+from mlops_stack.logstore.db import WindowExtent
 from mlops_stack.logstore.results import FeatureDriftRow, MonitorRunRow, ResultStore
 from mlops_stack.monitoring import alerts
 from mlops_stack.monitoring.checks import CheckResult, run_checks
 from mlops_stack.monitoring.status import Status, Thresholds, classify
+from mlops_stack.monitoring.window import Window, read_window
 from mlops_stack.settings import Settings, get_settings
 
 REPORT_ARTIFACT = "reports"
@@ -90,43 +93,38 @@ def load_champion(settings: Settings) -> Champion | None:
     )
 
 
-@task(cache_policy=NO_CACHE)
-def load_window(store: LogStore, settings: Settings) -> pd.DataFrame:
-    """The logged predictions of this model in the window (last N rows or last T minutes)."""
+def window_bounds(settings: Settings) -> tuple[datetime | None, int | None]:
+    """The window as ``(since, limit)``: the last T minutes if set, else the last N rows."""
     if settings.monitor_window_minutes:
-        since = datetime.now(UTC) - timedelta(minutes=settings.monitor_window_minutes)
-        return store.predictions_with_feedback(since=since, model_name=settings.model_name)
-    return store.predictions_with_feedback(
-        limit=settings.monitor_window_rows, model_name=settings.model_name
-    )
-
-
-def feature_column(name: str) -> str:
-    """Where ``predictions_with_feedback`` put a feature (prefixed if it clashes)."""
-    return f"feature.{name}" if name in FRAME_COLUMNS else name
+        return datetime.now(UTC) - timedelta(minutes=settings.monitor_window_minutes), None
+    return None, settings.monitor_window_rows
 
 
 @task(cache_policy=NO_CACHE)
-def check(window: pd.DataFrame, champion: Champion, settings: Settings) -> CheckResult:
-    names = champion.schema.feature_names
-    current = window[[feature_column(n) for n in names]].set_axis(names, axis=1)
-    labelled = window["label"].notna().any()
-    probabilities = (
-        pd.DataFrame(list(window["probabilities"].map(lambda p: p or {})), index=window.index)
-        if labelled
-        else None
+def load_window(store: LogStore, settings: Settings, champion: Champion) -> Window:
+    """Stream this model's window once: a sample for drift, quality over every row."""
+    since, limit = window_bounds(settings)
+    return read_window(
+        store.window_chunks(since, limit, model_name=settings.model_name),
+        champion.schema,
+        max_rows=settings.monitor_max_rows,
+        seed=settings.random_seed,
     )
+
+
+@task(cache_policy=NO_CACHE)
+def check(window: Window, champion: Champion, settings: Settings) -> CheckResult:
+    """Drift on the window's sample; data and model quality as counted over the whole window."""
     return run_checks(
         champion.reference,
-        current,
+        window.features,
         champion.schema,
-        current_predictions=window["prediction"].astype(str),
+        current_predictions=window.predictions,
         reference_predictions=champion.reference_predictions,
-        labels=window["label"] if labelled else None,
-        probabilities=probabilities,
         classes=champion.schema.classes,
         max_rows=settings.monitor_max_rows,
         seed=settings.random_seed,
+        whole=window.whole,
     )
 
 
@@ -178,7 +176,7 @@ def log_to_mlflow(
 def _run_row(
     settings: Settings,
     started: datetime,
-    window: pd.DataFrame,
+    window: WindowExtent,
     status: Status,
     version: str | None,
     result: CheckResult | None = None,
@@ -190,9 +188,9 @@ def _run_row(
         finished_at=datetime.now(UTC),
         model_name=settings.model_name,
         model_version=version,
-        window_start=window["created_at"].min() if len(window) else None,
-        window_end=window["created_at"].max() if len(window) else None,
-        window_rows=len(window),
+        window_start=window.start,
+        window_end=window.end,
+        window_rows=window.rows,
         analysed_rows=result.analysed_rows if result else 0,
         sample_note=result.sample_note if result else None,
         status=status.status,
@@ -219,25 +217,30 @@ def monitor_flow() -> dict[str, object]:
     store.migrate()
     results = ResultStore(store)
     champion = load_champion(settings)
-    window = load_window(store, settings)
+    window = load_window(store, settings, champion) if champion else None
+    if window is not None:
+        extent = window.extent
+    else:  # nothing to check: count the window in SQL, for the record
+        since, limit = window_bounds(settings)
+        extent = store.window_extent(since, limit, model_name=settings.model_name)
     version = champion.version if champion else None
-    if champion is None or len(window) < settings.monitor_min_rows:
+    if champion is None or window is None or extent.rows < settings.monitor_min_rows:
         why = (
             "no champion yet: `mlops train` registers one"
             if champion is None
-            else f"not enough data: {len(window)} logged rows in the window, "
+            else f"not enough data: {extent.rows} logged rows in the window, "
             f"{settings.monitor_min_rows} needed (MLOPS_MONITOR_MIN_ROWS)"
         )
         status = Status("skipped", why, {})
-        run_id = results.save_run(_run_row(settings, started, window, status, version), [])
+        run_id = results.save_run(_run_row(settings, started, extent, status, version), [])
         logger.info("monitor skipped: %s", why)
         store.dispose()
-        return MonitorSummary(run_id, "skipped", why, version, len(window), 0).to_dict()
+        return MonitorSummary(run_id, "skipped", why, version, extent.rows, 0).to_dict()
 
     result = check(window, champion, settings)
     status = classify(result, champion.baseline, Thresholds.from_settings(settings))
     mlflow_run, report_uri = log_to_mlflow(result, status, champion, settings)
-    row = _run_row(settings, started, window, status, version, result)
+    row = _run_row(settings, started, extent, status, version, result)
     row.baseline, row.report_uri, row.mlflow_run_id = champion.baseline, report_uri, mlflow_run
     run_id = results.save_run(
         row,

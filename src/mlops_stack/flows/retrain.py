@@ -20,9 +20,9 @@ from sklearn.model_selection import train_test_split
 
 from mlops_stack import registry
 from mlops_stack.data import load_dataset
-from mlops_stack.flows.monitor import feature_column
 from mlops_stack.flows.train import train_flow
 from mlops_stack.logstore import LogStore
+from mlops_stack.logstore.db import feature_column
 from mlops_stack.monitoring.alerts import announce
 from mlops_stack.settings import Settings, get_settings
 
