@@ -40,6 +40,7 @@ from sqlalchemy import (
     func,
     select,
     text,
+    type_coerce,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Engine, make_url
@@ -411,16 +412,19 @@ def _stream_columns() -> list[Any]:
     """What :meth:`LogStore.window_chunks` selects, in :data:`FRAME_COLUMNS` order + features.
 
     JSON columns are selected as text: parsing it with orjson is several times faster than the
-    drivers' own JSON decoding, and only the rows a caller keeps cost anything more.
+    drivers' own JSON decoding. Times skip :class:`UTCDateTime`'s per-row conversion (SQLite's
+    text, PostgreSQL's datetimes as the driver gives them): pandas converts a whole column at
+    once, about a tenth of the cost on a million rows.
     """
     columns: list[Any] = []
     for name in FRAME_COLUMNS:
-        if name in ("label", "received_at"):
-            columns.append(FEEDBACK.c[name])
-        elif name in ("prediction", "probabilities"):
-            columns.append(cast(PREDICTIONS.c[name], Text).label(name))
+        table = FEEDBACK if name in ("label", "received_at") else PREDICTIONS
+        if name in ("prediction", "probabilities"):
+            columns.append(cast(table.c[name], Text).label(name))
+        elif name in ("created_at", "received_at"):
+            columns.append(type_coerce(table.c[name], String).label(name))
         else:
-            columns.append(PREDICTIONS.c[name])
+            columns.append(table.c[name])
     columns.append(cast(PREDICTIONS.c.features, Text).label("features"))
     return columns
 
@@ -445,7 +449,8 @@ def _chunk_frame(rows: Sequence[Any], start: int) -> pd.DataFrame:
     values["probabilities"] = [_json(text) for text in values["probabilities"]]
     frame = pd.DataFrame({name: list(values[name]) for name in FRAME_COLUMNS}, index=index)
     for name in ("created_at", "received_at"):
-        frame[name] = pd.to_datetime(frame[name], utc=True)
+        # SQLite's text is UTC without an offset; utc=True reads it so
+        frame[name] = pd.to_datetime(frame[name], utc=True, format="ISO8601")
     # from_records is the fastest way from dicts; given ``index=`` it reads it as field names
     expanded = pd.DataFrame.from_records(features).set_axis(index)
     expanded.columns = [feature_column(str(name)) for name in expanded.columns]

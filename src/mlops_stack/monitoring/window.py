@@ -11,7 +11,9 @@ bounded by the chunk, the sample and the labelled rows, never the window.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import gc
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -98,15 +100,16 @@ def read_window(
     quality = QualityCounter(schema)
     labelled: list[pd.DataFrame] = []
     start = end = None
-    for chunk in chunks:
-        if chunk.empty:
-            continue
-        quality.add(_features(chunk, schema))
-        reservoir.add(chunk)
-        labelled.append(_labelled(chunk))
-        first, last = chunk["created_at"].min(), chunk["created_at"].max()
-        start = first if start is None else min(start, first)
-        end = last if end is None else max(end, last)
+    with _cyclic_gc_paused():
+        for chunk in chunks:
+            if chunk.empty:
+                continue
+            quality.add(_features(chunk, schema))
+            reservoir.add(chunk)
+            labelled.append(_labelled(chunk))
+            first, last = chunk["created_at"].min(), chunk["created_at"].max()
+            start = first if start is None else min(start, first)
+            end = last if end is None else max(end, last)
     rows = reservoir.seen
     sample = reservoir.sample()
     if sample is None:
@@ -128,6 +131,25 @@ def read_window(
         predictions=sample["prediction"].astype(str),
         whole=whole,
     )
+
+
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while the window streams by; collected once afterwards.
+
+    Why: the read allocates tens of millions of short-lived tuples, dicts and floats. Each
+    allocation burst triggers the cyclic collector, whose older generations walk every live
+    object (the sample included) again and again: about a third of the read time, measured on
+    a million rows, for no cycle to find. Reference counting still frees every chunk.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+        gc.collect()
 
 
 def _features(chunk: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
