@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import redis
 from alembic.autogenerate import compare_metadata
@@ -26,7 +27,13 @@ from mlops_stack.logstore import (
     StreamWriter,
     make_sink,
 )
-from mlops_stack.logstore.db import VERSION_TABLE, Base, alembic_config, write_isolating
+from mlops_stack.logstore.db import (
+    VERSION_TABLE,
+    Base,
+    WindowExtent,
+    alembic_config,
+    write_isolating,
+)
 
 from .servers import wait_for
 
@@ -187,6 +194,37 @@ def test_window_filters_apply_before_the_limit(store: LogStore):
     labelled = store.predictions_with_feedback(model_name="churn", labelled_only=True)
     assert list(labelled.request_id) == ["req-1"] and list(labelled.label) == ["yes"]
     assert len(store.predictions_with_feedback(labelled_only=True)) == 2
+
+
+def test_window_streams_in_chunks_that_add_up_to_the_whole_read(store: LogStore):
+    mine = [record(i) for i in range(25)]
+    store.write_predictions(mine + [record(99, request_id="other", model_name="fraud")])
+    store.record_feedback([("req-3", 0, "yes"), ("req-20", 0, "no")])
+
+    chunks = list(store.window_chunks(limit=20, model_name="churn", chunk_rows=7))
+    assert [len(c) for c in chunks] == [7, 7, 6]
+    streamed = pd.concat(chunks)
+    assert list(streamed.index) == list(range(20))  # positions in the stream
+    assert list(streamed.request_id) == [f"req-{i}" for i in range(24, 4, -1)]  # newest first
+    whole = store.predictions_with_feedback(limit=20, model_name="churn")
+    pd.testing.assert_frame_equal(streamed.iloc[::-1].reset_index(drop=True), whole)
+    assert streamed.set_index("request_id").label.dropna().to_dict() == {"req-20": "no"}
+    assert str(streamed.created_at.dt.tz) == "UTC"
+
+    since = pd.concat(store.window_chunks(since=record(22).created_at, chunk_rows=2))
+    assert list(since.request_id) == ["req-22", "req-23", "req-24", "other"]  # oldest first
+    assert list(store.window_chunks(since=record(500).created_at)) == []
+
+
+def test_window_extent_counts_in_sql(store: LogStore):
+    store.write_predictions([record(i) for i in range(10)])
+    extent = store.window_extent(limit=4, model_name="churn")
+    assert (extent.rows, extent.start, extent.end) == (
+        4,
+        record(6).created_at,
+        record(9).created_at,
+    )
+    assert store.window_extent(model_name="fraud") == WindowExtent(0, None, None)
 
 
 def test_database_sink_on_sqlite_writes_every_record(stack):

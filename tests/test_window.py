@@ -1,0 +1,233 @@
+"""Reading a monitor window in one streamed pass: the sample, and counts over every row.
+
+The store streams the window in small chunks here, so that the sample, the quality counts and
+the labelled rows all have to be put together across chunks, on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlops_stack.data import Dataset, DatasetSchema, infer_schema
+from mlops_stack.flows.monitor import monitor_flow
+from mlops_stack.flows.train import train_flow
+from mlops_stack.logstore import LogStore, PredictionRecord, ResultStore
+from mlops_stack.monitoring.checks import QualityCounter, model_quality, run_checks
+from mlops_stack.monitoring.window import Reservoir, read_window
+
+from .conftest import mixed_table
+from .traffic import Traffic
+
+ROWS = 2000
+BAD_AGE = (5, 1234, 1999)  # rows with an age far outside training's range
+UNSEEN_CITY = (7, 777)  # rows with a city training never saw
+LABELLED = range(0, ROWS, 10)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def monitoring_url(request, tmp_path: Path) -> str:
+    """A monitoring database URL on each dialect (request it before ``stack``)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'monitoring.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def store(monitoring_url: str):
+    log_store = LogStore(monitoring_url)
+    log_store.migrate()
+    yield log_store
+    log_store.dispose()
+
+
+def schema() -> DatasetSchema:
+    return infer_schema(Dataset(frame=mixed_table(400, seed=0), target="churn", source="test"))
+
+
+def logged(log_store: LogStore) -> pd.DataFrame:
+    """ROWS logged rows of mixed features, a few of them bad, every tenth labelled."""
+    table = mixed_table(ROWS, seed=1).drop(columns="churn")
+    table.loc[list(BAD_AGE), "age"] = 500.0
+    table.loc[list(UNSEEN_CITY), "city"] = "atlantis"
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    records = [
+        PredictionRecord(
+            request_id=f"r{i}",
+            row=0,
+            created_at=start + timedelta(seconds=i),
+            model_name="churn",
+            model_version="1",
+            features=values,
+            prediction="yes" if i % 3 else "no",
+            probabilities={"no": 0.4, "yes": 0.6} if i % 3 else {"no": 0.7, "yes": 0.3},
+            latency_ms=1.0,
+        )
+        for i, values in enumerate(table.to_dict("records"))
+    ]
+    log_store.write_predictions(records)
+    log_store.record_feedback([(f"r{i}", 0, "yes" if i % 2 else "no") for i in LABELLED])
+    return table
+
+
+def test_bad_rows_outside_the_sample_are_still_counted(store: LogStore):
+    table = logged(store)
+    spec = schema()
+    chunks = store.window_chunks(limit=ROWS, model_name="churn", chunk_rows=300)
+    window = read_window(chunks, spec, max_rows=100, seed=3)
+
+    assert window.extent.rows == ROWS and len(window.features) == 100
+    assert window.extent.start == datetime(2025, 1, 1, tzinfo=UTC)
+    # positions are newest first: bad row i streams at ROWS - 1 - i
+    sampled = set(ROWS - 1 - window.features.index)
+    assert set(BAD_AGE) - sampled and set(UNSEEN_CITY) - sampled  # some left out of the sample
+    quality = {q.feature: q for q in window.whole.quality}
+    assert quality["age"].out_of_range == len(BAD_AGE)
+    assert quality["city"].unseen_categories == len(UNSEEN_CITY)
+    assert quality["city"].unseen_examples == ["atlantis"]
+    assert quality["income"].missing_share == pytest.approx(table["income"].isna().mean())
+
+    # the same figures as counting the whole window in memory
+    whole = store.predictions_with_feedback(limit=ROWS, model_name="churn")
+    counter = QualityCounter(spec)
+    counter.add(whole[spec.feature_names])
+    assert window.whole.quality == counter.results()
+    labelled = whole.loc[whole.label.notna()]
+    expected = model_quality(
+        labelled.label,
+        labelled.prediction.astype(str),
+        pd.DataFrame(list(labelled.probabilities), index=labelled.index),
+        spec.classes,
+        spec,
+    )
+    assert window.whole.model_quality == expected
+    assert expected is not None and expected.labelled_rows == len(LABELLED)
+    assert window.whole.note == "analysed a uniform random sample of 100 of 2000 rows (seed 3)"
+
+
+def test_the_sample_note_says_what_was_sampled_and_what_was_not(store: LogStore):
+    logged(store)
+    spec = schema()
+    reference = mixed_table(400, seed=0).drop(columns="churn")
+    window = read_window(
+        store.window_chunks(limit=ROWS, model_name="churn", chunk_rows=500),
+        spec,
+        max_rows=150,
+        seed=42,
+    )
+    result = run_checks(
+        reference,
+        window.features,
+        spec,
+        current_predictions=window.predictions,
+        reference_predictions=pd.Series(["no", "yes"] * 200),
+        max_rows=150,
+        build_report=False,
+        whole=window.whole,
+    )
+    assert result.current_rows == ROWS and result.analysed_rows == 150 and result.sampled
+    assert result.sample_note == (
+        "analysed a uniform random sample of 150 of 2000 rows (seed 42); "
+        "reference: a uniform random sample of 150 of 400 rows (seed 42); "
+        "data quality over all 2000 rows; model quality over all 200 labelled rows"
+    )
+    assert result.model_quality is not None and result.model_quality.labelled_rows == 200
+    with pytest.raises(ValueError, match="whole.model_quality"):
+        run_checks(
+            reference,
+            window.features,
+            spec,
+            current_predictions=window.predictions,
+            labels=window.predictions,
+            whole=window.whole,
+        )
+
+
+def test_a_small_window_is_read_whole():
+    chunks = [_numbered(0, 30), _numbered(30, 40)]
+    spec = schema()
+    window = read_window(chunks, spec, max_rows=100, seed=0)
+    assert window.extent.rows == 70 and list(window.features.index) == list(range(70))
+    assert window.whole.note == "analysed all 70 rows"
+    assert window.whole.model_quality is None  # nothing labelled
+
+
+def test_an_empty_window_reads_as_empty():
+    window = read_window([], schema(), max_rows=10, seed=0)
+    assert window.extent.rows == 0 and window.extent.start is None
+    assert window.features.empty and list(window.features.columns) == schema().feature_names
+
+
+def test_reservoir_is_uniform_bounded_and_repeatable():
+    def sample(seed: int) -> list[int]:
+        reservoir = Reservoir(50, seed)
+        for start in range(0, 1000, 64):
+            positions = range(start, min(start + 64, 1000))  # indexed like the store's chunks
+            reservoir.add(pd.DataFrame({"n": positions}, index=positions))
+        kept = reservoir.sample()
+        assert kept is not None and reservoir.seen == 1000
+        return list(kept.n)
+
+    first = sample(1)
+    assert len(first) == 50 and len(set(first)) == 50 and first == sorted(first)
+    assert sample(1) == first and sample(2) != first
+    # uniform: over many seeds every position is kept about 50/1000 of the time
+    counts = np.bincount(np.concatenate([sample(s) for s in range(200)]), minlength=1000)
+    assert counts.sum() == 200 * 50
+    halves = counts[:500].sum(), counts[500:].sum()  # early rows are not favoured, nor late
+    assert abs(halves[0] - halves[1]) < 0.1 * counts.sum()
+
+
+def test_monitor_run_samples_the_window_and_counts_quality_over_all_rows(monitoring_url, stack):
+    settings = stack(
+        candidates="logistic_regression",
+        monitoring_db_url=monitoring_url,
+        monitor_window_rows="1000",
+        monitor_min_rows="100",
+        monitor_max_rows="150",
+    )
+    train_flow()
+    traffic = Traffic(settings)
+    traffic.send(400, seed=1)
+    bad = traffic.features.iloc[0].to_dict() | {"mean symmetry": 1e6}
+    traffic.store.write_predictions(
+        [
+            PredictionRecord(
+                request_id="bad",
+                row=0,
+                created_at=datetime.now(UTC),
+                model_name=settings.model_name,
+                model_version="1",
+                features=bad,
+                prediction=1,
+                probabilities={"0": 0.1, "1": 0.9},
+                latency_ms=1.0,
+            )
+        ]
+    )
+    summary = monitor_flow()
+    assert summary["window_rows"] == 401 and summary["analysed_rows"] == 150
+    note = (
+        "analysed a uniform random sample of 150 of 401 rows (seed 42); "
+        "reference: a uniform random sample of 150 of 455 rows (seed 42); "
+        "data quality over all 401 rows"
+    )
+    assert summary["sample_note"] == note
+    [run] = ResultStore(traffic.store).runs(settings.model_name)
+    assert (run.window_rows, run.analysed_rows, run.sample_note) == (401, 150, note)
+    assert run.window_start < run.window_end
+    quality = {q["feature"]: q for q in run.quality}
+    assert quality["mean symmetry"]["out_of_range"] == 1
+    traffic.store.dispose()
+
+
+def _numbered(start: int, rows: int) -> pd.DataFrame:
+    """A store-like chunk of ``rows`` (at least 25) clean rows indexed from ``start``."""
+    table = mixed_table(rows, seed=start).drop(columns="churn")
+    table.index = pd.RangeIndex(start, start + rows)
+    created = pd.Timestamp("2025-01-01", tz="UTC") + pd.to_timedelta(table.index, unit="s")
+    return table.assign(created_at=created, prediction="yes", probabilities=None, label=None)
