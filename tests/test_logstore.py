@@ -215,6 +215,11 @@ def test_window_streams_in_chunks_that_add_up_to_the_whole_read(store: LogStore)
     assert list(since.request_id) == ["req-22", "req-23", "req-24", "other"]  # oldest first
     assert list(store.window_chunks(since=record(500).created_at)) == []
 
+    [lean] = store.window_chunks(limit=3, model_name="churn", columns=("label", "created_at"))
+    assert list(lean.columns) == ["created_at", "label", "age", "city"]  # window order, features
+    with pytest.raises(ValueError, match="features"):
+        list(store.window_chunks(columns=("features",)))
+
 
 def test_window_extent_counts_in_sql(store: LogStore):
     store.write_predictions([record(i) for i in range(10)])

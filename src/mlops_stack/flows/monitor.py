@@ -29,7 +29,7 @@ from mlops_stack.logstore.results import FeatureDriftRow, MonitorRunRow, ResultS
 from mlops_stack.monitoring import alerts
 from mlops_stack.monitoring.checks import CheckResult, run_checks
 from mlops_stack.monitoring.status import Status, Thresholds, classify
-from mlops_stack.monitoring.window import Window, read_window
+from mlops_stack.monitoring.window import COLUMNS, Window, read_window
 from mlops_stack.settings import Settings, get_settings
 
 REPORT_ARTIFACT = "reports"
@@ -105,7 +105,7 @@ def load_window(store: LogStore, settings: Settings, champion: Champion) -> Wind
     """Stream this model's window once: a sample for drift, quality over every row."""
     since, limit = window_bounds(settings)
     return read_window(
-        store.window_chunks(since, limit, model_name=settings.model_name),
+        store.window_chunks(since, limit, model_name=settings.model_name, columns=COLUMNS),
         champion.schema,
         max_rows=settings.monitor_max_rows,
         seed=settings.random_seed,

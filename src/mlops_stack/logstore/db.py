@@ -314,7 +314,7 @@ class LogStore:
             self.window_chunks(since, limit, model_name=model_name, labelled_only=labelled_only)
         )
         if not chunks:
-            return _chunk_frame([], 0)
+            return _chunk_frame([], 0, FRAME_COLUMNS)
         frame = pd.concat(chunks) if len(chunks) > 1 else chunks[0]
         if limit is not None:  # streamed newest first
             frame = frame.iloc[::-1]
@@ -328,25 +328,32 @@ class LogStore:
         model_name: str | None = None,
         labelled_only: bool = False,
         chunk_rows: int = CHUNK_ROWS,
+        columns: Sequence[str] = FRAME_COLUMNS,
     ) -> Iterator[pd.DataFrame]:
         """The rows of :meth:`predictions_with_feedback`, streamed in frames of ``chunk_rows``.
 
         Why: a monitor window may hold a million rows, whose JSON features expanded into Python
         objects at once would take gigabytes. Here one chunk is in memory at a time: PostgreSQL
         streams through a server-side cursor, SQLite steps through the file. JSON columns come as
-        text and are parsed with orjson. Same columns as :meth:`predictions_with_feedback`; the
-        order is the query's, newest first when ``limit`` is given, else oldest first, and each
-        frame's index continues the previous one's (a row's position in the stream). The window
-        is one statement, so a consistent snapshot even while the predictor keeps writing.
+        text and are parsed with orjson. Same columns as :meth:`predictions_with_feedback`, or
+        only ``columns`` of :data:`FRAME_COLUMNS` (then the features): every column left out
+        saves a million Python objects on a million rows. The order is the query's, newest first
+        when ``limit`` is given, else oldest first, and each frame's index continues the previous
+        one's (a row's position in the stream). The window is one statement, so a consistent
+        snapshot even while the predictor keeps writing.
         """
         if chunk_rows < 1:
             raise ValueError(f"chunk_rows must be at least 1, not {chunk_rows}")
-        query = self._window_query(since, limit, model_name, labelled_only, _stream_columns())
+        unknown = [name for name in columns if name not in FRAME_COLUMNS]
+        if unknown:
+            raise ValueError(f"not columns of the window: {', '.join(unknown)}")
+        names = [name for name in FRAME_COLUMNS if name in columns]
+        query = self._window_query(since, limit, model_name, labelled_only, _stream_columns(names))
         with self.engine.connect() as connection:
             streaming = connection.execution_options(stream_results=True, yield_per=chunk_rows)
             position = 0
             for rows in streaming.execute(query).partitions():
-                yield _chunk_frame(rows, position)
+                yield _chunk_frame(rows, position, names)
                 position += len(rows)
 
     def window_extent(
@@ -408,8 +415,8 @@ class LogStore:
         self.engine.dispose()
 
 
-def _stream_columns() -> list[Any]:
-    """What :meth:`LogStore.window_chunks` selects, in :data:`FRAME_COLUMNS` order + features.
+def _stream_columns(names: Sequence[str]) -> list[Any]:
+    """What :meth:`LogStore.window_chunks` selects: ``names`` of :data:`FRAME_COLUMNS`, features.
 
     JSON columns are selected as text: parsing it with orjson is several times faster than the
     drivers' own JSON decoding. Times skip :class:`UTCDateTime`'s per-row conversion (SQLite's
@@ -417,7 +424,7 @@ def _stream_columns() -> list[Any]:
     once, about a tenth of the cost on a million rows.
     """
     columns: list[Any] = []
-    for name in FRAME_COLUMNS:
+    for name in names:
         table = FEEDBACK if name in ("label", "received_at") else PREDICTIONS
         if name in ("prediction", "probabilities"):
             columns.append(cast(table.c[name], Text).label(name))
@@ -439,18 +446,19 @@ def _json(value: str | None) -> Any:
         return json.loads(value)
 
 
-def _chunk_frame(rows: Sequence[Any], start: int) -> pd.DataFrame:
+def _chunk_frame(rows: Sequence[Any], start: int, names: Sequence[str]) -> pd.DataFrame:
     """Rows of :func:`_stream_columns` as a frame indexed from ``start``, features expanded."""
     index = pd.RangeIndex(start, start + len(rows))
-    columns = list(zip(*rows, strict=True)) if rows else [()] * (len(FRAME_COLUMNS) + 1)
-    values = dict(zip((*FRAME_COLUMNS, "features"), columns, strict=True))
+    columns = list(zip(*rows, strict=True)) if rows else [()] * (len(names) + 1)
+    values: dict[str, Any] = dict(zip((*names, "features"), columns, strict=True))
     features = [_json(text) or {} for text in values.pop("features")]
-    values["prediction"] = [_json(text) for text in values["prediction"]]
-    values["probabilities"] = [_json(text) for text in values["probabilities"]]
-    frame = pd.DataFrame({name: list(values[name]) for name in FRAME_COLUMNS}, index=index)
+    for name in ("prediction", "probabilities"):
+        if name in values:
+            values[name] = [_json(text) for text in values[name]]
+    frame = pd.DataFrame(values, index=index)
     for name in ("created_at", "received_at"):
-        # SQLite's text is UTC without an offset; utc=True reads it so
-        frame[name] = pd.to_datetime(frame[name], utc=True, format="ISO8601")
+        if name in values:  # SQLite's text is UTC without an offset; utc=True reads it so
+            frame[name] = pd.to_datetime(frame[name], utc=True, format="ISO8601")
     # from_records is the fastest way from dicts; given ``index=`` it reads it as field names
     expanded = pd.DataFrame.from_records(features).set_axis(index)
     expanded.columns = [feature_column(str(name)) for name in expanded.columns]

@@ -29,6 +29,9 @@ from mlops_stack.monitoring.checks import (
     model_quality,
 )
 
+# What the pass needs of each row besides its features (LogStore.window_chunks(columns=...)).
+COLUMNS = ("created_at", "prediction", "probabilities", "label")
+
 
 class Reservoir:
     """A seeded uniform random sample, without replacement, of at most ``size`` streamed rows.
