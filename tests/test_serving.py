@@ -303,11 +303,13 @@ def test_json_logs_carry_the_request_id_on_every_request_line(client, capsys):
 
     configure_logging("INFO", json=True)
     try:
+        client.get("/health")  # probes log at debug: not in the lines below
         client.post("/predict", json={"features": GOOD}, headers={"X-Request-ID": "trace-me"})
         client.post("/predict", json={"features": {}}, headers={"X-Request-ID": "trace-bad"})
     finally:
-        root = logging.getLogger()
-        root.handlers = [h for h in root.handlers if h.get_name() != "mlops-stack"]
+        for logger in (logging.getLogger(), logging.getLogger("mlops_stack")):
+            logger.handlers = [h for h in logger.handlers if h.get_name() != "mlops-stack"]
+        logging.getLogger("mlops_stack").propagate = True
     lines = [
         json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")
     ]

@@ -57,6 +57,13 @@ def configure_logging(level: str = "INFO", json: bool = False) -> None:
     # installed by others (pytest's capture, a host application) stay.
     root.handlers = [h for h in root.handlers if h.get_name() != _HANDLER_NAME] + [handler]
     root.setLevel(level.upper())
+    # The stack's own loggers keep their handler even when Prefect later replaces the root
+    # handlers with its console handler (it does on first flow import): without this a worker
+    # would go silent, and a flow would print our lines twice in two formats.
+    ours = logging.getLogger("mlops_stack")
+    ours.handlers = [h for h in ours.handlers if h.get_name() != _HANDLER_NAME] + [handler]
+    ours.propagate = False
+    ours.setLevel(level.upper())  # Prefect sets the root to WARNING; our level is ours to set
     # MLflow and alembic are chatty at INFO about things a user did not ask for.
     for noisy in ("alembic", "httpx", "mlflow.store.db.utils", "mlflow.tracking.fluent"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
