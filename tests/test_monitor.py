@@ -118,6 +118,24 @@ def test_wrong_labels_mean_degraded(stack):
     assert alert.condition == "degraded"
 
 
+def test_too_few_labels_are_shown_but_not_judged(stack):
+    # 300 wrong labels would mean degraded; with 301 needed they only say so in the reason
+    settings = stack(
+        candidates="logistic_regression",
+        monitor_window_rows="300",
+        monitor_min_rows="100",
+        monitor_min_labelled="301",
+    )
+    train_flow()
+    traffic = Traffic(settings)
+    traffic.send(300, seed=11, wrong_labels=True)
+    summary = monitor_flow()
+    assert summary["status"] != "degraded", summary["reason"]
+    assert summary["quality"]["accuracy"] < 0.2  # measured and stored all the same
+    assert "quality not judged: 300 labelled rows, 301 needed" in summary["reason"]
+    assert ResultStore(traffic.store).alerts("open") == []
+
+
 def test_monitor_without_champion_is_skipped(stack):
     stack()
     summary = monitor_flow()

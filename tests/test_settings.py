@@ -8,14 +8,16 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from mlops_stack.settings import Settings, render_env_example
+from mlops_stack.settings import COMPOSE_VARIABLES, Settings, render_env_example
 
 ROOT = Path(__file__).resolve().parents[1]
+COMPOSE_NAMES = {name for name, _, _ in COMPOSE_VARIABLES}
 
 
 def test_env_example_documents_every_setting_with_its_default():
     text = (ROOT / ".env.example").read_text()
     documented = dict(re.findall(r"^# (MLOPS_[A-Z0-9_]+)=(.*)$", text, flags=re.M))
+    documented = {k: v for k, v in documented.items() if k not in COMPOSE_NAMES}
     expected = {}
     for name, field in Settings.model_fields.items():
         default = field.default
@@ -27,6 +29,15 @@ def test_env_example_documents_every_setting_with_its_default():
             else str(default)
         )
     assert documented == expected
+
+
+def test_env_example_documents_every_compose_variable_with_its_default():
+    compose = (ROOT / "docker-compose.yml").read_text()
+    used = dict(re.findall(r"\$\{([A-Z0-9_]+):-([^}]*)\}", compose))
+    # each has a default; $${X} is the container shell's, not compose's
+    assert re.findall(r"(?<!\$)\$\{([A-Z0-9_]+)\}", compose) == []
+    assert used == {name: default for name, default, _ in COMPOSE_VARIABLES}
+    assert not COMPOSE_NAMES & {f"MLOPS_{n.upper()}" for n in Settings.model_fields}
 
 
 def test_env_example_is_what_the_settings_render():

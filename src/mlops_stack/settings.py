@@ -90,6 +90,13 @@ class Settings(BaseSettings):
     # --- serving (the predictor) ---------------------------------------------------------
     api_host: str = Field("127.0.0.1", description="Address `mlops serve api` listens on.")
     api_port: int = Field(8000, ge=1, le=65535, description="Port `mlops serve api` listens on.")
+    api_root_path: str = Field(
+        "",
+        description=(
+            "Path prefix a reverse proxy serves the predictor under (/api in the compose "
+            "stack), so /docs and the OpenAPI links point at the public path."
+        ),
+    )
     model_alias: str = Field("champion", description="Registry alias the predictor serves.")
     max_batch_rows: int = Field(1000, ge=1, description="Most rows one /predict/batch may carry.")
     max_body_bytes: int = Field(
@@ -171,6 +178,14 @@ class Settings(BaseSettings):
             "figure from which status is degraded."
         ),
     )
+    monitor_min_labelled: int = Field(
+        50,
+        ge=1,
+        description=(
+            "Fewest labelled rows in the window from which a quality drop counts as degraded; "
+            "below it quality is shown but not judged."
+        ),
+    )
     alert_webhook_url: str | None = Field(
         None, description="Slack-compatible webhook that alerts are POSTed to; empty: none."
     )
@@ -187,6 +202,9 @@ class Settings(BaseSettings):
     retrain_min_labelled: int = Field(
         100, ge=10, description="Fewest labelled rows a retrain needs; fewer: skipped."
     )
+    monitor_interval_minutes: float = Field(
+        10.0, gt=0, description="How often the worker's scheduled monitor deployment runs."
+    )
     monitoring_experiment: str = Field(
         "mlops-monitoring", description="MLflow experiment holding monitor runs and HTML reports."
     )
@@ -194,6 +212,14 @@ class Settings(BaseSettings):
     # --- Prefect -------------------------------------------------------------------------
     prefect_api_url: str | None = Field(
         None, description="Prefect API URL; empty runs flows on a temporary local Prefect."
+    )
+
+    bootstrap_champion: bool = Field(
+        True,
+        description=(
+            "`mlops worker`: when the registry has no champion, run the train deployment once "
+            "so a fresh stack serves predictions without a manual step."
+        ),
     )
 
     # --- logging -------------------------------------------------------------------------
@@ -307,10 +333,34 @@ def get_settings() -> Settings:
 
 
 ENV_EXAMPLE_HEADER = """\
-# Every setting of the stack, with its default. Copy to .env (read from the working
-# directory) or export the variables. The defaults run everything embedded: MLflow on a
-# SQLite file, artifacts and Prefect state under MLOPS_DATA_DIR, no server to install.
+# Every variable the stack reads, with its default. Copy to .env and uncomment what you change:
+# `docker compose` reads .env for its own variables and passes it to the Python services;
+# `mlops` commands read it from the working directory. The MLOPS_* defaults run everything
+# embedded (MLflow on a SQLite file, state under MLOPS_DATA_DIR); docker-compose.yml sets the
+# service URLs (tracking, databases, Redis, Prefect) itself.
 """
+
+
+# Variables docker-compose.yml itself reads (interpolation), besides the MLOPS_* settings that
+# its Python services read. A test holds this table to the ${...} in the compose file.
+COMPOSE_VARIABLES: tuple[tuple[str, str, str], ...] = (
+    ("MLOPS_HTTP_BIND", "127.0.0.1", "Address nginx publishes the stack on (0.0.0.0: the LAN)."),
+    ("MLOPS_HTTP_PORT", "8080", "Port nginx publishes the stack on: http://<bind>:<port>/."),
+    ("POSTGRES_USER", "mlops", "PostgreSQL user owning the mlflow, prefect, monitoring DBs."),
+    (
+        "POSTGRES_PASSWORD",
+        "mlops-dev-only",
+        "PostgreSQL password. The default is for a laptop only; the prod stack refuses it.",
+    ),
+    (
+        "MLFLOW_ALLOWED_HOSTS",
+        "mlflow:5000,localhost,localhost:*,127.0.0.1,127.0.0.1:*",
+        "Host headers MLflow answers; add the name you reach the stack by.",
+    ),
+    ("JUPYTER_TOKEN", "mlops-dev-only", "JupyterLab token (profile notebooks): /jupyter/?token=."),
+    ("MLOPS_IMAGE", "mlops-stack:0.1.0", "Tag of the stack's Python image (built locally)."),
+    ("MLOPS_JUPYTER_IMAGE", "mlops-stack-jupyter:0.1.0", "Tag of the JupyterLab image."),
+)
 
 
 def render_env_example() -> str:
@@ -318,7 +368,10 @@ def render_env_example() -> str:
 
     Regenerate with ``python -m mlops_stack.settings > .env.example``.
     """
-    lines = [ENV_EXAMPLE_HEADER]
+    lines = [ENV_EXAMPLE_HEADER, "# --- docker compose (docker-compose.yml reads these) ---", ""]
+    for name, default, description in COMPOSE_VARIABLES:
+        lines += [f"# {description}", f"# {name}={default}", ""]
+    lines += ["# --- settings of the stack's Python services (MLOPS_*) ---", ""]
     for name, field in Settings.model_fields.items():
         default = field.default
         if default is None:

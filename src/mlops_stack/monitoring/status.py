@@ -3,7 +3,8 @@
 One threshold table (settings): ``MLOPS_DRIFT_WARNING_SHARE`` (share of drifted features that
 warns), ``MLOPS_DRIFT_SHARE`` (share that counts as drift) and ``MLOPS_QUALITY_DROP`` (how far
 accuracy, F1 or ROC AUC on labelled rows may fall below the champion's holdout figure before
-the model counts as degraded). The worst condition wins: degraded > drift > warning > ok.
+the model counts as degraded), judged only from ``MLOPS_MONITOR_MIN_LABELLED`` labelled rows on
+(two labels say nothing about F1). The worst condition wins: degraded > drift > warning > ok.
 """
 
 from __future__ import annotations
@@ -21,10 +22,16 @@ class Thresholds:
     warning_share: float
     drift_share: float
     quality_drop: float
+    min_labelled: int = 1  # fewer labelled rows: quality is reported, not judged
 
     @classmethod
     def from_settings(cls, settings) -> Thresholds:
-        return cls(settings.drift_warning_share, settings.drift_share, settings.quality_drop)
+        return cls(
+            settings.drift_warning_share,
+            settings.drift_share,
+            settings.quality_drop,
+            settings.monitor_min_labelled,
+        )
 
 
 @dataclass(frozen=True)
@@ -53,13 +60,20 @@ def classify(result: CheckResult, baseline: dict[str, float], limits: Thresholds
     """The run's status and why, naming the features and metrics behind it."""
     conditions: dict[str, str] = {}
     reasons: list[str] = []
+    labelled = result.model_quality.labelled_rows if result.model_quality else 0
+    judged = labelled >= limits.min_labelled
     degraded = {
         name: (now, then)
         for name, (now, then) in quality_vs_holdout(result, baseline).items()
-        if then - now > limits.quality_drop
+        if judged and then - now > limits.quality_drop
     }
+    unjudged = (
+        f"quality not judged: {labelled} labelled rows, {limits.min_labelled} needed "
+        "(MLOPS_MONITOR_MIN_LABELLED)"
+        if labelled and not judged
+        else None
+    )
     if degraded:
-        labelled = result.model_quality.labelled_rows if result.model_quality else 0
         text = ", ".join(
             f"{n} {now:.3f} vs {then:.3f} on the holdout" for n, (now, then) in degraded.items()
         )
@@ -89,8 +103,9 @@ def classify(result: CheckResult, baseline: dict[str, float], limits: Thresholds
         status = "warning"
     else:
         status = "ok"
-        reasons.append(
-            f"{share_text}; no quality drop"
-            + ("" if result.model_quality else " (no labels in the window)")
-        )
+        quality = "no quality drop" if judged else "no labels in the window"
+        reasons.append(f"{share_text}; {unjudged or quality}")
+        unjudged = None
+    if unjudged:
+        reasons.append(unjudged)
     return Status(status, "; ".join(reasons), conditions)

@@ -36,6 +36,7 @@ from mlops_stack.settings import Settings, get_settings
 log = get_logger("mlops_stack.api")
 ROUTES = ("/predict", "/predict/batch", "/feedback", "/health", "/ready", "/model", "/metrics")
 RECENT_KEYS = 100_000
+QUIET_ROUTES = frozenset({"/health", "/metrics"})
 
 
 class FeedbackItem(BaseModel):
@@ -179,6 +180,7 @@ def create_app(
         description="Predictions from the registry's champion, typed from its signature.",
         version="1",
         lifespan=lifespan,
+        root_path=settings.api_root_path,
     )
     app.state.predictor = state
     _add_routes(app, state)
@@ -381,7 +383,11 @@ def _add_error_handlers(app: FastAPI) -> None:
 def _openapi(app: FastAPI, state: Predictor) -> dict[str, Any]:
     """OpenAPI with the request bodies of the model being served right now."""
     schema = get_openapi(
-        title=app.title, version=app.version, description=app.description, routes=app.routes
+        title=app.title,
+        version=app.version,
+        description=app.description,
+        routes=app.routes,
+        servers=app.servers or None,  # FastAPI adds the root path here: /docs behind a proxy
     )
     model = state.holder.current
     if model is None:
@@ -448,7 +454,9 @@ class RequestContextMiddleware:
             metrics = self.state.metrics
             metrics.requests.labels(route, scope["method"], str(status["code"])).inc()
             metrics.latency.labels(route).observe(elapsed)
-            log.info(
+            # probes (healthchecks every few seconds, Prometheus scrapes) would drown the log
+            emit = log.debug if route in QUIET_ROUTES and status["code"] < 400 else log.info
+            emit(
                 "request",
                 method=scope["method"],
                 path=scope["path"],
