@@ -411,6 +411,51 @@ def log_writer() -> None:
     StreamWriter(settings, store).run_forever(stop)
 
 
+@app.command()
+def worker() -> None:
+    """Serve the flows as Prefect deployments and drain the prediction stream, until stopped.
+
+    Deployments: train/train and retrain/retrain (on demand), monitor/monitor (every
+    MLOPS_MONITOR_INTERVAL_MINUTES). With MLOPS_REDIS_URL it also writes the prediction stream
+    into the monitoring database, and with MLOPS_BOOTSTRAP_CHAMPION it starts one train run
+    when the registry has no champion. Needs a Prefect server (MLOPS_PREFECT_API_URL).
+    """
+    settings = _prepare()
+    if not settings.prefect_api_url:
+        raise _fail(
+            "MLOPS_PREFECT_API_URL is not set: deployments need a Prefect server "
+            "(embedded, run `mlops train` / `mlops monitor` directly)",
+            code=2,
+        )
+    from mlops_stack.worker import run_worker
+
+    run_worker(settings)
+
+
+@serve_app.command("dashboard")
+def serve_dashboard(
+    port: Annotated[int, typer.Option(help="Listen port")] = 8501,
+    host: Annotated[str, typer.Option(help="Listen address")] = "127.0.0.1",
+    base_path: Annotated[
+        str, typer.Option(help="Path prefix behind a reverse proxy, e.g. 'dashboard'")
+    ] = "",
+) -> None:
+    """Serve the Streamlit dashboard: champion, status and drift from the stack's stores."""
+    _prepare()  # fail early on bad settings; the Streamlit script reads the same environment
+    import os
+    import sys
+
+    script = Path(__file__).parent / "dashboard" / "app.py"
+    argv = [
+        sys.executable, "-m", "streamlit", "run", str(script),
+        "--server.port", str(port), "--server.address", host,
+        "--server.headless", "true", "--browser.gatherUsageStats", "false",
+    ]  # fmt: skip
+    if base_path:
+        argv += ["--server.baseUrlPath", base_path.strip("/")]
+    os.execv(sys.executable, argv)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -1,0 +1,1 @@
+"""The Streamlit dashboard (`mlops serve dashboard`): what the stack's own stores say."""

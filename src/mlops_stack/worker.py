@@ -1,0 +1,189 @@
+"""``mlops worker``: the stack's background process.
+
+One process per stack, next to the Prefect server:
+
+- serves the flows as Prefect deployments: ``train/train`` and ``retrain/retrain`` on demand
+  (the dashboard, the Prefect UI or its API start them), ``monitor/monitor`` on a schedule
+  (``MLOPS_MONITOR_INTERVAL_MINUTES``); each run executes in its own subprocess;
+- drains the predictor's Redis stream into the monitoring database (``mlops log-writer``'s
+  loop, in a thread), so predictions land in PostgreSQL with one service fewer;
+- bootstraps: when the registry has no champion it starts the train deployment once, so a
+  fresh ``docker compose up`` answers ``/api/predict`` without a manual step.
+
+It is a Prefect *served* process rather than a work pool worker on purpose: one image, no
+infrastructure blocks to register, and the flows run with the same settings and package.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from mlops_stack import registry
+from mlops_stack.logs import get_logger
+from mlops_stack.settings import Settings
+
+log = get_logger(__name__)
+
+TRAIN_DEPLOYMENT = "train/train"
+MONITOR_DEPLOYMENT = "monitor/monitor"
+RETRAIN_DEPLOYMENT = "retrain/retrain"
+ACTIVE_STATES = ("SCHEDULED", "PENDING", "RUNNING")
+RETRY_SECONDS = (1, 2, 5, 10, 15)  # back-off while MLflow or Prefect are still starting
+
+
+def deployments(settings: Settings) -> list[Any]:
+    """The stack's flows as Prefect deployments; only the monitor runs on a schedule."""
+    from mlops_stack.flows.monitor import monitor_flow
+    from mlops_stack.flows.retrain import retrain_flow
+    from mlops_stack.flows.train import train_flow
+
+    return [
+        train_flow.to_deployment(
+            name="train",
+            description="Train candidates, register the best, let the gate decide its alias.",
+            tags=["mlops-stack"],
+        ),
+        monitor_flow.to_deployment(
+            name="monitor",
+            description="Drift, data quality and model quality over the latest window.",
+            interval=timedelta(minutes=settings.monitor_interval_minutes),
+            tags=["mlops-stack"],
+        ),
+        retrain_flow.to_deployment(
+            name="retrain",
+            description="Retrain on the original plus labelled rows; gate on fresh rows.",
+            tags=["mlops-stack"],
+        ),
+    ]
+
+
+def retrying(what: str, call: Callable[[], Any], stop: threading.Event) -> Any:
+    """``call()`` until it succeeds or ``stop`` is set (then None), backing off between tries.
+
+    The worker starts before MLflow or Prefect may answer; it waits for them rather than
+    failing, and says what it is waiting for.
+    """
+    attempt = 0
+    while not stop.is_set():
+        try:
+            return call()
+        except Exception as exc:  # any failure to reach a service: wait and try again
+            delay = RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)]
+            log.info("worker_waiting", waiting_for=what, error=str(exc)[:200], retry_in=delay)
+            attempt += 1
+            stop.wait(delay)
+    return None
+
+
+def has_champion(settings: Settings) -> bool:
+    client = registry.client_for(settings)
+    return registry.version_by_alias(client, settings.model_name, settings.model_alias) is not None
+
+
+def _train_runs_in_flight() -> int:
+    """Train runs already scheduled, pending or running (a restarted worker must not add one)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterId,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name(TRAIN_DEPLOYMENT)
+        runs = client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])),
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(
+                    type=FlowRunFilterStateType(any_=[StateType(s) for s in ACTIVE_STATES])
+                )
+            ),
+            sort=FlowRunSort.ID_DESC,  # the sync client sends null without one: 422
+            limit=10,
+        )
+    return len(runs)
+
+
+def bootstrap(settings: Settings, stop: threading.Event) -> str:
+    """Start the train deployment once if the registry has no champion; say what was done."""
+    from prefect.deployments import run_deployment
+
+    if retrying("mlflow", lambda: has_champion(settings), stop):
+        log.info("bootstrap_skipped", reason="a champion exists")
+        return "champion exists"
+    in_flight = retrying("prefect deployment train/train", _train_runs_in_flight, stop)
+    if in_flight is None:
+        return "stopped"
+    if in_flight:
+        log.info("bootstrap_skipped", reason="a train run is already scheduled or running")
+        return "train run in flight"
+    run = retrying(
+        "prefect",
+        lambda: run_deployment(
+            TRAIN_DEPLOYMENT, parameters={"trigger": "bootstrap"}, timeout=0, tags=["bootstrap"]
+        ),
+        stop,
+    )
+    if run is None:
+        return "stopped"
+    log.info("bootstrap_started", flow_run=str(run.id), reason="the registry has no champion")
+    return "train started"
+
+
+def _log_writer(settings: Settings, stop: threading.Event) -> None:
+    from mlops_stack.logstore import StreamWriter
+
+    store = retrying("monitoring database", lambda: _migrated(settings), stop)
+    if store is not None:
+        StreamWriter(settings, store).run_forever(stop)
+
+
+def _migrated(settings: Settings) -> Any:
+    from mlops_stack.logstore import LogStore
+
+    store = LogStore(settings.resolved_monitoring_db_url)
+    store.migrate()
+    return store
+
+
+def run_worker(settings: Settings) -> None:
+    """Serve the deployments until SIGTERM/SIGINT; the log writer and bootstrap run alongside."""
+    from prefect import serve
+
+    stop = threading.Event()
+    threads = []
+    if settings.redis_url:
+        threads.append(threading.Thread(target=_log_writer, args=(settings, stop), name="writer"))
+    if settings.bootstrap_champion:
+        threads.append(threading.Thread(target=bootstrap, args=(settings, stop), name="bootstrap"))
+    for thread in threads:
+        thread.start()
+
+    def _terminate(*_: object) -> None:
+        stop.set()
+        raise KeyboardInterrupt  # serve() shuts its runner down cleanly on this
+
+    signal.signal(signal.SIGTERM, _terminate)
+    log.info(
+        "worker_started",
+        deployments=[TRAIN_DEPLOYMENT, MONITOR_DEPLOYMENT, RETRAIN_DEPLOYMENT],
+        monitor_every_minutes=settings.monitor_interval_minutes,
+        log_writer=bool(settings.redis_url),
+    )
+    try:
+        serve(*deployments(settings), pause_on_shutdown=False, print_starting_message=False)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=10)
+        log.info("worker_stopped")
