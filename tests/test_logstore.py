@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import redis
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -130,6 +131,22 @@ def test_migrate_concurrently_and_twice_on_postgres(postgres_url: str):
     assert_schema_matches_models(stores[0])
     for log_store in stores:
         log_store.dispose()
+
+
+def test_rows_logged_before_the_features_became_json_read_the_same(postgres_url: str):
+    """Migration 0003 (jsonb -> json) on a database that already holds predictions."""
+    log_store = LogStore(postgres_url)
+    with log_store.engine.begin() as connection:
+        command.upgrade(alembic_config(connection), "0002")
+    written = records(3, prefix="old")
+    log_store.write_predictions(written)
+    log_store.migrate()
+    assert_schema_matches_models(log_store)
+    frame = log_store.predictions_with_feedback()
+    assert list(frame["request_id"]) == [r.request_id for r in written]
+    for name, value in written[0].features.items():
+        assert frame.loc[0, name] == value
+    log_store.dispose()
 
 
 def test_write_predictions_is_idempotent(store: LogStore):

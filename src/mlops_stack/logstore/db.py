@@ -76,6 +76,9 @@ _IN_CHUNK = 500  # request ids per IN (...) query
 CHUNK_ROWS = 20_000
 
 JSONValue = JSON().with_variant(postgresql.JSONB(), "postgresql")
+# Features are read whole and never queried inside: PostgreSQL json returns the stored text
+# as is, jsonb re-serialises it (migration 0003).
+FeaturesJSON = JSON()
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -119,7 +122,7 @@ class PredictionRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     model_name: Mapped[str] = mapped_column(String(256))
     model_version: Mapped[str] = mapped_column(String(64))
-    features: Mapped[dict[str, Any]] = mapped_column(JSONValue)
+    features: Mapped[dict[str, Any]] = mapped_column(FeaturesJSON)
     prediction: Mapped[Any] = mapped_column(JSONValue, nullable=False)
     probabilities: Mapped[dict[str, float] | None] = mapped_column(JSONValue, nullable=True)
     latency_ms: Mapped[float] = mapped_column(Float)
