@@ -324,6 +324,9 @@ class Settings(BaseSettings):
         # Keep the embedded run quiet and offline: no analytics calls from a laptop.
         os.environ.setdefault("DO_NOT_TRACK", "1")
         os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        # Embedded, the first flow starts a temporary Prefect server that migrates its SQLite
+        # database; on a slow or busy 2-core machine that exceeds Prefect's 20 s default.
+        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 @lru_cache
