@@ -102,14 +102,19 @@ def test_monitor_detects_drift_alerts_once_and_resolves(stack, webhook):
     assert "<html" in report[:2000].lower() and len(report) > 100_000
 
 
-def test_wrong_labels_mean_degraded(stack):
+def _monitor_300_wrong_labels(stack, **env: str) -> tuple[dict, Traffic]:
+    """A champion, 300 logged rows all labelled wrong, one monitor run over them."""
     settings = stack(
-        candidates="logistic_regression", monitor_window_rows="300", monitor_min_rows="100"
+        candidates="logistic_regression", monitor_window_rows="300", monitor_min_rows="100", **env
     )
     train_flow()
     traffic = Traffic(settings)
     traffic.send(300, seed=11, wrong_labels=True)
-    degraded = monitor_flow()
+    return monitor_flow(), traffic
+
+
+def test_wrong_labels_mean_degraded(stack):
+    degraded, traffic = _monitor_300_wrong_labels(stack)
     assert degraded["status"] == "degraded", degraded["reason"]
     assert degraded["labelled_rows"] == 300
     assert degraded["quality"]["accuracy"] < 0.2
@@ -120,16 +125,7 @@ def test_wrong_labels_mean_degraded(stack):
 
 def test_too_few_labels_are_shown_but_not_judged(stack):
     # 300 wrong labels would mean degraded; with 301 needed they only say so in the reason
-    settings = stack(
-        candidates="logistic_regression",
-        monitor_window_rows="300",
-        monitor_min_rows="100",
-        monitor_min_labelled="301",
-    )
-    train_flow()
-    traffic = Traffic(settings)
-    traffic.send(300, seed=11, wrong_labels=True)
-    summary = monitor_flow()
+    summary, traffic = _monitor_300_wrong_labels(stack, monitor_min_labelled="301")
     assert summary["status"] != "degraded", summary["reason"]
     assert summary["quality"]["accuracy"] < 0.2  # measured and stored all the same
     assert "quality not judged: 300 labelled rows, 301 needed" in summary["reason"]

@@ -54,19 +54,13 @@ def open_alerts(store: LogStore, model_name: str) -> pd.DataFrame:
 
 
 def traffic(store: LogStore, model_name: str, now: datetime | None = None) -> dict[str, int]:
-    """Logged prediction rows of one model: last hour, last day, all time."""
+    """Logged prediction rows of one model: last hour, last day, all time (one scan)."""
     now = now or datetime.now(UTC)
-    windows = {
-        "last_hour": now - timedelta(hours=1),
-        "last_day": now - timedelta(days=1),
-        "total": None,
-    }
-    counts: dict[str, int] = {}
+    created = PREDICTIONS.c.created_at
+    query = select(
+        func.count().filter(created >= now - timedelta(hours=1)).label("last_hour"),
+        func.count().filter(created >= now - timedelta(days=1)).label("last_day"),
+        func.count().label("total"),
+    ).where(PREDICTIONS.c.model_name == model_name)
     with store.engine.connect() as connection:
-        for label, since in windows.items():
-            query = select(func.count()).select_from(PREDICTIONS)
-            query = query.where(PREDICTIONS.c.model_name == model_name)
-            if since is not None:
-                query = query.where(PREDICTIONS.c.created_at >= since)
-            counts[label] = connection.execute(query).scalar_one()
-    return counts
+        return dict(connection.execute(query).mappings().one())

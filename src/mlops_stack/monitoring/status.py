@@ -103,9 +103,8 @@ def classify(result: CheckResult, baseline: dict[str, float], limits: Thresholds
         status = "warning"
     else:
         status = "ok"
-        quality = "no quality drop" if judged else "no labels in the window"
-        reasons.append(f"{share_text}; {unjudged or quality}")
-        unjudged = None
-    if unjudged:
+        quality = unjudged or ("no quality drop" if judged else "no labels in the window")
+        reasons.append(f"{share_text}; {quality}")
+    if unjudged and status != "ok":
         reasons.append(unjudged)
     return Status(status, "; ".join(reasons), conditions)
