@@ -222,6 +222,22 @@ class Settings(BaseSettings):
         ),
     )
 
+    # --- dashboard -----------------------------------------------------------------------
+    dashboard_actions_enabled: bool = Field(
+        True,
+        description=(
+            "Dashboard: the retrain and rollback buttons act. false shows them disabled with "
+            "the reason (a read-only dashboard); nginx basic auth guards who reaches it at all."
+        ),
+    )
+    dashboard_api_url: str | None = Field(
+        None,
+        description=(
+            "Dashboard: the predictor's base URL, whose /metrics gives the error rate; empty "
+            "leaves the error rate out (the predictor logs no failed request elsewhere)."
+        ),
+    )
+
     # --- logging -------------------------------------------------------------------------
     log_level: str = Field("INFO", description="Log level of the stack's structured logs.")
     log_json: bool = Field(False, description="JSON log lines (services) instead of console text.")
@@ -235,6 +251,7 @@ class Settings(BaseSettings):
         "redis_url",
         "alert_webhook_url",
         "monitor_window_minutes",
+        "dashboard_api_url",
         mode="before",
     )
     @classmethod
