@@ -1,4 +1,4 @@
-"""The worker's parts that do not need the Docker stack: deployments, bootstrap, probe, queries.
+"""The worker's parts that do not need the Docker stack: deployments, bootstrap, probe.
 
 The deployments are applied to the session's real Prefect API; nothing executes their runs
 here (the compose end-to-end tests do), so a created run stays SCHEDULED: exactly the
@@ -9,20 +9,15 @@ from __future__ import annotations
 
 import threading
 
-import pytest
 from fastapi import FastAPI
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.sorting import FlowRunSort
 
 from mlops_stack import worker
-from mlops_stack.dashboard import queries
-from mlops_stack.flows.monitor import monitor_flow
 from mlops_stack.flows.train import train_flow
-from mlops_stack.logstore import LogStore
 from mlops_stack.probe import probe
 
 from .servers import serving
-from .traffic import Traffic
 
 
 def _bootstrap_runs() -> list:
@@ -82,38 +77,3 @@ def test_probe_says_ok_only_for_2xx():
         assert not ok and detail.startswith("404")
     ok, detail = probe(f"{base}/ok", timeout=1)  # the server is gone
     assert not ok and "refused" in detail.lower()
-
-
-def test_dashboard_queries_on_an_empty_stack_are_empty_not_errors(stack):
-    settings = stack()
-    store = LogStore(settings.resolved_monitoring_db_url)
-    store.migrate()
-    assert queries.model_versions(settings).empty
-    assert queries.monitor_runs(store, settings.model_name).empty
-    assert queries.open_alerts(store, settings.model_name).empty
-    assert queries.traffic(store, settings.model_name) == {
-        "last_hour": 0,
-        "last_day": 0,
-        "total": 0,
-    }
-
-
-@pytest.mark.timeout(600)
-def test_dashboard_queries_read_what_the_loop_wrote(stack):
-    settings = stack(
-        candidates="logistic_regression", monitor_window_rows="300", monitor_min_rows="100"
-    )
-    train_flow()
-    traffic = Traffic(settings)
-    traffic.send(300, seed=3, shift=3.0)
-    summary = monitor_flow()
-    versions = queries.model_versions(settings)
-    assert list(versions["version"]) == ["1"] and versions.loc[0, "aliases"] == "champion"
-    assert 0.5 < versions.loc[0, "roc_auc"] <= 1
-    runs = queries.monitor_runs(traffic.store, settings.model_name)
-    assert list(runs["status"]) == [summary["status"]] == ["drift"]
-    assert runs.loc[0, "drift_share"] == pytest.approx(summary["drift_share"])
-    alerts = queries.open_alerts(traffic.store, settings.model_name)
-    assert list(alerts["condition"]) == ["drift"]
-    assert queries.traffic(traffic.store, settings.model_name)["last_hour"] == 300
-    assert queries.traffic(traffic.store, "another-model")["total"] == 0

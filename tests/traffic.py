@@ -26,7 +26,15 @@ class Traffic:
         self.features, self.labels = dataset.features, dataset.labels
         self.sent = 0
 
-    def send(self, rows: int, seed: int, shift: float = 0.0, wrong_labels: bool = False) -> None:
+    def send(
+        self,
+        rows: int,
+        seed: int,
+        shift: float = 0.0,
+        wrong_labels: bool = False,
+        true_labels: bool = False,
+    ) -> None:
+        """Log ``rows`` predictions; with ``true_labels`` (or ``wrong_labels``) their feedback."""
         picked = self.features.sample(n=rows, replace=True, random_state=seed)
         labels = self.labels.loc[picked.index]
         if shift:
@@ -51,10 +59,10 @@ class Traffic:
                 )
             )
         self.store.write_predictions(records)
-        if wrong_labels:
+        if wrong_labels or true_labels:
             self.store.record_feedback(
                 [
-                    (r.request_id, 0, str(1 - int(label)))
+                    (r.request_id, 0, str(1 - int(label) if wrong_labels else int(label)))
                     for r, label in zip(records, labels, strict=True)
                 ]
             )

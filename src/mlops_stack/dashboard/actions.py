@@ -1,0 +1,91 @@
+"""What the dashboard's buttons do: start a retrain (Prefect) and roll back (MLflow).
+
+Both go through the same APIs as the CLI and the worker, never around them: a retrain is a flow
+run of the worker's ``retrain/retrain`` deployment (so it shows in Prefect's UI with its logs),
+a rollback is ``registry.rollback`` (so the registry records who replaced whom). Whether a
+button may act is decided here too, with the reason a disabled button shows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mlops_stack import registry
+from mlops_stack.settings import Settings
+from mlops_stack.worker import RETRAIN_DEPLOYMENT
+
+
+@dataclass(frozen=True)
+class Permission:
+    """May a button act; if not, the sentence the page shows next to the disabled button."""
+
+    allowed: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class StartedRun:
+    """A flow run the dashboard created: what the page shows and a person looks up in Prefect."""
+
+    id: str
+    name: str
+    state: str
+    deployment: str
+
+
+def actions_permission(settings: Settings) -> Permission:
+    """The site-wide switch: a read-only dashboard shows the buttons, disabled, and says why."""
+    if not settings.dashboard_actions_enabled:
+        return Permission(
+            False,
+            "Actions are switched off for this dashboard (MLOPS_DASHBOARD_ACTIONS_ENABLED=false): "
+            "ask an operator, or use `mlops retrain` / `mlops rollback` where you have access.",
+        )
+    return Permission(True)
+
+
+def retrain_permission(settings: Settings) -> Permission:
+    """A retrain needs the worker's deployment, so a Prefect server (not the embedded one)."""
+    general = actions_permission(settings)
+    if not general.allowed:
+        return general
+    if not settings.prefect_api_url:
+        return Permission(
+            False,
+            "No Prefect server is configured (MLOPS_PREFECT_API_URL), so no worker serves the "
+            "retrain deployment: run `mlops retrain` instead.",
+        )
+    return Permission(True)
+
+
+def rollback_permission(settings: Settings, previous: str | None) -> Permission:
+    """A rollback needs a champion that replaced an earlier one (the registry's record)."""
+    general = actions_permission(settings)
+    if not general.allowed:
+        return general
+    if previous is None:
+        return Permission(
+            False, "The champion replaced no earlier champion: there is nothing to roll back to."
+        )
+    return Permission(True)
+
+
+def start_retrain(settings: Settings, reason: str) -> StartedRun:
+    """Create a flow run of ``retrain/retrain`` and return at once (the worker executes it)."""
+    settings.prepare_environment()  # PREFECT_API_URL before Prefect reads it
+    from prefect.deployments import run_deployment
+
+    run = run_deployment(
+        RETRAIN_DEPLOYMENT,
+        parameters={"trigger_reason": reason},
+        timeout=0,
+        tags=["dashboard"],
+    )
+    state = run.state.name if run.state is not None else "unknown"
+    return StartedRun(str(run.id), run.name, state, RETRAIN_DEPLOYMENT)
+
+
+def roll_back(settings: Settings) -> registry.Rollback:
+    """Move ``champion`` back to the version it replaced (``registry.rollback``)."""
+    registry.use_tracking(settings)
+    return registry.rollback(registry.client_for(settings), settings.model_name)

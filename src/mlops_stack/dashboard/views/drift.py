@@ -1,0 +1,205 @@
+"""Drift: is the data the champion sees still like the data it learned from?
+
+Drift share per monitor run against the thresholds; one run's per-feature scores, most drifted
+first; one feature's reference and current distributions; the run's Evidently report.
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+import streamlit.components.v1 as components
+
+from mlops_stack.dashboard import cache, filters, widgets
+
+settings = cache.settings()
+chosen = filters.current()
+st.title("Drift")
+st.caption(f"Model `{settings.model_name}` · {filters.describe(chosen)}")
+
+
+def share_chart(measured: pd.DataFrame) -> alt.LayerChart:
+    """One point per monitor run, coloured by its status, and the two threshold lines."""
+    points = measured.assign(
+        when=filters.local(measured["started_at"]), status_colour=measured["status"]
+    )
+    scale = alt.Scale(
+        domain=list(widgets.STATUS_COLOUR), range=list(widgets.STATUS_COLOUR.values())
+    )
+    line = (
+        alt.Chart(points)
+        .mark_line(color="#90a4ae")
+        .encode(
+            x=alt.X("when:T", title=f"monitor run ({filters.zone()})"),
+            y=alt.Y(
+                "drift_share:Q", title="share of drifted features", scale=alt.Scale(domain=[0, 1])
+            ),
+        )
+    )
+    dots = line.mark_circle(size=90).encode(
+        color=alt.Color("status:N", scale=scale),
+        tooltip=["id", "when:T", "status", alt.Tooltip("drift_share:Q", format=".2f"), "reason"],
+    )
+    thresholds = pd.DataFrame(
+        {
+            "threshold": ["warning", "drift"],
+            "share": [settings.drift_warning_share, settings.drift_share],
+        }
+    )
+    rules = (
+        alt.Chart(thresholds)
+        .mark_rule(strokeDash=[6, 4])
+        .encode(
+            y="share:Q",
+            color=alt.Color(
+                "threshold:N",
+                scale=alt.Scale(domain=["warning", "drift"], range=["#f9a825", "#ef6c00"]),
+                legend=None,
+            ),
+            tooltip=["threshold", "share"],
+        )
+    )
+    return alt.layer(line, dots, rules).resolve_scale(color="independent")
+
+
+def history_section(runs: pd.DataFrame) -> pd.DataFrame | None:
+    st.subheader("Drift share per monitor run")
+    measured = runs.dropna(subset=["drift_share"])
+    if measured.empty:
+        widgets.no_data(
+            "no monitor run in this window measured drift (it needs "
+            "MLOPS_MONITOR_MIN_ROWS logged rows)",
+            widgets.MONITOR_HINT,
+        )
+        return None
+    last = measured.iloc[-1]
+    cols = st.columns(3)
+    cols[0].metric(
+        "Latest drift share", f"{last['drift_share']:.2f}", help=f"monitor run #{last['id']}"
+    )
+    cols[1].metric("Warning threshold", f"{settings.drift_warning_share:.2f}")
+    cols[2].metric("Drift threshold", f"{settings.drift_share:.2f}")
+    above = measured[measured["drift_share"] >= settings.drift_share]
+    st.caption(
+        f"{len(measured)} measured runs, {len(above)} at or above the drift threshold "
+        "(MLOPS_DRIFT_SHARE; MLOPS_DRIFT_WARNING_SHARE for the warning line)"
+    )
+    st.altair_chart(share_chart(measured), use_container_width=True)
+    return measured
+
+
+def pick_run(measured: pd.DataFrame) -> dict:
+    labels = {
+        int(r.id): f"#{r.id} · {filters.local_text(r.started_at)} · {r.status} · "
+        f"share {r.drift_share:.2f}"
+        for r in measured.itertuples()
+    }
+    run_id = st.selectbox("Monitor run", list(labels)[::-1], format_func=labels.get)
+    return measured[measured["id"] == run_id].iloc[0].to_dict()
+
+
+def features_section(run: dict) -> pd.DataFrame | None:
+    st.subheader(f"Per-feature drift, run #{run['id']}")
+    features = widgets.read("Monitoring database", lambda: cache.feature_drift(int(run["id"])))
+    if features is None or features.empty:
+        widgets.no_data("this run stored no per-feature scores", widgets.MONITOR_HINT)
+        return None
+    shown = features.assign(
+        status=features["drifted"].map({True: "🔴 drifted", False: "🟢 stable"}),
+        score=features["score"].map("{:.3g}".format),
+        threshold=features["threshold"].map("{:.3g}".format),
+        severity=features["severity"].map("{:+.2f}".format),
+    )[["feature", "status", "severity", "score", "threshold", "method", "kind"]]
+    st.caption(
+        "Most drifted first. Severity: how far past (+) or short of (−) its threshold a "
+        "feature's score is, in log10 units (p-values and distances on one scale)."
+    )
+    st.table(shown.set_index("feature"))
+    return features
+
+
+def distribution_chart(reference: pd.Series, current: pd.Series, kind: str) -> alt.Chart:
+    """Histogram (numbers) or bars (categories) of both samples, each as shares of its rows."""
+    both = pd.concat(
+        [
+            pd.DataFrame({"value": reference.dropna(), "sample": "reference (training)"}),
+            pd.DataFrame({"value": current.dropna(), "sample": "current (run window)"}),
+        ]
+    )
+    if kind == "numeric":
+        both["value"] = pd.to_numeric(both["value"], errors="coerce")
+        x = alt.X("value:Q", bin=alt.Bin(maxbins=40), title=str(reference.name))
+    else:
+        both["value"] = both["value"].astype(str)
+        x = alt.X("value:N", title=str(reference.name), sort="-y")
+    return (
+        alt.Chart(both)
+        .transform_joinaggregate(rows="count()", groupby=["sample"])
+        .transform_calculate(share="1 / datum.rows")
+        .mark_bar(opacity=0.55)
+        .encode(
+            x=x,
+            y=alt.Y("sum(share):Q", title="share of rows", stack=None),
+            color=alt.Color("sample:N"),
+            tooltip=["sample", alt.Tooltip("sum(share):Q", format=".1%")],
+        )
+    )
+
+
+def distribution_section(run: dict, features: pd.DataFrame) -> None:
+    st.subheader("Reference vs current")
+    feature = st.selectbox("Feature", list(features["feature"]), key="drift_feature")
+    kind = features.loc[features["feature"] == feature, "kind"].iloc[0]
+    if not run.get("model_version"):
+        widgets.no_data("this run names no model version", widgets.MONITOR_HINT)
+        return
+    reference = widgets.read(
+        "MLflow reference sample",
+        lambda: cache.reference_values(str(run["model_version"]), feature),
+    )
+    current = widgets.read(
+        "Monitoring database",
+        lambda: cache.current_values(
+            settings.model_name, run["window_start"], run["window_end"], feature
+        ),
+    )
+    if reference is None or current is None:
+        return
+    if current.dropna().empty:
+        widgets.no_data("no logged value of this feature in the run's window", widgets.TRAFFIC_HINT)
+        return
+    st.altair_chart(distribution_chart(reference, current, kind), use_container_width=True)
+    st.caption(
+        f"Reference: the sample logged with v{run['model_version']} "
+        f"({len(reference)} rows). Current: the run's window "
+        f"({len(current)} rows, newest first up to 5,000)."
+    )
+
+
+def report_section(run: dict) -> None:
+    st.subheader("Evidently report")
+    if not run.get("report_uri"):
+        widgets.no_data("this run logged no Evidently report", widgets.MONITOR_HINT)
+        return
+    st.caption(f"Logged to MLflow with the run: `{run['report_uri']}`")
+    if st.toggle("Show the report", key=f"report_{run['id']}"):
+        html = widgets.read("MLflow artifact store", lambda: cache.report_html(run["report_uri"]))
+        if html is not None:
+            components.html(html, height=900, scrolling=True)
+
+
+runs = widgets.read(
+    "Monitoring database", lambda: cache.runs(settings.model_name, chosen.since, chosen.version)
+)
+if runs is not None:
+    if runs.empty:
+        widgets.no_data("no monitor run in this window", widgets.MONITOR_HINT)
+    else:
+        measured = history_section(runs)
+        if measured is not None:
+            run = pick_run(measured)
+            features = features_section(run)
+            if features is not None:
+                distribution_section(run, features)
+            report_section(run)

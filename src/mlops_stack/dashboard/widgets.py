@@ -1,0 +1,51 @@
+"""Small pieces every page uses: the "no data yet" notice, store outages, status badges.
+
+One wording for the empty states, so a person learns once what fills each store; and one way
+to say that a store is down, so a page shows what it can instead of a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import streamlit as st
+
+T = TypeVar("T")
+
+STATUS_ICON = {"ok": "🟢", "warning": "🟡", "drift": "🟠", "degraded": "🔴", "skipped": "⚪"}
+STATUS_COLOUR = {
+    "ok": "#2e7d32",
+    "warning": "#f9a825",
+    "drift": "#ef6c00",
+    "degraded": "#c62828",
+    "skipped": "#9e9e9e",
+}
+TRAFFIC_HINT = "run `mlops demo`, or send traffic to /api/predict (`mlops simulate`)"
+MONITOR_HINT = (
+    "the worker runs the monitor deployment every MLOPS_MONITOR_INTERVAL_MINUTES once "
+    "predictions are logged; `mlops monitor` runs it by hand"
+)
+TRAIN_HINT = "`mlops train` (or the worker's bootstrap run in the compose stack) registers one"
+LABEL_HINT = (
+    "post true labels to /api/feedback (`mlops simulate` does, unless --no-labels); "
+    "the next monitor run scores them"
+)
+
+
+def no_data(what: str, produced_by: str) -> None:
+    """The empty state: what is missing and what would produce it."""
+    st.info(f"No data yet: {what}. To produce it: {produced_by}.", icon="ℹ️")
+
+
+def read(what: str, call: Callable[[], T]) -> T | None:
+    """``call()``, or None after saying on the page that ``what`` cannot be read right now."""
+    try:
+        return call()
+    except Exception as exc:  # any store outage: say which store, keep the rest of the page
+        st.error(f"{what} unavailable: {exc}")
+        return None
+
+
+def status_line(status: str, reason: str) -> str:
+    return f"{STATUS_ICON.get(status, '')} **{status}** — {reason}"

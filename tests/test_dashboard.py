@@ -1,0 +1,180 @@
+"""The dashboard's reads and pages on a real embedded stack (no browser: Streamlit's AppTest).
+
+AppTest runs the real entry script and pages in-process, against the test's own MLflow files
+and monitoring database, so the empty states and the seeded figures are checked exactly as the
+pages compute them. The browser, nginx and the worker are covered by tests/e2e.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from prefect.client.orchestration import get_client
+from streamlit.testing.v1 import AppTest
+
+from mlops_stack import registry, worker
+from mlops_stack.dashboard import queries
+from mlops_stack.flows.monitor import monitor_flow
+from mlops_stack.flows.train import train_flow
+from mlops_stack.logstore import LogStore
+
+from .traffic import SHIFTED, Traffic
+
+APP = Path(__file__).resolve().parents[1] / "src" / "mlops_stack" / "dashboard" / "app.py"
+PAGES = ("overview", "drift", "quality", "models", "alerts")
+
+
+def open_page(app: AppTest, page: str) -> AppTest:
+    app.switch_page(f"views/{page}.py")
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert not app.error, [e.value for e in app.error]
+    return app
+
+
+def metrics(app: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in app.metric}
+
+
+@pytest.fixture
+def dashboard() -> AppTest:
+    """The app, not yet run: each test configures its stack first.
+
+    Streamlit's caches are per process, and AppTest runs in this one: cleared here so that no
+    test reads another test's stores.
+    """
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    return AppTest.from_file(str(APP), default_timeout=120)
+
+
+def test_every_page_of_an_empty_stack_says_no_data_yet(stack, dashboard):
+    stack()
+    for page in PAGES:
+        open_page(dashboard, page)
+        notices = [i.value for i in dashboard.info]
+        assert notices and all(n.startswith("No data yet") for n in notices), (page, notices)
+        assert all("To produce it" in n for n in notices), (page, notices)
+    # the overview still counts: zero is a figure, not an error
+    open_page(dashboard, "overview")
+    assert metrics(dashboard)["Predictions, last hour"] == "0"
+
+
+def test_queries_on_an_empty_stack_are_empty_not_errors(stack):
+    settings = stack()
+    store = LogStore(settings.resolved_monitoring_db_url)
+    store.migrate()
+    scope = queries.Scope(settings.model_name)
+    assert queries.model_versions(settings).empty
+    assert queries.champion(settings) is None
+    assert queries.monitor_runs(store, scope).empty
+    assert queries.open_alerts(store, settings.model_name).empty
+    assert queries.alert_history(store, scope).empty
+    assert queries.latency(store, scope) is None
+    assert queries.labelled(store, scope).empty
+    assert queries.traffic(store, scope) == {"last_hour": 0, "last_day": 0, "window": 0, "total": 0}
+
+
+def test_switched_off_actions_are_disabled_with_the_reason(stack, dashboard):
+    stack(dashboard_actions_enabled="false", prefect_api_url="http://127.0.0.1:1/api")
+    open_page(dashboard, "models")
+    [retrain] = [b for b in dashboard.button if b.label == "Start a retrain"]
+    assert retrain.disabled
+    assert any("MLOPS_DASHBOARD_ACTIONS_ENABLED=false" in c.value for c in dashboard.caption)
+
+
+@pytest.mark.timeout(900)
+def test_pages_show_what_a_seeded_stack_holds(stack, dashboard, monkeypatch):
+    """Train, clean labelled traffic, a monitor run, drifted traffic, another: the pages' story."""
+    from prefect.settings import PREFECT_API_URL
+
+    api = PREFECT_API_URL.value()  # the session's Prefect test server
+    monkeypatch.setenv("PREFECT_API_URL", api)
+    settings = stack(
+        candidates="logistic_regression",
+        monitor_window_rows="300",
+        monitor_min_rows="100",
+        monitor_min_labelled="50",
+        prefect_api_url=api,
+    )
+    train_flow()
+    traffic = Traffic(settings)
+    traffic.send(300, seed=1, true_labels=True)
+    clean = monitor_flow()
+    traffic.send(300, seed=2, shift=3.0)
+    drifted = monitor_flow()
+    assert (clean["status"], drifted["status"]) == ("ok", "drift")
+
+    # the reads the pages make
+    scope = queries.Scope(settings.model_name)
+    runs = queries.monitor_runs(traffic.store, scope)
+    assert list(runs["status"]) == ["ok", "drift"]
+    features = queries.feature_drift(traffic.store, int(runs.iloc[-1]["id"]))
+    assert features.iloc[0]["feature"] in SHIFTED and features.iloc[0]["drifted"]
+    assert list(features["severity"]) == sorted(features["severity"], reverse=True)
+    assert queries.traffic(traffic.store, scope)["last_hour"] == 600
+    assert queries.traffic(traffic.store, queries.Scope("another-model"))["total"] == 0
+    assert queries.traffic(traffic.store, queries.Scope(settings.model_name, version="2")) == {
+        "last_hour": 0, "last_day": 0, "window": 0, "total": 0,
+    }  # fmt: skip
+    labelled = queries.labelled(traffic.store, scope)
+    assert len(labelled) == 300
+    assert queries.confusion(labelled).to_numpy().sum() == 300
+    shifted = queries.current_values(
+        traffic.store, settings.model_name, runs.iloc[-1]["window_start"],
+        runs.iloc[-1]["window_end"], SHIFTED[0],
+    )  # fmt: skip
+    reference = queries.reference_values(settings, "1", SHIFTED[0])
+    assert shifted.mean() > reference.mean() + 2 * reference.std()  # the shift, visible
+    assert "<html" in queries.report_html(settings, runs.iloc[-1]["report_uri"]).lower()
+
+    # the pages
+    open_page(dashboard, "overview")
+    shown = metrics(dashboard)
+    assert shown["Champion version"] == "v1"
+    assert shown["Predictions, last hour"] == "600"
+    assert shown["Open alerts"] == "1"
+    assert any("**drift**" in m.value for m in dashboard.markdown)
+
+    open_page(dashboard, "drift")
+    shown = metrics(dashboard)
+    assert float(shown["Latest drift share"]) >= float(shown["Drift threshold"])
+    [table] = dashboard.table
+    top = table.value.index[0]
+    assert top in SHIFTED and "drifted" in table.value.iloc[0]["status"]
+
+    open_page(dashboard, "quality")
+    assert float(metrics(dashboard)["Latest accuracy"]) > 0.8
+    [matrix] = dashboard.table
+    assert matrix.value.to_numpy().sum() == 300
+
+    open_page(dashboard, "alerts")
+    assert metrics(dashboard)["Open"] == "1"
+    assert "drift" in list(dashboard.table[0].value["condition"])
+
+    # the retrain button: confirm, click, and the flow run exists in Prefect
+    for deployment in worker.deployments(settings):
+        deployment.apply()
+    open_page(dashboard, "models")
+    assert "champion" in dashboard.table[0].value.loc["v1", "aliases"]
+    dashboard.checkbox(key="retrain_confirm").check().run()
+    dashboard.button(key="retrain").click().run()
+    [started] = [s.value for s in dashboard.success]
+    run_id = started.split("id `")[1].split("`")[0]
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(run_id)
+        deployment = client.read_deployment(run.deployment_id)
+    assert deployment.name == "retrain" and "dashboard" in run.tags
+    # no earlier champion: rollback is disabled and says why
+    [rollback] = [b for b in dashboard.button if b.label == "Roll back the champion"]
+    assert rollback.disabled
+    assert (
+        registry.version_of(
+            registry.version_by_alias(
+                registry.client_for(settings), settings.model_name, "champion"
+            )
+        )
+        == "1"
+    )
