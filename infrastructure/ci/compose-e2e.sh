@@ -16,6 +16,8 @@ cd "$(dirname "$0")/../.."
 export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-mlops-stack-ci}
 export MLOPS_HTTP_PORT=${MLOPS_HTTP_PORT:-18080}
 export MLOPS_E2E_URL="http://127.0.0.1:${MLOPS_HTTP_PORT}"
+# the dashboard's browser tests save a screenshot of each page here (CI keeps the folder)
+export MLOPS_SCREENSHOT_DIR=${MLOPS_SCREENSHOT_DIR:-$PWD/artifacts/screenshots}
 CHAMPION_TIMEOUT=${CHAMPION_TIMEOUT:-600}
 
 started=$(date +%s)
