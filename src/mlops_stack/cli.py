@@ -450,6 +450,7 @@ def serve_dashboard(
         sys.executable, "-m", "streamlit", "run", str(script),
         "--server.port", str(port), "--server.address", host,
         "--server.headless", "true", "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "viewer",
     ]  # fmt: skip
     if base_path:
         argv += ["--server.baseUrlPath", base_path.strip("/")]

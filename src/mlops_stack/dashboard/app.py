@@ -16,11 +16,11 @@ from mlops_stack.dashboard import cache, filters
 
 VIEWS = Path(__file__).parent / "views"
 PAGES = (
-    ("overview.py", "Overview", "🩺", "overview"),
-    ("drift.py", "Drift", "🌊", "drift"),
-    ("quality.py", "Model quality", "🎯", "quality"),
-    ("models.py", "Models", "📦", "models"),
-    ("alerts.py", "Alerts", "🚨", "alerts"),
+    ("overview.py", "Overview", ":material/monitor_heart:", "overview"),
+    ("drift.py", "Drift", ":material/waves:", "drift"),
+    ("quality.py", "Model quality", ":material/target:", "quality"),
+    ("models.py", "Models", ":material/inventory_2:", "models"),
+    ("alerts.py", "Alerts", ":material/notifications:", "alerts"),
 )
 
 
@@ -36,7 +36,8 @@ def version_choices() -> list[str]:
 def main() -> None:
     settings = cache.settings()
     st.set_page_config(
-        page_title=f"mlops-stack · {settings.model_name}", page_icon="📈", layout="wide"
+        page_title=f"mlops-stack · {settings.model_name}",
+        layout="wide",
     )
     pages = [
         st.Page(VIEWS / file, title=title, icon=icon, url_path=path, default=path == "overview")

@@ -141,7 +141,13 @@ def distribution_chart(reference: pd.Series, current: pd.Series, kind: str) -> a
         .encode(
             x=x,
             y=alt.Y("sum(share):Q", title="share of rows", stack=None),
-            color=alt.Color("sample:N"),
+            color=alt.Color(
+                "sample:N",
+                scale=alt.Scale(
+                    domain=["reference (training)", "current (run window)"],
+                    range=["#78909c", "#ef6c00"],
+                ),
+            ),
             tooltip=["sample", alt.Tooltip("sum(share):Q", format=".1%")],
         )
     )
