@@ -7,6 +7,7 @@ pages compute them. The browser, nginx and the worker are covered by tests/e2e.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -119,6 +120,9 @@ def test_pages_show_what_a_seeded_stack_holds(stack, dashboard, monkeypatch):
     assert queries.traffic(traffic.store, queries.Scope(settings.model_name, version="2")) == {
         "last_hour": 0, "last_day": 0, "window": 0, "total": 0,
     }  # fmt: skip
+    later = queries.Scope(settings.model_name, since=datetime.now(UTC) + timedelta(minutes=1))
+    assert queries.monitor_runs(traffic.store, later).empty  # the time window is honoured
+    assert queries.traffic(traffic.store, later)["window"] == 0
     labelled = queries.labelled(traffic.store, scope)
     assert len(labelled) == 300
     assert queries.confusion(labelled).to_numpy().sum() == 300
@@ -170,11 +174,16 @@ def test_pages_show_what_a_seeded_stack_holds(stack, dashboard, monkeypatch):
     # no earlier champion: rollback is disabled and says why
     [rollback] = [b for b in dashboard.button if b.label == "Roll back the champion"]
     assert rollback.disabled
-    assert (
-        registry.version_of(
-            registry.version_by_alias(
-                registry.client_for(settings), settings.model_name, "champion"
-            )
-        )
-        == "1"
-    )
+
+    # a second version promoted by hand: now the button rolls back, after confirmation
+    client = registry.client_for(settings)
+    first = registry.get_version(client, settings.model_name, "1")
+    client.create_model_version(settings.model_name, first.source, run_id=first.run_id)
+    registry.promote(client, settings.model_name, "2")
+    st.cache_data.clear()  # what the 30 s TTL would do by itself
+    open_page(dashboard, "models")
+    dashboard.checkbox(key="rollback_confirm").check().run()
+    dashboard.button(key="rollback").click().run()
+    assert [s.value for s in dashboard.success][-1] == "Champion moved from v2 back to v1."
+    champion = registry.version_by_alias(client, settings.model_name, "champion")
+    assert registry.version_of(champion) == "1"
