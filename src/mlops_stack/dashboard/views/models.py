@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from mlops_stack.dashboard import actions, cache, widgets
+from mlops_stack.dashboard import actions, cache, filters, widgets
 
 settings = cache.settings()
 st.title("Models")
@@ -38,7 +38,7 @@ def versions_section() -> None:
         "decision",
         "reason",
     ]
-    shown = versions.reindex(columns=columns).fillna("")
+    shown = filters.localise(versions.reindex(columns=columns), ["created_at"]).fillna("")
     shown["version"] = "v" + shown["version"].astype(str)
     st.table(shown.set_index("version"))
 
