@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -24,6 +25,9 @@ WINDOWS: dict[str, timedelta | None] = {
 }
 DEFAULT_WINDOW = "Last 7 days"
 ALL_VERSIONS = "All versions"
+# Time axes of the charts: day and minute, whatever the span (Vega's default tick labels for
+# runs minutes apart read ":35 :40 :45").
+TIME_AXIS = alt.Axis(format="%b %d %H:%M", labelAngle=-30, tickCount=8)
 _KEY = "mlops_scope"
 
 

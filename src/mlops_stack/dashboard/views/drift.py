@@ -31,7 +31,7 @@ def share_chart(measured: pd.DataFrame) -> alt.LayerChart:
         alt.Chart(points)
         .mark_line(color="#90a4ae")
         .encode(
-            x=alt.X("when:T", title=f"monitor run ({filters.zone()})"),
+            x=alt.X("when:T", title=f"monitor run ({filters.zone()})", axis=filters.TIME_AXIS),
             y=alt.Y(
                 "drift_share:Q", title="share of drifted features", scale=alt.Scale(domain=[0, 1])
             ),

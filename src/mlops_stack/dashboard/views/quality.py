@@ -31,7 +31,7 @@ def quality_chart(scored: pd.DataFrame, holdout: dict[str, float]) -> alt.LayerC
         )
         .dropna(subset=["value"])
     )
-    x = alt.X("when:T", title=f"monitor run ({filters.zone()})")
+    x = alt.X("when:T", title=f"monitor run ({filters.zone()})", axis=filters.TIME_AXIS)
     lines = (
         alt.Chart(long)
         .mark_line(point=True)
