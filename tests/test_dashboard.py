@@ -99,6 +99,7 @@ def test_pages_show_what_a_seeded_stack_holds(stack, dashboard, monkeypatch):
         monitor_min_rows="100",
         monitor_min_labelled="50",
         prefect_api_url=api,
+        dashboard_prefect_ui_url="/prefect",
     )
     train_flow()
     traffic = Traffic(settings)
@@ -167,6 +168,7 @@ def test_pages_show_what_a_seeded_stack_holds(stack, dashboard, monkeypatch):
     dashboard.button(key="retrain").click().run()
     [started] = [s.value for s in dashboard.success]
     run_id = started.split("id `")[1].split("`")[0]
+    assert f"[Follow it in Prefect](/prefect/runs/flow-run/{run_id})" in started
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(run_id)
         deployment = client.read_deployment(run.deployment_id)

@@ -230,6 +230,13 @@ class Settings(BaseSettings):
             "the reason (a read-only dashboard); nginx basic auth guards who reaches it at all."
         ),
     )
+    dashboard_prefect_ui_url: str | None = Field(
+        None,
+        description=(
+            "Dashboard: Prefect's UI as the browser reaches it (compose: /prefect), to link a "
+            "started retrain run; empty shows the run's id and name without a link."
+        ),
+    )
     dashboard_api_url: str | None = Field(
         None,
         description=(
@@ -252,6 +259,7 @@ class Settings(BaseSettings):
         "alert_webhook_url",
         "monitor_window_minutes",
         "dashboard_api_url",
+        "dashboard_prefect_ui_url",
         mode="before",
     )
     @classmethod

@@ -143,6 +143,8 @@ def test_retrain_button_starts_a_flow_run_that_prefect_runs(page: Page, seeded, 
     started = page.get_by_text("Started flow run")
     expect(started).to_be_visible()
     run_id = re.search(r"id ([0-9a-f-]{36})", started.inner_text()).group(1)
+    link = page.get_by_role("link", name="Follow it in Prefect")
+    expect(link).to_have_attribute("href", f"/prefect/runs/flow-run/{run_id}")
     screenshot(page, "models")
     run = http.get(f"/prefect/api/flow_runs/{run_id}")
     assert run.status_code == 200, run.text

@@ -85,6 +85,13 @@ def start_retrain(settings: Settings, reason: str) -> StartedRun:
     return StartedRun(str(run.id), run.name, state, RETRAIN_DEPLOYMENT)
 
 
+def run_link(settings: Settings, run: StartedRun) -> str | None:
+    """The run's page in Prefect's UI, as the browser reaches it; None when not configured."""
+    if not settings.dashboard_prefect_ui_url:
+        return None
+    return f"{settings.dashboard_prefect_ui_url.rstrip('/')}/runs/flow-run/{run.id}"
+
+
 def roll_back(settings: Settings) -> registry.Rollback:
     """Move ``champion`` back to the version it replaced (``registry.rollback``)."""
     registry.use_tracking(settings)

@@ -65,10 +65,14 @@ def retrain_section() -> None:
         except Exception as exc:  # Prefect down, or no worker deployment yet
             st.session_state["retrain_result"] = ("error", f"Could not start a retrain: {exc}")
         else:
+            link = actions.run_link(settings, run)
+            follow = (
+                f"[Follow it in Prefect]({link})" if link else "Follow it in Prefect's UI (Runs)"
+            )
             st.session_state["retrain_result"] = (
                 "ok",
                 f"Started flow run **{run.name}** (id `{run.id}`) of deployment "
-                f"`{run.deployment}`, state {run.state}. Follow it in Prefect's UI (Runs).",
+                f"`{run.deployment}`, state {run.state}. {follow}.",
             )
         cache.clear()
     show_result("retrain_result")
