@@ -78,3 +78,35 @@ def test_bad_values_are_refused_naming_the_setting(monkeypatch, variable, value,
     monkeypatch.setenv(variable, value)
     with pytest.raises(ValidationError, match=field):
         Settings(_env_file=None)
+
+
+def test_a_file_variable_sets_the_setting_and_wins_over_the_inline_one(monkeypatch, tmp_path):
+    secret = tmp_path / "monitoring_db_url"
+    secret.write_text("postgresql+psycopg2://mlops:s3cret@db:5432/monitoring\n")
+    monkeypatch.setenv("MLOPS_MONITORING_DB_URL", "postgresql+psycopg2://mlops:mlops-dev-only@db/m")
+    monkeypatch.setenv("MLOPS_MONITORING_DB_URL_FILE", str(secret))
+    settings = Settings(_env_file=None)
+    assert settings.monitoring_db_url == "postgresql+psycopg2://mlops:s3cret@db:5432/monitoring"
+
+
+@pytest.mark.parametrize("content", [None, ""])
+def test_a_missing_or_empty_secret_file_is_an_error_naming_the_variable(
+    monkeypatch, tmp_path, content
+):
+    path = tmp_path / "api_keys"
+    if content is not None:
+        path.write_text(content)
+    monkeypatch.setenv("MLOPS_API_KEYS_FILE", str(path))
+    with pytest.raises(ValueError, match="MLOPS_API_KEYS_FILE"):
+        Settings(_env_file=None)
+
+
+def test_production_refuses_a_development_default_secret_naming_it(monkeypatch):
+    monkeypatch.setenv("MLOPS_ENVIRONMENT", "production")
+    monkeypatch.setenv(
+        "MLOPS_MONITORING_DB_URL", "postgresql+psycopg2://mlops:mlops-dev-only@postgres/monitoring"
+    )
+    with pytest.raises(ValidationError, match="MLOPS_MONITORING_DB_URL"):
+        Settings(_env_file=None)
+    monkeypatch.setenv("MLOPS_ENVIRONMENT", "development")
+    assert Settings(_env_file=None).environment == "development"

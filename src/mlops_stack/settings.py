@@ -12,9 +12,50 @@ import os
 import textwrap
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+DEV_SECRET_MARKER = "mlops-dev-only"
+"""Part of every development default secret; production refuses any value containing it."""
+
+
+class SecretFilesSource(PydanticBaseSettingsSource):
+    """``MLOPS_<NAME>_FILE=/run/secrets/x`` sets ``<name>`` from that file's content.
+
+    Secrets then live in files (compose secrets, a VM's root-only directory) rather than in
+    the environment that ``docker inspect`` and crash reports show. A file value wins over the
+    same variable set inline, so a production override can add ``*_FILE`` on top of a base
+    file that sets development values. A named file that is missing or empty is an error that
+    names the variable, never a silent fallback to a default.
+    """
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        variable = f"MLOPS_{field_name.upper()}_FILE"
+        path = os.environ.get(variable, "").strip()
+        if not path:
+            return None, field_name, False
+        try:
+            value = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(f"{variable}={path}: cannot read the file ({exc.strerror})") from None
+        if not value:
+            raise ValueError(f"{variable}={path}: the file is empty")
+        return value, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, field in self.settings_cls.model_fields.items():
+            value, key, _ = self.get_field_value(field, name)
+            if value is not None:
+                values[key] = value
+        return values
 
 
 class Settings(BaseSettings):
@@ -22,6 +63,32 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(
         env_prefix="MLOPS_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments first, then ``MLOPS_*_FILE`` files, then variables, then ``.env``."""
+        return (
+            init_settings,
+            SecretFilesSource(settings_cls),
+            env_settings,
+            dotenv_settings,
+            file_secret_settings,
+        )
+
+    environment: Literal["development", "production"] = Field(
+        "development",
+        description=(
+            "production: refuse to start with a development default secret (any value "
+            "containing 'mlops-dev-only'), and the predictor refuses to start without API keys."
+        ),
     )
 
     # --- storage -------------------------------------------------------------------------
@@ -95,6 +162,27 @@ class Settings(BaseSettings):
         description=(
             "Path prefix a reverse proxy serves the predictor under (/api in the compose "
             "stack), so /docs and the OpenAPI links point at the public path."
+        ),
+    )
+    api_workers: int = Field(
+        1, ge=1, le=32, description="uvicorn worker processes of `mlops serve api`."
+    )
+    api_keys: str | None = Field(
+        None,
+        description=(
+            "Predictor API keys, one 'name:sha256hex' per line or comma (the SHA-256 of the "
+            "key; `mlops api-key new NAME` makes one). Set, every route but /health and /ready "
+            "needs an X-API-Key header. Empty: no key needed (development). Usually given as "
+            "MLOPS_API_KEYS_FILE."
+        ),
+    )
+    rate_limit_per_minute: int = Field(
+        0,
+        ge=0,
+        description=(
+            "Requests per minute the predictor accepts from one API key (or one client address "
+            "without keys); beyond it 429 with Retry-After. Counted in Redis when "
+            "MLOPS_REDIS_URL is set (shared by workers), else per process. 0: no limit."
         ),
     )
     model_alias: str = Field("champion", description="Registry alias the predictor serves.")
@@ -235,6 +323,7 @@ class Settings(BaseSettings):
         "redis_url",
         "alert_webhook_url",
         "monitor_window_minutes",
+        "api_keys",
         mode="before",
     )
     @classmethod
@@ -265,6 +354,23 @@ class Settings(BaseSettings):
     def _thresholds_in_order(self) -> Settings:
         if self.drift_warning_share > self.drift_share:
             raise ValueError("MLOPS_DRIFT_WARNING_SHARE must not exceed MLOPS_DRIFT_SHARE")
+        return self
+
+    @model_validator(mode="after")
+    def _no_development_secret_in_production(self) -> Settings:
+        """A VM must not run on a password that is printed in this repository."""
+        if self.environment != "production":
+            return self
+        leaked = [
+            f"MLOPS_{name.upper()}"
+            for name, value in self
+            if isinstance(value, str) and DEV_SECRET_MARKER in value
+        ]
+        if leaked:
+            raise ValueError(
+                f"production refuses the development default secret in {', '.join(leaked)}; "
+                "set the real value (infrastructure/prod/init-secrets.sh makes them)"
+            )
         return self
 
     @property
