@@ -86,7 +86,12 @@ def test_malformed_entries_are_refused_without_echoing_them(text):
 
 def test_production_without_keys_is_refused(monkeypatch):
     monkeypatch.delenv("MLOPS_API_KEYS", raising=False)
-    settings = Settings(_env_file=None, environment="production")
+    settings = Settings(
+        _env_file=None,
+        environment="production",
+        tracking_uri="http://mlflow:5000/mlflow",
+        monitoring_db_url="postgresql+psycopg2://mlops:s3cret@postgres/monitoring",
+    )
     with pytest.raises(ValueError, match="MLOPS_API_KEYS_FILE"):
         configured_keys(settings)
     assert configured_keys(settings.model_copy(update={"api_keys": KEYS})).names == [

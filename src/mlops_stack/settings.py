@@ -32,8 +32,9 @@ class SecretFilesSource(PydanticBaseSettingsSource):
     Secrets then live in files (compose secrets, a VM's root-only directory) rather than in
     the environment that ``docker inspect`` and crash reports show. A file value wins over the
     same variable set inline, so a production override can add ``*_FILE`` on top of a base
-    file that sets development values. A named file that is missing or empty is an error that
-    names the variable, never a silent fallback to a default.
+    file that sets development values. A named file that is missing is an error that names the
+    variable, never a silent fallback to a default; an empty file means "not set" (an optional
+    secret such as the alert webhook), which production refuses where a value is required.
     """
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
@@ -45,8 +46,6 @@ class SecretFilesSource(PydanticBaseSettingsSource):
             value = Path(path).read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise ValueError(f"{variable}={path}: cannot read the file ({exc.strerror})") from None
-        if not value:
-            raise ValueError(f"{variable}={path}: the file is empty")
         return value, field_name, False
 
     def __call__(self) -> dict[str, Any]:
@@ -371,6 +370,15 @@ class Settings(BaseSettings):
                 f"production refuses the development default secret in {', '.join(leaked)}; "
                 "set the real value (infrastructure/prod/init-secrets.sh makes them)"
             )
+        embedded = [
+            f"MLOPS_{name.upper()}"
+            for name in ("tracking_uri", "monitoring_db_url")
+            if getattr(self, name) is None
+        ]
+        if embedded:
+            raise ValueError(
+                f"production needs the servers' URLs, not embedded files: set {', '.join(embedded)}"
+            )
         return self
 
     @property
@@ -469,7 +477,23 @@ COMPOSE_VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("JUPYTER_TOKEN", "mlops-dev-only", "JupyterLab token (profile notebooks): /jupyter/?token=."),
     ("MLOPS_IMAGE", "mlops-stack:0.1.0", "Tag of the stack's Python image (built locally)."),
     ("MLOPS_JUPYTER_IMAGE", "mlops-stack-jupyter:0.1.0", "Tag of the JupyterLab image."),
+    # docker-compose.prod.yml only
+    ("MLOPS_PUBLIC_BIND", "0.0.0.0", "Prod: address nginx publishes 80 and 443 on."),
+    ("MLOPS_PUBLIC_HTTP_PORT", "80", "Prod: host port of plain HTTP (redirects to HTTPS)."),
+    ("MLOPS_PUBLIC_HTTPS_PORT", "443", "Prod: host port of HTTPS."),
+    (
+        "MLOPS_SECRETS_DIR",
+        "./secrets",
+        "Prod: directory of the secret files (infrastructure/prod/init-secrets.sh).",
+    ),
+    ("MLOPS_BACKUP_KEEP", "7", "Prod: backups kept (the newest)."),
+    ("MLOPS_BACKUP_INTERVAL_HOURS", "24", "Prod: hours between two scheduled backups."),
+    ("MLOPS_BACKUP_IMAGE", "mlops-stack-backup:0.1.0", "Prod: tag of the backup image."),
 )
+
+# Settings that docker-compose.prod.yml gives a production default of its own (a value in
+# .env still wins): ${MLOPS_X:-prod default}.
+PROD_SETTING_DEFAULTS = {"MLOPS_API_WORKERS": "2", "MLOPS_RATE_LIMIT_PER_MINUTE": "600"}
 
 
 def render_env_example() -> str:
@@ -477,7 +501,7 @@ def render_env_example() -> str:
 
     Regenerate with ``python -m mlops_stack.settings > .env.example``.
     """
-    lines = [ENV_EXAMPLE_HEADER, "# --- docker compose (docker-compose.yml reads these) ---", ""]
+    lines = [ENV_EXAMPLE_HEADER, "# --- docker compose (the compose files read these) ---", ""]
     for name, default, description in COMPOSE_VARIABLES:
         lines += [f"# {description}", f"# {name}={default}", ""]
     lines += ["# --- settings of the stack's Python services (MLOPS_*) ---", ""]
@@ -487,7 +511,11 @@ def render_env_example() -> str:
             shown = ""
         else:
             shown = str(default).lower() if isinstance(default, bool) else str(default)
-        lines += [f"# {line}" for line in textwrap.wrap(field.description or "", 96)]
+        description = field.description or ""
+        prod_default = PROD_SETTING_DEFAULTS.get(f"MLOPS_{name.upper()}")
+        if prod_default is not None:
+            description += f" docker-compose.prod.yml's default: {prod_default}."
+        lines += [f"# {line}" for line in textwrap.wrap(description, 96)]
         lines += [f"# MLOPS_{name.upper()}={shown}", ""]
     return "\n".join(lines)
 
