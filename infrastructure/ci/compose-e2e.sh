@@ -138,9 +138,11 @@ print_resources() {
     "$current" "$build_s" "$healthy_s" "$champion_s" "$idle_mib"
 }
 
-# build_and_up LABEL BUILD_ARGS...: build, then up --wait; sets build_s and healthy_s
+# build_and_up BUILD_ARGS...: build, then up --wait; sets build_s and healthy_s. A stack of
+# the same name left by an aborted run (or restarted by the engine) is removed first.
 build_and_up() {
   local t0 build_log
+  docker compose --profile notebooks down -v --remove-orphans >/dev/null 2>&1 || true
   step "$current: docker compose build"
   t0=$(now)
   build_log=$(mktemp)
