@@ -458,8 +458,8 @@ ENV_EXAMPLE_HEADER = """\
 """
 
 
-# Variables docker-compose.yml itself reads (interpolation), besides the MLOPS_* settings that
-# its Python services read. A test holds this table to the ${...} in the compose file.
+# Variables the compose files themselves read (interpolation), besides the MLOPS_* settings
+# that their Python services read. A test holds this table to the ${...} in both files.
 COMPOSE_VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("MLOPS_HTTP_BIND", "127.0.0.1", "Address nginx publishes the stack on (0.0.0.0: the LAN)."),
     ("MLOPS_HTTP_PORT", "8080", "Port nginx publishes the stack on: http://<bind>:<port>/."),
