@@ -334,5 +334,6 @@ def test_with_api_keys_the_predictor_asks_for_one_and_logs_who_called(trained):
         answer = keyed_client.post("/predict", json=row, headers={"X-API-Key": key})
         assert answer.status_code == 200, answer.text
         assert keyed_client.get("/health").status_code == 200
+        assert keyed_client.get("/metrics").status_code == 200  # scrapers on the network
         schema = keyed_client.get("/openapi.json").json()
         assert schema["components"]["securitySchemes"]["apiKey"]["name"] == "X-API-Key"

@@ -30,6 +30,7 @@ def test_predict_needs_a_key_and_health_stays_open(https: httpx.Client, api_key:
     assert answer.status_code == 200, answer.text
     assert answer.json()["model"]["version"]
     assert https.get("/api/health").status_code == 200
+    assert https.get("/api/metrics", headers={"X-API-Key": api_key}).status_code == 404
 
 
 def test_https_carries_hsts_and_http_redirects_to_it(https: httpx.Client, http_url: str):

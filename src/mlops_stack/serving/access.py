@@ -32,9 +32,12 @@ from mlops_stack.settings import Settings
 log = get_logger("mlops_stack.api")
 
 API_KEY_HEADER = "X-API-Key"
-OPEN_PATHS = frozenset({"/health", "/ready", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
-"""Probes and the API's own description need no key: load balancers and people reading the
-docs have none, and none of these reveal data."""
+OPEN_PATHS = frozenset(
+    {"/health", "/ready", "/metrics", "/docs", "/docs/oauth2-redirect", "/openapi.json"}
+)
+"""Probes, the API's own description and Prometheus metrics need no key: load balancers,
+scrapers on the compose network and people reading the docs have none, and none of these
+reveal predictions. The prod nginx does not route /api/metrics from outside."""
 
 _ENTRY = re.compile(r"^(?P<name>[A-Za-z0-9_.@-]{1,64}):(?P<digest>[0-9a-fA-F]{64})$")
 WINDOW_SECONDS = 60
