@@ -319,3 +319,21 @@ def test_json_logs_carry_the_request_id_on_every_request_line(client, capsys):
         ("trace-bad", 422),
     }
     assert all("timestamp" in r and r["level"] == "info" for r in requests)
+
+
+def test_with_api_keys_the_predictor_asks_for_one_and_logs_who_called(trained):
+    from mlops_stack.serving.access import digest, new_api_key
+
+    settings, features = trained
+    key = new_api_key()
+    keyed = settings.model_copy(update={"api_keys": f"ci-client:{digest(key)}"})
+    row = {"features": _json_row(features.iloc[0])}
+    with TestClient(create_app(keyed)) as keyed_client:
+        assert keyed_client.post("/predict", json=row).status_code == 401
+        assert keyed_client.get("/model").status_code == 401
+        answer = keyed_client.post("/predict", json=row, headers={"X-API-Key": key})
+        assert answer.status_code == 200, answer.text
+        assert keyed_client.get("/health").status_code == 200
+        assert keyed_client.get("/metrics").status_code == 200  # scrapers on the network
+        schema = keyed_client.get("/openapi.json").json()
+        assert schema["components"]["securitySchemes"]["apiKey"]["name"] == "X-API-Key"

@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from mlops_stack.settings import COMPOSE_VARIABLES, Settings, render_env_example
+from mlops_stack.settings import (
+    COMPOSE_VARIABLES,
+    PROD_SETTING_DEFAULTS,
+    Settings,
+    render_env_example,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_NAMES = {name for name, _, _ in COMPOSE_VARIABLES}
@@ -32,12 +37,20 @@ def test_env_example_documents_every_setting_with_its_default():
 
 
 def test_env_example_documents_every_compose_variable_with_its_default():
-    compose = (ROOT / "docker-compose.yml").read_text()
-    used = dict(re.findall(r"\$\{([A-Z0-9_]+):-([^}]*)\}", compose))
-    # each has a default; $${X} is the container shell's, not compose's
-    assert re.findall(r"(?<!\$)\$\{([A-Z0-9_]+)\}", compose) == []
-    assert used == {name: default for name, default, _ in COMPOSE_VARIABLES}
-    assert not COMPOSE_NAMES & {f"MLOPS_{n.upper()}" for n in Settings.model_fields}
+    used: dict[str, set[str]] = {}
+    for name in ("docker-compose.yml", "docker-compose.prod.yml"):
+        compose = (ROOT / name).read_text()
+        # each has a default; $${X} is the container shell's, not compose's
+        assert re.findall(r"(?<!\$)\$\{([A-Z0-9_]+)\}", compose) == [], name
+        for variable, default in re.findall(r"\$\{([A-Z0-9_]+):-([^}]*)\}", compose):
+            used.setdefault(variable, set()).add(default)
+    settings = {f"MLOPS_{n.upper()}" for n in Settings.model_fields}
+    compose_only = {k: v for k, v in used.items() if k not in settings}
+    assert compose_only == {name: {default} for name, default, _ in COMPOSE_VARIABLES}
+    assert {k: v for k, v in used.items() if k in settings} == {
+        k: {v} for k, v in PROD_SETTING_DEFAULTS.items()
+    }
+    assert not COMPOSE_NAMES & settings
 
 
 def test_env_example_is_what_the_settings_render():
@@ -78,3 +91,41 @@ def test_bad_values_are_refused_naming_the_setting(monkeypatch, variable, value,
     monkeypatch.setenv(variable, value)
     with pytest.raises(ValidationError, match=field):
         Settings(_env_file=None)
+
+
+def test_a_file_variable_sets_the_setting_and_wins_over_the_inline_one(monkeypatch, tmp_path):
+    secret = tmp_path / "monitoring_db_url"
+    secret.write_text("postgresql+psycopg2://mlops:s3cret@db:5432/monitoring\n")
+    monkeypatch.setenv("MLOPS_MONITORING_DB_URL", "postgresql+psycopg2://mlops:mlops-dev-only@db/m")
+    monkeypatch.setenv("MLOPS_MONITORING_DB_URL_FILE", str(secret))
+    settings = Settings(_env_file=None)
+    assert settings.monitoring_db_url == "postgresql+psycopg2://mlops:s3cret@db:5432/monitoring"
+
+
+def test_a_missing_secret_file_is_an_error_naming_the_variable(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLOPS_API_KEYS_FILE", str(tmp_path / "api_keys"))
+    with pytest.raises(ValueError, match="MLOPS_API_KEYS_FILE"):
+        Settings(_env_file=None)
+
+
+def test_an_empty_secret_file_means_not_set(monkeypatch, tmp_path):
+    """An optional secret, such as the alert webhook, that a VM does not use."""
+    (tmp_path / "webhook").write_text("\n")
+    monkeypatch.setenv("MLOPS_ALERT_WEBHOOK_URL_FILE", str(tmp_path / "webhook"))
+    assert Settings(_env_file=None).alert_webhook_url is None
+
+
+def test_production_refuses_a_development_default_secret_naming_it(monkeypatch):
+    monkeypatch.setenv("MLOPS_ENVIRONMENT", "production")
+    monkeypatch.setenv(
+        "MLOPS_MONITORING_DB_URL", "postgresql+psycopg2://mlops:mlops-dev-only@postgres/monitoring"
+    )
+    with pytest.raises(ValidationError, match="MLOPS_MONITORING_DB_URL"):
+        Settings(_env_file=None)
+    monkeypatch.setenv(
+        "MLOPS_MONITORING_DB_URL", "postgresql+psycopg2://mlops:s3cret@postgres/monitoring"
+    )
+    with pytest.raises(ValidationError, match="set MLOPS_TRACKING_URI"):
+        Settings(_env_file=None)  # production is not embedded
+    monkeypatch.setenv("MLOPS_TRACKING_URI", "http://mlflow:5000/mlflow")
+    assert Settings(_env_file=None).environment == "production"

@@ -77,3 +77,26 @@ def test_probe_says_ok_only_for_2xx():
         assert not ok and detail.startswith("404")
     ok, detail = probe(f"{base}/ok", timeout=1)  # the server is gone
     assert not ok and "refused" in detail.lower()
+
+
+def test_a_restarted_worker_crashes_the_runs_its_predecessor_left_running(stack):
+    from prefect.states import Pending, Running
+
+    settings = stack(candidates="logistic_regression")
+    for deployment in worker.deployments(settings):
+        deployment.apply()
+    with get_client(sync_client=True) as client:
+        train = client.read_deployment_by_name(worker.TRAIN_DEPLOYMENT)
+        monitor = client.read_deployment_by_name(worker.MONITOR_DEPLOYMENT)
+        running = client.create_flow_run_from_deployment(train.id)
+        client.set_flow_run_state(running.id, Pending(), force=True)
+        client.set_flow_run_state(running.id, Running(), force=True)
+        scheduled = client.create_flow_run_from_deployment(monitor.id)
+        in_flight = worker._train_runs_in_flight()
+
+        assert str(running.id) in worker.crash_orphaned_runs()
+
+        assert client.read_flow_run(running.id).state.type.value == "CRASHED"
+        assert client.read_flow_run(scheduled.id).state.type.value == "SCHEDULED"
+    # no longer "in flight", so it does not hold back the new worker's bootstrap
+    assert worker._train_runs_in_flight() == in_flight - 1

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# CI's compose stage: boot docker-compose.yml on a real Docker engine and run the lifecycle
-# through nginx only (tests/e2e), then tear it all down. Called by .ci/run; runs as is on a
-# laptop with Docker too (as root, or a user in the docker group).
+# CI's compose stage, in two parts on a real Docker engine, each torn down after itself:
+#   dev:  docker-compose.yml; the lifecycle through nginx only (tests/e2e)
+#   prod: docker-compose.yml + docker-compose.prod.yml with generated secrets and a self-signed
+#         certificate; TLS, keys, logins, limits, hardening and backup/restore (tests/e2e_prod)
+# Called by .ci/run; runs as is on a laptop with Docker too (as root, or a user in the docker
+# group). MLOPS_E2E_STAGES="dev prod" (the default) picks the parts.
 #
 # On a machine with no container registry (CI), ../shared/docker/ provides the engine and
 # stand-ins for the official base images; set MLOPS_DOCKER_TOOLS to that folder if it is not
@@ -13,12 +16,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-mlops-stack-ci}
+STAGES=${MLOPS_E2E_STAGES:-dev prod}
+PROJECT=${COMPOSE_PROJECT_NAME:-mlops-stack-ci}
 export MLOPS_HTTP_PORT=${MLOPS_HTTP_PORT:-18080}
 export MLOPS_E2E_URL="http://127.0.0.1:${MLOPS_HTTP_PORT}"
+# prod: its own project and ports, on loopback only
+export MLOPS_PUBLIC_BIND=127.0.0.1
+export MLOPS_PUBLIC_HTTP_PORT=${MLOPS_PUBLIC_HTTP_PORT:-18081}
+export MLOPS_PUBLIC_HTTPS_PORT=${MLOPS_PUBLIC_HTTPS_PORT:-18443}
+export MLOPS_PROD_URL="https://127.0.0.1:${MLOPS_PUBLIC_HTTPS_PORT}"
+export MLOPS_PROD_HTTP_URL="http://127.0.0.1:${MLOPS_PUBLIC_HTTP_PORT}"
 # the dashboard's browser tests save a screenshot of each page here (CI keeps the folder)
 export MLOPS_SCREENSHOT_DIR=${MLOPS_SCREENSHOT_DIR:-$PWD/artifacts/screenshots}
 CHAMPION_TIMEOUT=${CHAMPION_TIMEOUT:-600}
+unset COMPOSE_FILE
 
 started=$(date +%s)
 now() { date +%s; }
@@ -53,16 +64,26 @@ clear_stale_engine_state() {
   fi
 }
 
+# the stack in use, for on_exit: "" when none is up
+current=""
+
 on_exit() {
   status=$?
-  if [ $status -ne 0 ]; then
-    step "FAILED (exit $status): docker compose ps and logs"
+  if [ $status -ne 0 ] && [ -n "$current" ]; then
+    step "FAILED (exit $status): docker compose ps and logs ($current)"
     docker compose ps -a || true
     docker compose logs --no-color --timestamps --tail 300 || true
   fi
-  step "docker compose down -v"
-  docker compose --profile notebooks down -v --remove-orphans >/dev/null 2>&1 || true
+  teardown
+  [ -z "${secrets_tmp:-}" ] || rm -rf "$secrets_tmp"
   exit $status
+}
+
+teardown() {
+  [ -n "$current" ] || return 0
+  step "docker compose down -v ($current)"
+  docker compose --profile notebooks down -v --remove-orphans >/dev/null 2>&1 || true
+  current=""
 }
 
 tools=$(docker_tools)
@@ -74,58 +95,109 @@ if [ -n "$tools" ]; then
     exit 1
   fi
   step "base images: stand-ins where no registry can be reached"
-  "$tools/stand-in-images.sh" --compose docker-compose.yml
+  "$tools/stand-in-images.sh" --compose docker-compose.yml --compose docker-compose.prod.yml
 elif ! docker info >/dev/null 2>&1; then
   echo "no Docker engine and no ../shared/docker to start one (set MLOPS_DOCKER_TOOLS)" >&2
   exit 2
 fi
 trap on_exit EXIT
 
-step "docker compose build (the runtime and jupyter targets of infrastructure/Dockerfile)"
-t0=$(now)
-build_log=$(mktemp)
-if ! docker compose --profile notebooks build --progress plain >"$build_log" 2>&1; then
-  tail -60 "$build_log"; exit 1
-fi
-build_s=$(($(now) - t0))
-
-step "docker compose up -d --wait"
-t0=$(now)
-docker compose up -d --wait --wait-timeout 300
-healthy_s=$(($(now) - t0))
-
-step "waiting for the first champion (the worker's bootstrap train run)"
-t1=$(now)
-# python3's standard library, not curl: CI machines need not have curl
-ready() {
-  python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' \
-    "$MLOPS_E2E_URL/api/ready"
+# wait_champion URL: until URL/api/ready answers 200 (a champion is served); prints the answer.
+# python3's standard library, not curl: CI machines need not have curl. The prod stack's
+# certificate is the self-signed one made for this run, hence no verification.
+wait_champion() {
+  local url=$1/api/ready t1
+  t1=$(now)
+  ready() {
+    python3 -c 'import ssl, sys, urllib.request
+context = ssl._create_unverified_context()
+print(urllib.request.urlopen(sys.argv[1], timeout=5, context=context).read().decode())' "$url"
+  }
+  until ready >/dev/null 2>&1; do
+    if [ $(($(now) - t1)) -gt "$CHAMPION_TIMEOUT" ]; then
+      echo "no champion served after ${CHAMPION_TIMEOUT}s" >&2
+      ready >&2 || true
+      exit 1
+    fi
+    sleep 2
+  done
+  champion_s=$(($(now) - t1))
+  ready
 }
-until ready >/dev/null 2>&1; do
-  if [ $(($(now) - t1)) -gt "$CHAMPION_TIMEOUT" ]; then
-    echo "no champion served after ${CHAMPION_TIMEOUT}s" >&2
-    ready >&2 || true
-    exit 1
+
+print_resources() {
+  docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E '^(mlops-stack|postgres|redis|nginx)' || true
+  local ids
+  ids=$(docker compose ps -q)  # this stack's containers only
+  # shellcheck disable=SC2086
+  docker stats --no-stream --format '{{.Name}} {{.MemUsage}} {{.CPUPerc}}' $ids | sed "s/^${COMPOSE_PROJECT_NAME}-//"
+  # shellcheck disable=SC2086
+  idle_mib=$(docker stats --no-stream --format '{{.MemUsage}}' $ids | awk '
+    { split($1, a, /[A-Za-z]+/); v = a[1]; u = $1; gsub(/[0-9.]/, "", u);
+      if (u == "GiB") v *= 1024; else if (u == "KiB" || u == "kB") v /= 1024; total += v }
+    END { printf "%.0f", total }')
+  printf '%s: build %ss; up --wait to healthy %ss; first champion %ss after healthy; idle memory %s MiB\n' \
+    "$current" "$build_s" "$healthy_s" "$champion_s" "$idle_mib"
+}
+
+# build_and_up BUILD_ARGS...: build, then up --wait; sets build_s and healthy_s. A stack of
+# the same name left by an aborted run (or restarted by the engine) is removed first.
+build_and_up() {
+  local t0 build_log
+  docker compose --profile notebooks down -v --remove-orphans >/dev/null 2>&1 || true
+  step "$current: docker compose build"
+  t0=$(now)
+  build_log=$(mktemp)
+  if ! docker compose "$@" build --progress plain >"$build_log" 2>&1; then
+    tail -60 "$build_log"; exit 1
   fi
-  sleep 2
+  build_s=$(($(now) - t0))
+  step "$current: docker compose up -d --wait"
+  t0=$(now)
+  docker compose up -d --wait --wait-timeout 300
+  healthy_s=$(($(now) - t0))
+}
+
+dev_stage() {
+  export COMPOSE_PROJECT_NAME=$PROJECT
+  current=dev
+  build_and_up --profile notebooks  # the runtime and jupyter targets of infrastructure/Dockerfile
+  step "dev: waiting for the first champion (the worker's bootstrap train run)"
+  wait_champion "$MLOPS_E2E_URL"
+  step "dev: resources: images and idle memory"
+  print_resources
+  step "dev: JupyterLab (profile notebooks) up"
+  docker compose --profile notebooks up -d --wait jupyter
+  step "dev: end-to-end tests through nginx (tests/e2e)"
+  python -m pytest tests/e2e -v -p no:cacheprovider
+  teardown
+}
+
+prod_stage() {
+  export COMPOSE_PROJECT_NAME=$PROJECT-prod
+  export COMPOSE_FILE=docker-compose.yml:docker-compose.prod.yml
+  secrets_tmp=$(mktemp -d)
+  export MLOPS_SECRETS_DIR=$secrets_tmp/secrets
+  current=prod
+  step "prod: secrets and a self-signed certificate (infrastructure/prod/)"
+  infrastructure/prod/init-secrets.sh
+  infrastructure/prod/self-signed-cert.sh
+  build_and_up  # adds the backup target
+  step "prod: waiting for the first champion"
+  wait_champion "$MLOPS_PROD_URL"
+  step "prod: resources (memory used / limit)"
+  print_resources
+  step "prod: end-to-end tests over https (tests/e2e_prod)"
+  python -m pytest tests/e2e_prod -v -p no:cacheprovider
+  teardown
+  unset COMPOSE_FILE
+}
+
+for stage in $STAGES; do
+  case "$stage" in
+    dev) dev_stage ;;
+    prod) prod_stage ;;
+    *) echo "unknown stage '$stage' (dev, prod)" >&2; exit 2 ;;
+  esac
 done
-champion_s=$(($(now) - t1))
-ready
-
-step "resources: images and idle memory"
-docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E '^(mlops-stack|postgres|redis|nginx)' || true
-docker stats --no-stream --format '{{.Name}} {{.MemUsage}}' | sed "s/^${COMPOSE_PROJECT_NAME}-//"
-idle_mib=$(docker stats --no-stream --format '{{.MemUsage}}' | awk '
-  { split($1, a, /[A-Za-z]+/); v = a[1]; u = $1; gsub(/[0-9.]/, "", u);
-    if (u == "GiB") v *= 1024; else if (u == "KiB" || u == "kB") v /= 1024; total += v }
-  END { printf "%.0f", total }')
-printf 'build %ss; up --wait to healthy %ss; first champion %ss after healthy; idle memory %s MiB\n' \
-  "$build_s" "$healthy_s" "$champion_s" "$idle_mib"
-
-step "JupyterLab (profile notebooks) up"
-docker compose --profile notebooks up -d --wait jupyter
-
-step "end-to-end tests through nginx (tests/e2e)"
-python -m pytest tests/e2e -v -p no:cacheprovider
-
 step "done"

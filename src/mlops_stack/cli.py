@@ -45,6 +45,8 @@ def _prepare():
             f"  - MLOPS_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
         )
         raise _fail(f"invalid settings:\n{problems}", code=2) from None
+    except ValueError as exc:  # a MLOPS_*_FILE that cannot be read
+        raise _fail(f"invalid settings: {exc}", code=2) from None
     settings.prepare_environment()
     configure_logging(settings.log_level, settings.log_json)
     return settings
@@ -353,7 +355,9 @@ def serve_api(
         str | None, typer.Option(help="Listen address [default: MLOPS_API_HOST]")
     ] = None,
     port: Annotated[int | None, typer.Option(help="Listen port [default: MLOPS_API_PORT]")] = None,
-    workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
+    workers: Annotated[
+        int | None, typer.Option(help="uvicorn worker processes [default: MLOPS_API_WORKERS]")
+    ] = None,
 ) -> None:
     """Serve the registry's champion over HTTP (FastAPI + uvicorn).
 
@@ -367,6 +371,13 @@ def serve_api(
     import uvicorn
 
     host, port = host or settings.api_host, port or settings.api_port
+    workers = workers or settings.api_workers
+    from mlops_stack.serving.access import configured_keys
+
+    try:  # fail here, with the reason, rather than in every worker process
+        configured_keys(settings)
+    except ValueError as exc:
+        raise _fail(str(exc), code=2) from None
     if workers > 1:
         uvicorn.run(
             "mlops_stack.serving.app:app_from_environment",
@@ -430,6 +441,31 @@ def worker() -> None:
     from mlops_stack.worker import run_worker
 
     run_worker(settings)
+
+
+api_key_app = typer.Typer(help="Predictor API keys (MLOPS_API_KEYS).", no_args_is_help=True)
+app.add_typer(api_key_app, name="api-key")
+
+
+@api_key_app.command("new")
+def api_key_new(
+    name: Annotated[str, typer.Argument(help="Who the key is for; shown in logs and limits")],
+) -> None:
+    """Make a key: prints the key (give it to the client, once) and the line to store.
+
+    The stored line holds only the key's SHA-256; append it to the MLOPS_API_KEYS file
+    (secrets/api_keys on a VM) and restart the api service.
+    """
+    from mlops_stack.serving.access import KeyRing, digest, new_api_key
+
+    key = new_api_key()
+    line = f"{name}:{digest(key)}"
+    try:
+        KeyRing.parse(line)
+    except ValueError:
+        raise _fail("a key name is 1-64 of A-Z a-z 0-9 _ . @ -", code=2) from None
+    console.print(f"key (X-API-Key header; shown once): {key}", highlight=False, soft_wrap=True)
+    console.print(f"line for MLOPS_API_KEYS:           {line}", highlight=False, soft_wrap=True)
 
 
 @serve_app.command("dashboard")

@@ -12,9 +12,49 @@ import os
 import textwrap
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+DEV_SECRET_MARKER = "mlops-dev-only"
+"""Part of every development default secret; production refuses any value containing it."""
+
+
+class SecretFilesSource(PydanticBaseSettingsSource):
+    """``MLOPS_<NAME>_FILE=/run/secrets/x`` sets ``<name>`` from that file's content.
+
+    Secrets then live in files (compose secrets, a VM's root-only directory) rather than in
+    the environment that ``docker inspect`` and crash reports show. A file value wins over the
+    same variable set inline, so a production override can add ``*_FILE`` on top of a base
+    file that sets development values. A named file that is missing is an error that names the
+    variable, never a silent fallback to a default; an empty file means "not set" (an optional
+    secret such as the alert webhook), which production refuses where a value is required.
+    """
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        variable = f"MLOPS_{field_name.upper()}_FILE"
+        path = os.environ.get(variable, "").strip()
+        if not path:
+            return None, field_name, False
+        try:
+            value = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(f"{variable}={path}: cannot read the file ({exc.strerror})") from None
+        return value, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, field in self.settings_cls.model_fields.items():
+            value, key, _ = self.get_field_value(field, name)
+            if value is not None:
+                values[key] = value
+        return values
 
 
 class Settings(BaseSettings):
@@ -22,6 +62,32 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(
         env_prefix="MLOPS_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments first, then ``MLOPS_*_FILE`` files, then variables, then ``.env``."""
+        return (
+            init_settings,
+            SecretFilesSource(settings_cls),
+            env_settings,
+            dotenv_settings,
+            file_secret_settings,
+        )
+
+    environment: Literal["development", "production"] = Field(
+        "development",
+        description=(
+            "production: refuse to start with a development default secret (any value "
+            "containing 'mlops-dev-only'), and the predictor refuses to start without API keys."
+        ),
     )
 
     # --- storage -------------------------------------------------------------------------
@@ -95,6 +161,27 @@ class Settings(BaseSettings):
         description=(
             "Path prefix a reverse proxy serves the predictor under (/api in the compose "
             "stack), so /docs and the OpenAPI links point at the public path."
+        ),
+    )
+    api_workers: int = Field(
+        1, ge=1, le=32, description="uvicorn worker processes of `mlops serve api`."
+    )
+    api_keys: str | None = Field(
+        None,
+        description=(
+            "Predictor API keys, one 'name:sha256hex' per line or comma (the SHA-256 of the "
+            "key; `mlops api-key new NAME` makes one). Set, every route but /health and /ready "
+            "needs an X-API-Key header. Empty: no key needed (development). Usually given as "
+            "MLOPS_API_KEYS_FILE."
+        ),
+    )
+    rate_limit_per_minute: int = Field(
+        0,
+        ge=0,
+        description=(
+            "Requests per minute the predictor accepts from one API key (or one client address "
+            "without keys); beyond it 429 with Retry-After. Counted in Redis when "
+            "MLOPS_REDIS_URL is set (shared by workers), else per process. 0: no limit."
         ),
     )
     model_alias: str = Field("champion", description="Registry alias the predictor serves.")
@@ -258,6 +345,7 @@ class Settings(BaseSettings):
         "redis_url",
         "alert_webhook_url",
         "monitor_window_minutes",
+        "api_keys",
         "dashboard_api_url",
         "dashboard_prefect_ui_url",
         mode="before",
@@ -290,6 +378,32 @@ class Settings(BaseSettings):
     def _thresholds_in_order(self) -> Settings:
         if self.drift_warning_share > self.drift_share:
             raise ValueError("MLOPS_DRIFT_WARNING_SHARE must not exceed MLOPS_DRIFT_SHARE")
+        return self
+
+    @model_validator(mode="after")
+    def _no_development_secret_in_production(self) -> Settings:
+        """A VM must not run on a password that is printed in this repository."""
+        if self.environment != "production":
+            return self
+        leaked = [
+            f"MLOPS_{name.upper()}"
+            for name, value in self
+            if isinstance(value, str) and DEV_SECRET_MARKER in value
+        ]
+        if leaked:
+            raise ValueError(
+                f"production refuses the development default secret in {', '.join(leaked)}; "
+                "set the real value (infrastructure/prod/init-secrets.sh makes them)"
+            )
+        embedded = [
+            f"MLOPS_{name.upper()}"
+            for name in ("tracking_uri", "monitoring_db_url")
+            if getattr(self, name) is None
+        ]
+        if embedded:
+            raise ValueError(
+                f"production needs the servers' URLs, not embedded files: set {', '.join(embedded)}"
+            )
         return self
 
     @property
@@ -369,8 +483,8 @@ ENV_EXAMPLE_HEADER = """\
 """
 
 
-# Variables docker-compose.yml itself reads (interpolation), besides the MLOPS_* settings that
-# its Python services read. A test holds this table to the ${...} in the compose file.
+# Variables the compose files themselves read (interpolation), besides the MLOPS_* settings
+# that their Python services read. A test holds this table to the ${...} in both files.
 COMPOSE_VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("MLOPS_HTTP_BIND", "127.0.0.1", "Address nginx publishes the stack on (0.0.0.0: the LAN)."),
     ("MLOPS_HTTP_PORT", "8080", "Port nginx publishes the stack on: http://<bind>:<port>/."),
@@ -388,7 +502,23 @@ COMPOSE_VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("JUPYTER_TOKEN", "mlops-dev-only", "JupyterLab token (profile notebooks): /jupyter/?token=."),
     ("MLOPS_IMAGE", "mlops-stack:0.1.0", "Tag of the stack's Python image (built locally)."),
     ("MLOPS_JUPYTER_IMAGE", "mlops-stack-jupyter:0.1.0", "Tag of the JupyterLab image."),
+    # docker-compose.prod.yml only
+    ("MLOPS_PUBLIC_BIND", "0.0.0.0", "Prod: address nginx publishes 80 and 443 on."),
+    ("MLOPS_PUBLIC_HTTP_PORT", "80", "Prod: host port of plain HTTP (redirects to HTTPS)."),
+    ("MLOPS_PUBLIC_HTTPS_PORT", "443", "Prod: host port of HTTPS."),
+    (
+        "MLOPS_SECRETS_DIR",
+        "./secrets",
+        "Prod: directory of the secret files (infrastructure/prod/init-secrets.sh).",
+    ),
+    ("MLOPS_BACKUP_KEEP", "7", "Prod: backups kept (the newest)."),
+    ("MLOPS_BACKUP_INTERVAL_HOURS", "24", "Prod: hours between two scheduled backups."),
+    ("MLOPS_BACKUP_IMAGE", "mlops-stack-backup:0.1.0", "Prod: tag of the backup image."),
 )
+
+# Settings that docker-compose.prod.yml gives a production default of its own (a value in
+# .env still wins): ${MLOPS_X:-prod default}.
+PROD_SETTING_DEFAULTS = {"MLOPS_API_WORKERS": "2", "MLOPS_RATE_LIMIT_PER_MINUTE": "600"}
 
 
 def render_env_example() -> str:
@@ -396,7 +526,7 @@ def render_env_example() -> str:
 
     Regenerate with ``python -m mlops_stack.settings > .env.example``.
     """
-    lines = [ENV_EXAMPLE_HEADER, "# --- docker compose (docker-compose.yml reads these) ---", ""]
+    lines = [ENV_EXAMPLE_HEADER, "# --- docker compose (the compose files read these) ---", ""]
     for name, default, description in COMPOSE_VARIABLES:
         lines += [f"# {description}", f"# {name}={default}", ""]
     lines += ["# --- settings of the stack's Python services (MLOPS_*) ---", ""]
@@ -406,7 +536,11 @@ def render_env_example() -> str:
             shown = ""
         else:
             shown = str(default).lower() if isinstance(default, bool) else str(default)
-        lines += [f"# {line}" for line in textwrap.wrap(field.description or "", 96)]
+        description = field.description or ""
+        prod_default = PROD_SETTING_DEFAULTS.get(f"MLOPS_{name.upper()}")
+        if prod_default is not None:
+            description += f" docker-compose.prod.yml's default: {prod_default}."
+        lines += [f"# {line}" for line in textwrap.wrap(description, 96)]
         lines += [f"# MLOPS_{name.upper()}={shown}", ""]
     return "\n".join(lines)
 

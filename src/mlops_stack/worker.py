@@ -8,7 +8,10 @@ One process per stack, next to the Prefect server:
 - drains the predictor's Redis stream into the monitoring database (``mlops log-writer``'s
   loop, in a thread), so predictions land in PostgreSQL with one service fewer;
 - bootstraps: when the registry has no champion it starts the train deployment once, so a
-  fresh ``docker compose up`` answers ``/api/predict`` without a manual step.
+  fresh ``docker compose up`` answers ``/api/predict`` without a manual step;
+- on start, marks runs of its deployments that were pending or running when the previous
+  worker died (a restart, an out-of-memory kill) as crashed: their process is gone, and left
+  "running" they would block the bootstrap and mislead the Prefect UI for ever.
 
 It is a Prefect *served* process rather than a work pool worker on purpose: one image, no
 infrastructure blocks to register, and the flows run with the same settings and package.
@@ -32,6 +35,7 @@ TRAIN_DEPLOYMENT = "train/train"
 MONITOR_DEPLOYMENT = "monitor/monitor"
 RETRAIN_DEPLOYMENT = "retrain/retrain"
 ACTIVE_STATES = ("SCHEDULED", "PENDING", "RUNNING")
+ORPHAN_STATES = ("PENDING", "RUNNING")  # started by a runner: only a live worker can finish them
 RETRY_SECONDS = (1, 2, 5, 10, 15)  # back-off while MLflow or Prefect are still starting
 
 
@@ -112,6 +116,50 @@ def _train_runs_in_flight() -> int:
     return len(runs)
 
 
+def crash_orphaned_runs() -> list[str]:
+    """Mark this stack's pending or running deployment runs as crashed; their ids.
+
+    Called before ``serve()`` starts, so no run of this process can be among them: the stack
+    has one worker, and a run it had started died with it. Scheduled runs are left to the new
+    runner, which starts them as usual.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterName,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.sorting import FlowRunSort
+    from prefect.states import Crashed
+
+    names = [d.split("/")[1] for d in (TRAIN_DEPLOYMENT, MONITOR_DEPLOYMENT, RETRAIN_DEPLOYMENT)]
+    crashed = []
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=names)),
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(
+                    type=FlowRunFilterStateType(any_=[StateType(s) for s in ORPHAN_STATES])
+                )
+            ),
+            sort=FlowRunSort.ID_DESC,
+            limit=200,
+        )
+        for run in runs:
+            client.set_flow_run_state(
+                run.id,
+                Crashed(message="the worker that ran it stopped; marked at the next start"),
+                force=True,
+            )
+            crashed.append(str(run.id))
+    if crashed:
+        log.warning("orphaned_runs_crashed", flow_runs=crashed)
+    return crashed
+
+
 def bootstrap(settings: Settings, stop: threading.Event) -> str:
     """Start the train deployment once if the registry has no champion; say what was done."""
     from prefect.deployments import run_deployment
@@ -159,6 +207,12 @@ def run_worker(settings: Settings) -> None:
     from prefect import serve
 
     stop = threading.Event()
+    # before serve(): none of this process's runs exists yet (bounded: Prefect is up by now)
+    limit = threading.Timer(60, stop.set)
+    limit.start()
+    retrying("prefect (orphaned runs)", crash_orphaned_runs, stop)
+    limit.cancel()
+    stop.clear()
     threads = []
     if settings.redis_url:
         threads.append(threading.Thread(target=_log_writer, args=(settings, stop), name="writer"))

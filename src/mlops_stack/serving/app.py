@@ -29,6 +29,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mlops_stack import registry
 from mlops_stack.logs import get_logger
 from mlops_stack.logstore import LogStore, PredictionRecord, PredictionSink, make_sink
+from mlops_stack.serving.access import (
+    API_KEY_HEADER,
+    AccessMiddleware,
+    configured_keys,
+    make_limiter,
+)
 from mlops_stack.serving.metrics import PredictorMetrics
 from mlops_stack.serving.model import ModelHolder, ServedModel
 from mlops_stack.settings import Settings, get_settings
@@ -150,6 +156,7 @@ def create_app(
 ) -> FastAPI:
     """Build the predictor app; ``sink`` and ``store`` default to the configured ones."""
     settings = settings or get_settings()
+    keys = configured_keys(settings)
     _bound_registry_calls()
     registry.use_tracking(settings)
     store = store or LogStore(settings.resolved_monitoring_db_url)
@@ -185,7 +192,14 @@ def create_app(
     app.state.predictor = state
     _add_routes(app, state)
     _add_error_handlers(app)
-    app.openapi = lambda: _openapi(app, state)  # type: ignore[method-assign]
+    app.openapi = lambda: _openapi(app, state, keys.enabled)  # type: ignore[method-assign]
+    # added first, so it runs inside the request context: refusals are logged and counted
+    app.add_middleware(
+        AccessMiddleware,
+        keys=keys,
+        limiter=make_limiter(settings),
+        per_minute=settings.rate_limit_per_minute,
+    )
     app.add_middleware(RequestContextMiddleware, state=state)
     return app
 
@@ -380,7 +394,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         )
 
 
-def _openapi(app: FastAPI, state: Predictor) -> dict[str, Any]:
+def _openapi(app: FastAPI, state: Predictor, keys_required: bool) -> dict[str, Any]:
     """OpenAPI with the request bodies of the model being served right now."""
     schema = get_openapi(
         title=app.title,
@@ -389,6 +403,11 @@ def _openapi(app: FastAPI, state: Predictor) -> dict[str, Any]:
         routes=app.routes,
         servers=app.servers or None,  # FastAPI adds the root path here: /docs behind a proxy
     )
+    if keys_required:  # /docs then offers "Authorize" for the key
+        schema.setdefault("components", {})["securitySchemes"] = {
+            "apiKey": {"type": "apiKey", "in": "header", "name": API_KEY_HEADER}
+        }
+        schema["security"] = [{"apiKey": []}]
     model = state.holder.current
     if model is None:
         return schema
