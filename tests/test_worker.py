@@ -68,6 +68,18 @@ def test_retrying_stops_when_asked():
     assert len(calls) == 1
 
 
+def test_retrying_gives_up_when_the_next_wait_would_pass_its_deadline():
+    calls = []
+
+    def failing():
+        calls.append(1)
+        raise ConnectionError("not yet")
+
+    # the first back-off (1 s) already passes a 0.5 s deadline: one try, then None
+    assert worker.retrying("a service", failing, threading.Event(), give_up_after=0.5) is None
+    assert len(calls) == 1
+
+
 def test_probe_says_ok_only_for_2xx():
     app = FastAPI()
     app.get("/ok")(lambda: {"ok": True})

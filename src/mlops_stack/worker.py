@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -65,18 +66,28 @@ def deployments(settings: Settings) -> list[Any]:
     ]
 
 
-def retrying(what: str, call: Callable[[], Any], stop: threading.Event) -> Any:
-    """``call()`` until it succeeds or ``stop`` is set (then None), backing off between tries.
+def retrying(
+    what: str,
+    call: Callable[[], Any],
+    stop: threading.Event,
+    give_up_after: float | None = None,
+) -> Any:
+    """``call()`` until it succeeds, backing off between tries; None once ``stop`` is set or
+    ``give_up_after`` seconds have passed.
 
     The worker starts before MLflow or Prefect may answer; it waits for them rather than
     failing, and says what it is waiting for.
     """
+    deadline = None if give_up_after is None else time.monotonic() + give_up_after
     attempt = 0
     while not stop.is_set():
         try:
             return call()
         except Exception as exc:  # any failure to reach a service: wait and try again
             delay = RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)]
+            if deadline is not None and time.monotonic() + delay > deadline:
+                log.warning("worker_gave_up", waiting_for=what, error=str(exc)[:200])
+                return None
             log.info("worker_waiting", waiting_for=what, error=str(exc)[:200], retry_in=delay)
             attempt += 1
             stop.wait(delay)
@@ -88,12 +99,9 @@ def has_champion(settings: Settings) -> bool:
     return registry.version_by_alias(client, settings.model_name, settings.model_alias) is not None
 
 
-def _train_runs_in_flight() -> int:
-    """Train runs already scheduled, pending or running (a restarted worker must not add one)."""
-    from prefect.client.orchestration import get_client
+def _runs_in_states(client: Any, deployments: Any, states: tuple[str, ...], limit: int) -> list:
+    """Flow runs of the deployments a filter matches, in the given state types, newest first."""
     from prefect.client.schemas.filters import (
-        DeploymentFilter,
-        DeploymentFilterId,
         FlowRunFilter,
         FlowRunFilterState,
         FlowRunFilterStateType,
@@ -101,19 +109,27 @@ def _train_runs_in_flight() -> int:
     from prefect.client.schemas.objects import StateType
     from prefect.client.schemas.sorting import FlowRunSort
 
+    return client.read_flow_runs(
+        deployment_filter=deployments,
+        flow_run_filter=FlowRunFilter(
+            state=FlowRunFilterState(
+                type=FlowRunFilterStateType(any_=[StateType(s) for s in states])
+            )
+        ),
+        sort=FlowRunSort.ID_DESC,  # the sync client sends null without one: 422
+        limit=limit,
+    )
+
+
+def _train_runs_in_flight() -> int:
+    """Train runs already scheduled, pending or running (a restarted worker must not add one)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name(TRAIN_DEPLOYMENT)
-        runs = client.read_flow_runs(
-            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])),
-            flow_run_filter=FlowRunFilter(
-                state=FlowRunFilterState(
-                    type=FlowRunFilterStateType(any_=[StateType(s) for s in ACTIVE_STATES])
-                )
-            ),
-            sort=FlowRunSort.ID_DESC,  # the sync client sends null without one: 422
-            limit=10,
-        )
-    return len(runs)
+        only_train = DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
+        return len(_runs_in_states(client, only_train, ACTIVE_STATES, limit=10))
 
 
 def crash_orphaned_runs() -> list[str]:
@@ -124,31 +140,14 @@ def crash_orphaned_runs() -> list[str]:
     runner, which starts them as usual.
     """
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (
-        DeploymentFilter,
-        DeploymentFilterName,
-        FlowRunFilter,
-        FlowRunFilterState,
-        FlowRunFilterStateType,
-    )
-    from prefect.client.schemas.objects import StateType
-    from prefect.client.schemas.sorting import FlowRunSort
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
     from prefect.states import Crashed
 
     names = [d.split("/")[1] for d in (TRAIN_DEPLOYMENT, MONITOR_DEPLOYMENT, RETRAIN_DEPLOYMENT)]
+    ours = DeploymentFilter(name=DeploymentFilterName(any_=names))
     crashed = []
     with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(
-            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=names)),
-            flow_run_filter=FlowRunFilter(
-                state=FlowRunFilterState(
-                    type=FlowRunFilterStateType(any_=[StateType(s) for s in ORPHAN_STATES])
-                )
-            ),
-            sort=FlowRunSort.ID_DESC,
-            limit=200,
-        )
-        for run in runs:
+        for run in _runs_in_states(client, ours, ORPHAN_STATES, limit=200):
             client.set_flow_run_state(
                 run.id,
                 Crashed(message="the worker that ran it stopped; marked at the next start"),
@@ -208,11 +207,7 @@ def run_worker(settings: Settings) -> None:
 
     stop = threading.Event()
     # before serve(): none of this process's runs exists yet (bounded: Prefect is up by now)
-    limit = threading.Timer(60, stop.set)
-    limit.start()
-    retrying("prefect (orphaned runs)", crash_orphaned_runs, stop)
-    limit.cancel()
-    stop.clear()
+    retrying("prefect (orphaned runs)", crash_orphaned_runs, stop, give_up_after=60)
     threads = []
     if settings.redis_url:
         threads.append(threading.Thread(target=_log_writer, args=(settings, stop), name="writer"))
