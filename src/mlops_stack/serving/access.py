@@ -111,6 +111,13 @@ def configured_keys(settings: Settings) -> KeyRing:
     return keys
 
 
+def _verdict(count: int, per_minute: int, window: int, now: float) -> int:
+    """0 while ``count`` is within the limit, else whole seconds until ``window`` ends."""
+    if count <= per_minute:
+        return 0
+    return max(1, int((window + 1) * WINDOW_SECONDS - now + 0.999))
+
+
 class Limiter(Protocol):
     async def hit(self, caller: str) -> int:
         """Count one request; 0 if allowed, else the seconds until the caller may retry."""
@@ -132,9 +139,7 @@ class LocalLimiter:
         self._counts[key] = count
         while len(self._counts) > self.max_callers:
             self._counts.popitem(last=False)
-        if count <= self.per_minute:
-            return 0
-        return max(1, int((window + 1) * WINDOW_SECONDS - now + 0.999))
+        return _verdict(count, self.per_minute, window, now)
 
 
 class RedisLimiter:
@@ -162,9 +167,7 @@ class RedisLimiter:
                 self._warned_at = now
                 log.warning("rate_limit_redis_unavailable", error=str(exc)[:200])
             return await self.fallback.hit(caller)
-        if count <= self.per_minute:
-            return 0
-        return max(1, int((window + 1) * WINDOW_SECONDS - now + 0.999))
+        return _verdict(count, self.per_minute, window, now)
 
 
 def make_limiter(settings: Settings) -> Limiter | None:
