@@ -9,7 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
+import pandas as pd
 import streamlit as st
+
+from mlops_stack.dashboard import cache
 
 T = TypeVar("T")
 
@@ -45,6 +48,15 @@ def read(what: str, call: Callable[[], T]) -> T | None:
     except Exception as exc:  # any store outage: say which store, keep the rest of the page
         st.error(f"{what} unavailable: {exc}")
         return None
+
+
+def model_versions() -> pd.DataFrame | None:
+    """The registry's versions; None after the page said why there are none to show."""
+    versions = read("MLflow registry", cache.versions)
+    if versions is not None and versions.empty:
+        no_data("the registry has no model version", TRAIN_HINT)
+        return None
+    return versions
 
 
 def status_line(status: str, reason: str) -> str:

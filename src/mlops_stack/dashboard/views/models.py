@@ -21,11 +21,8 @@ st.caption(
 
 
 def versions_section() -> None:
-    versions = widgets.read("MLflow registry", cache.versions)
+    versions = widgets.model_versions()
     if versions is None:
-        return
-    if versions.empty:
-        widgets.no_data("the registry has no model version", widgets.TRAIN_HINT)
         return
     columns = [
         "version",

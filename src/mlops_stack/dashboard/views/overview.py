@@ -20,11 +20,8 @@ st.caption(f"Model `{settings.model_name}` · {filters.describe(chosen)}")
 def champion_section() -> None:
     st.subheader("Champion")
     info = widgets.read("MLflow registry", cache.champion)
-    versions = widgets.read("MLflow registry", cache.versions)
+    versions = widgets.model_versions()
     if versions is None:
-        return
-    if versions.empty:
-        widgets.no_data("the registry has no model version", widgets.TRAIN_HINT)
         return
     if info is None:
         st.warning(
