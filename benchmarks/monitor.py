@@ -103,11 +103,11 @@ def insert(db_url: str, env: dict, args) -> dict:
     """Bulk-insert the logged rows and labels; COPY on PostgreSQL, executemany on SQLite."""
     import mlflow
 
-    from mlops_stack.logstore import LogStore
+    from mlops_stack.monitoring_db import MonitoringDB
 
     mlflow.set_tracking_uri(env["MLOPS_TRACKING_URI"])
     model = mlflow.sklearn.load_model(f"models:/{MODEL}@champion")
-    store = LogStore(db_url)
+    store = MonitoringDB(db_url)
     store.migrate()
     started = time.perf_counter()
     columns, values, labels, has_label = logged_rows(
@@ -200,13 +200,13 @@ FLOW = """
 import json, resource, sys, time
 started = time.perf_counter()
 from mlops_stack.flows.monitor import monitor_flow
-from mlops_stack.logstore import LogStore, ResultStore
+from mlops_stack.monitoring_db import MonitoringDB, ResultStore
 from mlops_stack.settings import get_settings
 imported = time.perf_counter()
 summary = monitor_flow()
 done = time.perf_counter()
 settings = get_settings()
-store = LogStore(settings.resolved_monitoring_db_url)
+store = MonitoringDB(settings.resolved_monitoring_db_url)
 [run] = ResultStore(store).runs(settings.model_name, limit=1)
 print(json.dumps({
     "seconds": done - started, "flow_seconds": done - imported, "summary": summary,
@@ -221,7 +221,7 @@ import json, resource, sys, time
 started = time.perf_counter()
 import pandas as pd
 from mlops_stack.flows.monitor import load_champion, window_bounds
-from mlops_stack.logstore import LogStore
+from mlops_stack.monitoring_db import MonitoringDB
 from mlops_stack.monitoring.checks import run_checks
 from mlops_stack.monitoring.window import read_window
 from mlops_stack import registry
@@ -229,7 +229,7 @@ from mlops_stack.settings import get_settings
 settings = get_settings()
 registry.use_tracking(settings)
 champion = load_champion.fn(settings)
-store = LogStore(settings.resolved_monitoring_db_url)
+store = MonitoringDB(settings.resolved_monitoring_db_url)
 since, limit = window_bounds(settings)
 mode = sys.argv[1]
 read_started = time.perf_counter()
@@ -277,7 +277,7 @@ print(json.dumps({
 FULL_READ = """
 import pandas as pd
 from sqlalchemy import and_, select
-from mlops_stack.logstore.db import FEEDBACK, FRAME_COLUMNS, PREDICTIONS
+from mlops_stack.monitoring_db.database import FEEDBACK, FRAME_COLUMNS, PREDICTIONS
 
 
 def full_read(store, limit, model_name):

@@ -19,7 +19,7 @@ from mlops_stack import registry, worker
 from mlops_stack.dashboard import queries
 from mlops_stack.flows.monitor import monitor_flow
 from mlops_stack.flows.train import train_flow
-from mlops_stack.logstore import LogStore
+from mlops_stack.monitoring_db import MonitoringDB
 
 from .traffic import SHIFTED, Traffic
 
@@ -65,7 +65,7 @@ def test_every_page_of_an_empty_stack_says_no_data_yet(stack, dashboard):
 
 def test_queries_on_an_empty_stack_are_empty_not_errors(stack):
     settings = stack()
-    store = LogStore(settings.resolved_monitoring_db_url)
+    store = MonitoringDB(settings.resolved_monitoring_db_url)
     store.migrate()
     scope = queries.Scope(settings.model_name)
     assert queries.model_versions(settings).empty

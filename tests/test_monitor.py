@@ -12,7 +12,7 @@ import pytest
 
 from mlops_stack.flows.monitor import monitor_flow
 from mlops_stack.flows.train import train_flow
-from mlops_stack.logstore.results import ResultStore
+from mlops_stack.monitoring_db.results import ResultStore
 
 from .traffic import SHIFTED, Traffic
 

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from mlops_stack import registry
 from mlops_stack.flows.train import train_flow
-from mlops_stack.logstore import LogStore
+from mlops_stack.monitoring_db import MonitoringDB
 from mlops_stack.serving.app import create_app
 from mlops_stack.settings import get_settings
 
@@ -188,7 +188,7 @@ def test_feedback_is_joined_to_predictions_and_unknown_ids_reported(trained, cli
         "label",
     ]
 
-    store = LogStore(settings.resolved_monitoring_db_url)
+    store = MonitoringDB(settings.resolved_monitoring_db_url)
 
     def joined() -> dict | None:
         frame = store.predictions_with_feedback()
@@ -207,7 +207,7 @@ def test_feedback_is_joined_to_predictions_and_unknown_ids_reported(trained, cli
 
 def test_every_answered_row_is_logged(trained, client):
     settings, features = trained
-    store = LogStore(settings.resolved_monitoring_db_url)
+    store = MonitoringDB(settings.resolved_monitoring_db_url)
     before = store.count_predictions()
     rows = [_json_row(r) for _, r in features.head(7).iterrows()]
     for row in rows[:3]:

@@ -9,7 +9,8 @@ from fastapi.testclient import TestClient
 
 from mlops_stack import registry
 from mlops_stack.flows.train import train_flow
-from mlops_stack.logstore import LogStore, StreamWriter
+from mlops_stack.monitoring_db import MonitoringDB
+from mlops_stack.prediction_log import StreamWriter
 from mlops_stack.notices import publish_model_change
 from mlops_stack.serving.app import create_app
 
@@ -39,7 +40,7 @@ def test_postgres_down_under_traffic_loses_no_prediction(
 ):
     settings = _stack_settings(stack, services, postgres_url, stream_name, log_flush_seconds="0.05")
     train_flow()
-    store = LogStore(postgres_url)
+    store = MonitoringDB(postgres_url)
     store.migrate()
     stop = threading.Event()
     writer = threading.Thread(target=StreamWriter(settings, store).run_forever, args=(stop,))

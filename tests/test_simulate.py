@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from mlops_stack.cli import app
 from mlops_stack.flows.monitor import monitor_flow
 from mlops_stack.flows.train import train_flow
-from mlops_stack.logstore import LogStore
+from mlops_stack.monitoring_db import MonitoringDB
 from mlops_stack.serving.app import create_app
 from mlops_stack.simulate import Drift, apply_drift
 
@@ -82,7 +82,7 @@ def test_simulated_drifted_traffic_with_labels_is_logged_and_detected(stack):
     assert "sent 300" in result.output and "300 answered, 0 failed" in result.output
     assert "labels accepted 300, unknown 0" in result.output
 
-    store = LogStore(settings.resolved_monitoring_db_url)
+    store = MonitoringDB(settings.resolved_monitoring_db_url)
     frame = store.predictions_with_feedback()
     assert len(frame) == 300 and frame["label"].notna().all()
     store.dispose()

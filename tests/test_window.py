@@ -16,7 +16,8 @@ import pytest
 from mlops_stack.data import Dataset, DatasetSchema, infer_schema
 from mlops_stack.flows.monitor import monitor_flow
 from mlops_stack.flows.train import train_flow
-from mlops_stack.logstore import LogStore, PredictionRecord, ResultStore
+from mlops_stack.monitoring_db import MonitoringDB, ResultStore
+from mlops_stack.prediction_log import PredictionRecord
 from mlops_stack.monitoring.checks import QualityCounter, model_quality, run_checks
 from mlops_stack.monitoring.window import Reservoir, read_window
 
@@ -39,7 +40,7 @@ def monitoring_url(request, tmp_path: Path) -> str:
 
 @pytest.fixture
 def store(monitoring_url: str):
-    log_store = LogStore(monitoring_url)
+    log_store = MonitoringDB(monitoring_url)
     log_store.migrate()
     yield log_store
     log_store.dispose()
@@ -49,7 +50,7 @@ def schema() -> DatasetSchema:
     return infer_schema(Dataset(frame=mixed_table(400, seed=0), target="churn", source="test"))
 
 
-def logged(log_store: LogStore) -> pd.DataFrame:
+def logged(log_store: MonitoringDB) -> pd.DataFrame:
     """ROWS logged rows of mixed features, a few of them bad, every tenth labelled."""
     table = mixed_table(ROWS, seed=1).drop(columns="churn")
     table.loc[list(BAD_AGE), "age"] = 500.0
@@ -74,7 +75,7 @@ def logged(log_store: LogStore) -> pd.DataFrame:
     return table
 
 
-def test_bad_rows_outside_the_sample_are_still_counted(store: LogStore):
+def test_bad_rows_outside_the_sample_are_still_counted(store: MonitoringDB):
     table = logged(store)
     spec = schema()
     chunks = store.window_chunks(limit=ROWS, model_name="churn", chunk_rows=300)
@@ -109,7 +110,7 @@ def test_bad_rows_outside_the_sample_are_still_counted(store: LogStore):
     assert window.whole.note == "analysed a uniform random sample of 100 of 2000 rows (seed 3)"
 
 
-def test_the_sample_note_says_what_was_sampled_and_what_was_not(store: LogStore):
+def test_the_sample_note_says_what_was_sampled_and_what_was_not(store: MonitoringDB):
     logged(store)
     spec = schema()
     reference = mixed_table(400, seed=0).drop(columns="churn")

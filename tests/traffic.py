@@ -8,7 +8,8 @@ import mlflow
 
 from mlops_stack import demo
 from mlops_stack.data import load_dataset
-from mlops_stack.logstore import LogStore, PredictionRecord
+from mlops_stack.monitoring_db import MonitoringDB
+from mlops_stack.prediction_log import PredictionRecord
 
 # the demo's shift: ten size and texture features of the built-in table
 SHIFTED = list(demo.SHIFTED)
@@ -19,7 +20,7 @@ class Traffic:
 
     def __init__(self, settings):
         self.settings = settings
-        self.store = LogStore(settings.resolved_monitoring_db_url)
+        self.store = MonitoringDB(settings.resolved_monitoring_db_url)
         self.store.migrate()
         self.model = mlflow.sklearn.load_model(f"models:/{settings.model_name}@champion")
         dataset = load_dataset(None, "target")

@@ -412,9 +412,10 @@ def log_writer() -> None:
     import signal
     import threading
 
-    from mlops_stack.logstore import LogStore, StreamWriter
+    from mlops_stack.monitoring_db import MonitoringDB
+    from mlops_stack.prediction_log import StreamWriter
 
-    store = LogStore(settings.resolved_monitoring_db_url)
+    store = MonitoringDB(settings.resolved_monitoring_db_url)
     store.migrate()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -186,7 +186,7 @@ def bootstrap(settings: Settings, stop: threading.Event) -> str:
 
 
 def _log_writer(settings: Settings, stop: threading.Event) -> None:
-    from mlops_stack.logstore import StreamWriter
+    from mlops_stack.prediction_log import StreamWriter
 
     store = retrying("monitoring database", lambda: _migrated(settings), stop)
     if store is not None:
@@ -194,9 +194,9 @@ def _log_writer(settings: Settings, stop: threading.Event) -> None:
 
 
 def _migrated(settings: Settings) -> Any:
-    from mlops_stack.logstore import LogStore
+    from mlops_stack.monitoring_db import MonitoringDB
 
-    store = LogStore(settings.resolved_monitoring_db_url)
+    store = MonitoringDB(settings.resolved_monitoring_db_url)
     store.migrate()
     return store
 

@@ -15,7 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from mlops_stack.dashboard import queries
-from mlops_stack.logstore import LogStore
+from mlops_stack.monitoring_db import MonitoringDB
 from mlops_stack.settings import Settings, get_settings
 
 FAST = 10
@@ -23,7 +23,7 @@ SLOW = 30
 
 
 @st.cache_resource
-def store() -> LogStore:
+def store() -> MonitoringDB:
     """One engine (connection pool) per dashboard process, shared by every session.
 
     Migrated here too: on a fresh stack the dashboard may start before anything has written,
@@ -32,9 +32,9 @@ def store() -> LogStore:
     """
     settings = get_settings()
     settings.prepare_environment()
-    logstore = LogStore(settings.resolved_monitoring_db_url)
-    logstore.migrate()
-    return logstore
+    database = MonitoringDB(settings.resolved_monitoring_db_url)
+    database.migrate()
+    return database
 
 
 def settings() -> Settings:

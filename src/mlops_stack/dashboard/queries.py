@@ -19,9 +19,9 @@ import pandas as pd
 from sqlalchemy import func, select
 
 from mlops_stack import modelstore, registry
-from mlops_stack.logstore import LogStore
-from mlops_stack.logstore.db import PREDICTIONS
-from mlops_stack.logstore.results import AlertRow, MonitorRunRow, ResultStore
+from mlops_stack.monitoring_db import MonitoringDB
+from mlops_stack.monitoring_db.database import PREDICTIONS
+from mlops_stack.monitoring_db.results import AlertRow, MonitorRunRow, ResultStore
 from mlops_stack.settings import Settings
 
 RUN_COLUMNS = (
@@ -98,7 +98,7 @@ def _scoped_runs(scope: Scope, limit: int):
     return query.order_by(MonitorRunRow.id.desc()).limit(limit)
 
 
-def monitor_runs(store: LogStore, scope: Scope, limit: int = 500) -> pd.DataFrame:
+def monitor_runs(store: MonitoringDB, scope: Scope, limit: int = 500) -> pd.DataFrame:
     """Monitor runs in scope, oldest first (one chart point each)."""
     from sqlalchemy.orm import Session
 
@@ -109,7 +109,7 @@ def monitor_runs(store: LogStore, scope: Scope, limit: int = 500) -> pd.DataFram
     return frame.sort_values("started_at").reset_index(drop=True)
 
 
-def feature_drift(store: LogStore, run_id: int) -> pd.DataFrame:
+def feature_drift(store: MonitoringDB, run_id: int) -> pd.DataFrame:
     """One run's per-feature drift, most drifted first (severity: log10 past its threshold).
 
     P-values (drift = small) and distances (drift = large) are ranked on one scale by the
@@ -134,14 +134,14 @@ def feature_drift(store: LogStore, run_id: int) -> pd.DataFrame:
     )
 
 
-def open_alerts(store: LogStore, model_name: str) -> pd.DataFrame:
+def open_alerts(store: MonitoringDB, model_name: str) -> pd.DataFrame:
     """Alerts of one model whose condition still holds (whatever the time filter says)."""
     alerts = [a for a in ResultStore(store).alerts(state="open") if a.model_name == model_name]
     frame = pd.DataFrame([{c: getattr(a, c) for c in ALERT_COLUMNS} for a in alerts])
     return frame.reindex(columns=list(ALERT_COLUMNS))
 
 
-def alert_history(store: LogStore, scope: Scope) -> pd.DataFrame:
+def alert_history(store: MonitoringDB, scope: Scope) -> pd.DataFrame:
     """Every alert of the model still seen since ``scope.since``, newest first, with how long
     it was open (to its resolution, or until now for an open one)."""
     from sqlalchemy.orm import Session
@@ -158,7 +158,7 @@ def alert_history(store: LogStore, scope: Scope) -> pd.DataFrame:
     return frame
 
 
-def traffic(store: LogStore, scope: Scope, now: datetime | None = None) -> dict[str, int]:
+def traffic(store: MonitoringDB, scope: Scope, now: datetime | None = None) -> dict[str, int]:
     """Logged prediction rows: last hour, last day, in the chosen window, all time (one scan)."""
     now = now or datetime.now(UTC)
     created = PREDICTIONS.c.created_at
@@ -181,7 +181,7 @@ def _prediction_filters(scope: Scope, with_since: bool = True) -> list:
     return filters
 
 
-def latency(store: LogStore, scope: Scope) -> dict[str, float] | None:
+def latency(store: MonitoringDB, scope: Scope) -> dict[str, float] | None:
     """p50/p95 of the logged model latency in scope (newest LATENCY_ROWS rows); None if none."""
     query = (
         select(PREDICTIONS.c.latency_ms)
@@ -197,7 +197,7 @@ def latency(store: LogStore, scope: Scope) -> dict[str, float] | None:
     return {"p50_ms": float(p50), "p95_ms": float(p95), "rows": int(values.size)}
 
 
-def labelled(store: LogStore, scope: Scope) -> pd.DataFrame:
+def labelled(store: MonitoringDB, scope: Scope) -> pd.DataFrame:
     """Predictions in scope that have a true label: ``created_at``, ``prediction``, ``label``."""
     frame = store.predictions_with_feedback(
         scope.since, model_name=scope.model_name, labelled_only=True
@@ -220,7 +220,7 @@ def confusion(labelled_rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def current_values(
-    store: LogStore, model_name: str, start: datetime | None, end: datetime | None, feature: str
+    store: MonitoringDB, model_name: str, start: datetime | None, end: datetime | None, feature: str
 ) -> pd.Series:
     """One feature's logged values in a monitor run's window [start, end] (newest
     FEATURE_ROWS rows): what the run compared with the reference."""

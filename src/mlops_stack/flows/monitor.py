@@ -23,9 +23,9 @@ from prefect.cache_policies import NO_CACHE
 
 from mlops_stack import modelstore, registry
 from mlops_stack.data import DatasetSchema
-from mlops_stack.logstore import LogStore
-from mlops_stack.logstore.db import WindowExtent
-from mlops_stack.logstore.results import FeatureDriftRow, MonitorRunRow, ResultStore
+from mlops_stack.monitoring_db import MonitoringDB
+from mlops_stack.monitoring_db.database import WindowExtent
+from mlops_stack.monitoring_db.results import FeatureDriftRow, MonitorRunRow, ResultStore
 from mlops_stack.monitoring import alerts
 from mlops_stack.monitoring.checks import CheckResult, run_checks
 from mlops_stack.monitoring.status import Status, Thresholds, classify
@@ -101,7 +101,7 @@ def window_bounds(settings: Settings) -> tuple[datetime | None, int | None]:
 
 
 @task(cache_policy=NO_CACHE)
-def load_window(store: LogStore, settings: Settings, champion: Champion) -> Window:
+def load_window(store: MonitoringDB, settings: Settings, champion: Champion) -> Window:
     """Stream this model's window once: a sample for drift, quality over every row."""
     since, limit = window_bounds(settings)
     return read_window(
@@ -213,7 +213,7 @@ def monitor_flow() -> dict[str, object]:
     logger = get_run_logger()
     started = datetime.now(UTC)
     registry.use_tracking(settings)
-    store = LogStore(settings.resolved_monitoring_db_url)
+    store = MonitoringDB(settings.resolved_monitoring_db_url)
     store.migrate()
     results = ResultStore(store)
     champion = load_champion(settings)

@@ -21,8 +21,8 @@ from sklearn.model_selection import train_test_split
 from mlops_stack import registry
 from mlops_stack.data import load_dataset
 from mlops_stack.flows.train import train_flow
-from mlops_stack.logstore import LogStore
-from mlops_stack.logstore.db import feature_column
+from mlops_stack.monitoring_db import MonitoringDB
+from mlops_stack.monitoring_db.database import feature_column
 from mlops_stack.monitoring.alerts import announce
 from mlops_stack.settings import Settings, get_settings
 
@@ -90,7 +90,7 @@ def retrain_flow(trigger_reason: str = "requested by hand") -> dict[str, object]
         logger.info("retrain skipped: %s", why)
         return RetrainSummary("skipped", why, trigger_reason=trigger_reason).to_dict()
 
-    store = LogStore(settings.resolved_monitoring_db_url)
+    store = MonitoringDB(settings.resolved_monitoring_db_url)
     rows = store.predictions_with_feedback(model_name=settings.model_name, labelled_only=True)
     store.dispose()
     if len(rows) < settings.retrain_min_labelled:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import httpx
 
 from mlops_stack.logs import get_logger
-from mlops_stack.logstore.results import AlertChange, ResultStore
+from mlops_stack.monitoring_db.results import AlertChange, ResultStore
 
 log = get_logger(__name__)
 

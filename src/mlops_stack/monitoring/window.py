@@ -2,7 +2,7 @@
 
 Why one pass: a window of a million logged rows does not fit in memory as Python objects, and
 neither the drift tests nor the quality counts need it to. As the window's chunks go by (from
-``LogStore.window_chunks``), a seeded reservoir keeps a uniform random sample of at most
+``MonitoringDB.window_chunks``), a seeded reservoir keeps a uniform random sample of at most
 ``max_rows`` rows for the drift tests, :class:`~mlops_stack.monitoring.checks.QualityCounter`
 counts missing, out-of-range and unseen values over every row (a handful of bad rows must not be
 sampled away), and the labelled rows are kept, in compact form, for model quality. Memory is
@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from mlops_stack.data import DatasetSchema
-from mlops_stack.logstore.db import WindowExtent, feature_column
+from mlops_stack.monitoring_db.database import WindowExtent, feature_column
 from mlops_stack.monitoring.checks import (
     ModelQuality,
     QualityCounter,
@@ -29,7 +29,7 @@ from mlops_stack.monitoring.checks import (
     model_quality,
 )
 
-# What the pass needs of each row besides its features (LogStore.window_chunks(columns=...)).
+# What the pass needs of each row besides its features (MonitoringDB.window_chunks(columns=...)).
 COLUMNS = ("created_at", "prediction", "probabilities", "label")
 
 
@@ -95,7 +95,7 @@ class Window:
 def read_window(
     chunks: Iterable[pd.DataFrame], schema: DatasetSchema, *, max_rows: int, seed: int
 ) -> Window:
-    """Sample, count and collect labelled rows over the chunks of ``LogStore.window_chunks``.
+    """Sample, count and collect labelled rows over the chunks of ``MonitoringDB.window_chunks``.
 
     A feature missing from a chunk's rows altogether counts as missing there.
     """

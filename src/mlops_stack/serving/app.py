@@ -28,7 +28,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlops_stack import registry
 from mlops_stack.logs import get_logger
-from mlops_stack.logstore import LogStore, PredictionRecord, PredictionSink, make_sink
+from mlops_stack.monitoring_db import MonitoringDB
+from mlops_stack.prediction_log import PredictionRecord, PredictionSink, make_sink
 from mlops_stack.serving.access import (
     API_KEY_HEADER,
     AccessMiddleware,
@@ -66,7 +67,7 @@ class NoModel(Exception):
 class Predictor:
     """The app's state: model holder, log sink, log store, metrics and recent request ids."""
 
-    def __init__(self, settings: Settings, sink: PredictionSink, store: LogStore):
+    def __init__(self, settings: Settings, sink: PredictionSink, store: MonitoringDB):
         self.settings = settings
         self.sink = sink
         self.store = store
@@ -152,14 +153,14 @@ def create_app(
     settings: Settings | None = None,
     *,
     sink: PredictionSink | None = None,
-    store: LogStore | None = None,
+    store: MonitoringDB | None = None,
 ) -> FastAPI:
     """Build the predictor app; ``sink`` and ``store`` default to the configured ones."""
     settings = settings or get_settings()
     keys = configured_keys(settings)
     _bound_registry_calls()
     registry.use_tracking(settings)
-    store = store or LogStore(settings.resolved_monitoring_db_url)
+    store = store or MonitoringDB(settings.resolved_monitoring_db_url)
     state = Predictor(settings, sink or make_sink(settings), store)
 
     @asynccontextmanager

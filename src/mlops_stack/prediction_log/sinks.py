@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from mlops_stack.logs import get_logger
-from mlops_stack.logstore.db import LogStore, write_isolating
-from mlops_stack.logstore.records import PredictionRecord
-from mlops_stack.logstore.spool import Spool
-from mlops_stack.logstore.stream import RECORD_FIELD, redis_client
+from mlops_stack.monitoring_db.database import MonitoringDB, write_isolating
+from mlops_stack.prediction_log.records import PredictionRecord
+from mlops_stack.prediction_log.spool import Spool
+from mlops_stack.prediction_log.stream import RECORD_FIELD, redis_client
 
 log = get_logger(__name__)
 
@@ -265,9 +265,9 @@ class DatabaseSink(QueueSink):
 
     kind = "database"
 
-    def __init__(self, settings: Any, store: LogStore | None = None, **kwargs: Any) -> None:
+    def __init__(self, settings: Any, store: MonitoringDB | None = None, **kwargs: Any) -> None:
         super().__init__(settings, **kwargs)
-        self.store = store or LogStore(settings.resolved_monitoring_db_url)
+        self.store = store or MonitoringDB(settings.resolved_monitoring_db_url)
         self._owns_store = store is None
         self._migrated = False
         self._rejected = self.spool.directory / "rejected.jsonl"

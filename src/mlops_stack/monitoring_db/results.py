@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from mlops_stack.logstore.db import Base, JSONValue, LogStore, UTCDateTime
+from mlops_stack.monitoring_db.database import Base, JSONValue, MonitoringDB, UTCDateTime
 
 ID = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -113,9 +113,9 @@ class AlertChange:
 
 
 class ResultStore:
-    """Reads and writes monitoring results through a :class:`LogStore`'s engine."""
+    """Reads and writes monitoring results through a :class:`MonitoringDB`'s engine."""
 
-    def __init__(self, store: LogStore):
+    def __init__(self, store: MonitoringDB):
         self.engine = store.engine
 
     def save_run(self, run: MonitorRunRow, features: list[FeatureDriftRow]) -> int:

@@ -20,15 +20,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from mlops_stack.logstore import (
-    DatabaseSink,
-    LogStore,
-    PredictionRecord,
-    RedisStreamSink,
-    StreamWriter,
-    make_sink,
-)
-from mlops_stack.logstore.db import (
+from mlops_stack.monitoring_db import MonitoringDB
+from mlops_stack.prediction_log import DatabaseSink, PredictionRecord, RedisStreamSink, StreamWriter, make_sink
+from mlops_stack.monitoring_db.database import (
     VERSION_TABLE,
     Base,
     WindowExtent,
@@ -71,7 +65,7 @@ def store(request, tmp_path: Path):
         url = f"sqlite:///{tmp_path / 'monitoring.db'}"
     else:
         url = request.getfixturevalue("postgres_url")
-    log_store = LogStore(url)
+    log_store = MonitoringDB(url)
     log_store.migrate()
     yield log_store
     log_store.dispose()
@@ -91,7 +85,7 @@ def test_record_json_round_trip_keeps_values_and_makes_them_strict_json():
         PredictionRecord.from_json(b'{"request_id": "only"}')
 
 
-def assert_schema_matches_models(log_store: LogStore) -> None:
+def assert_schema_matches_models(log_store: MonitoringDB) -> None:
     assert log_store.revision() == head_revision()
     with log_store.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
@@ -99,7 +93,7 @@ def assert_schema_matches_models(log_store: LogStore) -> None:
 
 
 def test_migrate_twice_on_sqlite(tmp_path: Path):
-    log_store = LogStore(f"sqlite:///{tmp_path / 'new' / 'monitoring.db'}")
+    log_store = MonitoringDB(f"sqlite:///{tmp_path / 'new' / 'monitoring.db'}")
     assert log_store.revision() is None
     log_store.migrate()
     log_store.migrate()
@@ -110,11 +104,11 @@ def test_migrate_twice_on_sqlite(tmp_path: Path):
 
 def test_migrate_concurrently_and_twice_on_postgres(postgres_url: str):
     """Two processes starting together both migrate; the advisory lock makes that safe."""
-    stores = [LogStore(postgres_url) for _ in range(2)]
+    stores = [MonitoringDB(postgres_url) for _ in range(2)]
     barrier = threading.Barrier(len(stores))
     errors: list[BaseException] = []
 
-    def migrate(log_store: LogStore) -> None:
+    def migrate(log_store: MonitoringDB) -> None:
         barrier.wait()
         try:
             log_store.migrate()
@@ -135,7 +129,7 @@ def test_migrate_concurrently_and_twice_on_postgres(postgres_url: str):
 
 def test_rows_logged_before_the_features_became_json_read_the_same(postgres_url: str):
     """Migration 0003 (jsonb -> json) on a database that already holds predictions."""
-    log_store = LogStore(postgres_url)
+    log_store = MonitoringDB(postgres_url)
     with log_store.engine.begin() as connection:
         command.upgrade(alembic_config(connection), "0002")
     written = records(3, prefix="old")
@@ -149,7 +143,7 @@ def test_rows_logged_before_the_features_became_json_read_the_same(postgres_url:
     log_store.dispose()
 
 
-def test_write_predictions_is_idempotent(store: LogStore):
+def test_write_predictions_is_idempotent(store: MonitoringDB):
     batch = records(20)
     assert store.write_predictions(batch) == 20
     assert store.write_predictions(batch) == 0
@@ -159,14 +153,14 @@ def test_write_predictions_is_idempotent(store: LogStore):
     assert store.known_predictions([("req-3", 0), ("req-3", 1), ("nope", 0)]) == {("req-3", 0)}
 
 
-def test_a_record_the_database_refuses_is_set_aside_not_blocking(store: LogStore):
+def test_a_record_the_database_refuses_is_set_aside_not_blocking(store: MonitoringDB):
     bad = record(1, request_id="bad", latency_ms=float("nan"))  # NOT NULL latency gets null
     inserted, rejected = write_isolating(store, [*records(3), bad])
     assert (inserted, rejected) == (3, [bad])
     assert store.count_predictions() == 3
 
 
-def test_feedback_upserts_and_joins_predictions(store: LogStore):
+def test_feedback_upserts_and_joins_predictions(store: MonitoringDB):
     rows = [
         record(0, request_id="batch", row=n, features={"age": n, "label": "f"}) for n in range(3)
     ]
@@ -201,7 +195,7 @@ def test_feedback_upserts_and_joins_predictions(store: LogStore):
     assert list(since.request_id) == ["req-10"]
 
 
-def test_window_filters_apply_before_the_limit(store: LogStore):
+def test_window_filters_apply_before_the_limit(store: MonitoringDB):
     mine = [record(i, model_name="churn") for i in range(5)]
     theirs = [record(i, request_id=f"other-{i}", model_name="fraud") for i in range(5, 10)]
     store.write_predictions(mine + theirs)  # the other model's rows are the newest
@@ -213,7 +207,7 @@ def test_window_filters_apply_before_the_limit(store: LogStore):
     assert len(store.predictions_with_feedback(labelled_only=True)) == 2
 
 
-def test_window_streams_in_chunks_that_add_up_to_the_whole_read(store: LogStore):
+def test_window_streams_in_chunks_that_add_up_to_the_whole_read(store: MonitoringDB):
     mine = [record(i) for i in range(25)]
     store.write_predictions(mine + [record(99, request_id="other", model_name="fraud")])
     store.record_feedback([("req-3", 0, "yes"), ("req-20", 0, "no")])
@@ -238,7 +232,7 @@ def test_window_streams_in_chunks_that_add_up_to_the_whole_read(store: LogStore)
         list(store.window_chunks(columns=("features",)))
 
 
-def test_window_extent_counts_in_sql(store: LogStore):
+def test_window_extent_counts_in_sql(store: MonitoringDB):
     store.write_predictions([record(i) for i in range(10)])
     extent = store.window_extent(limit=4, model_name="churn")
     assert (extent.rows, extent.start, extent.end) == (
@@ -266,7 +260,7 @@ def test_database_sink_on_sqlite_writes_every_record(stack):
     for thread in threads:
         thread.join(10)
 
-    log_store = LogStore(settings.resolved_monitoring_db_url)
+    log_store = MonitoringDB(settings.resolved_monitoring_db_url)
     log_store.migrate()  # while the sink's thread migrates too: both must get through
     wait_for(lambda: log_store.count_predictions() == 1000, 20, "1000 rows in SQLite")
     wait_for(lambda: sink.depth() == 0, 5, "an empty queue")
@@ -276,7 +270,7 @@ def test_database_sink_on_sqlite_writes_every_record(stack):
     log_store.dispose()
 
 
-def drain(writer: StreamWriter, log_store: LogStore, expected: int, timeout: float = 20) -> None:
+def drain(writer: StreamWriter, log_store: MonitoringDB, expected: int, timeout: float = 20) -> None:
     """Run the writer until the table holds ``expected`` rows."""
 
     def written() -> bool:
@@ -303,7 +297,7 @@ def test_redis_sink_and_stream_writer_into_postgres(stack, postgres_url, stream_
     for item in records(300):
         sink.submit(item)
     writer = StreamWriter(settings, consumer="writer-1")
-    log_store = LogStore(postgres_url)
+    log_store = MonitoringDB(postgres_url)
     drain(writer, log_store, 300)
     sink.stop()
 
@@ -324,7 +318,7 @@ def test_postgres_outage_while_records_flow(stack, postgres_url, stream_name, se
         **FAST,
     )
     client = redis.Redis.from_url(services.redis_url)
-    log_store = LogStore(postgres_url)
+    log_store = MonitoringDB(postgres_url)
     sink = RedisStreamSink(settings, max_backoff=0.2)
     sink.start()
     writer = StreamWriter(settings, consumer="writer-1")
@@ -393,7 +387,7 @@ def test_redis_outage_buffers_then_spools_and_delivers_everything(stack, stream_
     assert spooled_rows(settings) == 0
     sink.stop()
     writer = StreamWriter(settings, consumer="writer-1")  # into the embedded SQLite store
-    log_store = LogStore(settings.resolved_monitoring_db_url)
+    log_store = MonitoringDB(settings.resolved_monitoring_db_url)
     drain(writer, log_store, 350)
     assert log_store.count_predictions() == 350
     keys = [item.key for item in batch]
@@ -407,7 +401,7 @@ def test_stop_while_database_down_keeps_records_in_spool_for_next_start(
     stack, postgres_url, services
 ):
     settings = stack(monitoring_db_url=postgres_url, log_buffer_rows="100", **FAST)
-    log_store = LogStore(postgres_url)
+    log_store = MonitoringDB(postgres_url)
     log_store.migrate()
     batch = records(300)
     with services.outage("pg") as restart_postgres:
@@ -443,7 +437,7 @@ def test_writer_takes_over_entries_a_dead_writer_left_pending(stack, stream_name
     assert pending(client, settings) == 10
 
     writer = StreamWriter(settings, consumer="survivor", claim_idle_ms=0)
-    log_store = LogStore(settings.resolved_monitoring_db_url)
+    log_store = MonitoringDB(settings.resolved_monitoring_db_url)
     drain(writer, log_store, 10)
     assert pending(client, settings) == 0
     writer.close()

@@ -1,11 +1,11 @@
 """Alembic environment of the prediction log store.
 
-``LogStore.migrate`` passes an open connection (holding the migration lock) through
+``MonitoringDB.migrate`` passes an open connection (holding the migration lock) through
 ``config.attributes["connection"]``. For a developer generating a revision, a
 ``sqlalchemy.url`` main option works too::
 
     from alembic import command
-    from mlops_stack.logstore.db import alembic_config
+    from mlops_stack.monitoring_db.database import alembic_config
     config = alembic_config()
     config.set_main_option("sqlalchemy.url", "sqlite:///scratch.db")
     command.upgrade(config, "head")
@@ -17,7 +17,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from mlops_stack.logstore.db import Base
+from mlops_stack.monitoring_db.database import Base
 
 config = context.config
 
@@ -35,7 +35,7 @@ def _run(connection) -> None:
 
 
 if context.is_offline_mode():
-    raise RuntimeError("the log store's migrations run online only (LogStore.migrate)")
+    raise RuntimeError("the log store's migrations run online only (MonitoringDB.migrate)")
 
 _connection = config.attributes.get("connection")
 if _connection is not None:

@@ -1,6 +1,6 @@
 """The Redis stream between the predictor and the database, and the writer that drains it.
 
-The predictor's :class:`~mlops_stack.logstore.sinks.RedisStreamSink` XADDs each record's JSON
+The predictor's :class:`~mlops_stack.prediction_log.sinks.RedisStreamSink` XADDs each record's JSON
 (field ``record``) to ``MLOPS_PREDICTION_STREAM``. :class:`StreamWriter` (``mlops log-writer``)
 reads it through the consumer group ``MLOPS_STREAM_GROUP`` and acknowledges an entry only after
 the database committed it. An entry read but not acknowledged (database down, writer killed)
@@ -22,8 +22,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from mlops_stack.logs import get_logger
-from mlops_stack.logstore.db import LogStore, write_isolating
-from mlops_stack.logstore.records import PredictionRecord
+from mlops_stack.monitoring_db.database import MonitoringDB, write_isolating
+from mlops_stack.prediction_log.records import PredictionRecord
 
 log = get_logger(__name__)
 
@@ -61,7 +61,7 @@ class StreamWriter:
     def __init__(
         self,
         settings: Any,
-        store: LogStore | None = None,
+        store: MonitoringDB | None = None,
         consumer: str | None = None,
         *,
         claim_idle_ms: int = CLAIM_IDLE_MS,
@@ -73,7 +73,7 @@ class StreamWriter:
         self.consumer = consumer or default_consumer()
         self.batch_size: int = settings.log_batch_size
         self.claim_idle_ms = claim_idle_ms
-        self.store = store or LogStore(settings.resolved_monitoring_db_url)
+        self.store = store or MonitoringDB(settings.resolved_monitoring_db_url)
         self._owns_store = store is None
         # XREADGROUP blocks up to block_ms: the socket must wait longer than that.
         self.redis = redis_client(settings.redis_url, socket_timeout=35.0)

@@ -1,6 +1,6 @@
 """The monitoring database: prediction and feedback tables, and the store that reads them.
 
-One class, :class:`LogStore`, owns the SQL. It speaks SQLite (embedded: the predictor writes the
+One class, :class:`MonitoringDB`, owns the SQL. It speaks SQLite (embedded: the predictor writes the
 file itself) and PostgreSQL (the compose stack). Writes are idempotent by ``(request_id, row)``:
 every hop of the log path retries after a failure, so a record may arrive twice and must still be
 stored once. The schema is created only by the Alembic migrations shipped in ``migrations/``;
@@ -49,7 +49,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from mlops_stack.logs import get_logger
-from mlops_stack.logstore.records import PredictionRecord, as_utc
+from mlops_stack.prediction_log.records import PredictionRecord, as_utc
 
 log = get_logger(__name__)
 
@@ -184,7 +184,7 @@ def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
 
 
 def feature_column(name: str) -> str:
-    """Where the frames of :class:`LogStore` put a feature (prefixed if it clashes)."""
+    """Where the frames of :class:`MonitoringDB` put a feature (prefixed if it clashes)."""
     return f"feature.{name}" if name in FRAME_COLUMNS else name
 
 
@@ -197,7 +197,7 @@ class WindowExtent:
     end: datetime | None
 
 
-class LogStore:
+class MonitoringDB:
     """The monitoring database (SQLite or PostgreSQL URL); safe to share between threads."""
 
     def __init__(self, url: str) -> None:
@@ -206,7 +206,7 @@ class LogStore:
         self._insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
 
     def __repr__(self) -> str:
-        return f"LogStore({self.url.render_as_string(hide_password=True)!r})"
+        return f"MonitoringDB({self.url.render_as_string(hide_password=True)!r})"
 
     @property
     def dialect(self) -> str:
@@ -228,7 +228,7 @@ class LogStore:
             else:
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
             command.upgrade(alembic_config(connection), "head")
-        log.debug("logstore.migrated", database=repr(self))
+        log.debug("monitoring_db.migrated", database=repr(self))
 
     def revision(self) -> str | None:
         """The schema revision the database is at (None before the first migration)."""
@@ -419,7 +419,7 @@ class LogStore:
 
 
 def _stream_columns(names: Sequence[str]) -> list[Any]:
-    """What :meth:`LogStore.window_chunks` selects: ``names`` of :data:`FRAME_COLUMNS`, features.
+    """What :meth:`MonitoringDB.window_chunks` selects: ``names`` of :data:`FRAME_COLUMNS`, features.
 
     JSON columns are selected as text: parsing it with orjson is several times faster than the
     drivers' own JSON decoding. Times skip :class:`UTCDateTime`'s per-row conversion (SQLite's
@@ -469,7 +469,7 @@ def _chunk_frame(rows: Sequence[Any], start: int, names: Sequence[str]) -> pd.Da
 
 
 def write_isolating(
-    store: LogStore, records: list[PredictionRecord]
+    store: MonitoringDB, records: list[PredictionRecord]
 ) -> tuple[int, list[PredictionRecord]]:
     """Write a batch; if the database rejects its data, write row by row and return the rejects.
 
