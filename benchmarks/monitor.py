@@ -200,14 +200,14 @@ FLOW = """
 import json, resource, sys, time
 started = time.perf_counter()
 from mlops_stack.flows.monitor import monitor_flow
-from mlops_stack.monitoring_db import MonitoringDB, ResultStore
+from mlops_stack.monitoring_db import MonitoringDB
 from mlops_stack.settings import get_settings
 imported = time.perf_counter()
 summary = monitor_flow()
 done = time.perf_counter()
 settings = get_settings()
 store = MonitoringDB(settings.resolved_monitoring_db_url)
-[run] = ResultStore(store).runs(settings.model_name, limit=1)
+[run] = store.runs(settings.model_name, limit=1)
 print(json.dumps({
     "seconds": done - started, "flow_seconds": done - imported, "summary": summary,
     "quality": run.quality,

@@ -11,16 +11,21 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import redis
 import streamlit as st
+from fastapi.testclient import TestClient
 from prefect.client.orchestration import get_client
 from streamlit.testing.v1 import AppTest
 
-from mlops_stack import registry, worker
+from mlops_stack import worker
 from mlops_stack.dashboard import queries
 from mlops_stack.flows.monitor import monitor_flow
 from mlops_stack.flows.train import train_flow
-from mlops_stack.monitoring_db import MonitoringDB
+from mlops_stack.registry import version_of
+from mlops_stack.serving.app import create_app
+from mlops_stack.stack import current_stack
 
+from .servers import wait_for
 from .traffic import SHIFTED, Traffic
 
 APP = Path(__file__).resolve().parents[1] / "src" / "mlops_stack" / "dashboard" / "app.py"
@@ -65,17 +70,16 @@ def test_every_page_of_an_empty_stack_says_no_data_yet(stack, dashboard):
 
 def test_queries_on_an_empty_stack_are_empty_not_errors(stack):
     settings = stack()
-    store = MonitoringDB(settings.resolved_monitoring_db_url)
-    store.migrate()
+    root = current_stack()  # nothing migrated by hand: the database does it on the first read
     scope = queries.Scope(settings.model_name)
-    assert queries.model_versions(settings).empty
-    assert queries.champion(settings) is None
-    assert queries.monitor_runs(store, scope).empty
-    assert queries.open_alerts(store, settings.model_name).empty
-    assert queries.alert_history(store, scope).empty
-    assert queries.latency(store, scope) is None
-    assert queries.labelled(store, scope).empty
-    assert queries.traffic(store, scope) == {"last_hour": 0, "last_day": 0, "window": 0, "total": 0}
+    assert queries.model_versions(root).empty
+    assert queries.champion(root) is None
+    assert queries.monitor_runs(root, scope).empty
+    assert queries.open_alerts(root, settings.model_name).empty
+    assert queries.alert_history(root, scope).empty
+    assert queries.latency(root, scope) is None
+    assert queries.labelled(root, scope).empty
+    assert queries.traffic(root, scope) == {"last_hour": 0, "last_day": 0, "window": 0, "total": 0}
 
 
 def test_switched_off_actions_are_disabled_with_the_reason(stack, dashboard):
@@ -107,33 +111,34 @@ def test_pages_show_what_a_seeded_stack_holds(stack, dashboard, monkeypatch):
     clean = monitor_flow()
     traffic.send(300, seed=2, shift=3.0)
     drifted = monitor_flow()
-    assert (clean["status"], drifted["status"]) == ("ok", "drift")
+    assert (clean.status, drifted.status) == ("ok", "drift")
 
     # the reads the pages make
+    root = current_stack()
     scope = queries.Scope(settings.model_name)
-    runs = queries.monitor_runs(traffic.store, scope)
+    runs = queries.monitor_runs(root, scope)
     assert list(runs["status"]) == ["ok", "drift"]
-    features = queries.feature_drift(traffic.store, int(runs.iloc[-1]["id"]))
+    features = queries.feature_drift(root, int(runs.iloc[-1]["id"]))
     assert features.iloc[0]["feature"] in SHIFTED and features.iloc[0]["drifted"]
     assert list(features["severity"]) == sorted(features["severity"], reverse=True)
-    assert queries.traffic(traffic.store, scope)["last_hour"] == 600
-    assert queries.traffic(traffic.store, queries.Scope("another-model"))["total"] == 0
-    assert queries.traffic(traffic.store, queries.Scope(settings.model_name, version="2")) == {
+    assert queries.traffic(root, scope)["last_hour"] == 600
+    assert queries.traffic(root, queries.Scope("another-model"))["total"] == 0
+    assert queries.traffic(root, queries.Scope(settings.model_name, version="2")) == {
         "last_hour": 0, "last_day": 0, "window": 0, "total": 0,
     }  # fmt: skip
     later = queries.Scope(settings.model_name, since=datetime.now(UTC) + timedelta(minutes=1))
-    assert queries.monitor_runs(traffic.store, later).empty  # the time window is honoured
-    assert queries.traffic(traffic.store, later)["window"] == 0
-    labelled = queries.labelled(traffic.store, scope)
+    assert queries.monitor_runs(root, later).empty  # the time window is honoured
+    assert queries.traffic(root, later)["window"] == 0
+    labelled = queries.labelled(root, scope)
     assert len(labelled) == 300
     assert queries.confusion(labelled).to_numpy().sum() == 300
     shifted = queries.current_values(
-        traffic.store, settings.model_name, runs.iloc[-1]["window_start"],
+        root, settings.model_name, runs.iloc[-1]["window_start"],
         runs.iloc[-1]["window_end"], SHIFTED[0],
     )  # fmt: skip
-    reference = queries.reference_values(settings, "1", SHIFTED[0])
+    reference = queries.reference_values(root, "1", SHIFTED[0])
     assert shifted.mean() > reference.mean() + 2 * reference.std()  # the shift, visible
-    assert "<html" in queries.report_html(settings, runs.iloc[-1]["report_uri"]).lower()
+    assert "<html" in queries.report_html(root, runs.iloc[-1]["report_uri"]).lower()
 
     # the pages
     open_page(dashboard, "overview")
@@ -160,7 +165,7 @@ def test_pages_show_what_a_seeded_stack_holds(stack, dashboard, monkeypatch):
     assert "drift" in list(dashboard.table[0].value["condition"])
 
     # the retrain button: confirm, click, and the flow run exists in Prefect
-    for deployment in worker.deployments(settings):
+    for deployment in worker.deployments(root):
         deployment.apply()
     open_page(dashboard, "models")
     assert "champion" in dashboard.table[0].value.loc["v1", "aliases"]
@@ -178,14 +183,50 @@ def test_pages_show_what_a_seeded_stack_holds(stack, dashboard, monkeypatch):
     assert rollback.disabled
 
     # a second version promoted by hand: now the button rolls back, after confirmation
-    client = registry.client_for(settings)
-    first = registry.get_version(client, settings.model_name, "1")
-    client.create_model_version(settings.model_name, first.source, run_id=first.run_id)
-    registry.promote(client, settings.model_name, "2")
+    first = root.registry.version("1")
+    root.registry.client.create_model_version(
+        settings.model_name, first.source, run_id=first.run_id
+    )
+    root.registry.promote("2")
     st.cache_data.clear()  # what the 30 s TTL would do by itself
     open_page(dashboard, "models")
     dashboard.checkbox(key="rollback_confirm").check().run()
     dashboard.button(key="rollback").click().run()
     assert [s.value for s in dashboard.success][-1] == "Champion moved from v2 back to v1."
-    champion = registry.version_by_alias(client, settings.model_name, "champion")
-    assert registry.version_of(champion) == "1"
+    champion = root.registry.champion()
+    assert champion is not None and version_of(champion) == "1"
+
+
+def test_dashboard_rollback_switches_the_predictor_within_a_second(
+    stack, services, stream_name, dashboard
+):
+    """The button goes through the registry's rollback, which tells the predictors at once:
+    the predictor polls once an hour here, so only the Redis notice can make it switch."""
+    settings = stack(
+        candidates="logistic_regression",
+        redis_url=services.redis_url,
+        prediction_stream=stream_name,
+        model_events_channel=f"{stream_name}:events",
+        reload_poll_seconds="3600",
+    )
+    train_flow()
+    train_flow()  # a tie: v2 is challenger
+    current_stack().registry.promote("2")
+    body = {"features": {k: float(v) for k, v in Traffic(settings).features.iloc[0].items()}}
+    with TestClient(create_app(settings)) as predictor:
+        listening = redis.Redis.from_url(services.redis_url)
+        wait_for(
+            lambda: listening.pubsub_numsub(settings.model_events_channel)[0][1] >= 1,
+            30,
+            "the predictor to subscribe to model notices",
+        )
+        assert predictor.post("/predict", json=body).json()["model"]["version"] == "2"
+        open_page(dashboard, "models")
+        dashboard.checkbox(key="rollback_confirm").check().run()
+        dashboard.button(key="rollback").click().run()
+        assert [s.value for s in dashboard.success][-1] == "Champion moved from v2 back to v1."
+        wait_for(
+            lambda: predictor.post("/predict", json=body).json()["model"]["version"] == "1",
+            1.0,
+            "the predictor to serve v1 within a second of the dashboard's rollback",
+        )

@@ -10,9 +10,9 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from mlops_stack.flows.monitor import monitor_flow
+from mlops_stack.flows.monitor import MonitorSummary, monitor_flow
 from mlops_stack.flows.train import train_flow
-from mlops_stack.monitoring_db.results import ResultStore
+from mlops_stack.names import AlertState
 
 from .traffic import SHIFTED, Traffic
 
@@ -52,35 +52,35 @@ def test_monitor_detects_drift_alerts_once_and_resolves(stack, webhook):
 
     traffic.send(50, seed=1)
     skipped = monitor_flow()
-    assert skipped["status"] == "skipped" and "not enough data: 50 logged rows" in skipped["reason"]
+    assert skipped.status == "skipped" and "not enough data: 50 logged rows" in skipped.reason
 
     statuses = []
     for seed in (2, 3, 4):  # three consecutive clean windows: no false alarm
         traffic.send(300, seed=seed)
         clean = monitor_flow()
-        statuses.append(clean["status"])
-        assert clean["drifted_features"] == [], clean["reason"]
+        statuses.append(clean.status)
+        assert clean.drifted_features == [], clean.reason
     assert statuses == ["ok", "ok", "ok"] and received == []
 
     traffic.send(300, seed=5, shift=1.5)
     drift = monitor_flow()
-    assert drift["status"] == "drift", drift["reason"]
-    assert set(drift["drifted_features"]) == set(SHIFTED)
-    assert drift["alerts"] == ["drift opened"]
+    assert drift.status == "drift", drift.reason
+    assert set(drift.drifted_features) == set(SHIFTED)
+    assert drift.alerts == ["drift opened"]
     assert [(r["condition"], r["state"]) for r in received] == [("drift", "opened")]
     assert "mean radius" in received[0]["text"]
 
     traffic.send(300, seed=6, shift=1.5)
     again = monitor_flow()
-    assert again["status"] == "drift" and again["alerts"] == ["drift ongoing"]
+    assert again.status == "drift" and again.alerts == ["drift ongoing"]
     assert len(received) == 1  # not repeated while the condition persists
 
     traffic.send(300, seed=7)
     recovered = monitor_flow()
-    assert recovered["status"] == "ok" and recovered["alerts"] == ["drift resolved"]
+    assert recovered.status == "ok" and recovered.alerts == ["drift resolved"]
     assert [(r["condition"], r["state"]) for r in received][-1] == ("drift", "resolved")
 
-    store = ResultStore(traffic.store)
+    store = traffic.store
     [alert] = store.alerts()
     assert alert.state == "resolved" and alert.resolved_at >= alert.opened_at
     runs = store.runs(settings.model_name)
@@ -102,7 +102,7 @@ def test_monitor_detects_drift_alerts_once_and_resolves(stack, webhook):
     assert "<html" in report[:2000].lower() and len(report) > 100_000
 
 
-def _monitor_300_wrong_labels(stack, **env: str) -> tuple[dict, Traffic]:
+def _monitor_300_wrong_labels(stack, **env: str) -> tuple[MonitorSummary, Traffic]:
     """A champion, 300 logged rows all labelled wrong, one monitor run over them."""
     settings = stack(
         candidates="logistic_regression", monitor_window_rows="300", monitor_min_rows="100", **env
@@ -115,24 +115,24 @@ def _monitor_300_wrong_labels(stack, **env: str) -> tuple[dict, Traffic]:
 
 def test_wrong_labels_mean_degraded(stack):
     degraded, traffic = _monitor_300_wrong_labels(stack)
-    assert degraded["status"] == "degraded", degraded["reason"]
-    assert degraded["labelled_rows"] == 300
-    assert degraded["quality"]["accuracy"] < 0.2
-    assert "accuracy" in degraded["reason"] and "on the holdout" in degraded["reason"]
-    [alert] = ResultStore(traffic.store).alerts("open")
+    assert degraded.status == "degraded", degraded.reason
+    assert degraded.labelled_rows == 300
+    assert degraded.quality["accuracy"] < 0.2
+    assert "accuracy" in degraded.reason and "on the holdout" in degraded.reason
+    [alert] = traffic.store.alerts(AlertState.OPEN)
     assert alert.condition == "degraded"
 
 
 def test_too_few_labels_are_shown_but_not_judged(stack):
     # 300 wrong labels would mean degraded; with 301 needed they only say so in the reason
     summary, traffic = _monitor_300_wrong_labels(stack, monitor_min_labelled="301")
-    assert summary["status"] != "degraded", summary["reason"]
-    assert summary["quality"]["accuracy"] < 0.2  # measured and stored all the same
-    assert "quality not judged: 300 labelled rows, 301 needed" in summary["reason"]
-    assert ResultStore(traffic.store).alerts("open") == []
+    assert summary.status != "degraded", summary.reason
+    assert summary.quality["accuracy"] < 0.2  # measured and stored all the same
+    assert "quality not judged: 300 labelled rows, 301 needed" in summary.reason
+    assert traffic.store.alerts(AlertState.OPEN) == []
 
 
 def test_monitor_without_champion_is_skipped(stack):
     stack()
     summary = monitor_flow()
-    assert summary["status"] == "skipped" and "no champion yet" in summary["reason"]
+    assert summary.status == "skipped" and "no champion yet" in summary.reason

@@ -21,7 +21,6 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from mlops_stack.monitoring_db import MonitoringDB
-from mlops_stack.prediction_log import DatabaseSink, PredictionRecord, RedisStreamSink, StreamWriter, make_sink
 from mlops_stack.monitoring_db.database import (
     VERSION_TABLE,
     Base,
@@ -29,6 +28,9 @@ from mlops_stack.monitoring_db.database import (
     alembic_config,
     write_isolating,
 )
+from mlops_stack.prediction_log.records import PredictionRecord
+from mlops_stack.prediction_log.sinks import DatabaseSink, RedisStreamSink, make_sink
+from mlops_stack.prediction_log.stream import StreamWriter
 
 from .servers import wait_for
 
@@ -270,7 +272,7 @@ def test_database_sink_on_sqlite_writes_every_record(stack):
     log_store.dispose()
 
 
-def drain(writer: StreamWriter, log_store: MonitoringDB, expected: int, timeout: float = 20) -> None:
+def drain(writer: StreamWriter, log_store: MonitoringDB, expected: int, timeout: float = 20):
     """Run the writer until the table holds ``expected`` rows."""
 
     def written() -> bool:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from mlops_stack import registry
 from mlops_stack.flows.monitor import monitor_flow
 from mlops_stack.flows.retrain import retrain_flow
 from mlops_stack.flows.train import train_flow
+from mlops_stack.registry import version_of
+from mlops_stack.stack import current_stack
 
 from .traffic import Traffic
 
@@ -23,13 +24,13 @@ def test_concept_shift_retrains_and_promotes_then_cools_down(stack):
     )
 
     summary = monitor_flow()
-    assert summary["status"] == "degraded", summary["reason"]
-    retrain = summary["retrain"]
-    assert retrain["status"] == "promoted", retrain
-    assert retrain["reason"].startswith("better") and "vs champion v1" in retrain["reason"]
-    assert (retrain["champion_before"], retrain["champion_after"]) == ("1", "2")
-    assert retrain["labelled_rows"] == 300 and retrain["evaluation_rows"] == 150
-    client = registry.client_for(settings)
+    assert summary.status == "degraded", summary.reason
+    retrain = summary.retrain
+    assert retrain.status == "promoted", retrain
+    assert retrain.reason.startswith("better") and "vs champion v1" in retrain.reason
+    assert (retrain.champion_before, retrain.champion_after) == ("1", "2")
+    assert retrain.labelled_rows == 300 and retrain.evaluation_rows == 150
+    client = current_stack().registry.client
     version = client.get_model_version(settings.model_name, "2")
     assert version.tags["gate.compared_with"] == "v1"
     run = client.get_run(version.run_id)
@@ -37,11 +38,11 @@ def test_concept_shift_retrains_and_promotes_then_cools_down(stack):
     assert parent.data.tags["mlops.trigger"] == "retrain"
 
     again = monitor_flow()  # whatever it finds, the cool-down holds the next retrain
-    if again["retrain"] is not None:
-        assert again["retrain"]["status"] == "skipped"
-        assert again["retrain"]["reason"].startswith("cool-down")
+    if again.retrain is not None:
+        assert again.retrain.status == "skipped"
+        assert again.retrain.reason.startswith("cool-down")
     direct = retrain_flow()
-    assert direct["status"] == "skipped" and direct["reason"].startswith("cool-down")
+    assert direct.status == "skipped" and direct.reason.startswith("cool-down")
 
 
 def test_retrain_needs_enough_labelled_rows(stack):
@@ -49,8 +50,8 @@ def test_retrain_needs_enough_labelled_rows(stack):
     train_flow()
     Traffic(settings).send(50, seed=3, wrong_labels=True)
     summary = retrain_flow()
-    assert summary["status"] == "skipped"
-    assert summary["reason"] == (
+    assert summary.status == "skipped"
+    assert summary.reason == (
         "not enough labelled rows: 50, 100 needed (MLOPS_RETRAIN_MIN_LABELLED)"
     )
 
@@ -62,7 +63,6 @@ def test_retrain_disabled_by_default_leaves_the_champion(stack):
     train_flow()
     Traffic(settings).send(300, seed=21, shift=3.0, wrong_labels=True)
     summary = monitor_flow()
-    assert summary["status"] == "degraded" and summary["retrain"] is None
-    client = registry.client_for(settings)
-    champion = registry.version_by_alias(client, settings.model_name, "champion")
-    assert registry.version_of(champion) == "1"
+    assert summary.status == "degraded" and summary.retrain is None
+    champion = current_stack().registry.champion()
+    assert champion is not None and version_of(champion) == "1"

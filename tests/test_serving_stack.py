@@ -6,12 +6,12 @@ import threading
 
 import redis
 from fastapi.testclient import TestClient
+from mlops_stack.notices import publish_model_change
 
 from mlops_stack import registry
 from mlops_stack.flows.train import train_flow
 from mlops_stack.monitoring_db import MonitoringDB
-from mlops_stack.prediction_log import StreamWriter
-from mlops_stack.notices import publish_model_change
+from mlops_stack.prediction_log.stream import StreamWriter
 from mlops_stack.serving.app import create_app
 
 from .servers import wait_for

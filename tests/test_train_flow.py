@@ -7,20 +7,32 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_stack import modelstore, registry
+from mlops_stack import modelstore
 from mlops_stack.data import DataValidationError, infer_schema, load_dataset
+from mlops_stack.flows.parameters import TrainParameters
 from mlops_stack.flows.train import train_flow
+from mlops_stack.names import Alias
+from mlops_stack.registry import Registry, RegistryError, version_of
+from mlops_stack.stack import current_stack
 from mlops_stack.training import build_candidates, split_data
 
 from .conftest import mixed_table, xor_table
 
 
+def _registry() -> Registry:
+    return current_stack().registry
+
+
+def _params(**overrides: object) -> TrainParameters:
+    """The train options of the current settings, with ``overrides`` (what `mlops train` does)."""
+    return TrainParameters.from_settings(current_stack().settings, **overrides)
+
+
 def _aliases(settings) -> dict[str, str]:
-    client = registry.client_for(settings)
     return {
-        alias: registry.version_of(mv)
-        for alias in (registry.CHAMPION, registry.CHALLENGER)
-        if (mv := registry.version_by_alias(client, settings.model_name, alias))
+        str(alias): version_of(mv)
+        for alias in (Alias.CHAMPION, Alias.CHALLENGER)
+        if (mv := _registry().by_alias(alias))
     }
 
 
@@ -37,7 +49,7 @@ def _in_memory_twin(settings, dataset, candidate: str):
 def test_default_data_trains_registers_and_promotes_a_champion(stack):
     settings = stack()
     result = train_flow()
-    assert result["version"] == "1" and result["promoted"]
+    assert result.version == "1" and result.promoted
     assert _aliases(settings) == {"champion": "1"}
     for name in (
         "accuracy",
@@ -48,14 +60,14 @@ def test_default_data_trains_registers_and_promotes_a_champion(stack):
         "latency_p50_ms",
         "latency_p95_ms",
     ):
-        assert name in result["metrics"]
-    assert result["metrics"]["roc_auc"] > 0.95
+        assert name in result.metrics
+    assert result.metrics["roc_auc"] > 0.95
 
-    client = registry.client_for(settings)
+    client = _registry().client
     champion = client.get_model_version_by_alias(settings.model_name, "champion")
     run = client.get_run(champion.run_id)
-    assert run.data.tags["data.fingerprint"] == result["data_fingerprint"]
-    assert run.data.params["n_estimators" if "forest" in result["candidate"] else "random_state"]
+    assert run.data.tags["data.fingerprint"] == result.data_fingerprint
+    assert run.data.params["n_estimators" if "forest" in result.candidate else "random_state"]
     assert champion.tags["gate.decision"] == "promoted"
     # three candidate runs under one parent, each with its own metrics
     candidates = client.search_runs([run.info.experiment_id], "tags.`mlops.role` = 'candidate'")
@@ -64,7 +76,7 @@ def test_default_data_trains_registers_and_promotes_a_champion(stack):
         "logistic_regression",
         "random_forest",
     ]
-    assert all(r.data.tags["mlflow.parentRunId"] == result["run_id"] for r in candidates)
+    assert all(r.data.tags["mlflow.parentRunId"] == result.run_id for r in candidates)
 
     # the logged model carries a signature of the 30 raw features and the reference sample
     info = mlflow.models.get_model_info(f"models:/{settings.model_name}@champion")
@@ -81,10 +93,10 @@ def test_default_data_trains_registers_and_promotes_a_champion(stack):
 def test_second_train_on_same_data_ties_and_keeps_the_champion(stack):
     settings = stack(candidates="logistic_regression")
     first, second = train_flow(), train_flow()
-    assert first["promoted"] and not second["promoted"]
-    assert second["reason"].startswith("tie")
+    assert first.promoted and not second.promoted
+    assert second.reason.startswith("tie")
     assert _aliases(settings) == {"champion": "1", "challenger": "2"}
-    version = registry.client_for(settings).get_model_version(settings.model_name, "2")
+    version = _registry().version("2")
     assert version.tags["gate.decision"] == "kept-as-challenger"
     assert version.tags["gate.compared_with"] == "v1"
 
@@ -93,11 +105,11 @@ def test_logged_model_answers_raw_rows_exactly_as_the_in_memory_pipeline(stack, 
     settings = stack()
     path = tmp_path / "customers.csv"
     mixed_table().to_csv(path, index=False)
-    result = train_flow(data_path=str(path), target="churn")
-    assert result["promoted"]
+    result = train_flow(_params(data_path=str(path), target="churn"))
+    assert result.promoted
 
     dataset = load_dataset(path, "churn")
-    twin, split = _in_memory_twin(settings, dataset, result["candidate"])
+    twin, split = _in_memory_twin(settings, dataset, result.candidate)
     raw = split.X_test  # strings for categories, NaN where values are missing
     assert raw.isna().any().any()
     uri = f"models:/{settings.model_name}@champion"
@@ -125,31 +137,30 @@ def test_gate_decisions_through_the_flow_and_rollback(stack, tmp_path):
 
     def train(env):
         stack(**env)
-        return train_flow(data_path=str(path), target="label")
+        return train_flow(_params(data_path=str(path), target="label"))
 
     v1, v2, v3, v4 = train(linear), train(trees), train(linear), train(trees)
-    assert v1["promoted"] and v1["reason"].startswith("first model")
-    assert v2["promoted"] and v2["reason"].startswith("better")
-    assert v2["metrics"]["roc_auc"] > 0.9 > 0.7 > v1["metrics"]["roc_auc"]
-    assert not v3["promoted"] and v3["reason"].startswith("worse")
-    assert not v4["promoted"] and v4["reason"].startswith("tie")
+    assert v1.promoted and v1.reason.startswith("first model")
+    assert v2.promoted and v2.reason.startswith("better")
+    assert v2.metrics["roc_auc"] > 0.9 > 0.7 > v1.metrics["roc_auc"]
+    assert not v3.promoted and v3.reason.startswith("worse")
+    assert not v4.promoted and v4.reason.startswith("tie")
     settings = stack()
     assert _aliases(settings) == {"champion": "2", "challenger": "4"}
 
-    client = registry.client_for(settings)
-    done = registry.rollback(client, settings.model_name)
+    done = _registry().rollback()
     assert (done.from_version, done.to_version) == ("2", "1")
     assert _aliases(settings)["champion"] == "1"
-    with pytest.raises(registry.RegistryError, match="replaced no earlier champion"):
-        registry.rollback(client, settings.model_name)
+    with pytest.raises(RegistryError, match="replaced no earlier champion"):
+        _registry().rollback()
 
 
 def test_default_floors_refuse_a_weak_first_model(stack, tmp_path):
     path = tmp_path / "xor.csv"
     xor_table().to_csv(path, index=False)
     settings = stack(candidates="logistic_regression")
-    result = train_flow(data_path=str(path), target="label")
-    assert not result["promoted"] and "below the absolute floor" in result["reason"]
+    result = train_flow(_params(data_path=str(path), target="label"))
+    assert not result.promoted and "below the absolute floor" in result.reason
     assert _aliases(settings) == {"challenger": "1"}
 
 
@@ -158,17 +169,17 @@ def test_champion_trained_on_other_columns_is_not_replaced_automatically(stack, 
     train_flow()
     path = tmp_path / "customers.csv"
     mixed_table().to_csv(path, index=False)
-    result = train_flow(data_path=str(path), target="churn")
-    assert not result["promoted"] and "cannot be scored" in result["reason"]
+    result = train_flow(_params(data_path=str(path), target="churn"))
+    assert not result.promoted and "cannot be scored" in result.reason
     assert _aliases(settings) == {"champion": "1", "challenger": "2"}
 
 
 def test_invalid_data_stops_the_flow_before_training(stack, tmp_path):
-    settings = stack()
+    stack()
     frame = mixed_table()
     frame["city"] = "paris"
     path = tmp_path / "bad.csv"
     frame.to_csv(path, index=False)
     with pytest.raises(DataValidationError, match="column 'city': column is constant"):
-        train_flow(data_path=str(path), target="churn")
-    assert registry.list_versions(registry.client_for(settings), settings.model_name) == []
+        train_flow(_params(data_path=str(path), target="churn"))
+    assert _registry().versions() == []

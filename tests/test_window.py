@@ -16,10 +16,10 @@ import pytest
 from mlops_stack.data import Dataset, DatasetSchema, infer_schema
 from mlops_stack.flows.monitor import monitor_flow
 from mlops_stack.flows.train import train_flow
-from mlops_stack.monitoring_db import MonitoringDB, ResultStore
-from mlops_stack.prediction_log import PredictionRecord
 from mlops_stack.monitoring.checks import QualityCounter, model_quality, run_checks
 from mlops_stack.monitoring.window import Reservoir, read_window
+from mlops_stack.monitoring_db import MonitoringDB
+from mlops_stack.prediction_log.records import PredictionRecord
 
 from .conftest import mixed_table
 from .traffic import Traffic
@@ -211,14 +211,14 @@ def test_monitor_run_samples_the_window_and_counts_quality_over_all_rows(monitor
         ]
     )
     summary = monitor_flow()
-    assert summary["window_rows"] == 401 and summary["analysed_rows"] == 150
+    assert summary.window_rows == 401 and summary.analysed_rows == 150
     note = (
         "analysed a uniform random sample of 150 of 401 rows (seed 42); "
         "reference: a uniform random sample of 150 of 455 rows (seed 42); "
         "data quality over all 401 rows"
     )
-    assert summary["sample_note"] == note
-    [run] = ResultStore(traffic.store).runs(settings.model_name)
+    assert summary.sample_note == note
+    [run] = traffic.store.runs(settings.model_name)
     assert (run.window_rows, run.analysed_rows, run.sample_note) == (401, 150, note)
     assert run.window_start < run.window_end
     quality = {q["feature"]: q for q in run.quality}

@@ -16,6 +16,7 @@ from prefect.client.schemas.sorting import FlowRunSort
 from mlops_stack import worker
 from mlops_stack.flows.train import train_flow
 from mlops_stack.probe import probe
+from mlops_stack.stack import current_stack
 
 from .servers import serving
 
@@ -27,8 +28,12 @@ def _bootstrap_runs() -> list:
 
 
 def test_deployments_schedule_only_the_monitor(stack):
-    settings = stack(monitor_interval_minutes="7")
-    by_name = {d.name: d for d in worker.deployments(settings)}
+    stack(monitor_interval_minutes="7", monitor_window_rows="123", candidates="random_forest")
+    by_name = {d.name: d for d in worker.deployments(current_stack())}
+    # each deployment's parameters are its flow's options, filled from the worker's settings
+    assert by_name["monitor"].parameters["params"]["window_rows"] == 123
+    assert by_name["train"].parameters["params"]["candidates"] == ["random_forest"]
+    assert by_name["retrain"].parameters["params"]["train"]["candidates"] == ["random_forest"]
     assert set(by_name) == {"train", "monitor", "retrain"}
     [schedule] = by_name["monitor"].schedules
     assert schedule.schedule.interval.total_seconds() == 7 * 60
@@ -36,23 +41,23 @@ def test_deployments_schedule_only_the_monitor(stack):
 
 
 def test_bootstrap_starts_one_train_run_and_never_a_second(stack):
-    settings = stack(candidates="logistic_regression")
-    for deployment in worker.deployments(settings):
+    stack(candidates="logistic_regression")
+    for deployment in worker.deployments(current_stack()):
         deployment.apply()
     stop = threading.Event()
     before = len(_bootstrap_runs())
-    assert worker.bootstrap(settings, stop) == "train started"
+    assert worker.bootstrap(current_stack(), stop) == "train started"
     assert len(_bootstrap_runs()) == before + 1
     # a restarted worker finds that run scheduled and leaves it be
-    assert worker.bootstrap(settings, stop) == "train run in flight"
+    assert worker.bootstrap(current_stack(), stop) == "train run in flight"
     assert len(_bootstrap_runs()) == before + 1
 
 
 def test_bootstrap_leaves_an_existing_champion_alone(stack):
-    settings = stack(candidates="logistic_regression")
+    stack(candidates="logistic_regression")
     train_flow()
-    assert worker.has_champion(settings)
-    assert worker.bootstrap(settings, threading.Event()) == "champion exists"
+    assert current_stack().registry.champion() is not None
+    assert worker.bootstrap(current_stack(), threading.Event()) == "champion exists"
 
 
 def test_retrying_stops_when_asked():
@@ -94,8 +99,8 @@ def test_probe_says_ok_only_for_2xx():
 def test_a_restarted_worker_crashes_the_runs_its_predecessor_left_running(stack):
     from prefect.states import Pending, Running
 
-    settings = stack(candidates="logistic_regression")
-    for deployment in worker.deployments(settings):
+    stack(candidates="logistic_regression")
+    for deployment in worker.deployments(current_stack()):
         deployment.apply()
     with get_client(sync_client=True) as client:
         train = client.read_deployment_by_name(worker.TRAIN_DEPLOYMENT)

@@ -9,7 +9,7 @@ import mlflow
 from mlops_stack import demo
 from mlops_stack.data import load_dataset
 from mlops_stack.monitoring_db import MonitoringDB
-from mlops_stack.prediction_log import PredictionRecord
+from mlops_stack.prediction_log.records import PredictionRecord
 
 # the demo's shift: ten size and texture features of the built-in table
 SHIFTED = list(demo.SHIFTED)

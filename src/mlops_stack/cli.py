@@ -8,14 +8,18 @@ Prefect's environment is prepared from the settings before Prefect is first impo
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from mlops_stack.notices import publish_model_change
-from mlops_stack.settings import get_settings
+from mlops_stack.names import HOLDOUT_METRICS, LATENCY_P95, QUALITY_METRICS, RetrainStatus
+from mlops_stack.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from mlops_stack.flows.retrain import RetrainSummary
+    from mlops_stack.stack import Stack
 
 app = typer.Typer(
     name="mlops",
@@ -32,7 +36,7 @@ console = Console()
 err = Console(stderr=True)
 
 
-def _prepare():
+def _prepare() -> Settings:
     """Settings with the process environment (logging, Prefect home) set up from them."""
     from pydantic import ValidationError
 
@@ -50,6 +54,15 @@ def _prepare():
     settings.prepare_environment()
     configure_logging(settings.log_level, settings.log_json)
     return settings
+
+
+def _stack() -> Stack:
+    """The process's composition root, built from valid settings and installed for the flows."""
+    from mlops_stack.stack import Stack, install
+
+    stack = Stack(_prepare())
+    install(stack)
+    return stack
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -78,63 +91,54 @@ def train(
     register the best as a new version, then give it the alias 'champion' if it clears the
     gate's floors and beats the current champion on the same holdout, or 'challenger' if not.
     """
-    settings = _prepare()
+    stack = _stack()
+    settings = stack.settings
     from mlops_stack.data import DataValidationError, load_dataset, validate_dataset
+    from mlops_stack.flows.parameters import TrainParameters
 
-    path = data or settings.dataset_path
+    overrides = {"data_path": str(data)} if data else {}
+    params = TrainParameters.from_settings(
+        settings, **overrides, target=target or settings.target_column
+    )
     try:
         # Fail fast, before Prefect starts: a bad table is refused in a second with every
         # problem named, not after a server start and a task traceback. The flow validates
         # again, because deployments run it without this command.
         validate_dataset(
-            load_dataset(path, target or settings.target_column),
-            min_rows=settings.min_rows,
-            min_class_rows=settings.min_class_rows,
+            load_dataset(params.data_path, params.target),
+            min_rows=params.min_rows,
+            min_class_rows=params.min_class_rows,
         )
     except DataValidationError as exc:
         raise _fail(str(exc), code=2) from None
     from mlops_stack.flows.train import train_flow
 
-    result = train_flow(data_path=str(path) if path else None, target=target)
-    metrics = result["metrics"]
-    table = Table(title=f"{result['model_name']} v{result['version']} ({result['candidate']})")
-    for column in ("accuracy", "f1", "roc_auc", "precision", "recall", "latency_p95_ms"):
+    with stack:
+        result = train_flow(params)
+    columns = (*HOLDOUT_METRICS, LATENCY_P95)
+    table = Table(title=f"{result.model_name} v{result.version} ({result.candidate})")
+    for column in columns:
         table.add_column(column, justify="right")
-    table.add_row(
-        *(
-            f"{metrics[c]:.4f}"
-            for c in ("accuracy", "f1", "roc_auc", "precision", "recall", "latency_p95_ms")
-        )
-    )
+    table.add_row(*(f"{result.metrics[c]:.4f}" for c in columns))
     console.print(table)
-    verdict = "promoted to champion" if result["promoted"] else "kept as challenger"
-    console.print(f"v{result['version']} {verdict}: {result['reason']}", highlight=False)
-    console.print(f"champion is now v{result['champion_after']}", highlight=False)
+    verdict = "promoted to champion" if result.promoted else "kept as challenger"
+    console.print(f"v{result.version} {verdict}: {result.reason}", highlight=False)
+    console.print(f"champion is now v{result.champion_after}", highlight=False)
 
 
 @app.command()
 def models() -> None:
     """List the registered versions: aliases, holdout metrics and the gate's decision."""
-    settings = _prepare()
-    from mlops_stack import registry
-
-    registry.configure_tracking(settings)
-    rows = registry.describe_versions(registry.client_for(settings), settings.model_name)
+    stack = _stack()
+    settings = stack.settings
+    rows = stack.registry.describe()  # a read: creates no experiment
     if not rows:
         console.print(f"no versions of '{settings.model_name}' yet: run `mlops train` first")
         return
     table = Table(title=f"{settings.model_name} ({settings.resolved_tracking_uri})")
-    for column in (
-        "version",
-        "aliases",
-        "created (UTC)",
-        "candidate",
-        "accuracy",
-        "f1",
-        "roc_auc",
-        "decision",
-        "reason",
-    ):
+    for column in ("version", "aliases", "created (UTC)", "candidate", *QUALITY_METRICS):
+        table.add_column(column, overflow="fold")
+    for column in ("decision", "reason"):
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(
@@ -142,10 +146,7 @@ def models() -> None:
             ", ".join(row.aliases),
             row.created_at,
             row.candidate,
-            *(
-                f"{row.metrics[m]:.4f}" if m in row.metrics else ""
-                for m in ("accuracy", "f1", "roc_auc")
-            ),
+            *(f"{row.metrics[m]:.4f}" if m in row.metrics else "" for m in QUALITY_METRICS),
             row.decision,
             row.reason,
         )
@@ -155,15 +156,12 @@ def models() -> None:
 @app.command()
 def promote(version: Annotated[int, typer.Argument(help="Model version to make champion")]) -> None:
     """Make VERSION the champion by hand, bypassing the gate (recorded on the version)."""
-    settings = _prepare()
-    from mlops_stack import registry
+    from mlops_stack.registry import RegistryError
 
-    registry.configure_tracking(settings)
     try:
-        previous = registry.promote(registry.client_for(settings), settings.model_name, version)
-    except registry.RegistryError as exc:
+        previous = _stack().registry.promote(version)  # announces the change to predictors
+    except RegistryError as exc:
         raise _fail(str(exc)) from None
-    publish_model_change(settings, str(version))
     console.print(
         f"v{version} is champion (was v{previous or 'none'}); `mlops rollback` undoes this",
         highlight=False,
@@ -173,15 +171,12 @@ def promote(version: Annotated[int, typer.Argument(help="Model version to make c
 @app.command()
 def rollback() -> None:
     """Give 'champion' back to the version the current champion replaced."""
-    settings = _prepare()
-    from mlops_stack import registry
+    from mlops_stack.registry import RegistryError
 
-    registry.configure_tracking(settings)
     try:
-        done = registry.rollback(registry.client_for(settings), settings.model_name)
-    except registry.RegistryError as exc:
+        done = _stack().registry.rollback()  # announces the change to predictors
+    except RegistryError as exc:
         raise _fail(str(exc)) from None
-    publish_model_change(settings, done.to_version)
     console.print(
         f"champion rolled back: v{done.from_version} -> v{done.to_version}", highlight=False
     )
@@ -197,34 +192,35 @@ def monitor() -> None:
     stores the run in the monitoring database, logs the Evidently report to MLflow, and opens
     or resolves alerts (MLOPS_ALERT_WEBHOOK_URL).
     """
-    _prepare()
+    stack = _stack()
     from mlops_stack.flows.monitor import monitor_flow
 
-    summary = monitor_flow()
-    console.print(f"status: [bold]{summary['status']}[/] - {summary['reason']}", highlight=False)
+    with stack:
+        summary = monitor_flow()
+    console.print(f"status: [bold]{summary.status}[/] - {summary.reason}", highlight=False)
     console.print(
-        f"model v{summary['model_version']}, window {summary['window_rows']} rows, "
-        f"analysed {summary['analysed_rows']}, labelled {summary['labelled_rows']}",
+        f"model v{summary.model_version}, window {summary.window_rows} rows, "
+        f"analysed {summary.analysed_rows}, labelled {summary.labelled_rows}",
         highlight=False,
     )
-    if summary["sample_note"]:
-        console.print(summary["sample_note"], highlight=False)
-    for change in summary["alerts"]:
+    if summary.sample_note:
+        console.print(summary.sample_note, highlight=False)
+    for change in summary.alerts:
         console.print(f"alert {change}", highlight=False)
-    if summary["report_uri"]:
-        console.print(f"report: {summary['report_uri']}", highlight=False)
-    if summary["retrain"]:
-        _print_retrain(summary["retrain"])
+    if summary.report_uri:
+        console.print(f"report: {summary.report_uri}", highlight=False)
+    if summary.retrain:
+        _print_retrain(summary.retrain)
 
 
-def _print_retrain(result: dict) -> None:
-    console.print(f"retrain: [bold]{result['status']}[/] - {result['reason']}", highlight=False)
-    if result["status"] != "skipped":
+def _print_retrain(result: RetrainSummary) -> None:
+    console.print(f"retrain: [bold]{result.status}[/] - {result.reason}", highlight=False)
+    if result.status != RetrainStatus.SKIPPED:
         console.print(
-            f"v{result['version']} trained on the original data + "
-            f"{result['labelled_rows'] - result['evaluation_rows']} labelled rows, gated on "
-            f"{result['evaluation_rows']} fresh ones; champion v{result['champion_before']} -> "
-            f"v{result['champion_after']}",
+            f"v{result.version} trained on the original data + "
+            f"{result.labelled_rows - result.evaluation_rows} labelled rows, gated on "
+            f"{result.evaluation_rows} fresh ones; champion v{result.champion_before} -> "
+            f"v{result.champion_after}",
             highlight=False,
         )
 
@@ -238,10 +234,11 @@ def retrain() -> None:
     MLOPS_RETRAIN_MIN_LABELLED; `mlops monitor` starts it by itself when
     MLOPS_RETRAIN_ENABLED=true and it finds drift or degradation.
     """
-    _prepare()
+    stack = _stack()
     from mlops_stack.flows.retrain import retrain_flow
 
-    _print_retrain(retrain_flow())
+    with stack:
+        _print_retrain(retrain_flow())
 
 
 @app.command()
@@ -336,7 +333,7 @@ def demo(
     target = directory or settings.data_dir / f"demo-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     if target.exists():
         raise _fail(f"{target} exists: the demo starts from an empty directory", code=2)
-    result = run_demo(target.resolve(), console)
+    result = run_demo(target.resolve(), console, settings)
     first, last = result.versions
     if first == last:
         raise typer.Exit(1)
@@ -412,15 +409,14 @@ def log_writer() -> None:
     import signal
     import threading
 
-    from mlops_stack.monitoring_db import MonitoringDB
-    from mlops_stack.prediction_log import StreamWriter
+    from mlops_stack.prediction_log.stream import StreamWriter
+    from mlops_stack.stack import Stack
 
-    store = MonitoringDB(settings.resolved_monitoring_db_url)
-    store.migrate()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    StreamWriter(settings, store).run_forever(stop)
+    with Stack(settings) as stack:
+        StreamWriter(settings, stack.monitoring).run_forever(stop)
 
 
 @app.command()
@@ -439,9 +435,12 @@ def worker() -> None:
             "(embedded, run `mlops train` / `mlops monitor` directly)",
             code=2,
         )
+    from mlops_stack.stack import Stack, install
     from mlops_stack.worker import run_worker
 
-    run_worker(settings)
+    stack = Stack(settings)
+    install(stack)
+    run_worker(stack)
 
 
 api_key_app = typer.Typer(help="Predictor API keys (MLOPS_API_KEYS).", no_args_is_help=True)

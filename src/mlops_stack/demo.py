@@ -10,10 +10,9 @@ the alert, the retrain and the gate's decision printed are the ones the loop rea
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,7 +22,10 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from mlops_stack.settings import Settings, get_settings
+from mlops_stack.flows.monitor import MonitorSummary
+from mlops_stack.names import RetrainStatus
+from mlops_stack.settings import Settings
+from mlops_stack.stack import Stack, install
 
 # Ten size and texture features of the built-in table, moved three standard deviations.
 SHIFTED = (
@@ -38,18 +40,19 @@ SHIFTED = (
     "worst area",
     "worst smoothness",
 )
-DEMO_ENV = {
-    "MLOPS_DATASET_PATH": "",  # the built-in table
-    "MLOPS_RETRAIN_ENABLED": "true",
-    "MLOPS_RETRAIN_MIN_LABELLED": "50",
-    "MLOPS_MONITOR_MIN_ROWS": "100",
-    "MLOPS_RELOAD_POLL_SECONDS": "1",
-    "MLOPS_LOG_FLUSH_SECONDS": "0.2",
-    "MLOPS_REDIS_URL": "",
-    "MLOPS_MONITORING_DB_URL": "",
-    "MLOPS_TRACKING_URI": "",
-    "PREFECT_LOGGING_LEVEL": "WARNING",  # read when Prefect is first imported
+# The demo's own embedded stack: a fresh directory, whatever the environment points at.
+DEMO_SETTINGS = {
+    "dataset_path": None,  # the built-in table
+    "redis_url": None,
+    "monitoring_db_url": None,
+    "tracking_uri": None,
+    "artifact_location": None,
+    "reload_poll_seconds": 1.0,
+    "log_flush_seconds": 0.2,
 }
+# Options of the demo's monitor runs that differ from the defaults (passed as flow parameters).
+DEMO_MONITOR = {"min_rows": 100, "retrain_enabled": True}
+DEMO_RETRAIN = {"min_labelled": 50}
 
 
 @dataclass
@@ -71,16 +74,13 @@ class DemoResult:
     reports: list[str] = field(default_factory=list)
 
 
-def _configure(directory: Path) -> Settings:
-    os.environ.update({"MLOPS_DATA_DIR": str(directory), **DEMO_ENV})
-    get_settings.cache_clear()
-    settings = get_settings()
-    settings.prepare_environment()
-    return settings
+def _settings(directory: Path, base: Settings) -> Settings:
+    """The user's settings with the demo's embedded stack under ``directory``."""
+    return base.model_copy(update={"data_dir": directory, **DEMO_SETTINGS})
 
 
 @contextmanager
-def _predictor(settings: Settings) -> Iterator[str]:
+def _predictor(stack: Stack) -> Iterator[str]:
     """The predictor under uvicorn on a free loopback port, for the demo's duration."""
     import uvicorn
 
@@ -88,7 +88,7 @@ def _predictor(settings: Settings) -> Iterator[str]:
 
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=0, log_config=None, access_log=False
+            create_app(stack.settings), host="127.0.0.1", port=0, log_config=None, access_log=False
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)
@@ -106,54 +106,69 @@ def _predictor(settings: Settings) -> Iterator[str]:
 
 
 def _serving_version(base: str) -> str:
-    return httpx.get(f"{base}/model", timeout=10).json()["version"]
+    return str(httpx.get(f"{base}/model", timeout=10).json()["version"])
 
 
-def run_demo(directory: Path, console: Console) -> DemoResult:
+def run_demo(directory: Path, console: Console, base: Settings) -> DemoResult:
     """Run the loop once; print each step; return what happened."""
     directory.mkdir(parents=True, exist_ok=False)
-    settings = _configure(directory)
+    stack = Stack(_settings(directory, base))
+    previous = install(stack)  # the flows of this process use the demo's stack
     # The narration is the output: the parts' own log lines (alerts are warnings) would bury it.
-    ours = logging.getLogger("mlops_stack")
-    level = ours.level
-    ours.setLevel(logging.ERROR)
+    quiet = [logging.getLogger(name) for name in ("mlops_stack", "prefect")]
+    levels = [logger.level for logger in quiet]
+    for logger in quiet:
+        logger.setLevel(logging.ERROR)
     try:
-        return _run(directory, settings, console)
+        with stack:
+            return _run(directory, stack, console)
     finally:
-        ours.setLevel(level)
+        install(previous)
+        for logger, level in zip(quiet, levels, strict=True):
+            logger.setLevel(level)
 
 
-def _run(directory: Path, settings: Settings, console: Console) -> DemoResult:
+def _run(directory: Path, stack: Stack, console: Console) -> DemoResult:
     from mlops_stack.data import load_dataset
     from mlops_stack.flows.monitor import monitor_flow
+    from mlops_stack.flows.parameters import (
+        MonitorParameters,
+        RetrainParameters,
+        TrainParameters,
+    )
     from mlops_stack.flows.train import train_flow
     from mlops_stack.simulate import Drift, Simulator, apply_drift
     from mlops_stack.training import split_data
 
+    settings = stack.settings
     result = DemoResult(directory)
     step = _stepper(console)
 
     step("1. train a champion on the built-in table (569 rows, 30 features)")
-    trained = train_flow()
+    trained = train_flow(TrainParameters.from_settings(settings))
     console.print(
-        f"   v{trained['version']} ({trained['candidate']}): {trained['reason']}; "
-        f"holdout accuracy {trained['metrics']['accuracy']:.3f}",
+        f"   v{trained.version} ({trained.candidate}): {trained.reason}; "
+        f"holdout accuracy {trained.metrics['accuracy']:.3f}",
         highlight=False,
     )
     dataset = load_dataset(None, "target")
     held = split_data(
         dataset.features, dataset.labels, test_size=settings.test_size, seed=settings.random_seed
     )
-    os.environ["MLOPS_MONITOR_WINDOW_ROWS"] = str(len(held.X_test))
-    get_settings.cache_clear()
+    monitor = MonitorParameters.from_settings(
+        settings,
+        window_rows=len(held.X_test),
+        retrain=RetrainParameters.from_settings(settings, **DEMO_RETRAIN),
+        **DEMO_MONITOR,
+    )
 
-    with _predictor(get_settings()) as base:
+    with _predictor(stack) as base:
         step(f"2. predictor serving v{_serving_version(base)} at {base}")
         step(f"3. clean traffic: {len(held.X_test)} held-out rows with their true labels")
         Simulator(base, held.X_test, held.y_test, rate=0).run(len(held.X_test))
-        clean = monitor_flow()
+        clean = monitor_flow(monitor)
         result.phases.append(_phase("clean traffic", clean, _serving_version(base)))
-        console.print(f"   monitor: {clean['status']} - {clean['reason']}", highlight=False)
+        console.print(f"   monitor: {clean.status} - {clean.reason}", highlight=False)
 
         step(
             f"4. shifted traffic: {len(SHIFTED)} features +3 std, labels follow a changed "
@@ -163,43 +178,41 @@ def _run(directory: Path, settings: Settings, console: Console) -> DemoResult:
             held.X_test, [Drift(f, "shift", 3.0) for f in SHIFTED], held.X_train, seed=0
         )
         Simulator(base, shifted, 1 - held.y_test, rate=0).run(len(shifted))
-        drifted = monitor_flow()
-        console.print(f"   monitor: {drifted['status']} - {drifted['reason']}", highlight=False)
-        for alert in drifted["alerts"]:
+        drifted = monitor_flow(monitor)
+        console.print(f"   monitor: {drifted.status} - {drifted.reason}", highlight=False)
+        for alert in drifted.alerts:
             console.print(f"   alert: {alert}", highlight=False)
-        retrain = drifted["retrain"] or {}
-        console.print(
-            f"   retrain: {retrain.get('status')} - {retrain.get('reason')}", highlight=False
-        )
+        retrain = drifted.retrain
+        if retrain is not None:
+            console.print(f"   retrain: {retrain.status} - {retrain.reason}", highlight=False)
         before = _serving_version(base)
         after = before
-        if retrain.get("status") == "promoted":
-            step(f"5. the predictor picks up v{retrain['version']} by itself")
+        if retrain is not None and retrain.status == RetrainStatus.PROMOTED:
+            step(f"5. the predictor picks up v{retrain.version} by itself")
             deadline = time.monotonic() + 60
-            while after != retrain["version"] and time.monotonic() < deadline:
+            while after != retrain.version and time.monotonic() < deadline:
                 time.sleep(0.5)
                 after = _serving_version(base)
         result.phases.append(_phase("shifted traffic", drifted, after))
-        result.versions = (trained["version"], after)
-        result.reports = [p for p in (clean.get("report_uri"), drifted.get("report_uri")) if p]
+        result.versions = (trained.version, after)
+        result.reports = [p for p in (clean.report_uri, drifted.report_uri) if p]
     _summary(console, result, settings)
     return result
 
 
-def _phase(name: str, summary: dict, serving: str) -> Phase:
-    quality = summary.get("quality") or {}
+def _phase(name: str, summary: MonitorSummary, serving: str) -> Phase:
     return Phase(
         name,
-        summary["window_rows"],
-        summary["status"],
-        summary.get("drift_share"),
-        quality.get("accuracy"),
+        summary.window_rows,
+        summary.status,
+        summary.drift_share,
+        summary.quality.get("accuracy"),
         serving,
-        (summary.get("retrain") or {}).get("status", ""),
+        summary.retrain.status if summary.retrain else "",
     )
 
 
-def _stepper(console: Console):
+def _stepper(console: Console) -> Callable[[str], None]:
     started = time.monotonic()
 
     def step(text: str) -> None:

@@ -4,6 +4,11 @@ Aliases, never stages: ``champion`` is the version the predictor serves, ``chall
 version the gate did not promote. Every change of champion writes on the new version which
 version it replaced (``mlops.previous_champion``), so ``rollback`` walks that history back one
 step without anyone needing to remember version numbers.
+
+:class:`Registry` is bound to one client and one model name, and every operation that moves the
+champion (the gate's promotion, ``promote``, ``rollback``) publishes the model-change notice
+itself: the CLI, the dashboard and the flows cannot forget it, so predictors switch within a
+second whichever of them acted.
 """
 
 from __future__ import annotations
@@ -17,11 +22,14 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from mlops_stack.gate import GateDecision
+from mlops_stack.names import QUALITY_METRICS, Alias, GateOutcome
+from mlops_stack.notifier import Notifier
 from mlops_stack.settings import Settings
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
 PREVIOUS_TAG = "mlops.previous_champion"
+ROLLED_BACK_AT_TAG = "mlops.rolled_back_at"
+RESTORED_FROM_TAG = "mlops.restored_by_rollback_from"
+_MISSING = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}
 
 
 class RegistryError(RuntimeError):
@@ -29,41 +37,14 @@ class RegistryError(RuntimeError):
 
 
 def use_tracking(settings: Settings) -> None:
-    """Point this process's MLflow (tracking and registry) at the configured store.
+    """Point this process's MLflow (fluent API, ``models:/`` URIs) at the configured store.
 
-    ``models:/`` URIs are resolved through the process-wide registry URI, so every process
-    that loads a model must call this (or ``configure_tracking``) first.
+    MLflow keeps the tracking and registry URIs process-wide; the composition root
+    (:class:`mlops_stack.stack.Stack`) calls this once per process. A notebook calls it too.
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(settings.resolved_tracking_uri)
     mlflow.set_registry_uri(settings.resolved_tracking_uri)
-
-
-def configure_tracking(settings: Settings) -> str:
-    """Point MLflow at the configured store and make sure the experiment exists.
-
-    Returns the experiment id. Embedded tracking keeps artifacts under the data directory
-    rather than MLflow's default ``./mlruns`` relative to wherever the command ran.
-    """
-    use_tracking(settings)
-    experiment_id = ensure_experiment(settings, settings.experiment_name)
-    mlflow.set_experiment(experiment_id=experiment_id)
-    return experiment_id
-
-
-def ensure_experiment(settings: Settings, name: str) -> str:
-    """The id of experiment ``name``, created with the configured artifact location if new."""
-    client = MlflowClient()
-    experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    return client.create_experiment(name, artifact_location=settings.resolved_artifact_location)
-
-
-def client_for(settings: Settings) -> MlflowClient:
-    """A client bound to the configured tracking and registry URIs."""
-    uri = settings.resolved_tracking_uri
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def version_of(mv: ModelVersion) -> str:
@@ -71,90 +52,8 @@ def version_of(mv: ModelVersion) -> str:
     return str(mv.version)
 
 
-def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
-    """The version holding ``alias``, or None when the alias (or the model) does not exist."""
-    try:
-        return client.get_model_version_by_alias(name, alias)
-    except MlflowException as exc:
-        if exc.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}:
-            return None
-        raise
-
-
-def get_version(client: MlflowClient, name: str, version: str | int) -> ModelVersion:
-    """A version by number, with a readable error when it does not exist."""
-    try:
-        return client.get_model_version(name, str(version))
-    except MlflowException as exc:
-        raise RegistryError(f"model '{name}' has no version {version}") from exc
-
-
-def list_versions(client: MlflowClient, name: str) -> list[ModelVersion]:
-    """All versions of the model, newest first; empty when the model is not registered yet."""
-    versions = client.search_model_versions(f"name = '{name}'")
-    return sorted(versions, key=lambda v: int(v.version), reverse=True)
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def record_decision(
-    client: MlflowClient, name: str, version: str, decision: GateDecision, evaluated_on: str
-) -> None:
-    """Write the gate's decision on the version so that it explains itself later."""
-    tags = {
-        "gate.decision": "promoted" if decision.promote else "kept-as-challenger",
-        "gate.reason": decision.reason,
-        "gate.metric": decision.metric,
-        "gate.candidate_score": f"{decision.candidate_score:.6f}",
-        "gate.compared_with": (
-            f"v{decision.champion_version}" if decision.champion_version else "none"
-        ),
-        "gate.evaluation_data": evaluated_on,
-        "gate.decided_at": _now(),
-    }
-    if decision.champion_score is not None:
-        tags["gate.champion_score"] = f"{decision.champion_score:.6f}"
-    for key, value in tags.items():
-        client.set_model_version_tag(name, version, key, value)
-
-
-def make_champion(client: MlflowClient, name: str, version: str) -> str | None:
-    """Move ``champion`` to ``version``, remembering the version it replaces for rollback.
-
-    Returns the replaced version (None for the first champion). The version leaves
-    ``challenger`` if it held it: one version, one role.
-    """
-    current = version_by_alias(client, name, CHAMPION)
-    previous = version_of(current) if current is not None else None
-    if previous == str(version):
-        return previous
-    if previous is not None:
-        client.set_model_version_tag(name, version, PREVIOUS_TAG, previous)
-    client.set_registered_model_alias(name, CHAMPION, version)
-    challenger = version_by_alias(client, name, CHALLENGER)
-    if challenger is not None and version_of(challenger) == str(version):
-        client.delete_registered_model_alias(name, CHALLENGER)
-    return previous
-
-
-def make_challenger(client: MlflowClient, name: str, version: str) -> None:
-    """Give ``challenger`` to the newest version the gate did not promote."""
-    client.set_registered_model_alias(name, CHALLENGER, version)
-
-
-def promote(client: MlflowClient, name: str, version: str | int) -> str | None:
-    """A person's explicit promotion: bypasses the gate, and is recorded as such."""
-    target = get_version(client, name, version)
-    number = version_of(target)
-    previous = make_champion(client, name, number)
-    client.set_model_version_tag(name, number, "gate.decision", "promoted-by-hand")
-    client.set_model_version_tag(
-        name, number, "gate.reason", f"promoted by hand over v{previous or 'none'}"
-    )
-    client.set_model_version_tag(name, number, "gate.decided_at", _now())
-    return previous
 
 
 @dataclass(frozen=True)
@@ -163,26 +62,6 @@ class Rollback:
 
     from_version: str
     to_version: str
-
-
-def rollback(client: MlflowClient, name: str) -> Rollback:
-    """Give ``champion`` back to the version it replaced last time; one step per call."""
-    current = version_by_alias(client, name, CHAMPION)
-    if current is None:
-        raise RegistryError(f"model '{name}' has no champion to roll back")
-    previous = current.tags.get(PREVIOUS_TAG)
-    if not previous:
-        raise RegistryError(
-            f"champion v{version_of(current)} replaced no earlier champion; nothing to roll back to"
-        )
-    left, restored = version_of(current), version_of(get_version(client, name, previous))
-    client.set_registered_model_alias(name, CHAMPION, restored)
-    client.set_model_version_tag(name, left, "mlops.rolled_back_at", _now())
-    client.set_model_version_tag(name, restored, "mlops.restored_by_rollback_from", f"v{left}")
-    return Rollback(from_version=left, to_version=restored)
-
-
-KEY_METRICS = ("accuracy", "f1", "roc_auc")
 
 
 @dataclass(frozen=True)
@@ -198,30 +77,200 @@ class VersionRow:
     reason: str
 
 
-def describe_versions(client: MlflowClient, name: str) -> list[VersionRow]:
-    """Every version, newest first, with aliases, holdout metrics and the gate's decision."""
-    rows: list[VersionRow] = []
-    versions = list_versions(client, name)
-    if not versions:
-        return rows
-    # search results carry no aliases; the registered model has them all
-    aliases: dict[str, list[str]] = {}
-    for alias, number in client.get_registered_model(name).aliases.items():
-        aliases.setdefault(str(number), []).append(alias)
-    for mv in versions:
-        run = client.get_run(mv.run_id) if mv.run_id else None
-        metrics = run.data.metrics if run else {}
-        rows.append(
-            VersionRow(
-                version=version_of(mv),
-                aliases=sorted(aliases.get(version_of(mv), [])),
-                created_at=datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC).isoformat(
-                    timespec="seconds"
-                ),
-                candidate=run.data.tags.get("mlops.candidate", "") if run else "",
-                metrics={k: metrics[k] for k in KEY_METRICS if k in metrics},
-                decision=mv.tags.get("gate.decision", ""),
-                reason=mv.tags.get("gate.reason", ""),
+@dataclass(frozen=True)
+class ChampionInfo:
+    """The champion and since when it serves: what the gate or a rollback recorded."""
+
+    version: str
+    since: str | None  # ISO time; None when nothing recorded it
+    how: str  # "promoted by the gate", "promoted by hand", "restored from v3"
+    previous: str | None  # the version a rollback would restore
+
+
+class Registry:
+    """One registered model in MLflow's registry, and the experiments its runs go to."""
+
+    def __init__(self, settings: Settings, notifier: Notifier) -> None:
+        uri = settings.resolved_tracking_uri
+        self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        self.model_name = settings.model_name
+        self.served_alias = settings.model_alias
+        self.notifier = notifier
+        self._artifact_location = settings.resolved_artifact_location
+
+    # --- experiments -----------------------------------------------------------------------
+    def ensure_experiment(self, name: str) -> str:
+        """The id of experiment ``name``, created with the configured artifact location if new.
+
+        Embedded tracking keeps artifacts under the data directory rather than MLflow's default
+        ``./mlruns`` relative to wherever the command ran. Only writers call this: reading the
+        registry never creates an experiment.
+        """
+        experiment = self.client.get_experiment_by_name(name)
+        if experiment is not None:
+            return str(experiment.experiment_id)
+        return str(self.client.create_experiment(name, artifact_location=self._artifact_location))
+
+    def use_experiment(self, name: str) -> str:
+        """Make ``name`` the fluent API's active experiment (created if new); returns its id."""
+        experiment_id = self.ensure_experiment(name)
+        mlflow.set_experiment(experiment_id=experiment_id)
+        return experiment_id
+
+    # --- reading ---------------------------------------------------------------------------
+    def by_alias(self, alias: str) -> ModelVersion | None:
+        """The version holding ``alias``, or None when the alias (or the model) does not exist."""
+        try:
+            return self.client.get_model_version_by_alias(self.model_name, alias)
+        except MlflowException as exc:
+            if exc.error_code in _MISSING:
+                return None
+            raise
+
+    def champion(self) -> ModelVersion | None:
+        """The version the predictor serves (``MLOPS_MODEL_ALIAS``, ``champion`` by default)."""
+        return self.by_alias(self.served_alias)
+
+    def challenger(self) -> ModelVersion | None:
+        return self.by_alias(Alias.CHALLENGER)
+
+    def version(self, number: str | int) -> ModelVersion:
+        """A version by number, with a readable error when it does not exist."""
+        try:
+            return self.client.get_model_version(self.model_name, str(number))
+        except MlflowException as exc:
+            raise RegistryError(f"model '{self.model_name}' has no version {number}") from exc
+
+    def versions(self) -> list[ModelVersion]:
+        """All versions of the model, newest first; empty when the model is not registered yet."""
+        found = self.client.search_model_versions(f"name = '{self.model_name}'")
+        return sorted(found, key=lambda v: int(v.version), reverse=True)
+
+    def run_metrics(self, mv: ModelVersion) -> dict[str, float]:
+        """The holdout metrics training logged with a version's run."""
+        return dict(self.client.get_run(mv.run_id).data.metrics) if mv.run_id else {}
+
+    def describe(self) -> list[VersionRow]:
+        """Every version, newest first, with aliases, holdout metrics and the gate's decision."""
+        versions = self.versions()
+        if not versions:
+            return []
+        # search results carry no aliases; the registered model has them all
+        aliases: dict[str, list[str]] = {}
+        for alias, number in self.client.get_registered_model(self.model_name).aliases.items():
+            aliases.setdefault(str(number), []).append(alias)
+        rows = []
+        for mv in versions:
+            run = self.client.get_run(mv.run_id) if mv.run_id else None
+            metrics = run.data.metrics if run else {}
+            created = datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC)
+            rows.append(
+                VersionRow(
+                    version=version_of(mv),
+                    aliases=sorted(aliases.get(version_of(mv), [])),
+                    created_at=created.isoformat(timespec="seconds"),
+                    candidate=run.data.tags.get("mlops.candidate", "") if run else "",
+                    metrics={k: metrics[k] for k in QUALITY_METRICS if k in metrics},
+                    decision=mv.tags.get("gate.decision", ""),
+                    reason=mv.tags.get("gate.reason", ""),
+                )
             )
+        return rows
+
+    def champion_info(self) -> ChampionInfo | None:
+        """The served version, and when and how it got the alias (its tags say)."""
+        mv = self.champion()
+        if mv is None:
+            return None
+        tags = mv.tags
+        restored_from = tags.get(RESTORED_FROM_TAG)
+        since, how = tags.get("gate.decided_at"), "promoted by the gate"
+        if tags.get("gate.decision") == GateOutcome.PROMOTED_BY_HAND:
+            how = "promoted by hand"
+        if restored_from:  # a rollback stamped the version it left: when this one returned
+            left = self.version(restored_from.lstrip("v"))
+            since, how = left.tags.get(ROLLED_BACK_AT_TAG, since), f"restored from {restored_from}"
+        return ChampionInfo(version_of(mv), since, how, tags.get(PREVIOUS_TAG) or None)
+
+    # --- the gate's record -----------------------------------------------------------------
+    def register(self, model_uri: str) -> str:
+        """Register a logged model as a new version of this model; its number."""
+        return str(mlflow.register_model(model_uri, self.model_name).version)
+
+    def record_decision(self, version: str, decision: GateDecision, evaluated_on: str) -> None:
+        """Write the gate's decision on the version so that it explains itself later."""
+        outcome = GateOutcome.PROMOTED if decision.promote else GateOutcome.KEPT
+        tags = {
+            "gate.decision": str(outcome),
+            "gate.reason": decision.reason,
+            "gate.metric": decision.metric,
+            "gate.candidate_score": f"{decision.candidate_score:.6f}",
+            "gate.compared_with": (
+                f"v{decision.champion_version}" if decision.champion_version else "none"
+            ),
+            "gate.evaluation_data": evaluated_on,
+            "gate.decided_at": _now(),
+        }
+        if decision.champion_score is not None:
+            tags["gate.champion_score"] = f"{decision.champion_score:.6f}"
+        self._tag(version, tags)
+
+    # --- moving aliases --------------------------------------------------------------------
+    def make_champion(self, version: str) -> str | None:
+        """Move ``champion`` to ``version``, remembering the version it replaces, and announce it.
+
+        Returns the replaced version (None for the first champion). The version leaves
+        ``challenger`` if it held it: one version, one role.
+        """
+        current = self.by_alias(Alias.CHAMPION)
+        previous = version_of(current) if current is not None else None
+        if previous == str(version):
+            return previous
+        if previous is not None:
+            self._tag(version, {PREVIOUS_TAG: previous})
+        self.client.set_registered_model_alias(self.model_name, Alias.CHAMPION, version)
+        challenger = self.challenger()
+        if challenger is not None and version_of(challenger) == str(version):
+            self.client.delete_registered_model_alias(self.model_name, Alias.CHALLENGER)
+        self.notifier.model_changed(str(version))
+        return previous
+
+    def make_challenger(self, version: str) -> None:
+        """Give ``challenger`` to the newest version the gate did not promote."""
+        self.client.set_registered_model_alias(self.model_name, Alias.CHALLENGER, version)
+
+    def promote(self, version: str | int) -> str | None:
+        """A person's explicit promotion: bypasses the gate, and is recorded as such."""
+        number = version_of(self.version(version))
+        previous = self.make_champion(number)
+        self._tag(
+            number,
+            {
+                "gate.decision": str(GateOutcome.PROMOTED_BY_HAND),
+                "gate.reason": f"promoted by hand over v{previous or 'none'}",
+                "gate.decided_at": _now(),
+            },
         )
-    return rows
+        return previous
+
+    def rollback(self) -> Rollback:
+        """Give ``champion`` back to the version it replaced last time; one step per call."""
+        current = self.by_alias(Alias.CHAMPION)
+        if current is None:
+            raise RegistryError(f"model '{self.model_name}' has no champion to roll back")
+        previous = current.tags.get(PREVIOUS_TAG)
+        if not previous:
+            raise RegistryError(
+                f"champion v{version_of(current)} replaced no earlier champion; "
+                "nothing to roll back to"
+            )
+        left, restored = version_of(current), version_of(self.version(previous))
+        self.client.set_registered_model_alias(self.model_name, Alias.CHAMPION, restored)
+        self._tag(left, {ROLLED_BACK_AT_TAG: _now()})
+        self._tag(restored, {RESTORED_FROM_TAG: f"v{left}"})
+        self.notifier.model_changed(restored)
+        return Rollback(from_version=left, to_version=restored)
+
+    def _tag(self, version: str, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_model_version_tag(self.model_name, version, key, value)

@@ -26,41 +26,54 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from mlops_stack import registry
 from mlops_stack.logs import get_logger
-from mlops_stack.settings import Settings
+from mlops_stack.names import MONITOR_DEPLOYMENT, RETRAIN_DEPLOYMENT, TRAIN_DEPLOYMENT
+from mlops_stack.stack import Stack
 
 log = get_logger(__name__)
-
-TRAIN_DEPLOYMENT = "train/train"
-MONITOR_DEPLOYMENT = "monitor/monitor"
-RETRAIN_DEPLOYMENT = "retrain/retrain"
 ACTIVE_STATES = ("SCHEDULED", "PENDING", "RUNNING")
 ORPHAN_STATES = ("PENDING", "RUNNING")  # started by a runner: only a live worker can finish them
 RETRY_SECONDS = (1, 2, 5, 10, 15)  # back-off while MLflow or Prefect are still starting
 
 
-def deployments(settings: Settings) -> list[Any]:
-    """The stack's flows as Prefect deployments; only the monitor runs on a schedule."""
+def deployments(stack: Stack) -> list[Any]:
+    """The stack's flows as Prefect deployments; only the monitor runs on a schedule.
+
+    Each deployment's parameters are the flow's options filled from this worker's settings:
+    Prefect's UI shows them as the run form, and a run started without parameters uses them.
+    """
     from mlops_stack.flows.monitor import monitor_flow
+    from mlops_stack.flows.parameters import (
+        MonitorParameters,
+        RetrainParameters,
+        TrainParameters,
+    )
     from mlops_stack.flows.retrain import retrain_flow
     from mlops_stack.flows.train import train_flow
 
+    settings = stack.settings
     return [
         train_flow.to_deployment(
             name="train",
             description="Train candidates, register the best, let the gate decide its alias.",
+            parameters={"params": TrainParameters.from_settings(settings).model_dump(mode="json")},
             tags=["mlops-stack"],
         ),
         monitor_flow.to_deployment(
             name="monitor",
             description="Drift, data quality and model quality over the latest window.",
             interval=timedelta(minutes=settings.monitor_interval_minutes),
+            parameters={
+                "params": MonitorParameters.from_settings(settings).model_dump(mode="json")
+            },
             tags=["mlops-stack"],
         ),
         retrain_flow.to_deployment(
             name="retrain",
             description="Retrain on the original plus labelled rows; gate on fresh rows.",
+            parameters={
+                "params": RetrainParameters.from_settings(settings).model_dump(mode="json")
+            },
             tags=["mlops-stack"],
         ),
     ]
@@ -94,12 +107,9 @@ def retrying(
     return None
 
 
-def has_champion(settings: Settings) -> bool:
-    client = registry.client_for(settings)
-    return registry.version_by_alias(client, settings.model_name, settings.model_alias) is not None
-
-
-def _runs_in_states(client: Any, deployments: Any, states: tuple[str, ...], limit: int) -> list:
+def _runs_in_states(
+    client: Any, deployments: Any, states: tuple[str, ...], limit: int
+) -> list[Any]:
     """Flow runs of the deployments a filter matches, in the given state types, newest first."""
     from prefect.client.schemas.filters import (
         FlowRunFilter,
@@ -109,7 +119,7 @@ def _runs_in_states(client: Any, deployments: Any, states: tuple[str, ...], limi
     from prefect.client.schemas.objects import StateType
     from prefect.client.schemas.sorting import FlowRunSort
 
-    return client.read_flow_runs(
+    runs: list[Any] = client.read_flow_runs(
         deployment_filter=deployments,
         flow_run_filter=FlowRunFilter(
             state=FlowRunFilterState(
@@ -119,6 +129,7 @@ def _runs_in_states(client: Any, deployments: Any, states: tuple[str, ...], limi
         sort=FlowRunSort.ID_DESC,  # the sync client sends null without one: 422
         limit=limit,
     )
+    return runs
 
 
 def _train_runs_in_flight() -> int:
@@ -159,11 +170,14 @@ def crash_orphaned_runs() -> list[str]:
     return crashed
 
 
-def bootstrap(settings: Settings, stop: threading.Event) -> str:
+def bootstrap(stack: Stack, stop: threading.Event) -> str:
     """Start the train deployment once if the registry has no champion; say what was done."""
     from prefect.deployments import run_deployment
 
-    if retrying("mlflow", lambda: has_champion(settings), stop):
+    from mlops_stack.flows.parameters import TrainParameters
+
+    params = TrainParameters.from_settings(stack.settings, trigger="bootstrap")
+    if retrying("mlflow", lambda: stack.registry.champion() is not None, stop):
         log.info("bootstrap_skipped", reason="a champion exists")
         return "champion exists"
     in_flight = retrying("prefect deployment train/train", _train_runs_in_flight, stop)
@@ -175,7 +189,10 @@ def bootstrap(settings: Settings, stop: threading.Event) -> str:
     run = retrying(
         "prefect",
         lambda: run_deployment(
-            TRAIN_DEPLOYMENT, parameters={"trigger": "bootstrap"}, timeout=0, tags=["bootstrap"]
+            TRAIN_DEPLOYMENT,
+            parameters={"params": params.model_dump(mode="json")},
+            timeout=0,
+            tags=["bootstrap"],
         ),
         stop,
     )
@@ -185,34 +202,26 @@ def bootstrap(settings: Settings, stop: threading.Event) -> str:
     return "train started"
 
 
-def _log_writer(settings: Settings, stop: threading.Event) -> None:
-    from mlops_stack.prediction_log import StreamWriter
+def _log_writer(stack: Stack, stop: threading.Event) -> None:
+    """Drain the Redis stream into the monitoring database (it backs off while either is down)."""
+    from mlops_stack.prediction_log.stream import StreamWriter
 
-    store = retrying("monitoring database", lambda: _migrated(settings), stop)
-    if store is not None:
-        StreamWriter(settings, store).run_forever(stop)
-
-
-def _migrated(settings: Settings) -> Any:
-    from mlops_stack.monitoring_db import MonitoringDB
-
-    store = MonitoringDB(settings.resolved_monitoring_db_url)
-    store.migrate()
-    return store
+    StreamWriter(stack.settings, stack.monitoring).run_forever(stop)
 
 
-def run_worker(settings: Settings) -> None:
+def run_worker(stack: Stack) -> None:
     """Serve the deployments until SIGTERM/SIGINT; the log writer and bootstrap run alongside."""
     from prefect import serve
 
     stop = threading.Event()
     # before serve(): none of this process's runs exists yet (bounded: Prefect is up by now)
     retrying("prefect (orphaned runs)", crash_orphaned_runs, stop, give_up_after=60)
+    settings = stack.settings
     threads = []
     if settings.redis_url:
-        threads.append(threading.Thread(target=_log_writer, args=(settings, stop), name="writer"))
+        threads.append(threading.Thread(target=_log_writer, args=(stack, stop), name="writer"))
     if settings.bootstrap_champion:
-        threads.append(threading.Thread(target=bootstrap, args=(settings, stop), name="bootstrap"))
+        threads.append(threading.Thread(target=bootstrap, args=(stack, stop), name="bootstrap"))
     for thread in threads:
         thread.start()
 
@@ -228,11 +237,12 @@ def run_worker(settings: Settings) -> None:
         log_writer=bool(settings.redis_url),
     )
     try:
-        serve(*deployments(settings), pause_on_shutdown=False, print_starting_message=False)
+        serve(*deployments(stack), pause_on_shutdown=False, print_starting_message=False)
     except KeyboardInterrupt:
         pass
     finally:
         stop.set()
         for thread in threads:
             thread.join(timeout=10)
+        stack.close()
         log.info("worker_stopped")

@@ -1,18 +1,21 @@
 """What the dashboard's buttons do: start a retrain (Prefect) and roll back (MLflow).
 
-Both go through the same APIs as the CLI and the worker, never around them: a retrain is a flow
+Both go through the same parts as the CLI and the worker, never around them: a retrain is a flow
 run of the worker's ``retrain/retrain`` deployment (so it shows in Prefect's UI with its logs),
-a rollback is ``registry.rollback`` (so the registry records who replaced whom). Whether a
-button may act is decided here too, with the reason a disabled button shows.
+a rollback is the registry's own ``rollback`` (so the registry records who replaced whom, and
+the predictors hear of it at once, exactly as after ``mlops rollback``). Whether a button may
+act is decided here too, with the reason a disabled button shows.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
-from mlops_stack import registry
+from mlops_stack.names import RETRAIN_DEPLOYMENT
+from mlops_stack.registry import Rollback
 from mlops_stack.settings import Settings
-from mlops_stack.worker import RETRAIN_DEPLOYMENT
+from mlops_stack.stack import Stack
 
 
 @dataclass(frozen=True)
@@ -70,19 +73,31 @@ def rollback_permission(settings: Settings, previous: str | None) -> Permission:
     return Permission(True)
 
 
-def start_retrain(settings: Settings, reason: str) -> StartedRun:
-    """Create a flow run of ``retrain/retrain`` and return at once (the worker executes it)."""
-    settings.prepare_environment()  # PREFECT_API_URL before Prefect reads it
+def start_retrain(stack: Stack, reason: str) -> StartedRun:
+    """Create a flow run of ``retrain/retrain`` and return at once (the worker executes it).
+
+    The run gets the retrain options of this dashboard's settings, like the deployment's own
+    defaults, with the reason it was asked for.
+    """
     from prefect.deployments import run_deployment
 
-    run = run_deployment(
-        RETRAIN_DEPLOYMENT,
-        parameters={"trigger_reason": reason},
-        timeout=0,
-        tags=["dashboard"],
+    from mlops_stack.flows.parameters import RetrainParameters
+
+    params = RetrainParameters.from_settings(stack.settings, trigger_reason=reason)
+    from prefect.client.schemas.objects import FlowRun
+
+    # sync-compatible: called outside an event loop it returns the run, not a coroutine
+    run = cast(
+        FlowRun,
+        run_deployment(
+            RETRAIN_DEPLOYMENT,
+            parameters={"params": params.model_dump(mode="json")},
+            timeout=0,
+            tags=["dashboard"],
+        ),
     )
     state = run.state.name if run.state is not None else "unknown"
-    return StartedRun(str(run.id), run.name, state, RETRAIN_DEPLOYMENT)
+    return StartedRun(str(run.id), run.name, str(state), RETRAIN_DEPLOYMENT)
 
 
 def run_link(settings: Settings, run: StartedRun) -> str | None:
@@ -92,7 +107,6 @@ def run_link(settings: Settings, run: StartedRun) -> str | None:
     return f"{settings.dashboard_prefect_ui_url.rstrip('/')}/runs/flow-run/{run.id}"
 
 
-def roll_back(settings: Settings) -> registry.Rollback:
-    """Move ``champion`` back to the version it replaced (``registry.rollback``)."""
-    registry.use_tracking(settings)
-    return registry.rollback(registry.client_for(settings), settings.model_name)
+def roll_back(stack: Stack) -> Rollback:
+    """Move ``champion`` back to the version it replaced, and tell the predictors."""
+    return stack.registry.rollback()

@@ -15,30 +15,25 @@ import pandas as pd
 import streamlit as st
 
 from mlops_stack.dashboard import queries
-from mlops_stack.monitoring_db import MonitoringDB
+from mlops_stack.registry import ChampionInfo
 from mlops_stack.settings import Settings, get_settings
+from mlops_stack.stack import Stack
 
 FAST = 10
 SLOW = 30
 
 
 @st.cache_resource
-def store() -> MonitoringDB:
-    """One engine (connection pool) per dashboard process, shared by every session.
-
-    Migrated here too: on a fresh stack the dashboard may start before anything has written,
-    and an empty store must read as "no data yet", not as "no such table". A failure is not
-    cached, so the next rerun tries again.
-    """
-    settings = get_settings()
-    settings.prepare_environment()
-    database = MonitoringDB(settings.resolved_monitoring_db_url)
-    database.migrate()
-    return database
+def stack() -> Stack:
+    """The dashboard process's composition root: one registry client and one database pool,
+    shared by every session. On a fresh stack the dashboard may start before anything has
+    written: the monitoring database migrates itself on the first read, so an empty store reads
+    as "no data yet", not as "no such table"."""
+    return Stack(get_settings())
 
 
 def settings() -> Settings:
-    return get_settings()
+    return stack().settings
 
 
 def _scope(model_name: str, since: datetime | None, version: str | None) -> queries.Scope:
@@ -47,42 +42,44 @@ def _scope(model_name: str, since: datetime | None, version: str | None) -> quer
 
 @st.cache_data(ttl=SLOW, show_spinner=False)
 def versions() -> pd.DataFrame:
-    return queries.model_versions(get_settings())
+    return queries.model_versions(stack())
 
 
 @st.cache_data(ttl=SLOW, show_spinner=False)
-def champion() -> queries.ChampionInfo | None:
-    return queries.champion(get_settings())
+def champion() -> ChampionInfo | None:
+    return queries.champion(stack())
 
 
 @st.cache_data(ttl=FAST, show_spinner=False)
 def runs(model_name: str, since: datetime | None, version: str | None) -> pd.DataFrame:
-    return queries.monitor_runs(store(), _scope(model_name, since, version))
+    return queries.monitor_runs(stack(), _scope(model_name, since, version))
 
 
 @st.cache_data(ttl=SLOW, show_spinner=False)
 def feature_drift(run_id: int) -> pd.DataFrame:
-    return queries.feature_drift(store(), run_id)  # a stored run never changes
+    return queries.feature_drift(stack(), run_id)  # a stored run never changes
 
 
 @st.cache_data(ttl=FAST, show_spinner=False)
 def open_alerts(model_name: str) -> pd.DataFrame:
-    return queries.open_alerts(store(), model_name)
+    return queries.open_alerts(stack(), model_name)
 
 
 @st.cache_data(ttl=FAST, show_spinner=False)
 def alert_history(model_name: str, since: datetime | None) -> pd.DataFrame:
-    return queries.alert_history(store(), _scope(model_name, since, None))
+    return queries.alert_history(stack(), _scope(model_name, since, None))
 
 
 @st.cache_data(ttl=FAST, show_spinner=False)
 def traffic(model_name: str, since: datetime | None, version: str | None) -> dict[str, int]:
-    return queries.traffic(store(), _scope(model_name, since, version))
+    return queries.traffic(stack(), _scope(model_name, since, version))
 
 
 @st.cache_data(ttl=FAST, show_spinner=False)
-def latency(model_name: str, since: datetime | None, version: str | None) -> dict | None:
-    return queries.latency(store(), _scope(model_name, since, version))
+def latency(
+    model_name: str, since: datetime | None, version: str | None
+) -> dict[str, float] | None:
+    return queries.latency(stack(), _scope(model_name, since, version))
 
 
 @st.cache_data(ttl=FAST, show_spinner=False)
@@ -92,24 +89,24 @@ def error_rate(api_url: str) -> dict[str, float]:
 
 @st.cache_data(ttl=FAST, show_spinner=False)
 def labelled(model_name: str, since: datetime | None, version: str | None) -> pd.DataFrame:
-    return queries.labelled(store(), _scope(model_name, since, version))
+    return queries.labelled(stack(), _scope(model_name, since, version))
 
 
 @st.cache_data(ttl=SLOW, show_spinner=False)
 def current_values(
     model_name: str, start: datetime | None, end: datetime | None, feature: str
 ) -> pd.Series:
-    return queries.current_values(store(), model_name, start, end, feature)
+    return queries.current_values(stack(), model_name, start, end, feature)
 
 
 @st.cache_data(ttl=SLOW, show_spinner=False)
 def reference_values(version: str, feature: str) -> pd.Series:
-    return queries.reference_values(get_settings(), version, feature)
+    return queries.reference_values(stack(), version, feature)
 
 
 @st.cache_data(ttl=SLOW, show_spinner=False, max_entries=4)
 def report_html(report_uri: str) -> str:
-    return queries.report_html(get_settings(), report_uri)
+    return queries.report_html(stack(), report_uri)
 
 
 def clear() -> None:

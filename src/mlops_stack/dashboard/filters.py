@@ -69,7 +69,8 @@ def sidebar(versions: list[str]) -> Chosen:
 
 def current() -> Chosen:
     """The scope the sidebar set in this rerun (all time, all versions before it ran)."""
-    return st.session_state.get(_KEY, Chosen("All time", None, None))
+    chosen = st.session_state.get(_KEY)
+    return chosen if isinstance(chosen, Chosen) else Chosen("All time", None, None)
 
 
 def describe(chosen: Chosen) -> str:

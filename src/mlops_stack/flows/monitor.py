@@ -21,16 +21,17 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from mlops_stack import modelstore, registry
+from mlops_stack import modelstore
 from mlops_stack.data import DatasetSchema
-from mlops_stack.monitoring_db import MonitoringDB
-from mlops_stack.monitoring_db.database import WindowExtent
-from mlops_stack.monitoring_db.results import FeatureDriftRow, MonitorRunRow, ResultStore
-from mlops_stack.monitoring import alerts
+from mlops_stack.flows.parameters import MonitorParameters
+from mlops_stack.flows.retrain import RetrainSummary, retrain_flow
 from mlops_stack.monitoring.checks import CheckResult, run_checks
 from mlops_stack.monitoring.status import Status, Thresholds, classify
 from mlops_stack.monitoring.window import COLUMNS, Window, read_window
-from mlops_stack.settings import Settings, get_settings
+from mlops_stack.monitoring_db import FeatureDriftRow, MonitorRunRow, WindowExtent
+from mlops_stack.names import QUALITY_METRICS, MonitorStatus
+from mlops_stack.registry import version_of
+from mlops_stack.stack import Stack, current_stack
 
 REPORT_ARTIFACT = "reports"
 
@@ -47,12 +48,12 @@ class Champion:
     baseline: dict[str, float]
 
 
-@dataclass
+@dataclass(frozen=True)
 class MonitorSummary:
-    """What one monitor run found, for the CLI, the demo and the retrain flow."""
+    """What one monitor run found, for the CLI, the demo and the tests."""
 
     run_id: int | None
-    status: str
+    status: MonitorStatus
     reason: str
     model_version: str | None
     window_rows: int
@@ -64,56 +65,51 @@ class MonitorSummary:
     alerts: list[str] = field(default_factory=list)
     report_uri: str | None = None
     sample_note: str | None = None
-    retrain: dict[str, object] | None = None  # what the retrain flow did, when it ran
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+    retrain: RetrainSummary | None = None  # what the retrain flow did, when it ran
 
 
 @task(cache_policy=NO_CACHE)
-def load_champion(settings: Settings) -> Champion | None:
+def load_champion(stack: Stack) -> Champion | None:
     """The champion's reference sample, schema, holdout metrics and reference predictions."""
-    client = registry.client_for(settings)
-    mv = registry.version_by_alias(client, settings.model_name, settings.model_alias)
+    registry = stack.registry
+    mv = registry.champion()
     if mv is None:
         return None
-    version = registry.version_of(mv)
+    version, run_id = version_of(mv), str(mv.run_id)
     reference = pd.read_parquet(
         mlflow.artifacts.download_artifacts(f"runs:/{mv.run_id}/{modelstore.REFERENCE_ARTIFACT}")
     )
-    pipeline = modelstore.load_pipeline(f"models:/{settings.model_name}/{version}")
-    metrics = client.get_run(mv.run_id).data.metrics
+    pipeline = modelstore.load_pipeline(f"models:/{registry.model_name}/{version}")
+    metrics = registry.run_metrics(mv)
     return Champion(
         version=version,
-        run_id=mv.run_id,
-        schema=modelstore.load_schema(mv.run_id),
+        run_id=run_id,
+        schema=modelstore.load_schema(run_id),
         reference=reference,
         reference_predictions=pd.Series(pipeline.predict(reference)).astype(str),
-        baseline={k: metrics[k] for k in ("accuracy", "f1", "roc_auc") if k in metrics},
+        baseline={k: metrics[k] for k in QUALITY_METRICS if k in metrics},
     )
 
 
-def window_bounds(settings: Settings) -> tuple[datetime | None, int | None]:
+def window_bounds(params: MonitorParameters) -> tuple[datetime | None, int | None]:
     """The window as ``(since, limit)``: the last T minutes if set, else the last N rows."""
-    if settings.monitor_window_minutes:
-        return datetime.now(UTC) - timedelta(minutes=settings.monitor_window_minutes), None
-    return None, settings.monitor_window_rows
+    if params.window_minutes:
+        return datetime.now(UTC) - timedelta(minutes=params.window_minutes), None
+    return None, params.window_rows
 
 
 @task(cache_policy=NO_CACHE)
-def load_window(store: MonitoringDB, settings: Settings, champion: Champion) -> Window:
+def load_window(stack: Stack, params: MonitorParameters, champion: Champion) -> Window:
     """Stream this model's window once: a sample for drift, quality over every row."""
-    since, limit = window_bounds(settings)
-    return read_window(
-        store.window_chunks(since, limit, model_name=settings.model_name, columns=COLUMNS),
-        champion.schema,
-        max_rows=settings.monitor_max_rows,
-        seed=settings.random_seed,
+    since, limit = window_bounds(params)
+    chunks = stack.monitoring.window_chunks(
+        since, limit, model_name=stack.settings.model_name, columns=COLUMNS
     )
+    return read_window(chunks, champion.schema, max_rows=params.max_rows, seed=params.random_seed)
 
 
 @task(cache_policy=NO_CACHE)
-def check(window: Window, champion: Champion, settings: Settings) -> CheckResult:
+def check(window: Window, champion: Champion, params: MonitorParameters) -> CheckResult:
     """Drift on the window's sample; data and model quality as counted over the whole window."""
     return run_checks(
         champion.reference,
@@ -122,24 +118,24 @@ def check(window: Window, champion: Champion, settings: Settings) -> CheckResult
         current_predictions=window.predictions,
         reference_predictions=champion.reference_predictions,
         classes=champion.schema.classes,
-        max_rows=settings.monitor_max_rows,
-        seed=settings.random_seed,
+        max_rows=params.max_rows,
+        seed=params.random_seed,
         whole=window.whole,
     )
 
 
 @task(cache_policy=NO_CACHE)
 def log_to_mlflow(
-    result: CheckResult, status: Status, champion: Champion, settings: Settings
+    stack: Stack, result: CheckResult, status: Status, champion: Champion
 ) -> tuple[str, str | None]:
     """A run in the monitoring experiment with the figures and the Evidently HTML report."""
-    experiment = registry.ensure_experiment(settings, settings.monitoring_experiment)
+    experiment = stack.registry.ensure_experiment(stack.settings.monitoring_experiment)
     with mlflow.start_run(experiment_id=experiment, run_name=f"monitor-{status.status}") as run:
         mlflow.set_tags(
             {
                 "mlops.role": "monitor",
-                "monitor.status": status.status,
-                "model.name": settings.model_name,
+                "monitor.status": str(status.status),
+                "model.name": stack.settings.model_name,
                 "model.version": champion.version,
             }
         )
@@ -152,17 +148,8 @@ def log_to_mlflow(
         )
         if result.model_quality is not None:
             quality = result.model_quality
-            mlflow.log_metrics(
-                {
-                    k: v
-                    for k, v in (
-                        ("accuracy", quality.accuracy),
-                        ("f1", quality.f1),
-                        ("roc_auc", quality.roc_auc),
-                    )
-                    if v is not None
-                }
-            )
+            measured = {name: getattr(quality, name) for name in QUALITY_METRICS}
+            mlflow.log_metrics({k: v for k, v in measured.items() if v is not None})
         report_uri = None
         if result.snapshot is not None:
             with tempfile.TemporaryDirectory() as tmp:
@@ -174,7 +161,7 @@ def log_to_mlflow(
 
 
 def _run_row(
-    settings: Settings,
+    model_name: str,
     started: datetime,
     window: WindowExtent,
     status: Status,
@@ -186,14 +173,14 @@ def _run_row(
     return MonitorRunRow(
         started_at=started,
         finished_at=datetime.now(UTC),
-        model_name=settings.model_name,
+        model_name=model_name,
         model_version=version,
         window_start=window.start,
         window_end=window.end,
         window_rows=window.rows,
         analysed_rows=result.analysed_rows if result else 0,
         sample_note=result.sample_note if result else None,
-        status=status.status,
+        status=str(status.status),
         reason=status.reason,
         drift_share=result.drift_share if result else None,
         prediction_drift_score=prediction.score if prediction else None,
@@ -206,88 +193,88 @@ def _run_row(
     )
 
 
+def _drift_rows(result: CheckResult) -> list[FeatureDriftRow]:
+    return [
+        FeatureDriftRow(
+            feature=f.feature,
+            kind=f.kind,
+            method=f.method,
+            threshold=f.threshold,
+            score=f.score,
+            drifted=f.drifted,
+        )
+        for f in result.features
+    ]
+
+
+def _skip(
+    stack: Stack, params: MonitorParameters, champion: Champion | None, started: datetime
+) -> MonitorSummary:
+    """Record a run that had nothing to check (no champion, too few rows) and say why."""
+    name = stack.settings.model_name
+    since, limit = window_bounds(params)
+    extent = stack.monitoring.window_extent(since, limit, model_name=name)
+    why = (
+        "no champion yet: `mlops train` registers one"
+        if champion is None
+        else f"not enough data: {extent.rows} logged rows in the window, "
+        f"{params.min_rows} needed (MLOPS_MONITOR_MIN_ROWS)"
+    )
+    version = champion.version if champion else None
+    status = Status(MonitorStatus.SKIPPED, why, {})
+    run_id = stack.monitoring.save_run(_run_row(name, started, extent, status, version), [])
+    get_run_logger().info("monitor skipped: %s", why)
+    return MonitorSummary(run_id, MonitorStatus.SKIPPED, why, version, extent.rows, 0)
+
+
 @flow(name="monitor")
-def monitor_flow() -> dict[str, object]:
-    """Check the latest window of logged predictions once; store, report and alert."""
-    settings = get_settings()
+def monitor_flow(params: MonitorParameters | None = None) -> MonitorSummary:
+    """Check the latest window of logged predictions once; store, report and alert.
+
+    ``params`` None takes every option from the settings (``MLOPS_*``).
+    """
+    stack = current_stack()
+    params = params or MonitorParameters.from_settings(stack.settings)
     logger = get_run_logger()
     started = datetime.now(UTC)
-    registry.use_tracking(settings)
-    store = MonitoringDB(settings.resolved_monitoring_db_url)
-    store.migrate()
-    results = ResultStore(store)
-    champion = load_champion(settings)
-    window = load_window(store, settings, champion) if champion else None
-    if window is not None:
-        extent = window.extent
-    else:  # nothing to check: count the window in SQL, for the record
-        since, limit = window_bounds(settings)
-        extent = store.window_extent(since, limit, model_name=settings.model_name)
-    version = champion.version if champion else None
-    if champion is None or window is None or extent.rows < settings.monitor_min_rows:
-        why = (
-            "no champion yet: `mlops train` registers one"
-            if champion is None
-            else f"not enough data: {extent.rows} logged rows in the window, "
-            f"{settings.monitor_min_rows} needed (MLOPS_MONITOR_MIN_ROWS)"
-        )
-        status = Status("skipped", why, {})
-        run_id = results.save_run(_run_row(settings, started, extent, status, version), [])
-        logger.info("monitor skipped: %s", why)
-        store.dispose()
-        return MonitorSummary(run_id, "skipped", why, version, extent.rows, 0).to_dict()
+    name = stack.settings.model_name
+    champion = load_champion(stack)
+    if champion is None:
+        return _skip(stack, params, champion, started)
+    window = load_window(stack, params, champion)
+    if window.extent.rows < params.min_rows:
+        return _skip(stack, params, champion, started)
 
-    result = check(window, champion, settings)
-    status = classify(result, champion.baseline, Thresholds.from_settings(settings))
-    mlflow_run, report_uri = log_to_mlflow(result, status, champion, settings)
-    row = _run_row(settings, started, extent, status, version, result)
+    result = check(window, champion, params)
+    thresholds = Thresholds(
+        params.drift_warning_share, params.drift_share, params.quality_drop, params.min_labelled
+    )
+    status = classify(result, champion.baseline, thresholds)
+    mlflow_run, report_uri = log_to_mlflow(stack, result, status, champion)
+    row = _run_row(name, started, window.extent, status, champion.version, result)
     row.baseline, row.report_uri, row.mlflow_run_id = champion.baseline, report_uri, mlflow_run
-    run_id = results.save_run(
-        row,
-        [
-            FeatureDriftRow(
-                feature=f.feature,
-                kind=f.kind,
-                method=f.method,
-                threshold=f.threshold,
-                score=f.score,
-                drifted=f.drifted,
-            )
-            for f in result.features
-        ],
-    )
-    changes = results.update_alerts(settings.model_name, status.conditions, run_id)
-    alerts.notify(
-        changes,
-        results,
-        model=settings.model_name,
-        webhook_url=settings.alert_webhook_url,
-        status=status.status,
-        run_id=run_id,
-    )
+    run_id = stack.monitoring.save_run(row, _drift_rows(result))
+    changes = stack.monitoring.update_alerts(name, status.conditions, run_id)
+    for sent in stack.notifier.alerts(changes, status=status.status, run_id=run_id):
+        stack.monitoring.mark_notified(sent.alert_id)
     logger.info("monitor run %s: %s (%s)", run_id, status.status, status.reason)
-    store.dispose()
     retrain = None
-    if settings.retrain_enabled and status.conditions:
-        from mlops_stack.flows.retrain import retrain_flow
-
-        retrain = retrain_flow(trigger_reason=status.reason)
+    if params.retrain_enabled and status.conditions:
+        retrain = retrain_flow(params.retrain.model_copy(update={"trigger_reason": status.reason}))
     quality = result.model_quality
     return MonitorSummary(
         run_id=run_id,
-        status=status.status,
+        status=MonitorStatus(status.status),
         reason=status.reason,
-        model_version=version,
+        model_version=champion.version,
         window_rows=result.current_rows,
         analysed_rows=result.analysed_rows,
         drift_share=result.drift_share,
         drifted_features=result.drifted_features(),
         labelled_rows=quality.labelled_rows if quality else 0,
-        quality={"accuracy": quality.accuracy, "f1": quality.f1, "roc_auc": quality.roc_auc}
-        if quality
-        else {},
+        quality={m: getattr(quality, m) for m in QUALITY_METRICS} if quality else {},
         alerts=[f"{c.condition} {c.change}" for c in changes],
         report_uri=report_uri,
         sample_note=result.sample_note,
         retrain=retrain,
-    ).to_dict()
+    )

@@ -18,20 +18,21 @@ import pandas as pd
 from prefect import flow, get_run_logger
 from sklearn.model_selection import train_test_split
 
-from mlops_stack import registry
 from mlops_stack.data import load_dataset
+from mlops_stack.flows.parameters import RetrainParameters
 from mlops_stack.flows.train import train_flow
 from mlops_stack.monitoring_db import MonitoringDB
-from mlops_stack.monitoring_db.database import feature_column
-from mlops_stack.monitoring.alerts import announce
-from mlops_stack.settings import Settings, get_settings
+from mlops_stack.names import RetrainStatus
+from mlops_stack.stack import Stack, current_stack
 
 TRIGGER = "retrain"
 
 
-@dataclass
+@dataclass(frozen=True)
 class RetrainSummary:
-    status: str  # promoted | kept | skipped
+    """How a retrain ended and on which rows, for the CLI, the monitor flow and the demo."""
+
+    status: RetrainStatus
     reason: str
     version: str | None = None
     champion_before: str | None = None
@@ -40,13 +41,10 @@ class RetrainSummary:
     evaluation_rows: int = 0
     trigger_reason: str = ""
 
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
 
-
-def last_retrain(settings: Settings) -> datetime | None:
+def last_retrain(experiment_name: str) -> datetime | None:
     """When the last retrain started, from the train runs it tagged in MLflow."""
-    experiment = mlflow.get_experiment_by_name(settings.experiment_name)
+    experiment = mlflow.get_experiment_by_name(experiment_name)
     if experiment is None:
         return None
     runs = mlflow.search_runs(
@@ -63,7 +61,7 @@ def _as_training_table(rows: pd.DataFrame, original: pd.DataFrame, target: str) 
     """Labelled predictions as rows of the original table: its feature columns, and its target
     in its own type (labels come back from /feedback as text)."""
     features = [c for c in original.columns if c != target]
-    table = rows[[feature_column(c) for c in features]].set_axis(features, axis=1)
+    table = MonitoringDB.features(rows, features)
     labels = rows["label"].astype(str)
     if pd.api.types.is_bool_dtype(original[target]):
         labels = labels.map({"True": True, "False": False})
@@ -73,71 +71,87 @@ def _as_training_table(rows: pd.DataFrame, original: pd.DataFrame, target: str) 
     return table
 
 
-@flow(name="retrain")
-def retrain_flow(trigger_reason: str = "requested by hand") -> dict[str, object]:
-    """Retrain on the original data plus the labelled rows; the gate decides on fresh rows."""
-    settings = get_settings()
-    logger = get_run_logger()
-    registry.configure_tracking(settings)
-    now = datetime.now(UTC)
-    last = last_retrain(settings)
-    cooldown = timedelta(minutes=settings.retrain_cooldown_minutes)
-    if last is not None and now - last < cooldown:
-        why = (
-            f"cool-down: last retrain at {last.isoformat(timespec='seconds')}, the next not "
-            f"before {(last + cooldown).isoformat(timespec='seconds')}"
-        )
-        logger.info("retrain skipped: %s", why)
-        return RetrainSummary("skipped", why, trigger_reason=trigger_reason).to_dict()
+def _cooling_down(stack: Stack, params: RetrainParameters, now: datetime) -> str | None:
+    """Why a retrain may not start yet (the cool-down since the last one), or None."""
+    last = last_retrain(stack.settings.experiment_name)
+    cooldown = timedelta(minutes=params.cooldown_minutes)
+    if last is None or now - last >= cooldown:
+        return None
+    return (
+        f"cool-down: last retrain at {last.isoformat(timespec='seconds')}, the next not "
+        f"before {(last + cooldown).isoformat(timespec='seconds')}"
+    )
 
-    store = MonitoringDB(settings.resolved_monitoring_db_url)
-    rows = store.predictions_with_feedback(model_name=settings.model_name, labelled_only=True)
-    store.dispose()
-    if len(rows) < settings.retrain_min_labelled:
+
+@flow(name="retrain")
+def retrain_flow(params: RetrainParameters | None = None) -> RetrainSummary:
+    """Retrain on the original data plus the labelled rows; the gate decides on fresh rows.
+
+    ``params`` None takes every option from the settings (``MLOPS_*``).
+    """
+    stack = current_stack()
+    params = params or RetrainParameters.from_settings(stack.settings)
+    logger = get_run_logger()
+    stack.registry.use_experiment(stack.settings.experiment_name)
+    now = datetime.now(UTC)
+    why = _cooling_down(stack, params, now)
+    if why is not None:
+        logger.info("retrain skipped: %s", why)
+        return RetrainSummary(RetrainStatus.SKIPPED, why, trigger_reason=params.trigger_reason)
+
+    rows = stack.monitoring.predictions_with_feedback(
+        model_name=stack.settings.model_name, labelled_only=True
+    )
+    if len(rows) < params.min_labelled:
         why = (
-            f"not enough labelled rows: {len(rows)}, {settings.retrain_min_labelled} needed "
+            f"not enough labelled rows: {len(rows)}, {params.min_labelled} needed "
             "(MLOPS_RETRAIN_MIN_LABELLED)"
         )
         logger.info("retrain skipped: %s", why)
         return RetrainSummary(
-            "skipped", why, labelled_rows=len(rows), trigger_reason=trigger_reason
-        ).to_dict()
+            RetrainStatus.SKIPPED,
+            why,
+            labelled_rows=len(rows),
+            trigger_reason=params.trigger_reason,
+        )
 
-    original = load_dataset(settings.dataset_path, settings.target_column)
+    original = load_dataset(params.train.data_path, params.train.target)
     fresh = _as_training_table(rows, original.frame, original.target)
     counts = fresh[original.target].value_counts()
     stratify = fresh[original.target] if counts.min() >= 2 else None
     fresh_train, fresh_eval = train_test_split(
-        fresh, test_size=0.5, random_state=settings.random_seed, stratify=stratify
+        fresh, test_size=0.5, random_state=params.train.random_seed, stratify=stratify
     )
-    folder = settings.data_dir / "retrain" / now.strftime("%Y%m%dT%H%M%S")
+    folder = stack.settings.data_dir / "retrain" / now.strftime("%Y%m%dT%H%M%S")
     folder.mkdir(parents=True, exist_ok=True)
     train_path, eval_path = folder / "train.parquet", folder / "evaluation.parquet"
     pd.concat([original.frame, fresh_train], ignore_index=True).to_parquet(train_path)
     fresh_eval.to_parquet(eval_path)
 
     result = train_flow(
-        data_path=str(train_path),
-        target=original.target,
-        evaluation_path=str(eval_path),
-        trigger=TRIGGER,
+        params.train.model_copy(
+            update={
+                "data_path": str(train_path),
+                "target": original.target,
+                "evaluation_path": str(eval_path),
+                "trigger": TRIGGER,
+            }
+        )
     )
-    status = "promoted" if result["promoted"] else "kept"
+    status = RetrainStatus.PROMOTED if result.promoted else RetrainStatus.KEPT
     summary = RetrainSummary(
         status=status,
-        reason=result["reason"],
-        version=result["version"],
-        champion_before=result["champion_before"],
-        champion_after=result["champion_after"],
+        reason=result.reason,
+        version=result.version,
+        champion_before=result.champion_before,
+        champion_after=result.champion_after,
         labelled_rows=len(rows),
         evaluation_rows=len(fresh_eval),
-        trigger_reason=trigger_reason,
+        trigger_reason=params.trigger_reason,
     )
-    announce(
-        settings,
-        f"retrain: v{result['version']} {status} "
-        f"(champion v{result['champion_after']}): {result['reason']}",
-        summary.to_dict(),
+    stack.notifier.announce(
+        f"retrain: v{result.version} {status} (champion v{result.champion_after}): {result.reason}",
+        asdict(summary),
     )
-    logger.info("retrain %s: %s", status, result["reason"])
-    return summary.to_dict()
+    logger.info("retrain %s: %s", status, result.reason)
+    return summary

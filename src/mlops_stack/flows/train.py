@@ -9,19 +9,20 @@ gate, which scores the champion on the very same holdout before deciding.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import mlflow
 import pandas as pd
-from mlflow.tracking import MlflowClient
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from sklearn.pipeline import Pipeline
 
 from mlops_stack import data as datamod
-from mlops_stack import modelstore, registry, training
+from mlops_stack import modelstore, training
+from mlops_stack.flows.parameters import TrainParameters
 from mlops_stack.gate import GateDecision, decide
-from mlops_stack.notices import publish_model_change
-from mlops_stack.settings import Settings, get_settings
+from mlops_stack.registry import Registry, version_of
+from mlops_stack.stack import current_stack
 
 
 @dataclass(frozen=True)
@@ -39,45 +40,49 @@ class TrainResult:
     champion_after: str | None
     data_fingerprint: str
 
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+
+@dataclass(frozen=True)
+class GateResult:
+    """The registered version, the gate's decision, and the champion before and after it."""
+
+    version: str
+    decision: GateDecision
+    champion_before: str | None
+    champion_after: str | None
 
 
 @task(cache_policy=NO_CACHE)
 def load_and_validate(
-    data_path: str | None, target: str, settings: Settings
+    params: TrainParameters,
 ) -> tuple[datamod.Dataset, datamod.DatasetSchema]:
     """Load the table and refuse it with every problem named before any training starts."""
-    dataset = datamod.load_dataset(data_path, target)
+    dataset = datamod.load_dataset(params.data_path, params.target)
     datamod.validate_dataset(
-        dataset, min_rows=settings.min_rows, min_class_rows=settings.min_class_rows
+        dataset, min_rows=params.min_rows, min_class_rows=params.min_class_rows
     )
     return dataset, datamod.infer_schema(dataset)
 
 
 @task(cache_policy=NO_CACHE)
-def split(dataset: datamod.Dataset, settings: Settings) -> training.Split:
+def split(dataset: datamod.Dataset, params: TrainParameters) -> training.Split:
     return training.split_data(
-        dataset.features, dataset.labels, test_size=settings.test_size, seed=settings.random_seed
+        dataset.features, dataset.labels, test_size=params.test_size, seed=params.random_seed
     )
 
 
 @task(cache_policy=NO_CACHE)
 def train_candidate(
-    name: str, pipeline, data: training.Split, settings: Settings
+    name: str, pipeline: Pipeline, data: training.Split, params: TrainParameters
 ) -> training.CandidateResult:
     """Cross-validate on the training split, refit on all of it, score on the holdout."""
+    metric = params.gate.metric
     cv_score = training.cross_validate(
-        pipeline,
-        data,
-        folds=settings.cv_folds,
-        seed=settings.random_seed,
-        metric=settings.gate_metric,
+        pipeline, data, folds=params.cv_folds, seed=params.random_seed, metric=metric
     )
     pipeline.fit(data.X_train, data.y_train)
     metrics = training.evaluate(pipeline, data.X_test, data.y_test)
-    metrics |= training.single_row_latency(pipeline.predict, data.X_test, settings.latency_samples)
-    metrics[f"cv_{settings.gate_metric}"] = cv_score
+    metrics |= training.single_row_latency(pipeline.predict, data.X_test, params.latency_samples)
+    metrics[f"cv_{metric}"] = cv_score
     return training.CandidateResult(
         name=name,
         pipeline=pipeline,
@@ -93,8 +98,7 @@ def log_candidates(
     dataset: datamod.Dataset,
     schema: datamod.DatasetSchema,
     data: training.Split,
-    settings: Settings,
-    trigger: str = "manual",
+    params: TrainParameters,
 ) -> tuple[str, dict[str, str], str]:
     """Log a parent run and one child run (params, metrics, model) per candidate.
 
@@ -105,7 +109,7 @@ def log_candidates(
         mlflow.set_tags(
             {
                 "mlops.role": "train",
-                "mlops.trigger": trigger,
+                "mlops.trigger": params.trigger,
                 "data.fingerprint": digest,
                 "data.source": dataset.source,
             }
@@ -115,14 +119,14 @@ def log_candidates(
                 "data.rows": len(dataset.frame),
                 "data.target": dataset.target,
                 "data.features": len(schema.features),
-                "test_size": settings.test_size,
-                "seed": settings.random_seed,
-                "cv_folds": settings.cv_folds,
+                "test_size": params.test_size,
+                "seed": params.random_seed,
+                "cv_folds": params.cv_folds,
             }
         )
         with modelstore.quiet_mlflow_hints():
             mlflow.log_input(
-                mlflow.data.from_pandas(
+                mlflow.data.from_pandas(  # type: ignore[attr-defined]  # lazily exported
                     dataset.frame,
                     targets=dataset.target,
                     name="training-data",
@@ -146,22 +150,22 @@ def log_candidates(
                     result.pipeline,
                     data.X_train,
                     schema,
-                    reference_rows=settings.reference_sample_rows,
-                    seed=settings.random_seed,
+                    reference_rows=params.reference_sample_rows,
+                    seed=params.random_seed,
                 )
     return parent.info.run_id, uris, digest
 
 
 def _score_champion(
-    client: MlflowClient, settings: Settings, X: pd.DataFrame, y: pd.Series
+    registry: Registry, X: pd.DataFrame, y: pd.Series
 ) -> tuple[str | None, dict[str, float] | None, str | None]:
     """Champion version and its metrics on the gate's data, or why it could not be scored."""
-    champion = registry.version_by_alias(client, settings.model_name, registry.CHAMPION)
+    champion = registry.champion()
     if champion is None:
         return None, None, None
-    number = registry.version_of(champion)
+    number = version_of(champion)
     try:
-        model = modelstore.load_pipeline(f"models:/{settings.model_name}/{number}")
+        model = modelstore.load_pipeline(f"models:/{registry.model_name}/{number}")
         return number, training.evaluate(model, X, y), None
     except Exception as exc:  # a champion trained on other columns or classes cannot score
         return number, None, f"{type(exc).__name__}: {exc}"
@@ -172,84 +176,77 @@ def register_and_gate(
     best: training.CandidateResult,
     model_uri: str,
     data: training.Split,
-    settings: Settings,
+    params: TrainParameters,
     evaluation: datamod.Dataset | None = None,
-) -> tuple[str, GateDecision, str | None, str | None]:
+) -> GateResult:
     """Register the best candidate, score it and the champion on the same data, apply the gate.
 
     The data is the holdout, or ``evaluation`` when given: a retrain passes freshly labelled
     rows the candidate did not train on, because that is where the champion is in question.
     """
+    registry = current_stack().registry
     X, y = (
         (data.X_test, data.y_test)
         if evaluation is None
         else (evaluation.features, evaluation.labels)
     )
     candidate = best.metrics if evaluation is None else training.evaluate(best.pipeline, X, y)
-    client = registry.client_for(settings)
-    champion_version, champion_metrics, error = _score_champion(client, settings, X, y)
-    version = str(mlflow.register_model(model_uri, settings.model_name).version)
+    champion_version, champion_metrics, error = _score_champion(registry, X, y)
+    version = registry.register(model_uri)
     decision = decide(
         candidate,
         champion_metrics,
-        metric=settings.gate_metric,
-        floors=settings.gate_thresholds,
-        min_improvement=settings.gate_min_improvement,
+        metric=params.gate.metric,
+        floors=params.gate.floors,
+        min_improvement=params.gate.min_improvement,
         champion_version=champion_version,
         champion_error=error,
     )
-    evaluated_on = datamod.fingerprint(pd.concat([X, y], axis=1))
-    registry.record_decision(client, settings.model_name, version, decision, evaluated_on)
+    registry.record_decision(version, decision, datamod.fingerprint(pd.concat([X, y], axis=1)))
     if decision.promote:
-        registry.make_champion(client, settings.model_name, version)
-        publish_model_change(settings, version)
+        registry.make_champion(version)  # announces the change to the predictors
     else:
-        registry.make_challenger(client, settings.model_name, version)
-    after = registry.version_by_alias(client, settings.model_name, registry.CHAMPION)
-    return version, decision, champion_version, registry.version_of(after) if after else None
+        registry.make_challenger(version)
+    after = registry.champion()
+    return GateResult(version, decision, champion_version, version_of(after) if after else None)
 
 
 @flow(name="train")
-def train_flow(
-    data_path: str | None = None,
-    target: str | None = None,
-    evaluation_path: str | None = None,
-    trigger: str = "manual",
-) -> dict[str, object]:
+def train_flow(params: TrainParameters | None = None) -> TrainResult:
     """Train candidates on a table, register the best and let the gate decide its alias.
 
-    ``data_path`` None trains on ``MLOPS_DATASET_PATH`` or, if unset, the built-in table.
-    ``evaluation_path`` names labelled rows, kept out of training, on which the gate compares
-    the candidate with the champion instead of the holdout (the retrain flow's fresh rows).
+    ``params`` None takes every option from the settings (``MLOPS_*``).
     """
-    settings = get_settings()
+    stack = current_stack()
+    params = params or TrainParameters.from_settings(stack.settings)
     logger = get_run_logger()
-    registry.configure_tracking(settings)
-    path = data_path or (str(settings.dataset_path) if settings.dataset_path else None)
-    label = target or settings.target_column
-    dataset, schema = load_and_validate(path, label, settings)
-    evaluation = datamod.load_dataset(evaluation_path, label) if evaluation_path else None
-    data = split(dataset, settings)
-    pipelines = training.build_candidates(schema, settings.random_seed, settings.candidate_names)
-    results = [train_candidate(name, p, data, settings) for name, p in pipelines.items()]
+    stack.registry.use_experiment(stack.settings.experiment_name)
+    dataset, schema = load_and_validate(params)
+    evaluation = (
+        datamod.load_dataset(params.evaluation_path, params.target)
+        if params.evaluation_path
+        else None
+    )
+    data = split(dataset, params)
+    pipelines = training.build_candidates(schema, params.random_seed, params.candidates)
+    results = [train_candidate(name, p, data, params) for name, p in pipelines.items()]
     best = max(results, key=lambda r: r.cv_score)  # first listed wins a tie: deterministic
+    logger.info("best candidate by CV %s: %s (%.4f)", params.gate.metric, best.name, best.cv_score)
+    run_id, uris, digest = log_candidates(results, dataset, schema, data, params)
+    gated = register_and_gate(best, uris[best.name], data, params, evaluation)
+    decision = gated.decision
     logger.info(
-        "best candidate by CV %s: %s (%.4f)", settings.gate_metric, best.name, best.cv_score
+        "v%s %s: %s", gated.version, "promoted" if decision.promote else "kept", decision.reason
     )
-    run_id, uris, digest = log_candidates(results, dataset, schema, data, settings, trigger)
-    version, decision, before, after = register_and_gate(
-        best, uris[best.name], data, settings, evaluation
-    )
-    logger.info("v%s %s: %s", version, "promoted" if decision.promote else "kept", decision.reason)
     return TrainResult(
         run_id=run_id,
-        model_name=settings.model_name,
-        version=version,
+        model_name=stack.settings.model_name,
+        version=gated.version,
         candidate=best.name,
         metrics=best.metrics,
         promoted=decision.promote,
         reason=decision.reason,
-        champion_before=before,
-        champion_after=after,
+        champion_before=gated.champion_before,
+        champion_after=gated.champion_after,
         data_fingerprint=digest,
-    ).to_dict()
+    )

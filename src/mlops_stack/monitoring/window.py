@@ -21,13 +21,13 @@ import numpy as np
 import pandas as pd
 
 from mlops_stack.data import DatasetSchema
-from mlops_stack.monitoring_db.database import WindowExtent, feature_column
 from mlops_stack.monitoring.checks import (
     ModelQuality,
     QualityCounter,
     WholeWindow,
     model_quality,
 )
+from mlops_stack.monitoring_db.database import MonitoringDB, WindowExtent
 
 # What the pass needs of each row besides its features (MonitoringDB.window_chunks(columns=...)).
 COLUMNS = ("created_at", "prediction", "probabilities", "label")
@@ -157,8 +157,7 @@ def _cyclic_gc_paused() -> Iterator[None]:
 
 def _features(chunk: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
     """The schema's feature columns of a store frame, named as in the schema."""
-    names = schema.feature_names
-    return chunk.reindex(columns=[feature_column(n) for n in names]).set_axis(names, axis=1)
+    return MonitoringDB.features(chunk, schema.feature_names)
 
 
 def _labelled(chunk: pd.DataFrame) -> pd.DataFrame:

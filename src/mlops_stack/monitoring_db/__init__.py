@@ -1,11 +1,25 @@
 """The monitoring database: predictions, feedback, monitor results and alerts.
 
-:class:`MonitoringDB` is the one owner of its schema (the Alembic migrations in ``migrations/``),
-of its connection pool and of every query against its tables; nothing else in the package writes
-SQL against them.
+:class:`MonitoringDB` (``database``) is the one owner of its schema (the Alembic migrations in
+``migrations/``, mirrored by the models in ``tables``), of its connection pool and of every query
+against its tables; nothing else in the package writes SQL against them.
 """
 
-from mlops_stack.monitoring_db.database import MonitoringDB
-from mlops_stack.monitoring_db.results import ResultStore
+from mlops_stack.monitoring_db.database import (
+    AlertChange,
+    MonitoringDB,
+    Scope,
+    WindowExtent,
+    write_isolating,
+)
+from mlops_stack.monitoring_db.tables import FeatureDriftRow, MonitorRunRow
 
-__all__ = ["MonitoringDB", "ResultStore"]
+__all__ = [
+    "AlertChange",
+    "FeatureDriftRow",
+    "MonitorRunRow",
+    "MonitoringDB",
+    "Scope",
+    "WindowExtent",
+    "write_isolating",
+]

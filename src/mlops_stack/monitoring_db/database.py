@@ -1,38 +1,34 @@
-"""The monitoring database: prediction and feedback tables, and the store that reads them.
+"""The monitoring database and its one owner, :class:`MonitoringDB`.
 
-One class, :class:`MonitoringDB`, owns the SQL. It speaks SQLite (embedded: the predictor writes the
-file itself) and PostgreSQL (the compose stack). Writes are idempotent by ``(request_id, row)``:
-every hop of the log path retries after a failure, so a record may arrive twice and must still be
-stored once. The schema is created only by the Alembic migrations shipped in ``migrations/``;
-the models below mirror them for queries.
+Every query against the monitoring tables is a method here: the prediction log's writes, the
+monitor's window, the results and alerts, the dashboard's reads. It speaks SQLite (embedded: the
+predictor writes the file itself) and PostgreSQL (the compose stack), and brings its schema to
+the latest Alembic revision itself before the first query, so no caller has to remember to.
+Writes of predictions are idempotent by ``(request_id, row)``: every hop of the log path retries
+after a failure, so a record may arrive twice and must still be stored once.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
+import numpy as np
 import orjson
 import pandas as pd
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import (
-    JSON,
-    BigInteger,
-    DateTime,
-    Dialect,
-    Float,
-    Index,
-    Integer,
-    MetaData,
+    ColumnElement,
     Select,
     String,
     Text,
-    UniqueConstraint,
     and_,
     cast,
     create_engine,
@@ -45,10 +41,17 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import DataError, IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.orm import Session
 
 from mlops_stack.logs import get_logger
+from mlops_stack.monitoring_db.tables import (
+    FEEDBACK,
+    PREDICTIONS,
+    AlertRow,
+    FeatureDriftRow,
+    MonitorRunRow,
+)
+from mlops_stack.names import AlertChangeKind, AlertState
 from mlops_stack.prediction_log.records import PredictionRecord, as_utc
 
 log = get_logger(__name__)
@@ -74,73 +77,6 @@ FRAME_COLUMNS = (
 _IN_CHUNK = 500  # request ids per IN (...) query
 # Rows per chunk of a streamed window: about 20 MB of JSON text and its parsed frame at a time.
 CHUNK_ROWS = 20_000
-
-JSONValue = JSON().with_variant(postgresql.JSONB(), "postgresql")
-# Features are read whole and never queried inside: PostgreSQL json returns the stored text
-# as is, jsonb re-serialises it (migration 0003).
-FeaturesJSON = JSON()
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """A timestamp that always comes back tz-aware UTC, also from SQLite (which stores text)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        return None if value is None else as_utc(value)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        return None if value is None else as_utc(value)
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(
-        naming_convention={
-            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-            "pk": "pk_%(table_name)s",
-        }
-    )
-
-
-class PredictionRow(Base):
-    """One logged prediction row (mirrors migration 0001)."""
-
-    __tablename__ = "predictions"
-    __table_args__ = (
-        UniqueConstraint("request_id", "row"),
-        Index("ix_predictions_created_at", "created_at"),
-    )
-
-    # BIGINT on PostgreSQL; SQLite only auto-increments a column declared INTEGER.
-    id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
-    )
-    request_id: Mapped[str] = mapped_column(String(64))
-    row: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    model_name: Mapped[str] = mapped_column(String(256))
-    model_version: Mapped[str] = mapped_column(String(64))
-    features: Mapped[dict[str, Any]] = mapped_column(FeaturesJSON)
-    prediction: Mapped[Any] = mapped_column(JSONValue, nullable=False)
-    probabilities: Mapped[dict[str, float] | None] = mapped_column(JSONValue, nullable=True)
-    latency_ms: Mapped[float] = mapped_column(Float)
-
-
-class FeedbackRow(Base):
-    """The true label of a prediction row, as last reported (mirrors migration 0001)."""
-
-    __tablename__ = "feedback"
-
-    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    row: Mapped[int] = mapped_column(Integer, primary_key=True)
-    label: Mapped[str] = mapped_column(String(256))
-    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
-
-
-PREDICTIONS = PredictionRow.__table__
-FEEDBACK = FeedbackRow.__table__
 
 
 def alembic_config(connection: Any = None) -> Config:
@@ -183,8 +119,11 @@ def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
         yield items[start : start + size]
 
 
-def feature_column(name: str) -> str:
-    """Where the frames of :class:`MonitoringDB` put a feature (prefixed if it clashes)."""
+def _feature_column(name: str) -> str:
+    """Where a window frame puts a feature: prefixed when its name clashes with a row column.
+
+    Private: callers take features through :meth:`MonitoringDB.features`, which undoes it.
+    """
     return f"feature.{name}" if name in FRAME_COLUMNS else name
 
 
@@ -197,20 +136,83 @@ class WindowExtent:
     end: datetime | None
 
 
+@dataclass(frozen=True)
+class Scope:
+    """The filters the dashboard's reads honour: one model, since when, which version."""
+
+    model_name: str
+    since: datetime | None = None
+    version: str | None = None
+
+
+@dataclass(frozen=True)
+class AlertChange:
+    """What a monitor run did to an alert: ``opened``, ``resolved`` or ``ongoing``."""
+
+    change: AlertChangeKind
+    alert_id: int
+    condition: str
+    reason: str
+
+
+RUN_COLUMNS = (
+    "id", "started_at", "model_version", "status", "reason", "window_start", "window_end",
+    "window_rows", "analysed_rows", "drift_share", "labelled_rows", "accuracy", "f1", "roc_auc",
+    "baseline", "sample_note", "report_uri", "mlflow_run_id",
+)  # fmt: skip
+ALERT_COLUMNS = ("id", "condition", "reason", "opened_at", "last_seen_at")
+ALERT_HISTORY_COLUMNS = (
+    "id", "condition", "state", "reason", "opened_at", "last_seen_at", "resolved_at",
+    "opened_by_run", "resolved_by_run",
+)  # fmt: skip
+DRIFT_COLUMNS = ("feature", "kind", "method", "threshold", "score", "drifted")
+LATENCY_ROWS = 100_000  # latency percentiles over at most the newest this many rows
+
+
 class MonitoringDB:
-    """The monitoring database (SQLite or PostgreSQL URL); safe to share between threads."""
+    """The monitoring database (SQLite or PostgreSQL URL); safe to share between threads.
+
+    Build one per process (the composition root does) and close it with :meth:`dispose`, or use
+    it as a context manager. The schema is migrated before the first query that needs it.
+    """
 
     def __init__(self, url: str) -> None:
         self.url = make_url(url)
         self.engine = _create_engine(self.url)
         self._insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        self._migrated = False
+        self._migrate_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"MonitoringDB({self.url.render_as_string(hide_password=True)!r})"
 
+    def __enter__(self) -> MonitoringDB:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.dispose()
+
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
+
+    def _ready(self) -> None:
+        """Migrate once per instance, before the first query against the tables.
+
+        A failure (database down) is not remembered: the next query tries again, so a process
+        that starts before its database needs no start-up order.
+        """
+        if self._migrated:
+            return
+        with self._migrate_lock:
+            if not self._migrated:
+                self.migrate()
+                self._migrated = True
 
     def migrate(self) -> None:
         """Bring the schema to the latest revision; a no-op when it is there already.
@@ -244,6 +246,7 @@ class MonitoringDB:
         A record whose ``(request_id, row)`` is already stored is skipped, so writing the same
         batch twice (a retry after an unacknowledged commit) stores each row once.
         """
+        self._ready()
         rows = [record.to_row() for record in records]
         if not rows:
             return 0
@@ -261,6 +264,7 @@ class MonitoringDB:
         Feedback may arrive before its prediction is written (the stream lags), so there is no
         foreign key: the join in :meth:`predictions_with_feedback` pairs them up when both exist.
         """
+        self._ready()
         latest = {(str(rid), int(row)): str(label) for rid, row, label in items}
         if not latest:
             return
@@ -279,6 +283,7 @@ class MonitoringDB:
 
     def known_predictions(self, keys: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
         """The subset of ``keys`` that are stored predictions."""
+        self._ready()
         wanted = {(str(rid), int(row)) for rid, row in keys}
         found: set[tuple[str, int]] = set()
         request_ids = sorted({rid for rid, _ in wanted})
@@ -291,6 +296,7 @@ class MonitoringDB:
         return found
 
     def count_predictions(self) -> int:
+        self._ready()
         with self.engine.connect() as connection:
             return connection.execute(select(func.count()).select_from(PREDICTIONS)).scalar_one()
 
@@ -345,6 +351,7 @@ class MonitoringDB:
         one's (a row's position in the stream). The window is one statement, so a consistent
         snapshot even while the predictor keeps writing.
         """
+        self._ready()
         if chunk_rows < 1:
             raise ValueError(f"chunk_rows must be at least 1, not {chunk_rows}")
         unknown = [name for name in columns if name not in FRAME_COLUMNS]
@@ -371,6 +378,7 @@ class MonitoringDB:
         Why: a monitor run with nothing to check (no champion) still records what it saw,
         and counting in SQL is much cheaper than reading the rows.
         """
+        self._ready()
         window = self._window_query(
             since, limit, model_name, False, [PREDICTIONS.c.created_at]
         ).subquery()
@@ -408,6 +416,219 @@ class MonitoringDB:
             return query.limit(limit)
         return query.order_by(PREDICTIONS.c.created_at, PREDICTIONS.c.id)
 
+    @staticmethod
+    def features(frame: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
+        """The named features of a window frame, named as given (absent ones all missing).
+
+        A feature may share its name with a row column (a feature called ``label``); the frame
+        keeps both apart internally, and this is the one way to read features back.
+        """
+        columns = [_feature_column(name) for name in names]
+        return frame.reindex(columns=columns).set_axis(list(names), axis=1)
+
+    # --- monitor results ------------------------------------------------------------------
+    def save_run(self, run: MonitorRunRow, features: Sequence[FeatureDriftRow]) -> int:
+        """Store a run and its per-feature drift in one transaction; returns the run id."""
+        self._ready()
+        with Session(self.engine) as session, session.begin():
+            session.add(run)
+            session.flush()
+            for feature in features:
+                feature.run_id = run.id
+                session.add(feature)
+            return run.id
+
+    def runs(self, model_name: str | None = None, limit: int = 100) -> list[MonitorRunRow]:
+        """The most recent runs, newest first."""
+        self._ready()
+        query = select(MonitorRunRow).order_by(MonitorRunRow.id.desc()).limit(limit)
+        if model_name:
+            query = query.where(MonitorRunRow.model_name == model_name)
+        with Session(self.engine, expire_on_commit=False) as session:
+            return list(session.scalars(query))
+
+    def feature_drift(self, run_id: int) -> list[FeatureDriftRow]:
+        """One run's per-feature drift, drifted features first."""
+        self._ready()
+        query = select(FeatureDriftRow).where(FeatureDriftRow.run_id == run_id)
+        with Session(self.engine, expire_on_commit=False) as session:
+            return sorted(session.scalars(query), key=lambda f: (not f.drifted, f.feature))
+
+    def alerts(
+        self, state: AlertState | None = None, model_name: str | None = None
+    ) -> list[AlertRow]:
+        """Alerts, oldest first, optionally of one state and one model."""
+        self._ready()
+        query = select(AlertRow).order_by(AlertRow.id)
+        if state:
+            query = query.where(AlertRow.state == state)
+        if model_name:
+            query = query.where(AlertRow.model_name == model_name)
+        with Session(self.engine, expire_on_commit=False) as session:
+            return list(session.scalars(query))
+
+    def update_alerts(
+        self, model_name: str, seen: dict[str, str], run_id: int
+    ) -> list[AlertChange]:
+        """Open, refresh or resolve alerts for the conditions this run saw.
+
+        ``seen`` maps each condition present now (e.g. ``drift``) to its reason. A condition
+        that already has an open alert does not open another: it is one alert until it clears.
+        """
+        self._ready()
+        now = datetime.now(UTC)
+        changes: list[AlertChange] = []
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            query = (
+                select(AlertRow)
+                .where(AlertRow.model_name == model_name, AlertRow.state == AlertState.OPEN)
+                .with_for_update()
+            )
+            open_alerts = {a.condition: a for a in session.scalars(query)}
+            for condition, alert in open_alerts.items():
+                if condition in seen:
+                    alert.last_seen_at, alert.reason = now, seen[condition]
+                    changes.append(
+                        AlertChange(AlertChangeKind.ONGOING, alert.id, condition, alert.reason)
+                    )
+                else:
+                    alert.state, alert.resolved_at = AlertState.RESOLVED, now
+                    alert.resolved_by_run, alert.notified = run_id, False
+                    changes.append(
+                        AlertChange(AlertChangeKind.RESOLVED, alert.id, condition, alert.reason)
+                    )
+            for condition, reason in seen.items():
+                if condition not in open_alerts:
+                    alert = AlertRow(
+                        model_name=model_name,
+                        condition=condition,
+                        state=AlertState.OPEN,
+                        reason=reason,
+                        opened_at=now,
+                        last_seen_at=now,
+                        opened_by_run=run_id,
+                        notified=False,
+                    )
+                    session.add(alert)
+                    session.flush()
+                    changes.append(AlertChange(AlertChangeKind.OPENED, alert.id, condition, reason))
+        return changes
+
+    def mark_notified(self, alert_id: int) -> None:
+        """Remember that the webhook took an alert's latest change."""
+        self._ready()
+        with Session(self.engine) as session, session.begin():
+            alert = session.get(AlertRow, alert_id)
+            if alert is not None:
+                alert.notified = True
+
+    # --- the dashboard's reads, each filtered by a Scope -------------------------------------
+    def monitor_runs_frame(self, scope: Scope, limit: int = 500) -> pd.DataFrame:
+        """Monitor runs in scope, oldest first (one chart point each): :data:`RUN_COLUMNS`."""
+        self._ready()
+        query = select(MonitorRunRow).where(MonitorRunRow.model_name == scope.model_name)
+        if scope.since is not None:
+            query = query.where(MonitorRunRow.started_at >= scope.since)
+        if scope.version is not None:
+            query = query.where(MonitorRunRow.model_version == scope.version)
+        query = query.order_by(MonitorRunRow.id.desc()).limit(limit)
+        with Session(self.engine, expire_on_commit=False) as session:
+            runs = list(session.scalars(query))
+        frame = pd.DataFrame([{c: getattr(run, c) for c in RUN_COLUMNS} for run in runs])
+        frame = frame.reindex(columns=list(RUN_COLUMNS))
+        return frame.sort_values("started_at").reset_index(drop=True)
+
+    def feature_drift_frame(self, run_id: int) -> pd.DataFrame:
+        """One run's per-feature drift as a frame: :data:`DRIFT_COLUMNS`."""
+        rows = self.feature_drift(run_id)
+        records = [{c: getattr(r, c) for c in DRIFT_COLUMNS} for r in rows]
+        return pd.DataFrame(records, columns=list(DRIFT_COLUMNS))
+
+    def open_alerts_frame(self, model_name: str) -> pd.DataFrame:
+        """Alerts of one model whose condition still holds: :data:`ALERT_COLUMNS`."""
+        alerts = self.alerts(state=AlertState.OPEN, model_name=model_name)
+        frame = pd.DataFrame([{c: getattr(a, c) for c in ALERT_COLUMNS} for a in alerts])
+        return frame.reindex(columns=list(ALERT_COLUMNS))
+
+    def alert_history_frame(self, scope: Scope) -> pd.DataFrame:
+        """Every alert of the model still seen since ``scope.since``, newest first, with how
+        long it was open (to its resolution, or until now for an open one)."""
+        self._ready()
+        query = select(AlertRow).where(AlertRow.model_name == scope.model_name)
+        if scope.since is not None:
+            query = query.where(AlertRow.last_seen_at >= scope.since)
+        with Session(self.engine, expire_on_commit=False) as session:
+            alerts = list(session.scalars(query.order_by(AlertRow.id.desc())))
+        frame = pd.DataFrame([{c: getattr(a, c) for c in ALERT_HISTORY_COLUMNS} for a in alerts])
+        frame = frame.reindex(columns=list(ALERT_HISTORY_COLUMNS))
+        end = frame["resolved_at"].fillna(pd.Timestamp(datetime.now(UTC)))
+        opened = pd.to_datetime(frame["opened_at"], utc=True)
+        frame["open_for"] = pd.to_datetime(end, utc=True) - opened
+        return frame
+
+    def traffic(self, scope: Scope, now: datetime | None = None) -> dict[str, int]:
+        """Logged prediction rows: last hour, last day, in the window, all time (one scan)."""
+        self._ready()
+        now = now or datetime.now(UTC)
+        created = PREDICTIONS.c.created_at
+        query = select(
+            func.count().filter(created >= now - timedelta(hours=1)).label("last_hour"),
+            func.count().filter(created >= now - timedelta(days=1)).label("last_day"),
+            func.count().filter(created >= (scope.since or datetime.min)).label("window"),
+            func.count().label("total"),
+        ).where(*_prediction_filters(scope, with_since=False))
+        with self.engine.connect() as connection:
+            return {k: int(v) for k, v in connection.execute(query).mappings().one().items()}
+
+    def latency(self, scope: Scope) -> dict[str, float] | None:
+        """p50/p95 of the logged model latency in scope (newest LATENCY_ROWS); None if none."""
+        self._ready()
+        query = (
+            select(PREDICTIONS.c.latency_ms)
+            .where(*_prediction_filters(scope))
+            .order_by(PREDICTIONS.c.created_at.desc())
+            .limit(LATENCY_ROWS)
+        )
+        with self.engine.connect() as connection:
+            values = np.array(connection.execute(query).scalars().all(), dtype=float)
+        if not values.size:
+            return None
+        p50, p95 = np.percentile(values, [50, 95])
+        return {"p50_ms": float(p50), "p95_ms": float(p95), "rows": int(values.size)}
+
+    def labelled_frame(self, scope: Scope) -> pd.DataFrame:
+        """Predictions in scope with a true label: created_at, model_version, prediction, label."""
+        frame = self.predictions_with_feedback(
+            scope.since, model_name=scope.model_name, labelled_only=True
+        )
+        if scope.version is not None:
+            frame = frame[frame["model_version"] == scope.version]
+        columns = ["created_at", "model_version", "prediction", "label"]
+        return frame[columns].astype({"prediction": str, "label": str})
+
+    def feature_values(
+        self,
+        model_name: str,
+        start: datetime | None,
+        end: datetime | None,
+        feature: str,
+        limit: int,
+    ) -> pd.Series:
+        """One feature's logged values in [start, end] (the newest ``limit`` rows from start)."""
+        empty = pd.Series(dtype=object, name=feature)
+        if start is None:
+            return empty
+        chunks = list(
+            self.window_chunks(start, limit, model_name=model_name, columns=("created_at",))
+        )
+        frame = pd.concat(chunks) if chunks else pd.DataFrame()
+        if frame.empty:
+            return empty
+        if end is not None:
+            frame = frame[frame["created_at"] <= pd.Timestamp(end)]
+        values = self.features(frame, [feature])[feature]
+        return empty if values.isna().all() else values.rename(feature)
+
     def ping(self) -> None:
         """Raise (``sqlalchemy.exc.OperationalError``) unless the database answers."""
         with self.engine.connect() as connection:
@@ -418,8 +639,17 @@ class MonitoringDB:
         self.engine.dispose()
 
 
+def _prediction_filters(scope: Scope, with_since: bool = True) -> list[ColumnElement[bool]]:
+    filters: list[ColumnElement[bool]] = [PREDICTIONS.c.model_name == scope.model_name]
+    if with_since and scope.since is not None:
+        filters.append(PREDICTIONS.c.created_at >= scope.since)
+    if scope.version is not None:
+        filters.append(PREDICTIONS.c.model_version == scope.version)
+    return filters
+
+
 def _stream_columns(names: Sequence[str]) -> list[Any]:
-    """What :meth:`MonitoringDB.window_chunks` selects: ``names`` of :data:`FRAME_COLUMNS`, features.
+    """What :meth:`MonitoringDB.window_chunks` selects: ``names`` of FRAME_COLUMNS, features.
 
     JSON columns are selected as text: parsing it with orjson is several times faster than the
     drivers' own JSON decoding. Times skip :class:`UTCDateTime`'s per-row conversion (SQLite's
@@ -464,7 +694,7 @@ def _chunk_frame(rows: Sequence[Any], start: int, names: Sequence[str]) -> pd.Da
             frame[name] = pd.to_datetime(frame[name], utc=True, format="ISO8601")
     # from_records is the fastest way from dicts; given ``index=`` it reads it as field names
     expanded = pd.DataFrame.from_records(features).set_axis(index)
-    expanded.columns = [feature_column(str(name)) for name in expanded.columns]
+    expanded.columns = [_feature_column(str(name)) for name in expanded.columns]
     return pd.concat([frame, expanded], axis=1)
 
 

@@ -29,7 +29,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mlops_stack import registry
 from mlops_stack.logs import get_logger
 from mlops_stack.monitoring_db import MonitoringDB
-from mlops_stack.prediction_log import PredictionRecord, PredictionSink, make_sink
+from mlops_stack.prediction_log.records import PredictionRecord
+from mlops_stack.prediction_log.sinks import PredictionSink, make_sink
 from mlops_stack.serving.access import (
     API_KEY_HEADER,
     AccessMiddleware,

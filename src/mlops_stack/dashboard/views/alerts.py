@@ -6,6 +6,7 @@ monitor run no longer sees it. The time filter keeps alerts last seen inside the
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from mlops_stack.dashboard import cache, filters, widgets
@@ -19,7 +20,7 @@ st.caption(
 )
 
 
-def duration(delta) -> str:
+def duration(delta: pd.Timedelta) -> str:
     seconds = int(delta.total_seconds())
     hours, rest = divmod(seconds, 3600)
     return f"{hours} h {rest // 60:02d} min" if hours else f"{rest // 60} min {rest % 60:02d} s"

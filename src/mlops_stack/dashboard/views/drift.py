@@ -6,6 +6,8 @@ first; one feature's reference and current distributions; the run's Evidently re
 
 from __future__ import annotations
 
+from typing import Any
+
 import altair as alt
 import pandas as pd
 import streamlit as st
@@ -60,7 +62,8 @@ def share_chart(measured: pd.DataFrame) -> alt.LayerChart:
             tooltip=["threshold", "share"],
         )
     )
-    return alt.layer(line, dots, rules).resolve_scale(color="independent")
+    chart: alt.LayerChart = alt.layer(line, dots, rules).resolve_scale(color="independent")
+    return chart
 
 
 def history_section(runs: pd.DataFrame) -> pd.DataFrame | None:
@@ -89,17 +92,18 @@ def history_section(runs: pd.DataFrame) -> pd.DataFrame | None:
     return measured
 
 
-def pick_run(measured: pd.DataFrame) -> dict:
+def pick_run(measured: pd.DataFrame) -> dict[str, Any]:
     labels = {
         int(r.id): f"#{r.id} · {filters.local_text(r.started_at)} · {r.status} · "
         f"share {r.drift_share:.2f}"
         for r in measured.itertuples()
     }
-    run_id = st.selectbox("Monitor run", list(labels)[::-1], format_func=labels.get)
-    return measured[measured["id"] == run_id].iloc[0].to_dict()
+    run_id = st.selectbox("Monitor run", list(labels)[::-1], format_func=lambda i: labels[i])
+    run: dict[str, Any] = measured[measured["id"] == run_id].iloc[0].to_dict()
+    return run
 
 
-def features_section(run: dict) -> pd.DataFrame | None:
+def features_section(run: dict[str, Any]) -> pd.DataFrame | None:
     st.subheader(f"Per-feature drift, run #{run['id']}")
     features = widgets.read("Monitoring database", lambda: cache.feature_drift(int(run["id"])))
     if features is None or features.empty:
@@ -133,7 +137,7 @@ def distribution_chart(reference: pd.Series, current: pd.Series, kind: str) -> a
     else:
         both["value"] = both["value"].astype(str)
         x = alt.X("value:N", title=str(reference.name), sort="-y")
-    return (
+    chart: alt.Chart = (
         alt.Chart(both)
         .transform_joinaggregate(rows="count()", groupby=["sample"])
         .transform_calculate(share="1 / datum.rows")
@@ -151,9 +155,10 @@ def distribution_chart(reference: pd.Series, current: pd.Series, kind: str) -> a
             tooltip=["sample", alt.Tooltip("sum(share):Q", format=".1%")],
         )
     )
+    return chart
 
 
-def distribution_section(run: dict, features: pd.DataFrame) -> None:
+def distribution_section(run: dict[str, Any], features: pd.DataFrame) -> None:
     st.subheader("Reference vs current")
     feature = st.selectbox("Feature", list(features["feature"]), key="drift_feature")
     kind = features.loc[features["feature"] == feature, "kind"].iloc[0]
@@ -183,7 +188,7 @@ def distribution_section(run: dict, features: pd.DataFrame) -> None:
     )
 
 
-def report_section(run: dict) -> None:
+def report_section(run: dict[str, Any]) -> None:
     st.subheader("Evidently report")
     if not run.get("report_uri"):
         widgets.no_data("this run logged no Evidently report", widgets.MONITOR_HINT)

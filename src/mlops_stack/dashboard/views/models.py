@@ -58,7 +58,7 @@ def retrain_section() -> None:
     )
     if confirmed_button("Start a retrain", "retrain", actions.retrain_permission(settings)):
         try:
-            run = actions.start_retrain(settings, reason="requested from the dashboard")
+            run = actions.start_retrain(cache.stack(), reason="requested from the dashboard")
         except Exception as exc:  # Prefect down, or no worker deployment yet
             st.session_state["retrain_result"] = ("error", f"Could not start a retrain: {exc}")
         else:
@@ -84,12 +84,12 @@ def rollback_section() -> None:
     target = f"v{info.previous}" if info.previous else "none"
     st.caption(
         f"Moves `champion` from v{info.version} back to the version it replaced "
-        f"({target}). The predictor follows within MLOPS_RELOAD_POLL_SECONDS."
+        f"({target}). The predictors are told at once (Redis), or see it at their next poll."
     )
     permission = actions.rollback_permission(settings, info.previous)
     if confirmed_button("Roll back the champion", "rollback", permission):
         try:
-            done = actions.roll_back(settings)
+            done = actions.roll_back(cache.stack())
         except Exception as exc:  # registry down, or the history changed meanwhile
             st.session_state["rollback_result"] = ("error", f"Rollback failed: {exc}")
         else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from mlops_stack.dashboard import cache, filters, widgets
 
@@ -90,7 +91,7 @@ def traffic_section() -> None:
     error_rate(cols[4])
 
 
-def error_rate(col) -> None:
+def error_rate(col: DeltaGenerator) -> None:
     """Failed requests leave no logged row: the predictor's own counters say how many failed."""
     if not settings.dashboard_api_url:
         col.metric("Error rate", "n/a", help="set MLOPS_DASHBOARD_API_URL to read /metrics")

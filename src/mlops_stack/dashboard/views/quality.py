@@ -48,7 +48,7 @@ def quality_chart(scored: pd.DataFrame, holdout: dict[str, float]) -> alt.LayerC
         .mark_rule(strokeDash=[6, 4])
         .encode(y="value:Q", color="metric:N", tooltip=["metric", "value"])
     )
-    return alt.layer(lines, holdout_lines)
+    return alt.LayerChart(layer=[lines, holdout_lines])
 
 
 def over_time_section(runs: pd.DataFrame) -> None:

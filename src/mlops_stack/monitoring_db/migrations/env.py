@@ -1,4 +1,4 @@
-"""Alembic environment of the prediction log store.
+"""Alembic environment of the monitoring database.
 
 ``MonitoringDB.migrate`` passes an open connection (holding the migration lock) through
 ``config.attributes["connection"]``. For a developer generating a revision, a
@@ -15,14 +15,14 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine
+from sqlalchemy import Connection, create_engine
 
-from mlops_stack.monitoring_db.database import Base
+from mlops_stack.monitoring_db.tables import Base
 
 config = context.config
 
 
-def _run(connection) -> None:
+def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,
@@ -35,13 +35,18 @@ def _run(connection) -> None:
 
 
 if context.is_offline_mode():
-    raise RuntimeError("the log store's migrations run online only (MonitoringDB.migrate)")
+    raise RuntimeError(
+        "the monitoring database's migrations run online only (MonitoringDB.migrate)"
+    )
 
 _connection = config.attributes.get("connection")
 if _connection is not None:
     _run(_connection)
 else:
-    _engine = create_engine(config.get_main_option("sqlalchemy.url"))
+    _url = config.get_main_option("sqlalchemy.url")
+    if not _url:
+        raise RuntimeError("set the sqlalchemy.url main option, or pass a connection")
+    _engine = create_engine(_url)
     with _engine.begin() as _new_connection:
         _run(_new_connection)
     _engine.dispose()
