@@ -16,6 +16,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from mlops_stack.backoff import Backoff
 from mlops_stack.logs import get_logger
 from mlops_stack.monitoring_db.database import MonitoringDB, write_isolating
 from mlops_stack.prediction_log.records import PredictionRecord
@@ -153,16 +154,15 @@ class QueueSink:
 
     # --- the background thread ---------------------------------------------------------------
     def _run(self) -> None:
-        backoff = self.min_backoff
+        backoff = Backoff.exponential(self.min_backoff, self.max_backoff)
         while not self._stopping.is_set():
             try:
                 self._cycle()
             except Exception as exc:  # the destination is down: keep everything, retry later
-                self._failed(exc, backoff)
-                self._stopping.wait(backoff)
-                backoff = min(backoff * 2, self.max_backoff)
+                self._failed(exc, backoff.upcoming)
+                backoff.wait(self._stopping)
             else:
-                backoff = self.min_backoff
+                backoff.reset()
         self._flush_for_stop()
 
     def _cycle(self) -> None:

@@ -21,6 +21,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from mlops_stack.backoff import Backoff
 from mlops_stack.logs import get_logger
 from mlops_stack.monitoring_db.database import MonitoringDB, write_isolating
 from mlops_stack.prediction_log.records import PredictionRecord
@@ -205,19 +206,18 @@ class StreamWriter:
     def run_forever(self, stop: threading.Event) -> None:
         """Write batches until ``stop`` is set, backing off (0.1 s to 5 s) while anything fails."""
         log.info("log_writer.started", stream=self.stream, group=self.group, consumer=self.consumer)
-        backoff = MIN_BACKOFF
+        backoff = Backoff.exponential(MIN_BACKOFF, MAX_BACKOFF)
         while not stop.is_set():
             try:
                 self.run_once(block_ms=1000)
                 failed = self.failing
             except Exception as exc:  # Redis down (or anything unforeseen): wait and retry
-                log.warning("log_writer.redis_failed", error=str(exc), retry_in=backoff)
+                log.warning("log_writer.redis_failed", error=str(exc), retry_in=backoff.upcoming)
                 failed = True
             if failed:
-                stop.wait(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF)
+                backoff.wait(stop)
             else:
-                backoff = MIN_BACKOFF
+                backoff.reset()
         log.info("log_writer.stopped", consumer=self.consumer)
 
     def close(self) -> None:
