@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from evidently import DataDefinition, Dataset, Report
 from evidently.metrics import ValueDrift
@@ -40,6 +41,8 @@ from mlops_stack.data import MAX_STORED_CATEGORIES, DatasetSchema, FeatureSpec
 from mlops_stack.logs import get_logger
 
 log = get_logger(__name__)
+
+Positions = npt.NDArray[np.int64]  # sorted row positions of a sample
 
 PREDICTION_COLUMN = "prediction"
 MAX_UNSEEN_EXAMPLES = 5
@@ -417,7 +420,7 @@ def _check_max_rows(max_rows: int) -> None:
         raise ValueError(f"max_rows must be at least 1, not {max_rows}")
 
 
-def _sample_positions(rows: int, max_rows: int, seed: int) -> np.ndarray | None:
+def _sample_positions(rows: int, max_rows: int, seed: int) -> Positions | None:
     """Sorted positions of a uniform random sample of ``max_rows`` rows; None: take them all."""
     if rows <= max_rows:
         return None
@@ -429,8 +432,8 @@ def _sample_positions(rows: int, max_rows: int, seed: int) -> np.ndarray | None:
 def _sample_note(
     current_rows: int,
     reference_rows: int,
-    current_pos: np.ndarray | None,
-    reference_pos: np.ndarray | None,
+    current_pos: Positions | None,
+    reference_pos: Positions | None,
     seed: int,
     whole: WholeWindow | None = None,
 ) -> str:
@@ -471,7 +474,7 @@ def _prediction_column(schema: DatasetSchema) -> str:
 def _drift_frame(
     frame: pd.DataFrame,
     schema: DatasetSchema,
-    positions: np.ndarray | None,
+    positions: Positions | None,
     predictions: pd.Series | None,
     prediction_column: str | None,
 ) -> pd.DataFrame:
@@ -687,17 +690,17 @@ def model_quality(
     )
 
 
-def _class_text(values: pd.Series) -> np.ndarray:
+def _class_text(values: pd.Series) -> npt.NDArray[np.str_]:
     """Class labels as text; whole floats lose their '.0' (a NaN turns int labels into floats)."""
     if ptypes.is_float_dtype(values) and np.all(np.mod(values.to_numpy(), 1) == 0):
         values = values.astype("int64")
-    return values.astype(str).to_numpy(dtype=str)
+    return np.asarray(values.astype(str), dtype=str)
 
 
 def _roc_auc(
-    truth: np.ndarray,
+    truth: npt.NDArray[np.str_],
     probabilities: pd.DataFrame | None,
-    labelled: np.ndarray,
+    labelled: npt.NDArray[np.bool_],
     classes: list[str],
 ) -> float | None:
     """ROC AUC on the labelled rows that have probabilities; None when it is undefined."""
