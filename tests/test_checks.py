@@ -25,7 +25,17 @@ import pytest
 from sklearn.datasets import load_breast_cancer, load_iris
 
 from mlops_stack.data import Dataset, DatasetSchema, infer_schema
-from mlops_stack.monitoring.checks import run_checks
+from mlops_stack.monitoring.checks import (
+    Current,
+    ModelQuality,
+    QualityCounter,
+    Reference,
+    Sample,
+    WholeWindow,
+    check_sample,
+    check_window,
+    run_checks,
+)
 from mlops_stack.training import build_candidates, evaluate
 
 from .conftest import mixed_table
@@ -82,7 +92,12 @@ def test_clean_windows_raise_no_drift_with_distance_tests():
     features, schema = cancer()
     reference = bootstrap(features, 5000, seed=0)
     for seed in (1, 2, 3):
-        result = run_checks(reference, bootstrap(features, 2000, seed), schema, build_report=False)
+        result = check_window(
+            Reference(reference),
+            Current(bootstrap(features, 2000, seed)),
+            schema,
+            build_report=False,
+        )
         assert {f.method for f in result.features} == {"Wasserstein distance (normed)"}
         assert result.drifted_features() == []
         assert result.drift_share == 0.0
@@ -92,7 +107,7 @@ def test_clean_mixed_windows_raise_no_drift():
     reference, schema = mixed(5000, seed=0)
     for seed in (1, 2, 3):
         window, _ = mixed(2000, seed)
-        result = run_checks(reference, window, schema, build_report=False)
+        result = check_window(Reference(reference), Current(window), schema, build_report=False)
         assert {f.feature: f.kind for f in result.features} == {
             "age": "numeric",
             "income": "numeric",
@@ -106,7 +121,7 @@ def test_clean_split_keeps_the_drift_share_low_with_p_value_tests():
     reference, windows = shuffled_split(windows=3, window_rows=100)
     _, schema = cancer()
     for window in windows:
-        result = run_checks(reference, window, schema, build_report=False)
+        result = check_window(Reference(reference), Current(window), schema, build_report=False)
         assert {f.method for f in result.features} == {"K-S p_value"}
         assert result.current_rows == result.analysed_rows == 100
         assert result.drift_share < 0.2
@@ -116,7 +131,7 @@ def test_shifted_features_are_the_drifted_ones_and_come_first():
     features, schema = cancer()
     reference = bootstrap(features, 5000, seed=0)
     window = shift(bootstrap(features, 2000, seed=1), SHIFTED)
-    result = run_checks(reference, window, schema, build_report=False)
+    result = check_window(Reference(reference), Current(window), schema, build_report=False)
     assert sorted(result.drifted_features()) == sorted(SHIFTED)
     assert {f.feature for f in result.features[:2]} == set(SHIFTED)
     assert result.drift_share == pytest.approx(2 / 30)
@@ -128,7 +143,9 @@ def test_shifted_features_lead_with_p_value_tests():
     """A +2 std shift gives p-values far below any clean feature's, whatever else is flagged."""
     reference, windows = shuffled_split(windows=1, window_rows=100)
     _, schema = cancer()
-    result = run_checks(reference, shift(windows[0], SHIFTED), schema, build_report=False)
+    result = check_window(
+        Reference(reference), Current(shift(windows[0], SHIFTED)), schema, build_report=False
+    )
     leaders = result.features[:2]
     assert {f.feature for f in leaders} == set(SHIFTED)
     assert all(f.drifted and f.score < 1e-10 for f in leaders)
@@ -140,7 +157,7 @@ def test_changed_category_mix_and_shifted_number_are_detected():
     window = shift(window, ["age"])
     rng = np.random.default_rng(5)
     window["plan"] = rng.choice(["basic", "plus", "premium"], len(window), p=[0.2, 0.3, 0.5])
-    result = run_checks(reference, window, schema, build_report=False)
+    result = check_window(Reference(reference), Current(window), schema, build_report=False)
     assert sorted(result.drifted_features()) == ["age", "plan"]
     assert {f.feature for f in result.features[:2]} == {"age", "plan"}
     plan = next(f for f in result.features if f.feature == "plan")
@@ -152,26 +169,24 @@ def test_prediction_drift_compares_predicted_class_mixes():
     window, _ = mixed(200, seed=1)
     balanced = pd.Series(["no", "yes"] * 200)
     one_class = pd.Series(["yes"] * 200)
-    drifted = run_checks(
-        reference,
-        window,
+    drifted = check_window(
+        Reference(reference, predictions=balanced),
+        Current(window, predictions=one_class),
         schema,
-        current_predictions=one_class,
-        reference_predictions=balanced,
         build_report=False,
     ).prediction_drift
     assert drifted is not None and drifted.drifted
     assert drifted.kind == "categorical"
-    steady = run_checks(
-        reference,
-        window,
+    steady = check_window(
+        Reference(reference, predictions=balanced),
+        Current(window, predictions=pd.Series(["yes", "no"] * 100)),
         schema,
-        current_predictions=pd.Series(["yes", "no"] * 100),
-        reference_predictions=balanced,
         build_report=False,
     ).prediction_drift
     assert steady is not None and not steady.drifted
-    alone = run_checks(reference, window, schema, current_predictions=one_class, build_report=False)
+    alone = check_window(
+        Reference(reference), Current(window, predictions=one_class), schema, build_report=False
+    )
     assert alone.prediction_drift is None
 
 
@@ -194,7 +209,9 @@ def quality_window() -> tuple[pd.DataFrame, pd.DataFrame, DatasetSchema]:
 @pytest.mark.parametrize("max_rows", [50_000, 50])
 def test_data_quality_counts_what_training_never_saw_over_every_row(max_rows: int):
     reference, window, schema = quality_window()
-    result = run_checks(reference, window, schema, max_rows=max_rows, build_report=False)
+    result = check_window(
+        Reference(reference), Current(window), schema, max_rows=max_rows, build_report=False
+    )
     quality = {q.feature: q for q in result.quality}
     assert quality["age"].out_of_range == 7
     assert quality["income"].out_of_range == 0
@@ -209,7 +226,7 @@ def test_a_column_empty_in_the_window_is_reported_not_tested():
     reference, schema = mixed(400, seed=0)
     window, _ = mixed(200, seed=1)
     window["income"] = np.nan
-    result = run_checks(reference, window, schema, build_report=False)
+    result = check_window(Reference(reference), Current(window), schema, build_report=False)
     assert "income" not in {f.feature for f in result.features}
     assert next(q for q in result.quality if q.feature == "income").missing_share == 1.0
 
@@ -235,13 +252,10 @@ def model_quality(table: str, labels: pd.Series | None, predictions: pd.Series |
     model, features, _, schema = _fitted(table)
     predicted = pd.Series(model.predict(features)) if predictions is None else predictions
     probabilities = pd.DataFrame(model.predict_proba(features), columns=model.classes_)
-    result = run_checks(
-        features,
-        features,
+    result = check_window(
+        Reference(features),
+        Current(features, predictions=predicted, labels=labels, probabilities=probabilities),
         schema,
-        current_predictions=predicted,
-        labels=labels,
-        probabilities=probabilities,
         build_report=False,
     )
     return result.model_quality
@@ -303,18 +317,24 @@ def test_one_class_of_labels_has_no_roc_auc():
 def test_large_windows_are_sampled_and_say_so():
     features, schema = cancer()
     window = bootstrap(features, 3000, seed=1)
-    first = run_checks(features, window, schema, max_rows=600, build_report=False)
+    first = check_window(
+        Reference(features), Current(window), schema, max_rows=600, build_report=False
+    )
     assert first.sampled and first.analysed_rows == 600 and first.current_rows == 3000
     assert first.reference_rows == len(features) == 569  # under max_rows: all of it
     assert first.sample_note == (
         "analysed a uniform random sample of 600 of 3000 rows (seed 42); "
         "data quality over all 3000 rows"
     )
-    again = run_checks(features, window, schema, max_rows=600, build_report=False)
+    again = check_window(
+        Reference(features), Current(window), schema, max_rows=600, build_report=False
+    )
     assert [(f.feature, f.score) for f in again.features] == [
         (f.feature, f.score) for f in first.features
     ]
-    both = run_checks(window, features, schema, max_rows=500, seed=7, build_report=False)
+    both = check_window(
+        Reference(window), Current(features), schema, max_rows=500, seed=7, build_report=False
+    )
     assert both.analysed_rows == 500 and both.reference_rows == 500
     assert "500 of 569 rows (seed 7)" in both.sample_note
     assert "reference: a uniform random sample of 500 of 3000 rows (seed 7)" in both.sample_note
@@ -323,7 +343,7 @@ def test_large_windows_are_sampled_and_say_so():
 def test_small_windows_are_analysed_whole():
     reference, schema = mixed(400, seed=0)
     window, _ = mixed(200, seed=1)
-    result = run_checks(reference, window, schema, build_report=False)
+    result = check_window(Reference(reference), Current(window), schema, build_report=False)
     assert not result.sampled and result.analysed_rows == 200
     assert result.sample_note == "analysed all 200 rows"
     assert result.snapshot is None
@@ -334,14 +354,58 @@ def test_small_windows_are_analysed_whole():
 def test_save_html_writes_the_evidently_report(tmp_path: Path):
     reference, schema = mixed(400, seed=0)
     window, _ = mixed(200, seed=1)
-    result = run_checks(
-        reference,
-        window,
+    result = check_window(
+        Reference(reference, predictions=pd.Series(["no", "yes"] * 200)),
+        Current(window, predictions=pd.Series(["yes"] * 200)),
         schema,
-        current_predictions=pd.Series(["yes"] * 200),
-        reference_predictions=pd.Series(["no", "yes"] * 200),
     )
     path = tmp_path / "drift.html"
     result.save_html(path)
     html = path.read_text(encoding="utf-8")
     assert len(html) > 10_000 and "<html" in html.lower()
+
+
+def test_a_sample_reports_the_quality_counted_over_its_whole_window():
+    reference, window, schema = quality_window()
+    counter = QualityCounter(schema)
+    counter.add(window)
+    labelled = ModelQuality(labelled_rows=40, accuracy=0.9, f1=0.8, roc_auc=None)
+    whole = WholeWindow(400, counter.results(), labelled, "analysed a sample of 100 of 400 rows")
+    sample = Sample(window.iloc[::4], None, whole)
+    result = check_sample(Reference(reference), sample, schema, max_rows=50, build_report=False)
+    assert result.current_rows == 400 and result.analysed_rows == 50 and result.sampled
+    assert result.quality == whole.quality and result.model_quality is labelled
+    assert result.sample_note == (
+        "analysed a sample of 100 of 400 rows; "
+        "analysed a uniform random sample of 50 of 100 sampled rows (seed 42); "
+        "reference: a uniform random sample of 50 of 400 rows (seed 42); "
+        "data quality over all 400 rows; model quality over all 40 labelled rows"
+    )
+
+
+def test_run_checks_is_check_window_or_check_sample():
+    reference, window, schema = quality_window()
+    predictions = pd.Series(["yes", "no"] * 200)
+    old = run_checks(
+        reference,
+        window,
+        schema,
+        current_predictions=predictions,
+        max_rows=100,
+        reference_predictions=predictions,
+        build_report=False,
+    )
+    new = check_window(
+        Reference(reference, predictions),
+        Current(window, predictions),
+        schema,
+        max_rows=100,
+        build_report=False,
+    )
+    assert old == new
+    whole = WholeWindow(len(window), new.quality, None, "")
+    assert run_checks(reference, window, schema, whole=whole, build_report=False) == check_sample(
+        Reference(reference), Sample(window, None, whole), schema, build_report=False
+    )
+    with pytest.raises(ValueError, match="whole.model_quality"):
+        run_checks(reference, window, schema, labels=predictions, whole=whole)

@@ -141,7 +141,7 @@ def _coerce_numeric_text(frame: pd.DataFrame, target: str) -> pd.DataFrame:
 
 
 def _is_text(series: pd.Series) -> bool:
-    return ptypes.is_object_dtype(series) or ptypes.is_string_dtype(series)
+    return bool(ptypes.is_object_dtype(series) or ptypes.is_string_dtype(series))
 
 
 def _feature_kind(series: pd.Series) -> Literal["numeric", "categorical"] | None:

@@ -15,7 +15,7 @@ Pure logic, no MLflow: the registry module feeds it metrics and applies the deci
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 TIE_TOLERANCE = 1e-12
 
@@ -49,7 +49,7 @@ def decide(
     ``champion_error`` says why.
     """
     score = candidate[metric]
-    common = {"metric": metric, "candidate_score": score, "champion_version": champion_version}
+    undecided = GateDecision(False, "", metric, score, champion_version)
     failed = {
         name: (candidate[name], floor)
         for name, floor in floors.items()
@@ -57,30 +57,29 @@ def decide(
     }
     if failed:
         below = ", ".join(f"{n} {v:.4f} < {f:.4f}" for n, (v, f) in failed.items())
-        return GateDecision(
-            False, f"below the absolute floor: {below}", failed_floors=failed, **common
-        )
+        return replace(undecided, reason=f"below the absolute floor: {below}", failed_floors=failed)
     if champion_version is None:
-        return GateDecision(
-            True, "first model: clears every floor and there is no champion", **common
+        return replace(
+            undecided,
+            promote=True,
+            reason="first model: clears every floor and there is no champion",
         )
     if champion is None:
         why = champion_error or "no metrics"
-        return GateDecision(
-            False,
-            f"champion v{champion_version} cannot be scored on this data ({why}); "
+        return replace(
+            undecided,
+            reason=f"champion v{champion_version} cannot be scored on this data ({why}); "
             "promote by hand if intended",
-            **common,
         )
     best = champion[metric]
-    common["champion_score"] = best
+    compared = replace(undecided, champion_score=best)
     versus = f"{metric} {score:.4f} vs champion v{champion_version} {best:.4f}"
     if math.isclose(score, best, rel_tol=0, abs_tol=TIE_TOLERANCE):
-        return GateDecision(False, f"tie ({versus}): a tie keeps the champion", **common)
+        return replace(compared, reason=f"tie ({versus}): a tie keeps the champion")
     if score > best + min_improvement:
-        return GateDecision(True, f"better ({versus})", **common)
+        return replace(compared, promote=True, reason=f"better ({versus})")
     if score > best:
-        return GateDecision(
-            False, f"not enough better ({versus}; needs > {min_improvement:.4f})", **common
+        return replace(
+            compared, reason=f"not enough better ({versus}; needs > {min_improvement:.4f})"
         )
-    return GateDecision(False, f"worse ({versus})", **common)
+    return replace(compared, reason=f"worse ({versus})")

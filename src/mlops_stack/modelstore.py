@@ -112,7 +112,7 @@ def _log_pipeline(
         path = Path(tmp) / Path(REFERENCE_ARTIFACT).name
         sample.to_parquet(path, index=False)
         mlflow.log_artifact(str(path), artifact_path=str(Path(REFERENCE_ARTIFACT).parent))
-    return info.model_uri
+    return str(info.model_uri)
 
 
 def load_pipeline(model_uri: str) -> Pipeline:

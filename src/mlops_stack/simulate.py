@@ -23,6 +23,8 @@ from mlops_stack.logs import get_logger
 
 log = get_logger(__name__)
 
+PendingLabel = tuple[float, str, object]  # (when it is due, request id, label)
+
 
 @dataclass(frozen=True)
 class Drift:
@@ -46,8 +48,10 @@ class Drift:
             if kind == "mix":
                 category, _, share = argument.partition("@")
                 return cls(feature, "mix", float(share or 1.0), category)
-            if kind in ("shift", "scale"):
-                return cls(feature, kind, float(argument))
+            if kind == "shift":
+                return cls(feature, "shift", float(argument))
+            if kind == "scale":
+                return cls(feature, "scale", float(argument))
         except ValueError:
             pass
         raise ValueError(
@@ -85,8 +89,8 @@ class SimulationReport:
     failed: int = 0
     labels_sent: int = 0
     labels_unknown: int = 0
-    versions: Counter = field(default_factory=Counter)
-    errors: Counter = field(default_factory=Counter)
+    versions: Counter[str] = field(default_factory=Counter)  # model version -> answers
+    errors: Counter[str] = field(default_factory=Counter)  # error kind -> occurrences
     seconds: float = 0.0
 
 
@@ -119,7 +123,7 @@ class Simulator:
     def run(self, count: int, max_seconds: float | None = None) -> SimulationReport:
         """Send ``count`` rows (cycling through the data), then the labels still due."""
         report = SimulationReport()
-        pending: list[tuple[float, str, object]] = []  # (due, request id, label)
+        pending: list[PendingLabel] = []
         started = time.monotonic()
         with httpx.Client(base_url=self.base_url, timeout=self.timeout) as client:
             for i in range(count):
@@ -157,12 +161,17 @@ class Simulator:
             return None
         body = response.json()
         report.answered += 1
-        report.versions[body["model"]["version"]] += 1
-        return body["request_id"]
+        report.versions[str(body["model"]["version"])] += 1
+        return str(body["request_id"])
 
     def _send_due_labels(
-        self, client: httpx.Client, pending: list, report: SimulationReport, *, flush: bool
-    ) -> list:
+        self,
+        client: httpx.Client,
+        pending: list[PendingLabel],
+        report: SimulationReport,
+        *,
+        flush: bool,
+    ) -> list[PendingLabel]:
         if flush and pending:
             wait = pending[-1][0] - time.monotonic()
             if wait > 0:

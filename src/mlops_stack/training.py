@@ -31,8 +31,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from mlops_stack.data import DatasetSchema
+from mlops_stack.names import ACCURACY, F1, LATENCY_P95, PRECISION, RECALL, ROC_AUC
 
-QUALITY_METRICS = ("accuracy", "f1", "roc_auc", "precision", "recall")
 CANDIDATE_NAMES = ("logistic_regression", "random_forest", "hist_gradient_boosting")
 
 
@@ -132,9 +132,9 @@ def cross_validate(
 
 def _sklearn_scorer(metric: str, labels: pd.Series) -> str:
     binary = labels.nunique() == 2
-    if metric == "roc_auc":
+    if metric == ROC_AUC:
         return "roc_auc" if binary else "roc_auc_ovr"
-    if metric == "accuracy":
+    if metric == ACCURACY:
         return "accuracy"
     return metric if binary else f"{metric}_macro"
 
@@ -156,12 +156,12 @@ def evaluate(model: ClassifierMixin, X: pd.DataFrame, y: pd.Series) -> dict[str,
         roc_auc = roc_auc_score(y == classes[1], proba[:, 1])
     else:
         roc_auc = roc_auc_score(y, proba, multi_class="ovr", average="macro", labels=classes)
-    return {
-        "accuracy": float(accuracy_score(y, predicted)),
-        "f1": float(f1_score(y, predicted, zero_division=0, **averaging)),
-        "roc_auc": float(roc_auc),
-        "precision": float(precision_score(y, predicted, zero_division=0, **averaging)),
-        "recall": float(recall_score(y, predicted, zero_division=0, **averaging)),
+    return {  # the keys are names.HOLDOUT_METRICS
+        ACCURACY: float(accuracy_score(y, predicted)),
+        F1: float(f1_score(y, predicted, zero_division=0, **averaging)),
+        ROC_AUC: float(roc_auc),
+        PRECISION: float(precision_score(y, predicted, zero_division=0, **averaging)),
+        RECALL: float(recall_score(y, predicted, zero_division=0, **averaging)),
     }
 
 
@@ -178,5 +178,5 @@ def single_row_latency(
         timings.append((time.perf_counter() - start) * 1000)
     return {
         "latency_p50_ms": float(np.percentile(timings, 50)),
-        "latency_p95_ms": float(np.percentile(timings, 95)),
+        LATENCY_P95: float(np.percentile(timings, 95)),
     }

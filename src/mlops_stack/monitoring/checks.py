@@ -16,7 +16,8 @@ MLflow, alerts) and these checks can be tested on plain tables.
 
 A window too large to hold in memory is read in chunks (``monitoring.window``): the quality
 counts accumulate chunk by chunk (:class:`QualityCounter`) and arrive here precomputed
-(:class:`WholeWindow`) next to the uniform sample the drift tests run on.
+(:class:`WholeWindow`) next to the uniform sample the drift tests run on: :func:`check_sample`.
+A window held whole in memory goes to :func:`check_window`, which counts them itself.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ import math
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from evidently import DataDefinition, Dataset, Report
 from evidently.metrics import ValueDrift
@@ -39,6 +41,8 @@ from mlops_stack.data import MAX_STORED_CATEGORIES, DatasetSchema, FeatureSpec
 from mlops_stack.logs import get_logger
 
 log = get_logger(__name__)
+
+Positions = npt.NDArray[np.int64]  # sorted row positions of a sample
 
 PREDICTION_COLUMN = "prediction"
 MAX_UNSEEN_EXAMPLES = 5
@@ -151,9 +155,133 @@ class CheckResult:
     def save_html(self, path: str | os.PathLike[str]) -> None:
         """Write Evidently's HTML report; only a run with ``build_report=True`` has one."""
         if self.snapshot is None:
-            raise ValueError("no Evidently report was built (run_checks(build_report=False))")
+            raise ValueError("no Evidently report was built (checks run with build_report=False)")
         # Snapshot.save_html silently writes nothing when given a Path: hand it a str.
         self.snapshot.save_html(os.fspath(path))
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The training side of the comparison: its features and the model's predictions on them.
+
+    ``predictions`` lines up with ``features`` by position; without it (or without the
+    window's) there is no prediction drift.
+    """
+
+    features: pd.DataFrame
+    predictions: pd.Series | None = None
+
+
+@dataclass(frozen=True)
+class Current:
+    """A whole window of logged predictions, every part lined up with ``features`` by position.
+
+    ``labels`` are compared as strings, NaN/None marking a row without one; ``probabilities``
+    has one column per class; ``classes`` default to the schema's.
+    """
+
+    features: pd.DataFrame
+    predictions: pd.Series | None = None
+    labels: pd.Series | None = None
+    probabilities: pd.DataFrame | None = None
+    classes: list[str] | None = None
+
+
+class SampledWindow(Protocol):
+    """A sample of a window with the counts made over all of it (``monitoring.window.Window``)."""
+
+    @property
+    def features(self) -> pd.DataFrame: ...  # the sample's feature columns
+
+    @property
+    def predictions(self) -> pd.Series | None: ...  # the sample's predicted classes
+
+    @property
+    def whole(self) -> WholeWindow: ...  # data and model quality over every row
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A :class:`SampledWindow` put together by hand."""
+
+    features: pd.DataFrame
+    predictions: pd.Series | None
+    whole: WholeWindow
+
+
+def check_window(
+    reference: Reference,
+    current: Current,
+    schema: DatasetSchema,
+    *,
+    max_rows: int = 50_000,
+    seed: int = 42,
+    build_report: bool = True,
+) -> CheckResult:
+    """Drift, data quality and model quality of a window held whole in memory.
+
+    Drift runs on a uniform random sample of at most ``max_rows`` rows of each side; data
+    quality counts every row of ``current``, model quality every labelled one.
+    ``build_report=False`` skips Evidently's full preset (its HTML report costs as much as the
+    tests) and runs the per-column drift tests only; the result then has no snapshot.
+    """
+    started = time.perf_counter()
+    _check_inputs(reference, current.features, current.predictions, current.labels, schema)
+    _check_max_rows(max_rows)
+    counter = QualityCounter(schema)
+    counter.add(current.features)
+    whole = WholeWindow(
+        rows=len(current.features),
+        quality=counter.results(),
+        model_quality=model_quality(
+            current.labels, current.predictions, current.probabilities, current.classes, schema
+        ),
+        note="",
+    )
+    return _check_drift(
+        reference,
+        current.features,
+        current.predictions,
+        schema,
+        whole,
+        sampled_window=False,
+        max_rows=max_rows,
+        seed=seed,
+        build_report=build_report,
+        started=started,
+    )
+
+
+def check_sample(
+    reference: Reference,
+    sample: SampledWindow,
+    schema: DatasetSchema,
+    *,
+    max_rows: int = 50_000,
+    seed: int = 42,
+    build_report: bool = True,
+) -> CheckResult:
+    """Drift on a sample of a window whose quality was counted over every row already.
+
+    The result reports ``sample.whole``'s data quality, model quality and size, and says in
+    its sample note what was sampled and what was not. ``max_rows``, ``seed`` and
+    ``build_report`` as for :func:`check_window` (the sample may be sampled again).
+    """
+    started = time.perf_counter()
+    _check_inputs(reference, sample.features, sample.predictions, None, schema)
+    _check_max_rows(max_rows)
+    return _check_drift(
+        reference,
+        sample.features,
+        sample.predictions,
+        schema,
+        sample.whole,
+        sampled_window=True,
+        max_rows=max_rows,
+        seed=seed,
+        build_report=build_report,
+        started=started,
+    )
 
 
 def run_checks(
@@ -171,60 +299,80 @@ def run_checks(
     build_report: bool = True,
     whole: WholeWindow | None = None,
 ) -> CheckResult:
-    """Check a window of logged predictions (``current``) against the training ``reference``.
+    """The former single entry point, kept until its last callers move; do not add new ones.
 
-    ``current_predictions``, ``labels`` and the rows of ``probabilities`` (one column per
-    class) line up with the rows of ``current`` by position, ``reference_predictions`` with
-    ``reference``. Labels are compared as strings; NaN/None marks a row without one.
-    ``build_report=False`` skips Evidently's full preset (its HTML report costs as much as the
-    tests) and runs the per-column drift tests only; the result then has no snapshot.
-    ``whole``: ``current`` is a sample of a larger window whose data quality and model quality
-    were counted over every row already (``labels`` must then be None); the result reports
-    those and the window's size.
+    Without ``whole`` it is :func:`check_window`, with it :func:`check_sample` (``labels``
+    must then be None: model quality comes from ``whole``).
     """
-    started = time.perf_counter()
-    _check_inputs(reference, current, schema, current_predictions, reference_predictions, labels)
-    if max_rows < 1:
-        raise ValueError(f"max_rows must be at least 1, not {max_rows}")
-    if whole is not None and labels is not None:
+    ref = Reference(reference, reference_predictions)
+    if whole is None:
+        window = Current(current, current_predictions, labels, probabilities, classes)
+        return check_window(
+            ref, window, schema, max_rows=max_rows, seed=seed, build_report=build_report
+        )
+    if labels is not None:
         raise ValueError("with whole, model quality comes from whole.model_quality, not labels")
-    current_pos = _sample_positions(len(current), max_rows, seed)
-    reference_pos = _sample_positions(len(reference), max_rows, seed)
-    note = _sample_note(len(current), len(reference), current_pos, reference_pos, seed, whole)
+    return check_sample(
+        ref,
+        Sample(current, current_predictions, whole),
+        schema,
+        max_rows=max_rows,
+        seed=seed,
+        build_report=build_report,
+    )
+
+
+def _check_drift(
+    reference: Reference,
+    features: pd.DataFrame,
+    predictions: pd.Series | None,
+    schema: DatasetSchema,
+    whole: WholeWindow,
+    *,
+    sampled_window: bool,
+    max_rows: int,
+    seed: int,
+    build_report: bool,
+    started: float,
+) -> CheckResult:
+    """Drift of ``features`` (and ``predictions``) against the reference; quality from ``whole``.
+
+    ``sampled_window``: ``features`` is a sample of the window ``whole`` counted, and the
+    sample note says so.
+    """
+    current_pos = _sample_positions(len(features), max_rows, seed)
+    reference_pos = _sample_positions(len(reference.features), max_rows, seed)
+    note = _sample_note(
+        len(features),
+        len(reference.features),
+        current_pos,
+        reference_pos,
+        seed,
+        whole if sampled_window else None,
+    )
 
     # prediction drift needs both sides; its column sits next to the features in one report
     predicted = None
-    if current_predictions is not None and reference_predictions is not None:
+    if predictions is not None and reference.predictions is not None:
         predicted = _prediction_column(schema)
-    cur = _drift_frame(current, schema, current_pos, current_predictions, predicted)
-    ref = _drift_frame(reference, schema, reference_pos, reference_predictions, predicted)
+    cur = _drift_frame(features, schema, current_pos, predictions, predicted)
+    ref = _drift_frame(reference.features, schema, reference_pos, reference.predictions, predicted)
     specs = _analysable(schema, cur, ref)
     snapshot = _run_evidently(cur, ref, specs, predicted, build_report)
     drifts = _drift_results(snapshot, specs, predicted) if snapshot is not None else {}
-    features = sorted(
+    drift_features = sorted(
         (drifts[spec.name] for spec in specs),
         key=lambda d: (not d.drifted, -d.severity, d.feature),
     )
-    drifted = sum(f.drifted for f in features)
-    if whole is None:
-        counter = QualityCounter(schema)
-        counter.add(current)
-        whole = WholeWindow(
-            rows=len(current),
-            quality=counter.results(),
-            model_quality=model_quality(
-                labels, current_predictions, probabilities, classes, schema
-            ),
-            note="",
-        )
+    drifted = sum(f.drifted for f in drift_features)
     result = CheckResult(
         current_rows=whole.rows,
         analysed_rows=len(cur),
         reference_rows=len(ref),
         sampled=whole.rows > len(cur) or reference_pos is not None,
         sample_note=note,
-        features=features,
-        drift_share=drifted / len(features) if features else 0.0,
+        features=drift_features,
+        drift_share=drifted / len(drift_features) if drift_features else 0.0,
         prediction_drift=drifts.get(predicted) if predicted else None,
         quality=whole.quality,
         model_quality=whole.model_quality,
@@ -243,15 +391,14 @@ def run_checks(
 
 
 def _check_inputs(
-    reference: pd.DataFrame,
+    reference: Reference,
     current: pd.DataFrame,
-    schema: DatasetSchema,
     current_predictions: pd.Series | None,
-    reference_predictions: pd.Series | None,
     labels: pd.Series | None,
+    schema: DatasetSchema,
 ) -> None:
     """Fail with the column or length at fault rather than deep inside Evidently."""
-    for name, frame in (("reference", reference), ("current", current)):
+    for name, frame in (("reference", reference.features), ("current", current)):
         missing = [c for c in schema.feature_names if c not in frame.columns]
         if missing:
             raise ValueError(f"{name} lacks schema feature column(s): {', '.join(missing)}")
@@ -260,7 +407,7 @@ def _check_inputs(
     for name, values, frame in (
         ("current_predictions", current_predictions, current),
         ("labels", labels, current),
-        ("reference_predictions", reference_predictions, reference),
+        ("reference_predictions", reference.predictions, reference.features),
     ):
         if values is not None and len(values) != len(frame):
             raise ValueError(f"{name} has {len(values)} rows, its frame {len(frame)}")
@@ -268,7 +415,12 @@ def _check_inputs(
         raise ValueError("labels need current_predictions to score the model")
 
 
-def _sample_positions(rows: int, max_rows: int, seed: int) -> np.ndarray | None:
+def _check_max_rows(max_rows: int) -> None:
+    if max_rows < 1:
+        raise ValueError(f"max_rows must be at least 1, not {max_rows}")
+
+
+def _sample_positions(rows: int, max_rows: int, seed: int) -> Positions | None:
     """Sorted positions of a uniform random sample of ``max_rows`` rows; None: take them all."""
     if rows <= max_rows:
         return None
@@ -280,8 +432,8 @@ def _sample_positions(rows: int, max_rows: int, seed: int) -> np.ndarray | None:
 def _sample_note(
     current_rows: int,
     reference_rows: int,
-    current_pos: np.ndarray | None,
-    reference_pos: np.ndarray | None,
+    current_pos: Positions | None,
+    reference_pos: Positions | None,
     seed: int,
     whole: WholeWindow | None = None,
 ) -> str:
@@ -322,7 +474,7 @@ def _prediction_column(schema: DatasetSchema) -> str:
 def _drift_frame(
     frame: pd.DataFrame,
     schema: DatasetSchema,
-    positions: np.ndarray | None,
+    positions: Positions | None,
     predictions: pd.Series | None,
     prediction_column: str | None,
 ) -> pd.DataFrame:
@@ -538,17 +690,17 @@ def model_quality(
     )
 
 
-def _class_text(values: pd.Series) -> np.ndarray:
+def _class_text(values: pd.Series) -> npt.NDArray[np.str_]:
     """Class labels as text; whole floats lose their '.0' (a NaN turns int labels into floats)."""
     if ptypes.is_float_dtype(values) and np.all(np.mod(values.to_numpy(), 1) == 0):
         values = values.astype("int64")
-    return values.astype(str).to_numpy(dtype=str)
+    return np.asarray(values.astype(str), dtype=str)
 
 
 def _roc_auc(
-    truth: np.ndarray,
+    truth: npt.NDArray[np.str_],
     probabilities: pd.DataFrame | None,
-    labelled: np.ndarray,
+    labelled: npt.NDArray[np.bool_],
     classes: list[str],
 ) -> float | None:
     """ROC AUC on the labelled rows that have probabilities; None when it is undefined."""

@@ -12,9 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mlops_stack.monitoring.checks import CheckResult
-
-QUALITY_METRICS = ("accuracy", "f1", "roc_auc")
-ALERTING = ("drift", "degraded")  # statuses that open an alert; a warning only shows
+from mlops_stack.names import QUALITY_METRICS, MonitorStatus
+from mlops_stack.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -25,7 +24,7 @@ class Thresholds:
     min_labelled: int = 1  # fewer labelled rows: quality is reported, not judged
 
     @classmethod
-    def from_settings(cls, settings) -> Thresholds:
+    def from_settings(cls, settings: Settings) -> Thresholds:
         return cls(
             settings.drift_warning_share,
             settings.drift_share,
@@ -36,9 +35,14 @@ class Thresholds:
 
 @dataclass(frozen=True)
 class Status:
-    status: str  # ok | warning | drift | degraded | skipped
+    status: MonitorStatus
     reason: str
-    conditions: dict[str, str]  # alerting condition -> reason, for the alert table
+    # alerting condition (a status of names.ALERTING_STATUSES) -> reason, for the alert table
+    conditions: dict[str, str]
+
+    def __post_init__(self) -> None:
+        # a plain "skipped" becomes MonitorStatus.SKIPPED; an unknown word fails here
+        object.__setattr__(self, "status", MonitorStatus(self.status))
 
 
 def quality_vs_holdout(
@@ -48,7 +52,7 @@ def quality_vs_holdout(
     quality = result.model_quality
     if quality is None:
         return {}
-    drops = {}
+    drops: dict[str, tuple[float, float]] = {}
     for name in QUALITY_METRICS:
         now, then = getattr(quality, name), baseline.get(name)
         if now is not None and then is not None:
@@ -77,34 +81,34 @@ def classify(result: CheckResult, baseline: dict[str, float], limits: Thresholds
         text = ", ".join(
             f"{n} {now:.3f} vs {then:.3f} on the holdout" for n, (now, then) in degraded.items()
         )
-        conditions["degraded"] = (
+        conditions[MonitorStatus.DEGRADED] = (
             f"quality dropped more than {limits.quality_drop:.2f}: {text} "
             f"({labelled} labelled rows)"
         )
-        reasons.append(conditions["degraded"])
+        reasons.append(conditions[MonitorStatus.DEGRADED])
     drifted = result.drifted_features()
     share_text = (
         f"{len(drifted)} of {len(result.features)} features drifted "
         f"({result.drift_share:.0%})" + (f": {', '.join(drifted[:8])}" if drifted else "")
     )
     if result.drift_share >= limits.drift_share and drifted:
-        conditions["drift"] = f"{share_text}; drift from {limits.drift_share:.0%}"
-        reasons.append(conditions["drift"])
+        conditions[MonitorStatus.DRIFT] = f"{share_text}; drift from {limits.drift_share:.0%}"
+        reasons.append(conditions[MonitorStatus.DRIFT])
     elif result.drift_share >= limits.warning_share and drifted:
         reasons.append(f"{share_text}; warning from {limits.warning_share:.0%}")
     prediction = result.prediction_drift
     if prediction is not None and prediction.drifted:
         reasons.append(f"predicted classes drifted ({prediction.method} {prediction.score:.3g})")
     if degraded:
-        status = "degraded"
-    elif "drift" in conditions:
-        status = "drift"
+        status = MonitorStatus.DEGRADED
+    elif MonitorStatus.DRIFT in conditions:
+        status = MonitorStatus.DRIFT
     elif reasons:
-        status = "warning"
+        status = MonitorStatus.WARNING
     else:
-        status = "ok"
+        status = MonitorStatus.OK
         quality = unjudged or ("no quality drop" if judged else "no labels in the window")
         reasons.append(f"{share_text}; {quality}")
-    if unjudged and status != "ok":
+    if unjudged and status != MonitorStatus.OK:
         reasons.append(unjudged)
     return Status(status, "; ".join(reasons), conditions)

@@ -14,13 +14,15 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
+from mlops_stack.backoff import Backoff
 from mlops_stack.logs import get_logger
 from mlops_stack.monitoring_db.database import MonitoringDB, write_isolating
 from mlops_stack.prediction_log.records import PredictionRecord
 from mlops_stack.prediction_log.spool import Spool
 from mlops_stack.prediction_log.stream import RECORD_FIELD, redis_client
+from mlops_stack.settings import Settings
 
 log = get_logger(__name__)
 
@@ -54,14 +56,14 @@ class QueueSink:
 
     def __init__(
         self,
-        settings: Any,
+        settings: Settings,
         *,
         min_backoff: float = MIN_BACKOFF,
         max_backoff: float = MAX_BACKOFF,
     ) -> None:
-        self.batch_size: int = settings.log_batch_size
-        self.flush_seconds: float = settings.log_flush_seconds
-        self.capacity: int = settings.log_buffer_rows
+        self.batch_size = settings.log_batch_size
+        self.flush_seconds = settings.log_flush_seconds
+        self.capacity = settings.log_buffer_rows
         self.spool = Spool(Path(settings.data_dir) / "spool")
         self.min_backoff, self.max_backoff = min_backoff, max_backoff
         self._queue: deque[PredictionRecord] = deque()
@@ -153,16 +155,15 @@ class QueueSink:
 
     # --- the background thread ---------------------------------------------------------------
     def _run(self) -> None:
-        backoff = self.min_backoff
+        backoff = Backoff.exponential(self.min_backoff, self.max_backoff)
         while not self._stopping.is_set():
             try:
                 self._cycle()
             except Exception as exc:  # the destination is down: keep everything, retry later
-                self._failed(exc, backoff)
-                self._stopping.wait(backoff)
-                backoff = min(backoff * 2, self.max_backoff)
+                self._failed(exc, backoff.upcoming)
+                backoff.wait(self._stopping)
             else:
-                backoff = self.min_backoff
+                backoff.reset()
         self._flush_for_stop()
 
     def _cycle(self) -> None:
@@ -265,8 +266,15 @@ class DatabaseSink(QueueSink):
 
     kind = "database"
 
-    def __init__(self, settings: Any, store: MonitoringDB | None = None, **kwargs: Any) -> None:
-        super().__init__(settings, **kwargs)
+    def __init__(
+        self,
+        settings: Settings,
+        store: MonitoringDB | None = None,
+        *,
+        min_backoff: float = MIN_BACKOFF,
+        max_backoff: float = MAX_BACKOFF,
+    ) -> None:
+        super().__init__(settings, min_backoff=min_backoff, max_backoff=max_backoff)
         self.store = store or MonitoringDB(settings.resolved_monitoring_db_url)
         self._owns_store = store is None
         self._migrated = False
@@ -303,10 +311,18 @@ class RedisStreamSink(QueueSink):
 
     kind = "redis"
 
-    def __init__(self, settings: Any, **kwargs: Any) -> None:
-        super().__init__(settings, **kwargs)
-        self.stream: str = settings.prediction_stream
-        self._url: str = settings.redis_url
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        min_backoff: float = MIN_BACKOFF,
+        max_backoff: float = MAX_BACKOFF,
+    ) -> None:
+        if not settings.redis_url:
+            raise ValueError("the Redis stream sink needs MLOPS_REDIS_URL")
+        super().__init__(settings, min_backoff=min_backoff, max_backoff=max_backoff)
+        self.stream = settings.prediction_stream
+        self._url = settings.redis_url
         self.redis = redis_client(settings.redis_url)
 
     def destination(self) -> str:
@@ -345,7 +361,7 @@ class DiscardSink:
         return None
 
 
-def make_sink(settings: Any) -> PredictionSink:
+def make_sink(settings: Settings) -> PredictionSink:
     """The sink the settings call for: the Redis stream if MLOPS_REDIS_URL, else the database."""
     if not settings.log_predictions:
         return DiscardSink()

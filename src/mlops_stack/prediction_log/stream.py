@@ -15,15 +15,18 @@ import os
 import socket
 import threading
 import time
-from typing import Any
+from typing import cast
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from redis.typing import EncodableT, FieldT
 
+from mlops_stack.backoff import Backoff
 from mlops_stack.logs import get_logger
 from mlops_stack.monitoring_db.database import MonitoringDB, write_isolating
 from mlops_stack.prediction_log.records import PredictionRecord
+from mlops_stack.settings import Settings
 
 log = get_logger(__name__)
 
@@ -60,7 +63,7 @@ class StreamWriter:
 
     def __init__(
         self,
-        settings: Any,
+        settings: Settings,
         store: MonitoringDB | None = None,
         consumer: str | None = None,
         *,
@@ -68,10 +71,10 @@ class StreamWriter:
     ) -> None:
         if not settings.redis_url:
             raise ValueError("the stream writer needs MLOPS_REDIS_URL")
-        self.stream: str = settings.prediction_stream
-        self.group: str = settings.stream_group
+        self.stream = settings.prediction_stream
+        self.group = settings.stream_group
         self.consumer = consumer or default_consumer()
-        self.batch_size: int = settings.log_batch_size
+        self.batch_size = settings.log_batch_size
         self.claim_idle_ms = claim_idle_ms
         self.store = store or MonitoringDB(settings.resolved_monitoring_db_url)
         self._owns_store = store is None
@@ -123,7 +126,9 @@ class StreamWriter:
                 self._group_ready = False
                 return []
             raise
-        return list(response[0][1]) if response else []
+        # RESP2 (what redis_client speaks): [[stream, [(id, {field: value}), ...]]], or empty
+        streams = cast("list[tuple[bytes, list[Entry]]] | None", response)
+        return list(streams[0][1]) if streams else []
 
     def _own_pending_entries(self) -> list[Entry]:
         """This consumer's entries read earlier but never acknowledged (start-up, DB failure)."""
@@ -190,7 +195,9 @@ class StreamWriter:
         """Ack and delete the written entries (the stream is a queue, not an archive)."""
         pipe = self.redis.pipeline(transaction=True)
         for entry_id, fields in dead:
-            pipe.xadd(self.stream + DEAD_LETTER_SUFFIX, {**fields, b"source_id": entry_id})
+            letter: dict[FieldT, EncodableT] = {key: value for key, value in fields.items()}
+            letter[b"source_id"] = entry_id
+            pipe.xadd(self.stream + DEAD_LETTER_SUFFIX, letter)
         pipe.xack(self.stream, self.group, *ids)
         pipe.xdel(self.stream, *ids)
         pipe.execute()
@@ -205,19 +212,18 @@ class StreamWriter:
     def run_forever(self, stop: threading.Event) -> None:
         """Write batches until ``stop`` is set, backing off (0.1 s to 5 s) while anything fails."""
         log.info("log_writer.started", stream=self.stream, group=self.group, consumer=self.consumer)
-        backoff = MIN_BACKOFF
+        backoff = Backoff.exponential(MIN_BACKOFF, MAX_BACKOFF)
         while not stop.is_set():
             try:
                 self.run_once(block_ms=1000)
                 failed = self.failing
             except Exception as exc:  # Redis down (or anything unforeseen): wait and retry
-                log.warning("log_writer.redis_failed", error=str(exc), retry_in=backoff)
+                log.warning("log_writer.redis_failed", error=str(exc), retry_in=backoff.upcoming)
                 failed = True
             if failed:
-                stop.wait(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF)
+                backoff.wait(stop)
             else:
-                backoff = MIN_BACKOFF
+                backoff.reset()
         log.info("log_writer.stopped", consumer=self.consumer)
 
     def close(self) -> None:
