@@ -12,7 +12,7 @@ monitoring database, then measures, each in a fresh child process:
     ``mlops monitor`` runs it embedded, starting a temporary server in the process first);
   - read + checks only, streamed with a sample (what the flow does now);
   - read + checks only, the full read the flow did before (every row and its JSON in memory,
-    then ``run_checks`` over the whole frame): the baseline.
+    then ``check_window`` over the whole frame): the baseline.
 
     python benchmarks/monitor.py [--rows 1000000] [--db-url postgresql+psycopg2://...]
 
@@ -47,6 +47,8 @@ import pandas as pd
 import psutil
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.pool import NullPool
+
+from mlops_stack.monitoring_db import MonitoringDB
 
 BIN = Path(sys.executable).parent
 MODEL = "mlops-classifier"
@@ -102,8 +104,6 @@ def logged_rows(rows: int, drifted: float, labelled: float, seed: int):
 def insert(db_url: str, env: dict, args) -> dict:
     """Bulk-insert the logged rows and labels; COPY on PostgreSQL, executemany on SQLite."""
     import mlflow
-
-    from mlops_stack.monitoring_db import MonitoringDB
 
     mlflow.set_tracking_uri(env["MLOPS_TRACKING_URI"])
     model = mlflow.sklearn.load_model(f"models:/{MODEL}@champion")
@@ -197,7 +197,7 @@ def _sqlite(value):
 
 
 FLOW = """
-import json, resource, sys, time
+import dataclasses, json, resource, sys, time
 started = time.perf_counter()
 from mlops_stack.flows.monitor import monitor_flow
 from mlops_stack.monitoring_db import MonitoringDB
@@ -209,7 +209,8 @@ settings = get_settings()
 store = MonitoringDB(settings.resolved_monitoring_db_url)
 [run] = store.runs(settings.model_name, limit=1)
 print(json.dumps({
-    "seconds": done - started, "flow_seconds": done - imported, "summary": summary,
+    "seconds": done - started, "flow_seconds": done - imported,
+    "summary": dataclasses.asdict(summary),
     "quality": run.quality,
     "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
 }, default=str))
@@ -221,16 +222,15 @@ import json, resource, sys, time
 started = time.perf_counter()
 import pandas as pd
 from mlops_stack.flows.monitor import load_champion, window_bounds
-from mlops_stack.monitoring_db import MonitoringDB
-from mlops_stack.monitoring.checks import run_checks
+from mlops_stack.flows.parameters import MonitorParameters
+from mlops_stack.monitoring.checks import Current, Reference, check_sample, check_window
 from mlops_stack.monitoring.window import read_window
-from mlops_stack import registry
-from mlops_stack.settings import get_settings
-settings = get_settings()
-registry.use_tracking(settings)
-champion = load_champion.fn(settings)
-store = MonitoringDB(settings.resolved_monitoring_db_url)
-since, limit = window_bounds(settings)
+from mlops_stack.stack import current_stack
+stack = current_stack()
+settings = stack.settings
+champion = load_champion.fn(stack)
+store = stack.monitoring
+since, limit = window_bounds(MonitorParameters.from_settings(settings))
 mode = sys.argv[1]
 read_started = time.perf_counter()
 if mode == "streamed":
@@ -239,12 +239,9 @@ if mode == "streamed":
         champion.schema, max_rows=settings.monitor_max_rows, seed=settings.random_seed,
     )
     read_done = time.perf_counter()
-    result = run_checks(
-        champion.reference, window.features, champion.schema,
-        current_predictions=window.predictions,
-        reference_predictions=champion.reference_predictions,
-        classes=champion.schema.classes, max_rows=settings.monitor_max_rows,
-        seed=settings.random_seed, whole=window.whole,
+    result = check_sample(
+        Reference(champion.reference, champion.reference_predictions), window,
+        champion.schema, max_rows=settings.monitor_max_rows, seed=settings.random_seed,
     )
 else:
     from benchmark_full_read import full_read
@@ -255,13 +252,14 @@ else:
     probabilities = pd.DataFrame(
         list(frame["probabilities"].map(lambda p: p or {})), index=frame.index
     ) if labelled else None
-    result = run_checks(
-        champion.reference, frame[names], champion.schema,
-        current_predictions=frame["prediction"].astype(str),
-        reference_predictions=champion.reference_predictions,
-        labels=frame["label"] if labelled else None, probabilities=probabilities,
-        classes=champion.schema.classes, max_rows=settings.monitor_max_rows,
-        seed=settings.random_seed,
+    result = check_window(
+        Reference(champion.reference, champion.reference_predictions),
+        Current(
+            frame[names], predictions=frame["prediction"].astype(str),
+            labels=frame["label"] if labelled else None, probabilities=probabilities,
+            classes=champion.schema.classes,
+        ),
+        champion.schema, max_rows=settings.monitor_max_rows, seed=settings.random_seed,
     )
 done = time.perf_counter()
 print(json.dumps({
@@ -277,7 +275,8 @@ print(json.dumps({
 FULL_READ = """
 import pandas as pd
 from sqlalchemy import and_, select
-from mlops_stack.monitoring_db.database import FEEDBACK, FRAME_COLUMNS, PREDICTIONS
+from mlops_stack.monitoring_db.database import FRAME_COLUMNS
+from mlops_stack.monitoring_db.tables import FEEDBACK, PREDICTIONS
 
 
 def full_read(store, limit, model_name):

@@ -34,7 +34,6 @@ from mlops_stack.monitoring.checks import (
     WholeWindow,
     check_sample,
     check_window,
-    run_checks,
 )
 from mlops_stack.training import build_candidates, evaluate
 
@@ -381,31 +380,3 @@ def test_a_sample_reports_the_quality_counted_over_its_whole_window():
         "reference: a uniform random sample of 50 of 400 rows (seed 42); "
         "data quality over all 400 rows; model quality over all 40 labelled rows"
     )
-
-
-def test_run_checks_is_check_window_or_check_sample():
-    reference, window, schema = quality_window()
-    predictions = pd.Series(["yes", "no"] * 200)
-    old = run_checks(
-        reference,
-        window,
-        schema,
-        current_predictions=predictions,
-        max_rows=100,
-        reference_predictions=predictions,
-        build_report=False,
-    )
-    new = check_window(
-        Reference(reference, predictions),
-        Current(window, predictions),
-        schema,
-        max_rows=100,
-        build_report=False,
-    )
-    assert old == new
-    whole = WholeWindow(len(window), new.quality, None, "")
-    assert run_checks(reference, window, schema, whole=whole, build_report=False) == check_sample(
-        Reference(reference), Sample(window, None, whole), schema, build_report=False
-    )
-    with pytest.raises(ValueError, match="whole.model_quality"):
-        run_checks(reference, window, schema, labels=predictions, whole=whole)

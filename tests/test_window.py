@@ -16,7 +16,7 @@ import pytest
 from mlops_stack.data import Dataset, DatasetSchema, infer_schema
 from mlops_stack.flows.monitor import monitor_flow
 from mlops_stack.flows.train import train_flow
-from mlops_stack.monitoring.checks import QualityCounter, model_quality, run_checks
+from mlops_stack.monitoring.checks import QualityCounter, Reference, check_sample, model_quality
 from mlops_stack.monitoring.window import Reservoir, read_window
 from mlops_stack.monitoring_db import MonitoringDB
 from mlops_stack.prediction_log.records import PredictionRecord
@@ -120,15 +120,12 @@ def test_the_sample_note_says_what_was_sampled_and_what_was_not(store: Monitorin
         max_rows=150,
         seed=42,
     )
-    result = run_checks(
-        reference,
-        window.features,
+    result = check_sample(
+        Reference(reference, pd.Series(["no", "yes"] * 200)),
+        window,
         spec,
-        current_predictions=window.predictions,
-        reference_predictions=pd.Series(["no", "yes"] * 200),
         max_rows=150,
         build_report=False,
-        whole=window.whole,
     )
     assert result.current_rows == ROWS and result.analysed_rows == 150 and result.sampled
     assert result.sample_note == (
@@ -137,15 +134,6 @@ def test_the_sample_note_says_what_was_sampled_and_what_was_not(store: Monitorin
         "data quality over all 2000 rows; model quality over all 200 labelled rows"
     )
     assert result.model_quality is not None and result.model_quality.labelled_rows == 200
-    with pytest.raises(ValueError, match="whole.model_quality"):
-        run_checks(
-            reference,
-            window.features,
-            spec,
-            current_predictions=window.predictions,
-            labels=window.predictions,
-            whole=window.whole,
-        )
 
 
 def test_a_small_window_is_read_whole():

@@ -25,7 +25,7 @@ from mlops_stack import modelstore
 from mlops_stack.data import DatasetSchema
 from mlops_stack.flows.parameters import MonitorParameters
 from mlops_stack.flows.retrain import RetrainSummary, retrain_flow
-from mlops_stack.monitoring.checks import CheckResult, run_checks
+from mlops_stack.monitoring.checks import CheckResult, Reference, check_sample
 from mlops_stack.monitoring.status import Status, Thresholds, classify
 from mlops_stack.monitoring.window import COLUMNS, Window, read_window
 from mlops_stack.monitoring_db import FeatureDriftRow, MonitorRunRow, WindowExtent
@@ -111,16 +111,12 @@ def load_window(stack: Stack, params: MonitorParameters, champion: Champion) -> 
 @task(cache_policy=NO_CACHE)
 def check(window: Window, champion: Champion, params: MonitorParameters) -> CheckResult:
     """Drift on the window's sample; data and model quality as counted over the whole window."""
-    return run_checks(
-        champion.reference,
-        window.features,
+    return check_sample(
+        Reference(champion.reference, champion.reference_predictions),
+        window,
         champion.schema,
-        current_predictions=window.predictions,
-        reference_predictions=champion.reference_predictions,
-        classes=champion.schema.classes,
         max_rows=params.max_rows,
         seed=params.random_seed,
-        whole=window.whole,
     )
 
 

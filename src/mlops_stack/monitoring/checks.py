@@ -284,44 +284,6 @@ def check_sample(
     )
 
 
-def run_checks(
-    reference: pd.DataFrame,
-    current: pd.DataFrame,
-    schema: DatasetSchema,
-    *,
-    current_predictions: pd.Series | None = None,
-    reference_predictions: pd.Series | None = None,
-    labels: pd.Series | None = None,
-    probabilities: pd.DataFrame | None = None,
-    classes: list[str] | None = None,
-    max_rows: int = 50_000,
-    seed: int = 42,
-    build_report: bool = True,
-    whole: WholeWindow | None = None,
-) -> CheckResult:
-    """The former single entry point, kept until its last callers move; do not add new ones.
-
-    Without ``whole`` it is :func:`check_window`, with it :func:`check_sample` (``labels``
-    must then be None: model quality comes from ``whole``).
-    """
-    ref = Reference(reference, reference_predictions)
-    if whole is None:
-        window = Current(current, current_predictions, labels, probabilities, classes)
-        return check_window(
-            ref, window, schema, max_rows=max_rows, seed=seed, build_report=build_report
-        )
-    if labels is not None:
-        raise ValueError("with whole, model quality comes from whole.model_quality, not labels")
-    return check_sample(
-        ref,
-        Sample(current, current_predictions, whole),
-        schema,
-        max_rows=max_rows,
-        seed=seed,
-        build_report=build_report,
-    )
-
-
 def _check_drift(
     reference: Reference,
     features: pd.DataFrame,
