@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from mlops_stack.backoff import Backoff
 from mlops_stack.logs import get_logger
 from mlops_stack.names import MONITOR_DEPLOYMENT, RETRAIN_DEPLOYMENT, TRAIN_DEPLOYMENT
 from mlops_stack.stack import Stack
@@ -91,19 +91,18 @@ def retrying(
     The worker starts before MLflow or Prefect may answer; it waits for them rather than
     failing, and says what it is waiting for.
     """
-    deadline = None if give_up_after is None else time.monotonic() + give_up_after
-    attempt = 0
+    backoff = Backoff.fixed(RETRY_SECONDS, give_up_after=give_up_after)
     while not stop.is_set():
         try:
             return call()
         except Exception as exc:  # any failure to reach a service: wait and try again
-            delay = RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)]
-            if deadline is not None and time.monotonic() + delay > deadline:
+            if backoff.expired():
                 log.warning("worker_gave_up", waiting_for=what, error=str(exc)[:200])
                 return None
-            log.info("worker_waiting", waiting_for=what, error=str(exc)[:200], retry_in=delay)
-            attempt += 1
-            stop.wait(delay)
+            log.info(
+                "worker_waiting", waiting_for=what, error=str(exc)[:200], retry_in=backoff.upcoming
+            )
+            backoff.wait(stop)
     return None
 
 

@@ -277,18 +277,13 @@ class DatabaseSink(QueueSink):
         super().__init__(settings, min_backoff=min_backoff, max_backoff=max_backoff)
         self.store = store or MonitoringDB(settings.resolved_monitoring_db_url)
         self._owns_store = store is None
-        self._migrated = False
         self._rejected = self.spool.directory / "rejected.jsonl"
 
     def destination(self) -> str:
         return repr(self.store)
 
-    def _prepare(self) -> None:
-        if not self._migrated:
-            self.store.migrate()
-            self._migrated = True
-
     def _deliver(self, records: list[PredictionRecord]) -> None:
+        # the database migrates itself before its first write; a failure retries like any other
         _inserted, rejected = write_isolating(self.store, records)
         if rejected:  # kept for a person to look at, never replayed
             self._rejected.parent.mkdir(parents=True, exist_ok=True)

@@ -82,7 +82,6 @@ class StreamWriter:
         self.redis = redis_client(settings.redis_url, socket_timeout=35.0)
         self.failing = False  # the last write to the database failed
         self._group_ready = False
-        self._migrated = False
         self._own_pending = True  # re-read our own unacknowledged entries before new ones
         self._claim_cursor: bytes | str = "0-0"
         self._next_sweep = 0.0
@@ -172,10 +171,7 @@ class StreamWriter:
                 continue
             records.append(record)
             entry_of[record.key] = entry_id
-        try:
-            if not self._migrated:
-                self.store.migrate()
-                self._migrated = True
+        try:  # the database migrates itself before its first write
             inserted, rejected = write_isolating(self.store, records)
         except Exception as exc:  # any database failure: leave the batch pending, retry later
             self._own_pending = True
