@@ -84,6 +84,8 @@ def load_version(
     fields = fields_from_signature(info.signature)
     pipeline = modelstore.load_pipeline(uri)
     mv = client.get_model_version(name, version)
+    if mv.run_id is None:  # registered from a path, not a run: no metrics to report
+        raise ValueError(f"version {version} of {name} was not registered from a run")
     run = client.get_run(mv.run_id)
     features = build_features_model(fields)
     predict_request, batch_request = build_request_models(features, max_batch_rows)
@@ -197,7 +199,7 @@ class ModelHolder:
             thread.join(timeout=5)
         self._threads.clear()
 
-    def _spawn(self, target, name: str) -> None:
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
@@ -213,10 +215,11 @@ class ModelHolder:
         """Wake the poll loop on every notice; reconnect with a pause if Redis goes away."""
         import redis
 
-        while not self._stop.is_set():
+        url = self.settings.redis_url
+        while url and not self._stop.is_set():
             try:
-                client = redis.Redis.from_url(self.settings.redis_url, socket_timeout=5)
-                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                client = redis.Redis.from_url(url, socket_timeout=5)
+                pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
                 pubsub.subscribe(self.settings.model_events_channel)
                 while not self._stop.is_set():
                     if pubsub.get_message(timeout=1.0):
