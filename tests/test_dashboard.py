@@ -23,7 +23,7 @@ from mlops_stack.flows.monitor import monitor_flow
 from mlops_stack.flows.train import train_flow
 from mlops_stack.registry import version_of
 from mlops_stack.serving.app import create_app
-from mlops_stack.stack import current_stack
+from mlops_stack.stack import Stack, current_stack
 
 from .servers import wait_for
 from .traffic import SHIFTED, Traffic
@@ -213,7 +213,7 @@ def test_dashboard_rollback_switches_the_predictor_within_a_second(
     train_flow()  # a tie: v2 is challenger
     current_stack().registry.promote("2")
     body = {"features": {k: float(v) for k, v in Traffic(settings).features.iloc[0].items()}}
-    with TestClient(create_app(settings)) as predictor:
+    with TestClient(create_app(Stack(settings))) as predictor:
         listening = redis.Redis.from_url(services.redis_url)
         wait_for(
             lambda: listening.pubsub_numsub(settings.model_events_channel)[0][1] >= 1,

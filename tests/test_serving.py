@@ -18,6 +18,7 @@ from mlops_stack.flows.train import train_flow
 from mlops_stack.monitoring_db import MonitoringDB
 from mlops_stack.serving.app import create_app
 from mlops_stack.settings import get_settings
+from mlops_stack.stack import Stack
 
 from .conftest import mixed_table
 from .servers import serving, wait_for
@@ -52,7 +53,7 @@ def trained(tmp_path_factory):
 @pytest.fixture
 def client(trained):
     settings, _ = trained
-    with TestClient(create_app(settings)) as test_client:
+    with TestClient(create_app(Stack(settings))) as test_client:
         yield test_client
 
 
@@ -248,9 +249,49 @@ def test_health_ready_model_and_metrics(trained, client):
     assert client.get("/docs").status_code == 200
 
 
+def _schema(docs: dict, ref_or_schema: dict) -> dict:
+    """A schema with its ``$ref`` followed into the document's components."""
+    ref = ref_or_schema.get("$ref")
+    return docs["components"]["schemas"][ref.rsplit("/", 1)[1]] if ref else ref_or_schema
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "statuses", "fields"),
+    [
+        ("post", "/predict", {200, 413, 422, 503}, {"request_id", "model", "prediction"}),
+        ("post", "/predict/batch", {200, 413, 422, 503}, {"request_id", "model", "predictions"}),
+        ("post", "/feedback", {200, 404, 413, 422, 503}, {"accepted", "unknown"}),
+        ("get", "/ready", {200, 503}, {"ready", "model", "prediction_log", "registry"}),
+        ("get", "/model", {200, 503}, {"name", "version", "metrics", "classes", "features"}),
+    ],
+)
+def test_openapi_documents_the_answers(client, method, path, statuses, fields):
+    docs = client.get("/openapi.json").json()
+    responses = docs["paths"][path][method]["responses"]
+    assert {int(code) for code in responses} >= statuses
+    for code in statuses:
+        schema = _schema(docs, responses[str(code)]["content"]["application/json"]["schema"])
+        assert schema["properties"], f"{method} {path} {code} has no documented body"
+    ok = _schema(docs, responses["200"]["content"]["application/json"]["schema"])
+    assert fields <= set(ok["properties"])
+
+
+def test_openapi_documents_the_feedback_body(client):
+    docs = client.get("/openapi.json").json()
+    body = docs["paths"]["/feedback"]["post"]["requestBody"]
+    schema = body["content"]["application/json"]["schema"]
+    item, batch = (_schema(docs, s) for s in schema["anyOf"])
+    assert body["required"] and set(item["required"]) == {"request_id", "label"}
+    assert _schema(docs, batch["properties"]["items"]["items"]) == item
+    # documented, yet still validated by hand: the 422 names the field, not the union member
+    response = client.post("/feedback", json={"request_id": "r"})
+    assert response.status_code == 422
+    assert [e["loc"] for e in response.json()["detail"]] == [["body", "label"]]
+
+
 def test_no_champion_means_503_not_500(stack):
     settings = stack()
-    with TestClient(create_app(settings)) as empty:
+    with TestClient(create_app(Stack(settings))) as empty:
         response = empty.post("/predict", json={"features": GOOD})
         assert response.status_code == 503 and "mlops train" in response.json()["detail"]
         assert empty.get("/ready").status_code == 503
@@ -277,7 +318,7 @@ def test_promotion_under_traffic_fails_no_request_and_switches_version(trained):
                     seen.append(response.json()["model"]["version"])
 
     try:
-        with serving(create_app(settings)) as base:
+        with serving(create_app(Stack(settings))) as base:
             workers = [threading.Thread(target=traffic, args=(base,)) for _ in range(3)]
             for worker in workers:
                 worker.start()
@@ -328,7 +369,7 @@ def test_with_api_keys_the_predictor_asks_for_one_and_logs_who_called(trained):
     key = new_api_key()
     keyed = settings.model_copy(update={"api_keys": f"ci-client:{digest(key)}"})
     row = {"features": _json_row(features.iloc[0])}
-    with TestClient(create_app(keyed)) as keyed_client:
+    with TestClient(create_app(Stack(keyed))) as keyed_client:
         assert keyed_client.post("/predict", json=row).status_code == 401
         assert keyed_client.get("/model").status_code == 401
         answer = keyed_client.post("/predict", json=row, headers={"X-API-Key": key})

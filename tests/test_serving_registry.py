@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from mlops_stack.flows.train import train_flow
 from mlops_stack.serving.app import create_app
+from mlops_stack.stack import Stack
 
 from .servers import wait_for
 
@@ -94,7 +95,7 @@ def test_registry_down_serving_continues_and_ready_says_so(stack, mlflow_server)
     settings = stack(tracking_uri=uri, candidates="logistic_regression", reload_poll_seconds="0.2")
     train_flow()
     row = {name: 1.0 for name in _feature_names(settings)}
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(Stack(settings))) as client:
         assert client.post("/predict", json={"features": row}).json()["model"]["version"] == "1"
         assert client.get("/ready").json()["registry"]["reachable"] is True
         # the README's example bodies are valid requests for a model on the default data

@@ -6,13 +6,12 @@ import threading
 
 import redis
 from fastapi.testclient import TestClient
-from mlops_stack.notices import publish_model_change
 
-from mlops_stack import registry
 from mlops_stack.flows.train import train_flow
 from mlops_stack.monitoring_db import MonitoringDB
 from mlops_stack.prediction_log.stream import StreamWriter
 from mlops_stack.serving.app import create_app
+from mlops_stack.stack import Stack
 
 from .servers import wait_for
 
@@ -47,7 +46,7 @@ def test_postgres_down_under_traffic_loses_no_prediction(
     writer.start()
     body = {"features": _row(settings)}
     try:
-        with TestClient(create_app(settings)) as client:
+        with TestClient(create_app(Stack(settings))) as client:
             for _ in range(50):
                 assert client.post("/predict", json=body).status_code == 200
             wait_for(lambda: store.count_predictions() == 50, 30, "50 rows before the outage")
@@ -93,7 +92,7 @@ def test_redis_notice_swaps_the_model_before_the_next_poll(
     train_flow()
     train_flow()  # a tie: v2 is challenger
     body = {"features": _row(settings)}
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(Stack(settings))) as client:
         assert client.post("/predict", json=body).json()["model"]["version"] == "1"
         listening = redis.Redis.from_url(services.redis_url)
         wait_for(
@@ -101,8 +100,7 @@ def test_redis_notice_swaps_the_model_before_the_next_poll(
             30,
             "the predictor to subscribe to model notices",
         )
-        registry.promote(registry.client_for(settings), settings.model_name, 2)
-        publish_model_change(settings, "2")
+        Stack(settings).registry.promote(2)  # promoting publishes the notice itself
         wait_for(
             lambda: client.post("/predict", json=body).json()["model"]["version"] == "2",
             30,

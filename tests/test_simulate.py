@@ -12,6 +12,7 @@ from mlops_stack.flows.train import train_flow
 from mlops_stack.monitoring_db import MonitoringDB
 from mlops_stack.serving.app import create_app
 from mlops_stack.simulate import Drift, apply_drift
+from mlops_stack.stack import Stack
 
 from .servers import serving
 
@@ -76,7 +77,7 @@ def test_simulated_drifted_traffic_with_labels_is_logged_and_detected(stack):
     args = ["--rows", "300", "--rate", "0", "--label-delay", "0.2"]
     for feature in SHIFTED:
         args += ["--drift", f"{feature}:shift=2"]
-    with serving(create_app(settings)) as base:
+    with serving(create_app(Stack(settings))) as base:
         result = CliRunner().invoke(app, ["simulate", "--url", base, *args])
     assert result.exit_code == 0, result.output
     assert "sent 300" in result.output and "300 answered, 0 failed" in result.output

@@ -58,9 +58,13 @@ def _prepare() -> Settings:
 
 def _stack() -> Stack:
     """The process's composition root, built from valid settings and installed for the flows."""
+    return _installed(_prepare())
+
+
+def _installed(settings: Settings) -> Stack:
     from mlops_stack.stack import Stack, install
 
-    stack = Stack(_prepare())
+    stack = Stack(settings)
     install(stack)
     return stack
 
@@ -388,7 +392,13 @@ def serve_api(
     else:
         from mlops_stack.serving.app import create_app
 
-        uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
+        uvicorn.run(
+            create_app(_installed(settings)),
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+        )
 
 
 @app.command("log-writer")
@@ -435,12 +445,9 @@ def worker() -> None:
             "(embedded, run `mlops train` / `mlops monitor` directly)",
             code=2,
         )
-    from mlops_stack.stack import Stack, install
     from mlops_stack.worker import run_worker
 
-    stack = Stack(settings)
-    install(stack)
-    run_worker(stack)
+    run_worker(_installed(settings))
 
 
 api_key_app = typer.Typer(help="Predictor API keys (MLOPS_API_KEYS).", no_args_is_help=True)

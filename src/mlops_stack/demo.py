@@ -88,7 +88,7 @@ def _predictor(stack: Stack) -> Iterator[str]:
 
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(stack.settings), host="127.0.0.1", port=0, log_config=None, access_log=False
+            create_app(stack), host="127.0.0.1", port=0, log_config=None, access_log=False
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)

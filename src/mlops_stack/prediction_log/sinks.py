@@ -356,10 +356,11 @@ class DiscardSink:
         return None
 
 
-def make_sink(settings: Settings) -> PredictionSink:
-    """The sink the settings call for: the Redis stream if MLOPS_REDIS_URL, else the database."""
+def make_sink(settings: Settings, database: MonitoringDB | None = None) -> PredictionSink:
+    """The sink the settings call for: the Redis stream if MLOPS_REDIS_URL, else ``database``
+    (the process's monitoring database; one of its own when not given)."""
     if not settings.log_predictions:
         return DiscardSink()
     if settings.redis_url:
         return RedisStreamSink(settings)
-    return DatabaseSink(settings)
+    return DatabaseSink(settings, database)

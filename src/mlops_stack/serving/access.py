@@ -161,7 +161,9 @@ class RedisLimiter:
         key = f"mlops:ratelimit:{caller}:{window}"
         try:
             async with self.redis.pipeline(transaction=True) as pipe:
-                count, _ = await pipe.incr(key).expire(key, WINDOW_SECONDS * 2).execute()
+                pipe.incr(key)  # queued, sent with the expiry in one MULTI/EXEC round trip
+                pipe.expire(key, WINDOW_SECONDS * 2)
+                count, _ = await pipe.execute()
         except Exception as exc:  # degrade to per-process counting, never fail the request
             if now - self._warned_at > 60:
                 self._warned_at = now
@@ -236,7 +238,8 @@ class AccessMiddleware:
 
 
 def _route_path(scope: Scope) -> str:
-    path, root = scope["path"], scope.get("root_path", "")
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
     return path[len(root) :] if root and path.startswith(root) else path
 
 
@@ -246,7 +249,8 @@ def _client_address(scope: Scope, headers: dict[bytes, bytes]) -> str:
     if real_ip:
         return real_ip.decode("latin-1").strip()
     client = scope.get("client")
-    return client[0] if client else "unknown"
+    host: str = client[0] if client else "unknown"
+    return host
 
 
 async def _refuse(send: Send, denial: Denial) -> None:

@@ -21,8 +21,9 @@ from mlflow.tracking import MlflowClient
 from pydantic import BaseModel
 from sklearn.pipeline import Pipeline
 
-from mlops_stack import modelstore, registry
+from mlops_stack import modelstore
 from mlops_stack.logs import get_logger
+from mlops_stack.registry import Registry, version_of
 from mlops_stack.serving.schema import (
     FeatureField,
     build_features_model,
@@ -84,6 +85,8 @@ def load_version(
     fields = fields_from_signature(info.signature)
     pipeline = modelstore.load_pipeline(uri)
     mv = client.get_model_version(name, version)
+    if mv.run_id is None:  # registered from a path, not a run: no metrics to report
+        raise ValueError(f"version {version} of {name} was not registered from a run")
     run = client.get_run(mv.run_id)
     features = build_features_model(fields)
     predict_request, batch_request = build_request_models(features, max_batch_rows)
@@ -117,6 +120,7 @@ class RegistryStatus:
 class ModelHolder:
     """The current model, swapped atomically when the registry alias moves."""
 
+    registry: Registry
     settings: Settings
     current: ServedModel | None = None
     registry_status: RegistryStatus = field(default_factory=RegistryStatus)
@@ -133,22 +137,21 @@ class ModelHolder:
         current model serving and is recorded for /ready and the logs.
         """
         with self._lock:  # one refresh at a time (poll thread, notice thread, start-up)
-            name, alias = self.settings.model_name, self.settings.model_alias
+            name = self.registry.model_name
             try:
-                client = registry.client_for(self.settings)
-                mv = registry.version_by_alias(client, name, alias)
+                mv = self.registry.champion()  # the served alias (MLOPS_MODEL_ALIAS)
             except Exception as exc:  # network, server or database errors alike
                 self._registry_failed(exc)
                 return False
             self._registry_ok()
             if mv is None:
                 return False
-            version = registry.version_of(mv)
+            version = version_of(mv)
             if self.current is not None and self.current.version == version:
                 return False
             try:
                 loaded = load_version(
-                    client, name, version, max_batch_rows=self.settings.max_batch_rows
+                    self.registry.client, name, version, max_batch_rows=self.settings.max_batch_rows
                 )
             except Exception as exc:
                 self.on_reload("failed")
@@ -197,7 +200,7 @@ class ModelHolder:
             thread.join(timeout=5)
         self._threads.clear()
 
-    def _spawn(self, target, name: str) -> None:
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
@@ -213,10 +216,11 @@ class ModelHolder:
         """Wake the poll loop on every notice; reconnect with a pause if Redis goes away."""
         import redis
 
-        while not self._stop.is_set():
+        url = self.settings.redis_url
+        while url and not self._stop.is_set():
             try:
-                client = redis.Redis.from_url(self.settings.redis_url, socket_timeout=5)
-                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                client = redis.Redis.from_url(url, socket_timeout=5)
+                pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
                 pubsub.subscribe(self.settings.model_events_channel)
                 while not self._stop.is_set():
                     if pubsub.get_message(timeout=1.0):

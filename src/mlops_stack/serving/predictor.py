@@ -1,0 +1,108 @@
+"""The predictor's state, one object per app: what the routes get through ``Depends``.
+
+Built in one place (``create_app``), stored as ``app.state.predictor`` and read by the
+dependencies in ``serving.dependencies``; nothing here knows about HTTP, so a composition root
+can build it from its own parts and tests can drive it directly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+from mlops_stack.prediction_log.records import PredictionRecord
+from mlops_stack.prediction_log.sinks import PredictionSink
+from mlops_stack.serving.metrics import PredictorMetrics
+from mlops_stack.serving.model import ModelHolder, ServedModel
+from mlops_stack.serving.requests import FeedbackItem
+from mlops_stack.stack import Stack
+
+RECENT_KEYS = 100_000
+"""Answered rows remembered in memory for /feedback (a few MB at most)."""
+
+Result = tuple[Any, dict[str, float] | None]
+"""A predicted class and the class probabilities (None for a model without them)."""
+
+
+class NoModel(Exception):
+    """No version holds the alias yet; every route that needs a model answers 503."""
+
+
+class FeedbackOutcome(NamedTuple):
+    """How many labels were stored, and the (request id, row) of the items matching none."""
+
+    accepted: int
+    unknown: list[tuple[str, int]]
+
+
+class Predictor:
+    """The app's state: model holder, log sink, log store, metrics and recent request ids."""
+
+    def __init__(self, stack: Stack, sink: PredictionSink):
+        self.stack = stack
+        self.settings = stack.settings
+        self.sink = sink
+        self.store = stack.monitoring
+        self.metrics = PredictorMetrics(queue_depth=sink.depth)
+        self.holder = ModelHolder(stack.registry, self.settings, on_reload=self.metrics.reloaded)
+        self.recent: OrderedDict[tuple[str, int], None] = OrderedDict()
+
+    def model(self) -> ServedModel:
+        """The model being served now; NoModel until a version holds the alias."""
+        model = self.holder.current
+        if model is None:
+            raise NoModel
+        return model
+
+    def remember(self, request_id: str, rows: int) -> None:
+        """Recent answers, so feedback sent before the log writer caught up is still known."""
+        for row in range(rows):
+            self.recent[(request_id, row)] = None
+        while len(self.recent) > RECENT_KEYS:
+            self.recent.popitem(last=False)
+
+    def answer(
+        self, request_id: str, model: ServedModel, rows: list[dict[str, Any]], started: float
+    ) -> list[Result]:
+        """Predict, count and log the rows of one request."""
+        results = model.predict(rows)
+        latency_ms = (time.perf_counter() - started) * 1000
+        now = datetime.now(UTC)
+        for index, (row, (prediction, proba)) in enumerate(zip(rows, results, strict=True)):
+            self.metrics.predictions.labels(model.version, str(prediction)).inc()
+            self.sink.submit(
+                PredictionRecord(
+                    request_id=request_id,
+                    row=index,
+                    created_at=now,
+                    model_name=model.name,
+                    model_version=model.version,
+                    features=row,
+                    prediction=prediction,
+                    probabilities=proba,
+                    latency_ms=latency_ms,
+                )
+            )
+        self.remember(request_id, len(rows))
+        return results
+
+    def record_feedback(self, items: Sequence[FeedbackItem]) -> FeedbackOutcome:
+        """Store the labels of answered rows; items matching no answer are returned, not stored.
+
+        Raises what the monitoring database raises, having stored nothing: labels are only
+        written after every item was looked up.
+        """
+        keys = [(item.request_id, item.row) for item in items]
+        known = {key for key in keys if key in self.recent}
+        known |= self.store.known_predictions([key for key in keys if key not in known])
+        accepted = [
+            (item.request_id, item.row, str(item.label))
+            for item in items
+            if (item.request_id, item.row) in known
+        ]
+        if accepted:
+            self.store.record_feedback(accepted)
+        return FeedbackOutcome(len(accepted), [key for key in keys if key not in known])

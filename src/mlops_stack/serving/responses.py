@@ -1,0 +1,160 @@
+"""What the predictor answers, as pydantic models, so ``/openapi.json`` documents the answers.
+
+The routes return these instances and FastAPI serialises them straight to JSON bytes with
+pydantic's serializer (no intermediate dict, no ``json.dumps``); the field order is the key
+order of the JSON bodies. Error bodies are declared here too, so every status a route can
+answer with (404, 413, 422, 503) has a schema and not only a number.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+Prediction = bool | int | float | str
+"""A predicted class as the model has it: the JSON type follows the training labels."""
+
+
+class ModelRef(BaseModel):
+    """The registered version that answered."""
+
+    name: str
+    version: str
+
+
+class PredictResponse(BaseModel):
+    """The answer to ``/predict``."""
+
+    request_id: str = Field(description="Send it back with the true label to /feedback.")
+    model: ModelRef
+    prediction: Prediction
+    probabilities: dict[str, float] | None = Field(
+        description="Probability of each class; null when the model gives none."
+    )
+
+
+class RowPrediction(BaseModel):
+    """One row of a ``/predict/batch`` answer."""
+
+    row: int = Field(description="Position in the request's rows; send it to /feedback.")
+    prediction: Prediction
+    probabilities: dict[str, float] | None
+
+
+class BatchPredictResponse(BaseModel):
+    """The answer to ``/predict/batch``: one prediction per row, in the request's order."""
+
+    request_id: str
+    model: ModelRef
+    predictions: list[RowPrediction]
+
+
+class FeedbackKey(BaseModel):
+    """Which answered row a label is for."""
+
+    request_id: str
+    row: int
+
+
+class FeedbackResponse(BaseModel):
+    """How many labels were stored, and the items that match no answered prediction."""
+
+    accepted: int
+    unknown: list[FeedbackKey]
+
+
+class Health(BaseModel):
+    """The process answers; says nothing about the model (see /ready)."""
+
+    status: str = "ok"
+
+
+class ReadyModel(BaseModel):
+    """The alias the predictor follows and the version it serves (null: none yet)."""
+
+    name: str
+    alias: str
+    version: str | None
+
+
+class PredictionLogStatus(BaseModel):
+    """Whether answered rows reach the prediction log, and how many wait to."""
+
+    ok: bool
+    detail: str
+    queue_depth: int
+
+
+class RegistryReachability(BaseModel):
+    """The last look at the model registry (an outage does not stop serving)."""
+
+    reachable: bool
+    error: str | None
+    unreachable_since: str | None
+    last_checked: str | None
+
+
+class ReadyResponse(BaseModel):
+    """``/ready``: the same body with 200 when ready, 503 when not."""
+
+    ready: bool
+    model: ReadyModel
+    prediction_log: PredictionLogStatus
+    registry: RegistryReachability
+
+
+class FeatureInfo(BaseModel):
+    """One input column of the served model's signature."""
+
+    name: str
+    type: str = Field(description="MLflow type: double, float, long, integer, string, boolean.")
+    nullable: bool
+
+
+class ModelInfo(BaseModel):
+    """``/model``: the served version, its run, metrics, classes and features."""
+
+    name: str
+    version: str
+    alias: str
+    run_id: str
+    trained_at: str
+    loaded_at: str
+    metrics: dict[str, float]
+    classes: list[str]
+    features: list[FeatureInfo]
+
+
+class ErrorMessage(BaseModel):
+    """An error explained in one sentence (413, 503)."""
+
+    detail: str
+
+
+class FieldError(BaseModel):
+    """One reason a body was refused: where (``loc``), why (``msg``), what kind (``type``)."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class InvalidRequest(BaseModel):
+    """422: every problem of the body at once."""
+
+    detail: list[FieldError]
+
+
+Responses = dict[int | str, dict[str, Any]]
+"""The ``responses=`` argument of a route: status code to schema and description."""
+
+TOO_LARGE: Responses = {
+    413: {"model": ErrorMessage, "description": "The body is larger than MLOPS_MAX_BODY_BYTES."}
+}
+INVALID: Responses = {
+    422: {"model": InvalidRequest, "description": "The body does not match; every problem listed."}
+}
+NO_MODEL: Responses = {
+    503: {"model": ErrorMessage, "description": "No version holds the alias yet: nothing to serve."}
+}
