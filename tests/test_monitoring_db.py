@@ -23,11 +23,11 @@ from alembic.script import ScriptDirectory
 from mlops_stack.monitoring_db import MonitoringDB
 from mlops_stack.monitoring_db.database import (
     VERSION_TABLE,
-    Base,
     WindowExtent,
     alembic_config,
     write_isolating,
 )
+from mlops_stack.monitoring_db.tables import Base
 from mlops_stack.prediction_log.records import PredictionRecord
 from mlops_stack.prediction_log.sinks import DatabaseSink, RedisStreamSink, make_sink
 from mlops_stack.prediction_log.stream import StreamWriter
@@ -183,7 +183,10 @@ def test_feedback_upserts_and_joins_predictions(store: MonitoringDB):
         "label",
         "received_at",
     ]
-    assert set(frame.columns[10:]) == {"age", "city", "feature.label"}  # 'label' is taken
+    # a feature named like a row column ('label') is kept apart, and read back by its name
+    features = MonitoringDB.features(frame, ["age", "city", "label"])
+    assert list(features["label"].iloc[:3]) == ["f", "f", "f"] and features["label"].iloc[3] != "f"
+    assert list(features["age"].iloc[:3]) == [0, 1, 2]
     labels = dict(zip(zip(frame.request_id, frame.row, strict=True), frame.label, strict=True))
     assert labels[("batch", 0)] == "yes" and labels[("batch", 1)] == "no"  # later label wins
     assert labels[("batch", 2)] is None and frame.received_at.isna().sum() == 2

@@ -13,16 +13,23 @@ import pandas as pd
 import streamlit as st
 
 from mlops_stack.dashboard import cache
+from mlops_stack.names import MonitorStatus
 
 T = TypeVar("T")
 
-STATUS_ICON = {"ok": "🟢", "warning": "🟡", "drift": "🟠", "degraded": "🔴", "skipped": "⚪"}
+STATUS_ICON = {
+    MonitorStatus.OK: "🟢",
+    MonitorStatus.WARNING: "🟡",
+    MonitorStatus.DRIFT: "🟠",
+    MonitorStatus.DEGRADED: "🔴",
+    MonitorStatus.SKIPPED: "⚪",
+}
 STATUS_COLOUR = {
-    "ok": "#2e7d32",
-    "warning": "#f9a825",
-    "drift": "#ef6c00",
-    "degraded": "#c62828",
-    "skipped": "#9e9e9e",
+    MonitorStatus.OK: "#2e7d32",
+    MonitorStatus.WARNING: "#f9a825",
+    MonitorStatus.DRIFT: "#ef6c00",
+    MonitorStatus.DEGRADED: "#c62828",
+    MonitorStatus.SKIPPED: "#9e9e9e",
 }
 TRAFFIC_HINT = "run `mlops demo`, or send traffic to /api/predict (`mlops simulate`)"
 MONITOR_HINT = (

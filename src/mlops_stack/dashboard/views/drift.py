@@ -14,6 +14,7 @@ import streamlit as st
 import streamlit.components.v1 as components
 
 from mlops_stack.dashboard import cache, filters, widgets
+from mlops_stack.names import MonitorStatus
 
 settings = cache.settings()
 chosen = filters.current()
@@ -45,7 +46,7 @@ def share_chart(measured: pd.DataFrame) -> alt.LayerChart:
     )
     thresholds = pd.DataFrame(
         {
-            "threshold": ["warning", "drift"],
+            "threshold": [MonitorStatus.WARNING, MonitorStatus.DRIFT],
             "share": [settings.drift_warning_share, settings.drift_share],
         }
     )
@@ -56,7 +57,13 @@ def share_chart(measured: pd.DataFrame) -> alt.LayerChart:
             y="share:Q",
             color=alt.Color(
                 "threshold:N",
-                scale=alt.Scale(domain=["warning", "drift"], range=["#f9a825", "#ef6c00"]),
+                scale=alt.Scale(
+                    domain=[MonitorStatus.WARNING, MonitorStatus.DRIFT],
+                    range=[
+                        widgets.STATUS_COLOUR[MonitorStatus.WARNING],
+                        widgets.STATUS_COLOUR[MonitorStatus.DRIFT],
+                    ],
+                ),
                 legend=None,
             ),
             tooltip=["threshold", "share"],

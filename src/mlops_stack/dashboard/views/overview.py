@@ -11,6 +11,7 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from mlops_stack.dashboard import cache, filters, widgets
+from mlops_stack.names import QUALITY_METRICS
 
 settings = cache.settings()
 chosen = filters.current()
@@ -33,7 +34,7 @@ def champion_section() -> None:
     row = versions[versions["version"] == info.version].iloc[0]
     cols = st.columns(4)
     cols[0].metric("Champion version", f"v{info.version}")
-    for col, metric in zip(cols[1:], ("accuracy", "f1", "roc_auc"), strict=True):
+    for col, metric in zip(cols[1:], QUALITY_METRICS, strict=True):
         value = row.get(metric)
         col.metric(f"Holdout {metric}", "n/a" if pd.isna(value) else f"{value:.3f}")
     st.caption(
