@@ -35,6 +35,10 @@ class SecretFilesSource(PydanticBaseSettingsSource):
     file that sets development values. A named file that is missing is an error that names the
     variable, never a silent fallback to a default; an empty file means "not set" (an optional
     secret such as the alert webhook), which production refuses where a value is required.
+
+    This is the only reader of ``MLOPS_*_FILE``: the image's entrypoint
+    (infrastructure/docker-entrypoint.sh) does the same for the servers we do not write
+    (MLflow, Prefect, JupyterLab) and leaves ``MLOPS_*`` alone.
     """
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
