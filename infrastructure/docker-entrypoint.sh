@@ -1,23 +1,29 @@
 #!/usr/bin/env bash
 # Entrypoint of the stack's Python image: secrets from files, then the service's command.
 #
-# For every VAR_FILE=/run/secrets/... in the environment, VAR is set from that file (trailing
-# newlines dropped; other *_FILE variables, such as a tool's config path, are left alone). The file wins over an inline VAR, so docker-compose.prod.yml layers secrets on the
-# development values of docker-compose.yml. This covers the servers we do not write ourselves
-# (MLFLOW_BACKEND_STORE_URI_FILE, PREFECT_SERVER_DATABASE_CONNECTION_URL_FILE,
-# JUPYTER_TOKEN_FILE); the stack's own MLOPS_*_FILE settings read the same files themselves.
-# A named file that is missing stops the container, naming the variable.
+# Secrets of the servers we do not write ourselves (MLflow, Prefect, JupyterLab) come as
+# VAR_FILE=/run/secrets/...: VAR is set from that file (trailing newlines dropped), and the
+# file wins over an inline VAR, so docker-compose.prod.yml layers secrets on the development
+# values of docker-compose.yml. A named file that is missing stops the container, naming the
+# variable. Other *_FILE variables (a tool's config path) are left alone.
 #
-# With MLOPS_ENVIRONMENT=production it refuses to start while any variable still holds a
-# development default (they all contain "mlops-dev-only"), naming the variables.
+# With MLOPS_ENVIRONMENT=production it refuses to start while one of those variables still
+# holds a development default (they all contain "mlops-dev-only"), naming the variables.
+#
+# The stack's own MLOPS_* variables are not touched here: the settings read MLOPS_*_FILE and
+# refuse development defaults themselves, with the same messages (mlops_stack.settings), and
+# that is the one implementation for them, in a container or not.
 set -euo pipefail
+
+ours() { case "$1" in MLOPS_*) return 0 ;; *) return 1 ;; esac; }
 
 for name in $(compgen -e); do
   case "$name" in *_FILE) ;; *) continue ;; esac
+  ours "$name" && continue
   path=${!name}
   case "$path" in /run/secrets/*) ;; *) continue ;; esac
   if [ ! -r "$path" ]; then
-    echo "mlops-entrypoint: $name=$path: no such file or not readable (is the secret created?)" >&2
+    echo "mlops-entrypoint: $name=$path: cannot read the file (is the secret created?)" >&2
     exit 64
   fi
   export "${name%_FILE}=$(<"$path")"
@@ -26,6 +32,7 @@ done
 if [ "${MLOPS_ENVIRONMENT:-development}" = production ]; then
   leaked=()
   for name in $(compgen -e); do
+    ours "$name" && continue
     case "${!name}" in *mlops-dev-only*) leaked+=("$name") ;; esac
   done
   if [ ${#leaked[@]} -gt 0 ]; then

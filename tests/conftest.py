@@ -1,4 +1,17 @@
-"""Shared fixtures: an isolated embedded stack per test, one Prefect test server per session."""
+"""Shared fixtures: an isolated embedded stack per test; servers only for the `stack` tier.
+
+Two tiers (README, "Run the tests"):
+
+- ``pytest -m "not stack"``: the unit tests, no server process at all (no PostgreSQL, Redis
+  or Prefect), in seconds.
+- ``pytest``: everything; what CI runs. Tests marked ``stack`` also get one temporary Prefect
+  API for the whole session (``prefect_server``), started by the first of them.
+
+A test is ``stack`` when it asks for a server fixture (``SERVER_FIXTURES``), is parametrised
+over PostgreSQL, lives in a module of ``STACK_MODULES``, or is named in ``STACK_TESTS``: those
+run flows, trains models or start processes (kernels, a browser). The marker is set here in
+``pytest_collection_modifyitems``, so a test module needs no marker of its own.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +29,85 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
 
-@pytest.fixture(scope="session", autouse=True)
+# Modules whose every test needs a server or trains models: flows, the worker, the CLI's
+# train/monitor/retrain/demo, the predictor over a trained champion, notebooks, the browser.
+STACK_MODULES = {
+    "test_cli",
+    "test_dashboard_browser",
+    "test_demo",
+    "test_monitor",
+    "test_monitoring_db",
+    "test_notebooks",
+    "test_retrain",
+    "test_serving",
+    "test_serving_registry",
+    "test_serving_stack",
+    "test_train_flow",
+    "test_worker",
+}
+# Tests of otherwise unit modules that run flows (train_flow, monitor_flow, the dashboard's
+# retrain): "module::test name" (the name without parameters).
+STACK_TESTS = {
+    "test_dashboard::test_pages_show_what_a_seeded_stack_holds",
+    "test_simulate::test_simulated_drifted_traffic_with_labels_is_logged_and_detected",
+    "test_window::test_monitor_run_samples_the_window_and_counts_quality_over_all_rows",
+}
+# Fixtures that are servers, or reach the test servers of infrastructure/ci/services.sh.
+SERVER_FIXTURES = {"prefect_server", "services", "postgres_url", "stream_name"}
+
+
+def _needs_servers(item: pytest.Item) -> bool:
+    module = item.module.__name__.rpartition(".")[2] if hasattr(item, "module") else ""
+    name = getattr(item, "originalname", item.name)
+    callspec = getattr(item, "callspec", None)
+    return (
+        module in STACK_MODULES
+        or f"{module}::{name}" in STACK_TESTS
+        or bool(SERVER_FIXTURES & set(getattr(item, "fixturenames", ())))
+        # a fixture parametrised over the databases asks for postgres_url at run time
+        or (callspec is not None and "postgresql" in callspec.params.values())
+    )
+
+
+def _stack_deselected(config: pytest.Config) -> bool:
+    """True when ``-m`` leaves out every ``stack`` test (``-m "not stack"``)."""
+    markexpr = config.getoption("markexpr", "")
+    if not markexpr:
+        return False
+    try:
+        from _pytest.mark.expression import Expression
+
+        expression = Expression.compile(markexpr)
+        # a stack test carries the stack marker and whatever markers it has of its own:
+        # only an expression false for {stack} with no other marker rules them all out
+        return not expression.evaluate(lambda name, **kwargs: name == "stack")
+    except Exception:  # an expression or a pytest this does not understand: collect all
+        return False
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """The unit tier does not import the stack modules at all (mlflow, Prefect, ...)."""
+    if collection_path.suffix == ".py" and collection_path.stem in STACK_MODULES:
+        return True if _stack_deselected(config) else None
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the ``stack`` tier, and give each of its tests the session's Prefect API.
+
+    ``prefect_server`` goes first among the test's fixtures, so it is up before any module
+    fixture of the test runs a flow; the unit tier never starts it.
+    """
+    for item in items:
+        if not _needs_servers(item):
+            continue
+        item.add_marker(pytest.mark.stack)
+        fixturenames = getattr(item, "fixturenames", None)
+        if fixturenames is not None and "prefect_server" not in fixturenames:
+            fixturenames.insert(0, "prefect_server")
+
+
+@pytest.fixture(scope="session")
 def prefect_server():
     """One temporary Prefect API for the whole session (starting one costs several seconds)."""
     from prefect.testing.utilities import prefect_test_harness

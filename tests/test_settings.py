@@ -8,12 +8,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from mlops_stack.settings import (
-    COMPOSE_VARIABLES,
-    PROD_SETTING_DEFAULTS,
-    Settings,
-    render_env_example,
-)
+from mlops_stack.env_example import COMPOSE_VARIABLES, PROD_SETTING_DEFAULTS, render_env_example
+from mlops_stack.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_NAMES = {name for name, _, _ in COMPOSE_VARIABLES}
@@ -54,7 +50,7 @@ def test_env_example_documents_every_compose_variable_with_its_default():
 
 
 def test_env_example_is_what_the_settings_render():
-    """Descriptions too: regenerate with `python -m mlops_stack.settings > .env.example`."""
+    """Descriptions too: regenerate with `python -m mlops_stack.env_example > .env.example`."""
     assert (ROOT / ".env.example").read_text() == render_env_example()
 
 

@@ -41,29 +41,6 @@ docker_tools() {
   done
 }
 
-# A machine restored from a snapshot, or a session that ended without stopping the engine,
-# can leave containerd's and dockerd's sockets and pid file behind with no process on them.
-# engine-up.sh sees the socket, skips starting containerd, and dockerd then times out
-# dialling it ("failed to dial /run/containerd/containerd.sock"). Clear only what no
-# running process owns.
-process_running() {  # /proc, not pgrep: procps need not be installed
-  local comm
-  for comm in /proc/[0-9]*/comm; do
-    [ "$(cat "$comm" 2>/dev/null)" = "$1" ] && return 0
-  done
-  return 1
-}
-
-clear_stale_engine_state() {
-  docker info >/dev/null 2>&1 && return
-  if ! process_running containerd; then
-    rm -f /run/containerd/containerd.sock /run/containerd/containerd.sock.ttrpc
-  fi
-  if ! process_running dockerd; then
-    rm -f /var/run/docker.pid /var/run/docker.sock
-  fi
-}
-
 # the stack in use, for on_exit: "" when none is up
 current=""
 
@@ -88,8 +65,8 @@ teardown() {
 
 tools=$(docker_tools)
 if [ -n "$tools" ]; then
+  # engine-up.sh clears sockets and pid files left by an engine that is no longer running
   step "Docker engine ($tools/engine-up.sh)"
-  clear_stale_engine_state
   if ! "$tools/engine-up.sh"; then
     tail -40 /var/log/standin-containerd.log /var/log/standin-dockerd.log 2>/dev/null || true
     exit 1

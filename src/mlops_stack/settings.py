@@ -3,13 +3,14 @@
 Every option is an environment variable prefixed ``MLOPS_`` with a default that runs the whole
 loop embedded: MLflow on a SQLite file, artifacts and Prefect's state under one data directory,
 no server to install. The compose files only override URLs; ``.env.example`` documents each
-variable. Keeping all configuration here means a service never reads ``os.environ`` itself.
+variable (rendered from these fields by ``mlops_stack.env_example``). Keeping all configuration
+here means a service never reads ``os.environ`` itself, and ``prepare_environment`` is the one
+place that writes it.
 """
 
 from __future__ import annotations
 
 import os
-import textwrap
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -35,6 +36,10 @@ class SecretFilesSource(PydanticBaseSettingsSource):
     file that sets development values. A named file that is missing is an error that names the
     variable, never a silent fallback to a default; an empty file means "not set" (an optional
     secret such as the alert webhook), which production refuses where a value is required.
+
+    This is the only reader of ``MLOPS_*_FILE``: the image's entrypoint
+    (infrastructure/docker-entrypoint.sh) does the same for the servers we do not write
+    (MLflow, Prefect, JupyterLab) and leaves ``MLOPS_*`` alone.
     """
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
@@ -472,78 +477,3 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process-wide settings; tests call ``get_settings.cache_clear()`` after changing env."""
     return Settings()
-
-
-ENV_EXAMPLE_HEADER = """\
-# Every variable the stack reads, with its default. Copy to .env and uncomment what you change:
-# `docker compose` reads .env for its own variables and passes it to the Python services;
-# `mlops` commands read it from the working directory. The MLOPS_* defaults run everything
-# embedded (MLflow on a SQLite file, state under MLOPS_DATA_DIR); docker-compose.yml sets the
-# service URLs (tracking, databases, Redis, Prefect) itself.
-"""
-
-
-# Variables the compose files themselves read (interpolation), besides the MLOPS_* settings
-# that their Python services read. A test holds this table to the ${...} in both files.
-COMPOSE_VARIABLES: tuple[tuple[str, str, str], ...] = (
-    ("MLOPS_HTTP_BIND", "127.0.0.1", "Address nginx publishes the stack on (0.0.0.0: the LAN)."),
-    ("MLOPS_HTTP_PORT", "8080", "Port nginx publishes the stack on: http://<bind>:<port>/."),
-    ("POSTGRES_USER", "mlops", "PostgreSQL user owning the mlflow, prefect, monitoring DBs."),
-    (
-        "POSTGRES_PASSWORD",
-        "mlops-dev-only",
-        "PostgreSQL password. The default is for a laptop only; the prod stack refuses it.",
-    ),
-    (
-        "MLFLOW_ALLOWED_HOSTS",
-        "mlflow:5000,localhost,localhost:*,127.0.0.1,127.0.0.1:*",
-        "Host headers MLflow answers; add the name you reach the stack by.",
-    ),
-    ("JUPYTER_TOKEN", "mlops-dev-only", "JupyterLab token (profile notebooks): /jupyter/?token=."),
-    ("MLOPS_IMAGE", "mlops-stack:0.1.0", "Tag of the stack's Python image (built locally)."),
-    ("MLOPS_JUPYTER_IMAGE", "mlops-stack-jupyter:0.1.0", "Tag of the JupyterLab image."),
-    # docker-compose.prod.yml only
-    ("MLOPS_PUBLIC_BIND", "0.0.0.0", "Prod: address nginx publishes 80 and 443 on."),
-    ("MLOPS_PUBLIC_HTTP_PORT", "80", "Prod: host port of plain HTTP (redirects to HTTPS)."),
-    ("MLOPS_PUBLIC_HTTPS_PORT", "443", "Prod: host port of HTTPS."),
-    (
-        "MLOPS_SECRETS_DIR",
-        "./secrets",
-        "Prod: directory of the secret files (infrastructure/prod/init-secrets.sh).",
-    ),
-    ("MLOPS_BACKUP_KEEP", "7", "Prod: backups kept (the newest)."),
-    ("MLOPS_BACKUP_INTERVAL_HOURS", "24", "Prod: hours between two scheduled backups."),
-    ("MLOPS_BACKUP_IMAGE", "mlops-stack-backup:0.1.0", "Prod: tag of the backup image."),
-)
-
-# Settings that docker-compose.prod.yml gives a production default of its own (a value in
-# .env still wins): ${MLOPS_X:-prod default}.
-PROD_SETTING_DEFAULTS = {"MLOPS_API_WORKERS": "2", "MLOPS_RATE_LIMIT_PER_MINUTE": "600"}
-
-
-def render_env_example() -> str:
-    """``.env.example`` from the fields themselves, so the documentation cannot drift.
-
-    Regenerate with ``python -m mlops_stack.settings > .env.example``.
-    """
-    lines = [ENV_EXAMPLE_HEADER, "# --- docker compose (the compose files read these) ---", ""]
-    for name, default, description in COMPOSE_VARIABLES:
-        lines += [f"# {description}", f"# {name}={default}", ""]
-    lines += ["# --- settings of the stack's Python services (MLOPS_*) ---", ""]
-    for name, field in Settings.model_fields.items():
-        default = field.default
-        if default is None:
-            shown = ""
-        else:
-            shown = str(default).lower() if isinstance(default, bool) else str(default)
-        description = field.description or ""
-        prod_default = PROD_SETTING_DEFAULTS.get(f"MLOPS_{name.upper()}")
-        if prod_default is not None:
-            description += f" docker-compose.prod.yml's default: {prod_default}."
-        lines += [f"# {line}" for line in textwrap.wrap(description, 96)]
-        lines += [f"# MLOPS_{name.upper()}={shown}", ""]
-    return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    print(render_env_example(), end="")

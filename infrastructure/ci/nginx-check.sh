@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Checks the nginx configs with a real nginx, without Docker: each stack's files are laid out
+# as its compose file mounts them (docker-compose.yml, docker-compose.prod.yml), over a copy
+# of /etc/nginx in a private mount and network namespace; `nginx -t`, then a few requests that
+# need no upstream (landing page, health, redirects, the prod login, /api/metrics refused).
+# Proxied routes answer 502 here: no Docker DNS at 127.0.0.11, which shows the route matched.
+#
+# Needs root (unshare), nginx (apt-get install nginx-light), curl, envsubst and openssl.
+# The stand-in nginx image's nginx.conf is taken from MLOPS_DOCKER_TOOLS or ../shared/docker.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+repo=$PWD
+tools=${MLOPS_DOCKER_TOOLS:-$repo/../shared/docker}
+ngx=$repo/infrastructure/nginx
+
+if [ "${1:-}" != --inside ]; then
+  work=$(mktemp -d /var/tmp/nginx-check.XXXXXX)
+  trap 'rm -rf "$work"' EXIT
+  # docker-compose.yml's mounts over the stand-in image's layout
+  dev=$work/dev
+  cp -a /etc/nginx "$dev"
+  rm -rf "$dev/sites-enabled" "$dev/conf.d" && mkdir -p "$dev/conf.d"
+  sed 's/^user .*/user root;/' "$tools/nginx/nginx.conf" >"$dev/nginx.conf"  # no nginx user here
+  cp "$ngx/default.conf" "$dev/conf.d/default.conf"
+  cp "$ngx/routes.conf" "$dev/routes.conf"
+  cp "$ngx/open.conf" "$dev/api-policy.conf"
+  cp "$ngx/open.conf" "$dev/ui-policy.conf"
+  # docker-compose.prod.yml's
+  prod=$work/prod
+  cp -a /etc/nginx "$prod"
+  rm -rf "$prod/sites-enabled" "$prod/conf.d"
+  mkdir -p "$prod/templates"
+  cp "$ngx/prod/nginx.conf" "$prod/nginx.conf"
+  cp "$ngx/prod/default.conf.template" "$prod/templates/default.conf.template"
+  cp "$ngx/routes.conf" "$prod/routes.conf"
+  cp "$ngx/prod/api-limits.conf" "$prod/api-policy.conf"
+  cp "$ngx/prod/ui-auth.conf" "$prod/ui-policy.conf"
+  cp "$ngx/prod/security-headers.conf" "$prod/security-headers.conf"
+  mkdir -p "$work/secrets"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
+    -keyout "$work/secrets/tls_key" -out "$work/secrets/tls_cert" 2>/dev/null
+  printf 'admin:%s\n' "$(openssl passwd -apr1 check)" >"$work/secrets/htpasswd"
+  exec unshare --mount --net --propagation private "$0" --inside "$work"
+fi
+
+work=$2
+ip link set lo up 2>/dev/null || true
+mkdir -p /run/secrets
+mount --bind "$work/secrets" /run/secrets
+mount -t tmpfs tmpfs /tmp
+mount --bind "$ngx/html" /usr/share/nginx/html 2>/dev/null \
+  || { mkdir -p /usr/share/nginx/html && mount --bind "$ngx/html" /usr/share/nginx/html; }
+failed=0
+expect() {  # expect CODE CURL_ARGS...: the status curl sees
+  local want=$1 got; shift
+  got=$(curl -sk -o /dev/null -w '%{http_code}' "$@")
+  if [ "$got" = "$want" ]; then echo "  ok   $want $*"; else echo "  FAIL $got (want $want) $*"; failed=1; fi
+}
+
+echo "== dev: docker-compose.yml's files"
+mount --bind "$work/dev" /etc/nginx
+nginx -t 2>&1 | tail -1
+nginx >>"$work/nginx.log" 2>&1
+expect 200 http://127.0.0.1/
+expect 200 http://127.0.0.1/nginx-health
+expect 301 http://127.0.0.1/api
+expect 502 http://127.0.0.1/api/health
+expect 502 http://127.0.0.1/api/metrics
+expect 301 http://127.0.0.1/mlflow
+expect 502 http://127.0.0.1/mlflow/
+expect 502 http://127.0.0.1/dashboard/
+expect 502 http://127.0.0.1/prefect/
+expect 502 http://127.0.0.1/jupyter/
+nginx -s stop; sleep 1
+umount /etc/nginx
+
+echo "== prod: docker-compose.prod.yml's files (template rendered as the image does)"
+mount --bind "$work/prod" /etc/nginx
+# shellcheck disable=SC2016  # envsubst's own list of variables, not the shell's
+MLOPS_PUBLIC_HTTPS_PORT=443 envsubst '${MLOPS_PUBLIC_HTTPS_PORT}' \
+  </etc/nginx/templates/default.conf.template >/tmp/default.conf
+nginx -t 2>&1 | tail -1
+nginx >>"$work/nginx.log" 2>&1
+expect 200 http://127.0.0.1:8080/nginx-health
+expect 301 http://127.0.0.1:8080/mlflow/
+expect 200 https://127.0.0.1:8443/
+expect 404 https://127.0.0.1:8443/api/metrics
+expect 502 https://127.0.0.1:8443/api/health
+for ui in mlflow prefect dashboard jupyter; do
+  expect 401 "https://127.0.0.1:8443/$ui/"
+  expect 502 -u admin:check "https://127.0.0.1:8443/$ui/"
+done
+hsts=$(curl -sk -D - -o /dev/null -u admin:check https://127.0.0.1:8443/mlflow/ | grep -ci strict-transport || true)
+if [ "$hsts" = 1 ]; then echo "  ok   HSTS on a UI route"; else echo "  FAIL no HSTS on a UI route"; failed=1; fi
+nginx -s stop
+exit $failed

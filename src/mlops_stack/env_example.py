@@ -1,0 +1,90 @@
+"""``.env.example``: every variable the stack reads, rendered from the code that reads it.
+
+Two kinds: the variables the compose files interpolate themselves (``COMPOSE_VARIABLES``,
+``PROD_SETTING_DEFAULTS``; tests/test_settings.py holds them to the ``${...}`` in both files)
+and the ``MLOPS_*`` settings, from the fields of :class:`mlops_stack.settings.Settings`.
+Regenerate with ``python -m mlops_stack.env_example > .env.example``.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+from mlops_stack.settings import Settings
+
+ENV_EXAMPLE_HEADER = """\
+# Every variable the stack reads, with its default. Copy to .env and uncomment what you change:
+# `docker compose` reads .env for its own variables and passes it to the Python services;
+# `mlops` commands read it from the working directory. The MLOPS_* defaults run everything
+# embedded (MLflow on a SQLite file, state under MLOPS_DATA_DIR); docker-compose.yml sets the
+# service URLs (tracking, databases, Redis, Prefect) itself.
+"""
+
+
+# Variables the compose files themselves read (interpolation), besides the MLOPS_* settings
+# that their Python services read. A test holds this table to the ${...} in both files.
+COMPOSE_VARIABLES: tuple[tuple[str, str, str], ...] = (
+    ("MLOPS_HTTP_BIND", "127.0.0.1", "Address nginx publishes the stack on (0.0.0.0: the LAN)."),
+    ("MLOPS_HTTP_PORT", "8080", "Port nginx publishes the stack on: http://<bind>:<port>/."),
+    ("POSTGRES_USER", "mlops", "PostgreSQL user owning the mlflow, prefect, monitoring DBs."),
+    (
+        "POSTGRES_PASSWORD",
+        "mlops-dev-only",
+        "PostgreSQL password. The default is for a laptop only; the prod stack refuses it.",
+    ),
+    (
+        "MLFLOW_ALLOWED_HOSTS",
+        "mlflow:5000,localhost,localhost:*,127.0.0.1,127.0.0.1:*",
+        "Host headers MLflow answers; add the name you reach the stack by.",
+    ),
+    ("JUPYTER_TOKEN", "mlops-dev-only", "JupyterLab token (profile notebooks): /jupyter/?token=."),
+    ("MLOPS_IMAGE", "mlops-stack:0.1.0", "Tag of the stack's Python image (built locally)."),
+    ("MLOPS_JUPYTER_IMAGE", "mlops-stack-jupyter:0.1.0", "Tag of the JupyterLab image."),
+    # docker-compose.prod.yml only
+    ("MLOPS_PUBLIC_BIND", "0.0.0.0", "Prod: address nginx publishes 80 and 443 on."),
+    ("MLOPS_PUBLIC_HTTP_PORT", "80", "Prod: host port of plain HTTP (redirects to HTTPS)."),
+    ("MLOPS_PUBLIC_HTTPS_PORT", "443", "Prod: host port of HTTPS."),
+    (
+        "MLOPS_SECRETS_DIR",
+        "./secrets",
+        "Prod: directory of the secret files (infrastructure/prod/init-secrets.sh).",
+    ),
+    ("MLOPS_BACKUP_KEEP", "7", "Prod: backups kept (the newest)."),
+    ("MLOPS_BACKUP_INTERVAL_HOURS", "24", "Prod: hours between two scheduled backups."),
+    ("MLOPS_BACKUP_IMAGE", "mlops-stack-backup:0.1.0", "Prod: tag of the backup image."),
+)
+
+# Settings that docker-compose.prod.yml gives a production default of its own (a value in
+# .env still wins): ${MLOPS_X:-prod default}.
+PROD_SETTING_DEFAULTS: dict[str, str] = {
+    "MLOPS_API_WORKERS": "2",
+    "MLOPS_RATE_LIMIT_PER_MINUTE": "600",
+}
+
+
+def render_env_example() -> str:
+    """``.env.example`` from the fields themselves, so the documentation cannot drift.
+
+    Regenerate with ``python -m mlops_stack.env_example > .env.example``.
+    """
+    lines = [ENV_EXAMPLE_HEADER, "# --- docker compose (the compose files read these) ---", ""]
+    for name, default, description in COMPOSE_VARIABLES:
+        lines += [f"# {description}", f"# {name}={default}", ""]
+    lines += ["# --- settings of the stack's Python services (MLOPS_*) ---", ""]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        if default is None:
+            shown = ""
+        else:
+            shown = str(default).lower() if isinstance(default, bool) else str(default)
+        description = field.description or ""
+        prod_default = PROD_SETTING_DEFAULTS.get(f"MLOPS_{name.upper()}")
+        if prod_default is not None:
+            description += f" docker-compose.prod.yml's default: {prod_default}."
+        lines += [f"# {line}" for line in textwrap.wrap(description, 96)]
+        lines += [f"# MLOPS_{name.upper()}={shown}", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(render_env_example(), end="")
