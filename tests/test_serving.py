@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from mlops_stack import registry
+from mlops_stack.flows.parameters import TrainParameters
 from mlops_stack.flows.train import train_flow
 from mlops_stack.monitoring_db import MonitoringDB
 from mlops_stack.serving.app import create_app
@@ -44,8 +44,9 @@ def trained(tmp_path_factory):
         path = root / "customers.csv"
         frame = mixed_table()
         frame.to_csv(path, index=False)
-        train_flow(data_path=str(path), target="churn")
-        train_flow(data_path=str(path), target="churn")  # a tie: v2 stays challenger
+        params = TrainParameters.from_settings(get_settings(), data_path=str(path), target="churn")
+        train_flow(params)
+        train_flow(params)  # a tie: v2 stays challenger
         yield get_settings(), pd.read_csv(path).drop(columns=["churn"])
     get_settings.cache_clear()
 
@@ -300,7 +301,7 @@ def test_no_champion_means_503_not_500(stack):
 
 def test_promotion_under_traffic_fails_no_request_and_switches_version(trained):
     settings, features = trained
-    client_registry = registry.client_for(settings)
+    registry = Stack(settings).registry
     rows = [{"features": _json_row(r)} for _, r in features.head(20).iterrows()]
     seen: list[str] = []
     failures: list[str] = []
@@ -323,14 +324,14 @@ def test_promotion_under_traffic_fails_no_request_and_switches_version(trained):
             for worker in workers:
                 worker.start()
             wait_for(lambda: len(seen) >= 30, 30, "traffic on v1")
-            registry.promote(client_registry, settings.model_name, 2)
+            registry.promote(2)
             wait_for(lambda: seen[-1:] == ["2"] and seen.count("2") >= 30, 60, "answers from v2")
             stop.set()
             for worker in workers:
                 worker.join(timeout=30)
     finally:
         stop.set()
-        registry.rollback(client_registry, settings.model_name)  # leave v1 champion
+        registry.rollback()  # leave v1 champion
     assert failures == []
     assert seen[0] == "1" and seen[-1] == "2"
     switch = seen.index("2")

@@ -17,14 +17,14 @@ from mlops_stack.names import MonitorStatus
 
 T = TypeVar("T")
 
-STATUS_ICON = {
+STATUS_ICON: dict[str, str] = {
     MonitorStatus.OK: "🟢",
     MonitorStatus.WARNING: "🟡",
     MonitorStatus.DRIFT: "🟠",
     MonitorStatus.DEGRADED: "🔴",
     MonitorStatus.SKIPPED: "⚪",
 }
-STATUS_COLOUR = {
+STATUS_COLOUR: dict[str, str] = {
     MonitorStatus.OK: "#2e7d32",
     MonitorStatus.WARNING: "#f9a825",
     MonitorStatus.DRIFT: "#ef6c00",
@@ -67,4 +67,6 @@ def model_versions() -> pd.DataFrame | None:
 
 
 def status_line(status: str, reason: str) -> str:
-    return f"{STATUS_ICON.get(status, '')} **{status}** — {reason}"
+    """A stored run's status (its text, as the database holds it) with its icon and reason."""
+    icon = STATUS_ICON.get(status, "")
+    return f"{icon} **{status}** — {reason}"
