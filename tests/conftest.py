@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 
 from mlops_stack.settings import get_settings
+from mlops_stack.stack import install
 
 # Prefect's test server must not try to phone home from a machine without internet.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -104,7 +105,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.add_marker(pytest.mark.stack)
         fixturenames = getattr(item, "fixturenames", None)
         if fixturenames is not None and "prefect_server" not in fixturenames:
-            fixturenames.insert(0, "prefect_server")
+            # a new list: the parametrised variants of one test share the old one, and a
+            # unit variant (SQLite) must not start the server its PostgreSQL twin needs
+            item.fixturenames = ["prefect_server", *fixturenames]  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="session")
@@ -138,8 +141,11 @@ def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         get_settings.cache_clear()
         return get_settings()
 
+    # a CLI command run in-process installs its stack for the process: not for the next test
+    install(None)
     configure()
     yield configure
+    install(None)
     get_settings.cache_clear()
 
 

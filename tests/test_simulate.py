@@ -88,9 +88,9 @@ def test_simulated_drifted_traffic_with_labels_is_logged_and_detected(stack):
     assert len(frame) == 300 and frame["label"].notna().all()
     store.dispose()
     summary = monitor_flow()
-    assert summary["status"] in {"drift", "degraded"}, summary["reason"]
-    assert set(SHIFTED) <= set(summary["drifted_features"])
-    assert summary["labelled_rows"] == 300
+    assert summary.status in {"drift", "degraded"}, summary.reason
+    assert set(SHIFTED) <= set(summary.drifted_features)
+    assert summary.labelled_rows == 300
 
 
 def test_simulate_refuses_a_bad_drift_spec(stack):

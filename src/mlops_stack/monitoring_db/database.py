@@ -230,6 +230,7 @@ class MonitoringDB:
             else:
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
             command.upgrade(alembic_config(connection), "head")
+        self._migrated = True
         log.debug("monitoring_db.migrated", database=repr(self))
 
     def revision(self) -> str | None:
