@@ -93,8 +93,14 @@ def test_promote_unknown_version_is_a_clear_error(stack):
 
 
 def test_models_on_an_empty_registry_says_what_to_do(stack):
+    settings = stack()
     result = invoke("models")
     assert result.exit_code == 0 and "run `mlops train` first" in result.output
+    # a read: listing versions creates no experiment as a side effect
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=settings.resolved_tracking_uri)
+    assert client.get_experiment_by_name(settings.experiment_name) is None
 
 
 def test_train_on_bad_table_exits_2_naming_each_column(stack, tmp_path):

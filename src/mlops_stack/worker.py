@@ -202,10 +202,16 @@ def bootstrap(stack: Stack, stop: threading.Event) -> str:
 
 
 def _log_writer(stack: Stack, stop: threading.Event) -> None:
-    """Drain the Redis stream into the monitoring database (it backs off while either is down)."""
+    """Drain the Redis stream into the monitoring database (it backs off while either is down).
+
+    The schema first: on a fresh stack the tables exist as soon as the worker is up, before
+    the first prediction arrives, for every reader (the dashboard, `psql`, a notebook).
+    """
     from mlops_stack.prediction_log.stream import StreamWriter
 
-    StreamWriter(stack.settings, stack.monitoring).run_forever(stop)
+    retrying("monitoring database", stack.monitoring.ensure_schema, stop)
+    if not stop.is_set():
+        StreamWriter(stack.settings, stack.monitoring).run_forever(stop)
 
 
 def run_worker(stack: Stack) -> None:

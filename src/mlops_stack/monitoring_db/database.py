@@ -201,10 +201,10 @@ class MonitoringDB:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
-    def _ready(self) -> None:
-        """Migrate once per instance, before the first query against the tables.
+    def ensure_schema(self) -> None:
+        """Migrate once per instance; every query calls it first, a process's start may too.
 
-        A failure (database down) is not remembered: the next query tries again, so a process
+        A failure (database down) is not remembered: the next call tries again, so a process
         that starts before its database needs no start-up order.
         """
         if self._migrated:
@@ -247,7 +247,7 @@ class MonitoringDB:
         A record whose ``(request_id, row)`` is already stored is skipped, so writing the same
         batch twice (a retry after an unacknowledged commit) stores each row once.
         """
-        self._ready()
+        self.ensure_schema()
         rows = [record.to_row() for record in records]
         if not rows:
             return 0
@@ -265,7 +265,7 @@ class MonitoringDB:
         Feedback may arrive before its prediction is written (the stream lags), so there is no
         foreign key: the join in :meth:`predictions_with_feedback` pairs them up when both exist.
         """
-        self._ready()
+        self.ensure_schema()
         latest = {(str(rid), int(row)): str(label) for rid, row, label in items}
         if not latest:
             return
@@ -284,7 +284,7 @@ class MonitoringDB:
 
     def known_predictions(self, keys: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
         """The subset of ``keys`` that are stored predictions."""
-        self._ready()
+        self.ensure_schema()
         wanted = {(str(rid), int(row)) for rid, row in keys}
         found: set[tuple[str, int]] = set()
         request_ids = sorted({rid for rid, _ in wanted})
@@ -297,7 +297,7 @@ class MonitoringDB:
         return found
 
     def count_predictions(self) -> int:
-        self._ready()
+        self.ensure_schema()
         with self.engine.connect() as connection:
             return connection.execute(select(func.count()).select_from(PREDICTIONS)).scalar_one()
 
@@ -352,7 +352,7 @@ class MonitoringDB:
         one's (a row's position in the stream). The window is one statement, so a consistent
         snapshot even while the predictor keeps writing.
         """
-        self._ready()
+        self.ensure_schema()
         if chunk_rows < 1:
             raise ValueError(f"chunk_rows must be at least 1, not {chunk_rows}")
         unknown = [name for name in columns if name not in FRAME_COLUMNS]
@@ -379,7 +379,7 @@ class MonitoringDB:
         Why: a monitor run with nothing to check (no champion) still records what it saw,
         and counting in SQL is much cheaper than reading the rows.
         """
-        self._ready()
+        self.ensure_schema()
         window = self._window_query(
             since, limit, model_name, False, [PREDICTIONS.c.created_at]
         ).subquery()
@@ -430,7 +430,7 @@ class MonitoringDB:
     # --- monitor results ------------------------------------------------------------------
     def save_run(self, run: MonitorRunRow, features: Sequence[FeatureDriftRow]) -> int:
         """Store a run and its per-feature drift in one transaction; returns the run id."""
-        self._ready()
+        self.ensure_schema()
         with Session(self.engine) as session, session.begin():
             session.add(run)
             session.flush()
@@ -441,7 +441,7 @@ class MonitoringDB:
 
     def runs(self, model_name: str | None = None, limit: int = 100) -> list[MonitorRunRow]:
         """The most recent runs, newest first."""
-        self._ready()
+        self.ensure_schema()
         query = select(MonitorRunRow).order_by(MonitorRunRow.id.desc()).limit(limit)
         if model_name:
             query = query.where(MonitorRunRow.model_name == model_name)
@@ -450,7 +450,7 @@ class MonitoringDB:
 
     def feature_drift(self, run_id: int) -> list[FeatureDriftRow]:
         """One run's per-feature drift, drifted features first."""
-        self._ready()
+        self.ensure_schema()
         query = select(FeatureDriftRow).where(FeatureDriftRow.run_id == run_id)
         with Session(self.engine, expire_on_commit=False) as session:
             return sorted(session.scalars(query), key=lambda f: (not f.drifted, f.feature))
@@ -459,7 +459,7 @@ class MonitoringDB:
         self, state: AlertState | None = None, model_name: str | None = None
     ) -> list[AlertRow]:
         """Alerts, oldest first, optionally of one state and one model."""
-        self._ready()
+        self.ensure_schema()
         query = select(AlertRow).order_by(AlertRow.id)
         if state:
             query = query.where(AlertRow.state == state)
@@ -476,7 +476,7 @@ class MonitoringDB:
         ``seen`` maps each condition present now (e.g. ``drift``) to its reason. A condition
         that already has an open alert does not open another: it is one alert until it clears.
         """
-        self._ready()
+        self.ensure_schema()
         now = datetime.now(UTC)
         changes: list[AlertChange] = []
         with Session(self.engine, expire_on_commit=False) as session, session.begin():
@@ -517,7 +517,7 @@ class MonitoringDB:
 
     def mark_notified(self, alert_id: int) -> None:
         """Remember that the webhook took an alert's latest change."""
-        self._ready()
+        self.ensure_schema()
         with Session(self.engine) as session, session.begin():
             alert = session.get(AlertRow, alert_id)
             if alert is not None:
@@ -526,7 +526,7 @@ class MonitoringDB:
     # --- the dashboard's reads, each filtered by a Scope -------------------------------------
     def monitor_runs_frame(self, scope: Scope, limit: int = 500) -> pd.DataFrame:
         """Monitor runs in scope, oldest first (one chart point each): :data:`RUN_COLUMNS`."""
-        self._ready()
+        self.ensure_schema()
         query = select(MonitorRunRow).where(MonitorRunRow.model_name == scope.model_name)
         if scope.since is not None:
             query = query.where(MonitorRunRow.started_at >= scope.since)
@@ -554,7 +554,7 @@ class MonitoringDB:
     def alert_history_frame(self, scope: Scope) -> pd.DataFrame:
         """Every alert of the model still seen since ``scope.since``, newest first, with how
         long it was open (to its resolution, or until now for an open one)."""
-        self._ready()
+        self.ensure_schema()
         query = select(AlertRow).where(AlertRow.model_name == scope.model_name)
         if scope.since is not None:
             query = query.where(AlertRow.last_seen_at >= scope.since)
@@ -569,7 +569,7 @@ class MonitoringDB:
 
     def traffic(self, scope: Scope, now: datetime | None = None) -> dict[str, int]:
         """Logged prediction rows: last hour, last day, in the window, all time (one scan)."""
-        self._ready()
+        self.ensure_schema()
         now = now or datetime.now(UTC)
         created = PREDICTIONS.c.created_at
         query = select(
@@ -583,7 +583,7 @@ class MonitoringDB:
 
     def latency(self, scope: Scope) -> dict[str, float] | None:
         """p50/p95 of the logged model latency in scope (newest LATENCY_ROWS); None if none."""
-        self._ready()
+        self.ensure_schema()
         query = (
             select(PREDICTIONS.c.latency_ms)
             .where(*_prediction_filters(scope))
