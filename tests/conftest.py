@@ -34,6 +34,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 # train/monitor/retrain/demo, the predictor over a trained champion, notebooks, the browser.
 STACK_MODULES = {
     "test_cli",
+    "test_dashboard",  # the pages over embedded MLflow stores and a monitoring database
     "test_dashboard_browser",
     "test_demo",
     "test_monitor",
@@ -49,7 +50,6 @@ STACK_MODULES = {
 # Tests of otherwise unit modules that run flows (train_flow, monitor_flow, the dashboard's
 # retrain): "module::test name" (the name without parameters).
 STACK_TESTS = {
-    "test_dashboard::test_pages_show_what_a_seeded_stack_holds",
     "test_simulate::test_simulated_drifted_traffic_with_labels_is_logged_and_detected",
     "test_window::test_monitor_run_samples_the_window_and_counts_quality_over_all_rows",
 }

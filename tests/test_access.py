@@ -76,6 +76,7 @@ def test_the_ring_names_the_key_presented_and_refuses_digests_as_keys():
 @pytest.mark.parametrize(
     "text",
     ["alice", "alice:abc", f"alice {digest(ALICE)}", f"a:{digest(ALICE)},a:{digest(BOB)}"],
+    ids=["no-digest", "short-digest", "space-not-colon", "duplicate-name"],  # keys are random
 )
 def test_malformed_entries_are_refused_without_echoing_them(text):
     with pytest.raises(ValueError) as error:

@@ -7,14 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mlops_stack.cli import app
-from mlops_stack.flows.monitor import monitor_flow
-from mlops_stack.flows.train import train_flow
-from mlops_stack.monitoring_db import MonitoringDB
-from mlops_stack.serving.app import create_app
 from mlops_stack.simulate import Drift, apply_drift
-from mlops_stack.stack import Stack
-
-from .servers import serving
 
 SHIFTED = [
     "mean radius",
@@ -67,6 +60,15 @@ def test_apply_drift_changes_only_the_named_features():
 
 
 def test_simulated_drifted_traffic_with_labels_is_logged_and_detected(stack):
+    # imported here: the rest of this module is unit tests, which need neither MLflow nor Prefect
+    from mlops_stack.flows.monitor import monitor_flow
+    from mlops_stack.flows.train import train_flow
+    from mlops_stack.monitoring_db import MonitoringDB
+    from mlops_stack.serving.app import create_app
+    from mlops_stack.stack import Stack
+
+    from .servers import serving
+
     settings = stack(
         candidates="logistic_regression",
         monitor_window_rows="300",

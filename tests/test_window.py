@@ -14,15 +14,12 @@ import pandas as pd
 import pytest
 
 from mlops_stack.data import Dataset, DatasetSchema, infer_schema
-from mlops_stack.flows.monitor import monitor_flow
-from mlops_stack.flows.train import train_flow
 from mlops_stack.monitoring.checks import QualityCounter, Reference, check_sample, model_quality
 from mlops_stack.monitoring.window import Reservoir, read_window
 from mlops_stack.monitoring_db import MonitoringDB
 from mlops_stack.prediction_log.records import PredictionRecord
 
 from .conftest import mixed_table
-from .traffic import Traffic
 
 ROWS = 2000
 BAD_AGE = (5, 1234, 1999)  # rows with an age far outside training's range
@@ -172,6 +169,12 @@ def test_reservoir_is_uniform_bounded_and_repeatable():
 
 
 def test_monitor_run_samples_the_window_and_counts_quality_over_all_rows(monitoring_url, stack):
+    # imported here: the rest of this module is unit tests, which need neither MLflow nor Prefect
+    from mlops_stack.flows.monitor import monitor_flow
+    from mlops_stack.flows.train import train_flow
+
+    from .traffic import Traffic
+
     settings = stack(
         candidates="logistic_regression",
         monitoring_db_url=monitoring_url,
