@@ -56,24 +56,20 @@ def deployments(stack: Stack) -> list[Any]:
         train_flow.to_deployment(
             name="train",
             description="Train candidates, register the best, let the gate decide its alias.",
-            parameters={"params": TrainParameters.from_settings(settings).model_dump(mode="json")},
+            parameters=TrainParameters.from_settings(settings).as_run_parameters(),
             tags=["mlops-stack"],
         ),
         monitor_flow.to_deployment(
             name="monitor",
             description="Drift, data quality and model quality over the latest window.",
             interval=timedelta(minutes=settings.monitor_interval_minutes),
-            parameters={
-                "params": MonitorParameters.from_settings(settings).model_dump(mode="json")
-            },
+            parameters=MonitorParameters.from_settings(settings).as_run_parameters(),
             tags=["mlops-stack"],
         ),
         retrain_flow.to_deployment(
             name="retrain",
             description="Retrain on the original plus labelled rows; gate on fresh rows.",
-            parameters={
-                "params": RetrainParameters.from_settings(settings).model_dump(mode="json")
-            },
+            parameters=RetrainParameters.from_settings(settings).as_run_parameters(),
             tags=["mlops-stack"],
         ),
     ]
@@ -189,7 +185,7 @@ def bootstrap(stack: Stack, stop: threading.Event) -> str:
         "prefect",
         lambda: run_deployment(
             TRAIN_DEPLOYMENT,
-            parameters={"params": params.model_dump(mode="json")},
+            parameters=params.as_run_parameters(),
             timeout=0,
             tags=["bootstrap"],
         ),

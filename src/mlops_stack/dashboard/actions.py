@@ -79,19 +79,18 @@ def start_retrain(stack: Stack, reason: str) -> StartedRun:
     The run gets the retrain options of this dashboard's settings, like the deployment's own
     defaults, with the reason it was asked for.
     """
+    from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
 
     from mlops_stack.flows.parameters import RetrainParameters
 
     params = RetrainParameters.from_settings(stack.settings, trigger_reason=reason)
-    from prefect.client.schemas.objects import FlowRun
-
     # sync-compatible: called outside an event loop it returns the run, not a coroutine
     run = cast(
         FlowRun,
         run_deployment(
             RETRAIN_DEPLOYMENT,
-            parameters={"params": params.model_dump(mode="json")},
+            parameters=params.as_run_parameters(),
             timeout=0,
             tags=["dashboard"],
         ),

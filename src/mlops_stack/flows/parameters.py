@@ -12,53 +12,79 @@ Each field's description and static default are the setting's own, so the two ca
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mlops_stack.settings import Settings
 
+SETTING = "setting"
+"""Key of a field's ``json_schema_extra`` naming the setting (or settings property) it mirrors."""
 
-def _setting(name: str, **overrides: Any) -> Any:
-    """A field with the default and description of setting ``name``."""
+
+def _setting(name: str, **constraints: Any) -> Any:
+    """A field mirroring setting ``name``: its default, its description, and its value in
+    :meth:`_Parameters.from_settings`."""
     field = Settings.model_fields[name]
     return Field(
-        default=overrides.pop("default", field.default),
+        default=field.default,
         description=f"{field.description} (MLOPS_{name.upper()})",
-        **overrides,
+        json_schema_extra={SETTING: name},
+        **constraints,
+    )
+
+
+def _derived(name: str, description: str, **constraints: Any) -> Any:
+    """A field mirroring a property of the settings (a list or table several settings make)."""
+    return Field(
+        default_factory=lambda: getattr(Settings.model_construct(), name),
+        description=description,
+        json_schema_extra={SETTING: name},
+        **constraints,
     )
 
 
 class _Parameters(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> Self:
+        """These options as ``settings`` set them (nested options too), with ``overrides``.
+
+        Derived from the fields themselves: a field declared with :func:`_setting` or
+        :func:`_derived` takes the setting it names, a nested options model its own
+        ``from_settings``; the rest keep their defaults.
+        """
+        values: dict[str, Any] = {}
+        for name, field in cls.model_fields.items():
+            extra = field.json_schema_extra
+            if isinstance(extra, dict) and SETTING in extra:
+                values[name] = getattr(settings, str(extra[SETTING]))
+            elif isinstance(field.annotation, type) and issubclass(field.annotation, _Parameters):
+                values[name] = field.annotation.from_settings(settings)
+        return cls(**(values | overrides))
+
+    def as_run_parameters(self) -> dict[str, Any]:
+        """What a deployment or a flow run created through Prefect's API takes: the flows'
+        one argument, ``params``, as JSON."""
+        return {"params": self.model_dump(mode="json")}
+
 
 class GateParameters(_Parameters):
     """What a candidate must clear to become champion (see :mod:`mlops_stack.gate`)."""
 
     metric: str = _setting("gate_metric")
-    floors: dict[str, float] = Field(
-        default_factory=lambda: Settings.model_construct().gate_thresholds,
-        description="Absolute floor per metric (MLOPS_GATE_MIN_*).",
+    floors: dict[str, float] = _derived(
+        "gate_thresholds", "Absolute floor per metric (MLOPS_GATE_MIN_*)."
     )
     min_improvement: float = _setting("gate_min_improvement", ge=0)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> GateParameters:
-        return cls(
-            metric=settings.gate_metric,
-            floors=settings.gate_thresholds,
-            min_improvement=settings.gate_min_improvement,
-        )
 
 
 class TrainParameters(_Parameters):
     """One train run: which table, how to split and score it, which candidates, the gate."""
 
-    data_path: str | None = Field(
-        default=None,
-        description="CSV or Parquet table; empty: MLOPS_DATASET_PATH or the built-in one.",
-    )
+    data_path: str | None = _setting("dataset_path")
     target: str = _setting("target_column")
     evaluation_path: str | None = Field(
         default=None,
@@ -74,32 +100,19 @@ class TrainParameters(_Parameters):
     min_class_rows: int = _setting("min_class_rows", ge=2)
     test_size: float = _setting("test_size", gt=0, lt=1)
     random_seed: int = _setting("random_seed")
-    candidates: list[str] = Field(
-        default_factory=lambda: Settings.model_construct().candidate_names,
-        min_length=1,
-        description="Candidate models to train (MLOPS_CANDIDATES).",
+    candidates: list[str] = _derived(
+        "candidate_names", "Candidate models to train (MLOPS_CANDIDATES).", min_length=1
     )
     cv_folds: int = _setting("cv_folds", ge=2)
     latency_samples: int = _setting("latency_samples", ge=10)
     reference_sample_rows: int = _setting("reference_sample_rows", ge=10)
     gate: GateParameters = Field(default_factory=lambda: GateParameters())
 
+    @field_validator("data_path", "evaluation_path", mode="before")
     @classmethod
-    def from_settings(cls, settings: Settings, **overrides: Any) -> TrainParameters:
-        values: dict[str, Any] = {
-            "data_path": str(settings.dataset_path) if settings.dataset_path else None,
-            "target": settings.target_column,
-            "min_rows": settings.min_rows,
-            "min_class_rows": settings.min_class_rows,
-            "test_size": settings.test_size,
-            "random_seed": settings.random_seed,
-            "candidates": settings.candidate_names,
-            "cv_folds": settings.cv_folds,
-            "latency_samples": settings.latency_samples,
-            "reference_sample_rows": settings.reference_sample_rows,
-            "gate": GateParameters.from_settings(settings),
-        }
-        return cls(**(values | overrides))
+    def _path_as_text(cls, value: object) -> object:
+        """A path (``MLOPS_DATASET_PATH`` is one) travels as text: run parameters are JSON."""
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
 
 
 class RetrainParameters(_Parameters):
@@ -111,15 +124,6 @@ class RetrainParameters(_Parameters):
     cooldown_minutes: float = _setting("retrain_cooldown_minutes", ge=0)
     min_labelled: int = _setting("retrain_min_labelled", ge=10)
     train: TrainParameters = Field(default_factory=lambda: TrainParameters())
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **overrides: Any) -> RetrainParameters:
-        values: dict[str, Any] = {
-            "cooldown_minutes": settings.retrain_cooldown_minutes,
-            "min_labelled": settings.retrain_min_labelled,
-            "train": TrainParameters.from_settings(settings),
-        }
-        return cls(**(values | overrides))
 
 
 class MonitorParameters(_Parameters):
@@ -136,20 +140,3 @@ class MonitorParameters(_Parameters):
     random_seed: int = _setting("random_seed")
     retrain_enabled: bool = _setting("retrain_enabled")
     retrain: RetrainParameters = Field(default_factory=lambda: RetrainParameters())
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **overrides: Any) -> MonitorParameters:
-        values: dict[str, Any] = {
-            "window_rows": settings.monitor_window_rows,
-            "window_minutes": settings.monitor_window_minutes,
-            "min_rows": settings.monitor_min_rows,
-            "max_rows": settings.monitor_max_rows,
-            "drift_warning_share": settings.drift_warning_share,
-            "drift_share": settings.drift_share,
-            "quality_drop": settings.quality_drop,
-            "min_labelled": settings.monitor_min_labelled,
-            "random_seed": settings.random_seed,
-            "retrain_enabled": settings.retrain_enabled,
-            "retrain": RetrainParameters.from_settings(settings),
-        }
-        return cls(**(values | overrides))
