@@ -120,6 +120,13 @@ def load_pipeline(model_uri: str) -> Pipeline:
     return mlflow.sklearn.load_model(model_uri)
 
 
+def load_reference(run_id: str, columns: list[str] | None = None) -> pd.DataFrame:
+    """The reference sample of training rows logged with the model of ``run_id`` (what drift
+    is measured against), or only ``columns`` of it."""
+    path = mlflow.artifacts.download_artifacts(f"runs:/{run_id}/{REFERENCE_ARTIFACT}")
+    return pd.read_parquet(path, columns=columns)
+
+
 def load_schema(run_id: str) -> DatasetSchema:
     """The feature schema logged with the model of ``run_id``."""
     data = mlflow.artifacts.load_dict(f"runs:/{run_id}/{SCHEMA_ARTIFACT}")

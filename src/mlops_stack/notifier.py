@@ -91,11 +91,8 @@ class Notifier:
                 alert_id=change.alert_id,
                 monitor_run=run_id,
             )
-            icon = (
-                ":rotating_light:"
-                if change.change == AlertChangeKind.OPENED
-                else (":white_check_mark:")
-            )
+            opened = change.change == AlertChangeKind.OPENED
+            icon = ":rotating_light:" if opened else ":white_check_mark:"
             text = (
                 f"{icon} {self.model_name}: {change.condition} alert {change.change}: "
                 f"{change.reason}"

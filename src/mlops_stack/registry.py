@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import mlflow
 from mlflow.entities.model_registry import ModelVersion
@@ -145,6 +146,13 @@ class Registry:
         """All versions of the model, newest first; empty when the model is not registered yet."""
         found = self.client.search_model_versions(f"name = '{self.model_name}'")
         return sorted(found, key=lambda v: int(v.version), reverse=True)
+
+    def artifact_text(self, artifact_uri: str) -> str:
+        """A logged artifact's text (a monitor run's HTML report), from this registry's store."""
+        path = mlflow.artifacts.download_artifacts(
+            artifact_uri=artifact_uri, tracking_uri=self.client.tracking_uri
+        )
+        return Path(path).read_text()
 
     def run_metrics(self, mv: ModelVersion) -> dict[str, float]:
         """The holdout metrics training logged with a version's run."""

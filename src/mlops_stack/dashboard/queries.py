@@ -11,10 +11,8 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime
-from pathlib import Path
 
 import httpx
-import mlflow
 import pandas as pd
 
 from mlops_stack import modelstore
@@ -113,14 +111,12 @@ def current_values(
 def reference_values(stack: Stack, version: str, feature: str) -> pd.Series:
     """One feature of the reference sample logged with ``version`` (what drift compares with)."""
     mv = stack.registry.version(version)
-    path = mlflow.artifacts.download_artifacts(f"runs:/{mv.run_id}/{modelstore.REFERENCE_ARTIFACT}")
-    return pd.read_parquet(path, columns=[feature])[feature]
+    return modelstore.load_reference(str(mv.run_id), columns=[feature])[feature]
 
 
 def report_html(stack: Stack, report_uri: str) -> str:
     """The Evidently HTML report a monitor run logged to MLflow."""
-    stack.registry  # noqa: B018 - points MLflow's artifact client at the stack's store
-    return Path(mlflow.artifacts.download_artifacts(artifact_uri=report_uri)).read_text()
+    return stack.registry.artifact_text(report_uri)
 
 
 def error_rate(api_url: str, timeout: float = 3.0) -> dict[str, float]:

@@ -76,9 +76,7 @@ def load_champion(stack: Stack) -> Champion | None:
     if mv is None:
         return None
     version, run_id = version_of(mv), str(mv.run_id)
-    reference = pd.read_parquet(
-        mlflow.artifacts.download_artifacts(f"runs:/{mv.run_id}/{modelstore.REFERENCE_ARTIFACT}")
-    )
+    reference = modelstore.load_reference(run_id)
     pipeline = modelstore.load_pipeline(f"models:/{registry.model_name}/{version}")
     metrics = registry.run_metrics(mv)
     return Champion(
@@ -204,12 +202,14 @@ def _drift_rows(result: CheckResult) -> list[FeatureDriftRow]:
 
 
 def _skip(
-    stack: Stack, params: MonitorParameters, champion: Champion | None, started: datetime
+    stack: Stack,
+    params: MonitorParameters,
+    champion: Champion | None,
+    started: datetime,
+    extent: WindowExtent,
 ) -> MonitorSummary:
     """Record a run that had nothing to check (no champion, too few rows) and say why."""
     name = stack.settings.model_name
-    since, limit = window_bounds(params)
-    extent = stack.monitoring.window_extent(since, limit, model_name=name)
     why = (
         "no champion yet: `mlops train` registers one"
         if champion is None
@@ -235,11 +235,13 @@ def monitor_flow(params: MonitorParameters | None = None) -> MonitorSummary:
     started = datetime.now(UTC)
     name = stack.settings.model_name
     champion = load_champion(stack)
-    if champion is None:
-        return _skip(stack, params, champion, started)
+    if champion is None:  # nothing to check: count the window in SQL, for the record
+        since, limit = window_bounds(params)
+        extent = stack.monitoring.window_extent(since, limit, model_name=name)
+        return _skip(stack, params, champion, started, extent)
     window = load_window(stack, params, champion)
     if window.extent.rows < params.min_rows:
-        return _skip(stack, params, champion, started)
+        return _skip(stack, params, champion, started, window.extent)
 
     result = check(window, champion, params)
     thresholds = Thresholds(
@@ -260,7 +262,7 @@ def monitor_flow(params: MonitorParameters | None = None) -> MonitorSummary:
     quality = result.model_quality
     return MonitorSummary(
         run_id=run_id,
-        status=MonitorStatus(status.status),
+        status=status.status,
         reason=status.reason,
         model_version=champion.version,
         window_rows=result.current_rows,

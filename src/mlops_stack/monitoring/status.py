@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 from mlops_stack.monitoring.checks import CheckResult
 from mlops_stack.names import QUALITY_METRICS, MonitorStatus
-from mlops_stack.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -22,15 +21,6 @@ class Thresholds:
     drift_share: float
     quality_drop: float
     min_labelled: int = 1  # fewer labelled rows: quality is reported, not judged
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Thresholds:
-        return cls(
-            settings.drift_warning_share,
-            settings.drift_share,
-            settings.quality_drop,
-            settings.monitor_min_labelled,
-        )
 
 
 @dataclass(frozen=True)

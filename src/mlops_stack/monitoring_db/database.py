@@ -211,8 +211,7 @@ class MonitoringDB:
             return
         with self._migrate_lock:
             if not self._migrated:
-                self.migrate()
-                self._migrated = True
+                self.migrate()  # sets _migrated
 
     def migrate(self) -> None:
         """Bring the schema to the latest revision; a no-op when it is there already.
