@@ -17,10 +17,16 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+
+from mlops_stack.names import Task
 
 BUILTIN_DATASET = "builtin:breast_cancer"
+BUILTIN_REGRESSION_DATASET = "builtin:diabetes"
 MAX_STORED_CATEGORIES = 1000
+MAX_CLASSIFICATION_CLASSES = 20
+"""A numeric target of whole numbers with more distinct values than this is inferred as
+regression (a count, a price in cents); with this many or fewer, as classes."""
 
 
 class FeatureSpec(BaseModel):
@@ -35,12 +41,31 @@ class FeatureSpec(BaseModel):
     categories: list[str] | None = None
 
 
+class ColumnTreatment(BaseModel):
+    """What training did with one column of the table, in words ``mlops train`` prints.
+
+    ``action`` is ``numeric``, ``categorical`` (one-hot), ``bounded-categorical`` (one-hot of
+    the most frequent values, the rest grouped) or ``dropped``; ``reason`` says why.
+    """
+
+    name: str
+    action: str
+    reason: str = ""
+
+
 class DatasetSchema(BaseModel):
-    """The feature schema saved next to a model (``schema.json``)."""
+    """The feature schema saved next to a model (``schema.json``).
+
+    ``features`` are the columns the model uses; ``columns`` says what was done with every
+    column of the table (kept, encoded with a bound, or dropped and why). ``classes`` is empty
+    for a regression model. Schemas saved before tasks existed load as classification.
+    """
 
     target: str
-    classes: list[str]
+    task: Task = Task.CLASSIFICATION
+    classes: list[str] = Field(default_factory=list)
     features: list[FeatureSpec]
+    columns: list[ColumnTreatment] = Field(default_factory=list)
 
     @property
     def feature_names(self) -> list[str]:
@@ -97,9 +122,11 @@ class Dataset:
 
 
 def load_dataset(path: Path | str | None, target: str) -> Dataset:
-    """Load the built-in table (``path`` None) or a CSV/Parquet file with a ``target`` column."""
+    """Load a built-in table (``path`` None or ``builtin:NAME``) or a CSV/Parquet file."""
     if path is None or str(path) == BUILTIN_DATASET:
         return _load_builtin()
+    if str(path) == BUILTIN_REGRESSION_DATASET:
+        return _load_builtin_regression()
     path = Path(path)
     if not path.is_file():
         raise DataValidationError([Problem(None, f"dataset file not found: {path}")])
@@ -126,6 +153,32 @@ def _load_builtin() -> Dataset:
 
     frame = load_breast_cancer(as_frame=True).frame
     return Dataset(frame=frame, target="target", source=BUILTIN_DATASET)
+
+
+def _load_builtin_regression() -> Dataset:
+    """scikit-learn's diabetes table: 442 rows, 10 numeric features, a numeric target."""
+    from sklearn.datasets import load_diabetes
+
+    frame = load_diabetes(as_frame=True).frame
+    return Dataset(frame=frame, target="target", source=BUILTIN_REGRESSION_DATASET)
+
+
+def infer_task(labels: pd.Series, requested: Task | str | None = None) -> Task:
+    """The task a target column asks for, unless ``requested`` (``MLOPS_TASK``) says.
+
+    Numbers with a fraction, or whole numbers with more than ``MAX_CLASSIFICATION_CLASSES``
+    distinct values, are a regression target; text, booleans, categories and a few distinct
+    whole numbers are classes.
+    """
+    if requested is not None and str(requested) != "auto":
+        return Task(requested)
+    values = labels.dropna()
+    if ptypes.is_bool_dtype(values) or not ptypes.is_numeric_dtype(values):
+        return Task.CLASSIFICATION
+    whole = bool(np.all(np.mod(values.to_numpy(dtype=float), 1) == 0))
+    if whole and values.nunique() <= MAX_CLASSIFICATION_CLASSES:
+        return Task.CLASSIFICATION
+    return Task.REGRESSION
 
 
 def _coerce_numeric_text(frame: pd.DataFrame, target: str) -> pd.DataFrame:
@@ -218,8 +271,11 @@ def _feature_problems(name: str, series: pd.Series) -> list[Problem]:
     return []
 
 
-def infer_schema(dataset: Dataset) -> DatasetSchema:
-    """Describe each feature as training saw it: kind, dtype, range or categories, missing count."""
+def infer_schema(dataset: Dataset, task: Task | str | None = None) -> DatasetSchema:
+    """Describe each feature as training saw it: kind, dtype, range or categories, missing count.
+
+    ``task`` None infers it from the target (:func:`infer_task`).
+    """
     specs = []
     for column in dataset.features.columns:
         series = dataset.frame[column]
@@ -236,8 +292,9 @@ def infer_schema(dataset: Dataset) -> DatasetSchema:
         else:
             spec.categories = sorted(map(str, values.unique()))[:MAX_STORED_CATEGORIES]
         specs.append(spec)
-    classes = sorted(map(str, dataset.labels.unique()))
-    return DatasetSchema(target=dataset.target, classes=classes, features=specs)
+    resolved = infer_task(dataset.labels, task)
+    classes = sorted(map(str, dataset.labels.unique())) if resolved is Task.CLASSIFICATION else []
+    return DatasetSchema(target=dataset.target, task=resolved, classes=classes, features=specs)
 
 
 def fingerprint(frame: pd.DataFrame) -> str:

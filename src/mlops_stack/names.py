@@ -25,6 +25,46 @@ HOLDOUT_METRICS: tuple[str, ...] = (ACCURACY, F1, ROC_AUC, PRECISION, RECALL)
 
 LATENCY_P95 = "latency_p95_ms"
 
+RMSE = "rmse"
+MAE = "mae"
+R2 = "r2"
+ERROR_BIAS = "error_bias"  # mean of (prediction - label): above 0, the model over-predicts
+
+REGRESSION_QUALITY_METRICS: tuple[str, ...] = (RMSE, MAE, R2)
+"""What monitoring judges on labelled rows of a regression model (plus ``ERROR_BIAS`` shown)."""
+
+REGRESSION_HOLDOUT_METRICS: tuple[str, ...] = (RMSE, MAE, R2)
+"""What training scores every regression candidate on; the gate may compare any of them."""
+
+LOWER_IS_BETTER: frozenset[str] = frozenset({RMSE, MAE, LATENCY_P95})
+"""Metrics where a smaller number is the better model; every other metric is higher-better."""
+
+
+class Task(StrEnum):
+    """What a model predicts: a class (with probabilities) or a number.
+
+    A property of the dataset (inferred from its target, or set with ``MLOPS_TASK``), stored
+    with the model's schema and on its registered version.
+    """
+
+    CLASSIFICATION = "classification"
+    REGRESSION = "regression"
+
+
+def quality_metrics(task: Task | str) -> tuple[str, ...]:
+    """The metrics monitoring judges and the registry shows for a model of ``task``."""
+    return REGRESSION_QUALITY_METRICS if Task(task) is Task.REGRESSION else QUALITY_METRICS
+
+
+def holdout_metrics(task: Task | str) -> tuple[str, ...]:
+    """The metrics training reports for every candidate of ``task``."""
+    return REGRESSION_HOLDOUT_METRICS if Task(task) is Task.REGRESSION else HOLDOUT_METRICS
+
+
+def higher_is_better(metric: str) -> bool:
+    """Whether a larger value of ``metric`` is the better model (RMSE, MAE, latency: no)."""
+    return metric.removeprefix("cv_") not in LOWER_IS_BETTER
+
 
 # --- the registry ----------------------------------------------------------------------------
 class Alias(StrEnum):

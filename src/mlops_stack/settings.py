@@ -120,6 +120,13 @@ class Settings(BaseSettings):
         description="CSV or Parquet file to train on; empty means the built-in breast cancer data.",
     )
     target_column: str = Field("target", description="Name of the label column in the dataset.")
+    task: Literal["auto", "classification", "regression"] = Field(
+        "auto",
+        description=(
+            "What the model predicts: auto infers it from the target (numbers with a fraction "
+            "or more than 20 distinct whole numbers: regression; else classification)."
+        ),
+    )
     min_rows: int = Field(50, ge=2, description="Fewest rows a dataset may have to be trained on.")
     min_class_rows: int = Field(
         10, ge=2, description="Fewest rows each class needs (stratified split and CV need some)."

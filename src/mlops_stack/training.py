@@ -15,9 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from sklearn.base import ClassifierMixin
-from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
-from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import (
     accuracy_score,
@@ -28,10 +26,10 @@ from sklearn.metrics import (
 )
 from sklearn.model_selection import StratifiedKFold, cross_val_score, train_test_split
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from mlops_stack.data import DatasetSchema
 from mlops_stack.names import ACCURACY, F1, LATENCY_P95, PRECISION, RECALL, ROC_AUC
+from mlops_stack.preprocessing import build_preprocessor
 
 CANDIDATE_NAMES = ("logistic_regression", "random_forest", "hist_gradient_boosting")
 
@@ -65,25 +63,6 @@ def split_data(features: pd.DataFrame, labels: pd.Series, *, test_size: float, s
     return Split(X_train, X_test, y_train, y_test)
 
 
-def _preprocessor(schema: DatasetSchema, *, scale: bool) -> ColumnTransformer:
-    """Impute every column (so a missing value at serving time is handled as in training)."""
-    numeric_steps: list[tuple[str, object]] = [("impute", SimpleImputer(strategy="median"))]
-    if scale:
-        numeric_steps.append(("scale", StandardScaler()))
-    categorical = Pipeline(
-        [
-            ("impute", SimpleImputer(strategy="most_frequent")),
-            ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
-        ]
-    )
-    transformers = []
-    if schema.numeric:
-        transformers.append(("numeric", Pipeline(numeric_steps), schema.numeric))
-    if schema.categorical:
-        transformers.append(("categorical", categorical, schema.categorical))
-    return ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
-
-
 def _estimators(seed: int) -> dict[str, tuple[ClassifierMixin, bool]]:
     """Candidate name -> (estimator, whether numeric features are scaled first)."""
     return {
@@ -108,7 +87,9 @@ def build_candidates(
     """One unfitted Pipeline (preprocessing + estimator) per candidate, in ``names`` order."""
     estimators = _estimators(seed)
     return {
-        name: Pipeline([("preprocess", _preprocessor(schema, scale=scale)), ("model", estimator)])
+        name: Pipeline(
+            [("preprocess", build_preprocessor(schema, scale=scale)), ("model", estimator)]
+        )
         for name in (names or CANDIDATE_NAMES)
         for estimator, scale in [estimators[name]]
     }

@@ -86,6 +86,7 @@ class TrainParameters(_Parameters):
 
     data_path: str | None = _setting("dataset_path")
     target: str = _setting("target_column")
+    task: str = _setting("task")
     evaluation_path: str | None = Field(
         default=None,
         description=(

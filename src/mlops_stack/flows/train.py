@@ -60,7 +60,7 @@ def load_and_validate(
     datamod.validate_dataset(
         dataset, min_rows=params.min_rows, min_class_rows=params.min_class_rows
     )
-    return dataset, datamod.infer_schema(dataset)
+    return dataset, datamod.infer_schema(dataset, params.task)
 
 
 @task(cache_policy=NO_CACHE)
