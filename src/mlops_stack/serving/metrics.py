@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary
+
+NUMBER = "number"
+"""The ``prediction`` label of a regression model's rows: one series, not one per value."""
 
 
 class PredictorMetrics:
-    """The series /metrics exposes: traffic, latency, predictions, log queue, reloads."""
+    """The series /metrics exposes: traffic, latency, predictions, unseen categories, log queue,
+    reloads."""
 
     def __init__(self, queue_depth: Callable[[], float]):
         self.registry = CollectorRegistry()
@@ -31,8 +35,22 @@ class PredictorMetrics:
         )
         self.predictions = Counter(
             "mlops_predictions",
-            "Rows predicted, by model version and predicted class.",
+            "Rows predicted, by model version and predicted class ('number' for a regression "
+            "model).",
             ["model_version", "prediction"],
+            registry=self.registry,
+        )
+        self.predicted_values = Summary(
+            "mlops_predicted_values",
+            "Values a regression model predicted, by model version (sum / count: their mean).",
+            ["model_version"],
+            registry=self.registry,
+        )
+        self.unseen_categories = Counter(
+            "mlops_unseen_category_values",
+            "Values of categorical features that training never saw, by feature (the model "
+            "treats them as unknown).",
+            ["feature"],
             registry=self.registry,
         )
         queue = Gauge(

@@ -1,7 +1,9 @@
 """The served model and its hot swap.
 
 ``ServedModel`` is everything one request needs, built once per version: the fitted pipeline,
-the signature's feature fields and the request model built from them. ``ModelHolder`` keeps the
+the signature's feature fields and the request model built from them, and from the schema
+logged with the model (``schema/schema.json``) its task and the categories training saw.
+``ModelHolder`` keeps the
 current one behind a single reference: a request reads it once and uses that object to the end,
 so a swap in the middle of a request changes nothing for it, and the next request sees the new
 version. Loading happens on a background thread; the swap itself is one assignment.
@@ -13,16 +15,20 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import mlflow
 import numpy as np
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from pydantic import BaseModel
+from sklearn.base import is_classifier
 from sklearn.pipeline import Pipeline
 
 from mlops_stack import modelstore
+from mlops_stack.data import MAX_STORED_CATEGORIES, DatasetSchema
 from mlops_stack.logs import get_logger
+from mlops_stack.names import Task
 from mlops_stack.registry import Registry, version_of
 from mlops_stack.serving.schema import (
     FeatureField,
@@ -36,6 +42,43 @@ from mlops_stack.settings import Settings
 log = get_logger(__name__)
 
 
+TASK_TAG = "mlops.task"
+"""The registered version's tag naming its task (set by training): the fallback when a model
+was logged without a schema artifact."""
+
+
+class UnseenCategory(NamedTuple):
+    """A value of a categorical feature that training never saw."""
+
+    feature: str
+    value: str
+
+    @property
+    def warning(self) -> str:
+        """The sentence a client reads in the answer's ``warnings``."""
+        return (
+            f"{self.feature}: {self.value!r} was never seen in training; "
+            "the model treats it as unknown"
+        )
+
+
+class Answer(NamedTuple):
+    """One row's answer: the prediction, the class probabilities (None for a regression model or
+    a classifier without them) and the warnings about its input (unseen categories)."""
+
+    prediction: Any
+    probabilities: dict[str, float] | None
+    unseen: list[UnseenCategory]
+
+
+@dataclass(frozen=True)
+class CategoryCheck:
+    """The categories training saw of one categorical feature, as a set for one lookup a row."""
+
+    feature: str
+    known: frozenset[str]
+
+
 @dataclass(frozen=True)
 class ServedModel:
     """One loaded model version, ready to answer."""
@@ -44,31 +87,55 @@ class ServedModel:
     version: str
     run_id: str
     pipeline: Pipeline
+    task: Task
     fields: list[FeatureField]
     features_model: type[BaseModel]
     predict_request: type[BaseModel]
     batch_request: type[BaseModel]
     classes: list[Any]
+    category_checks: tuple[CategoryCheck, ...]
     metrics: dict[str, float]
     trained_at: str
     loaded_at: str
+    schema: DatasetSchema | None = None
 
-    def predict(self, rows: list[dict[str, Any]]) -> list[tuple[Any, dict[str, float] | None]]:
-        """Prediction and class probabilities for validated rows of raw features.
+    def predict(self, rows: list[dict[str, Any]]) -> list[Answer]:
+        """Prediction, class probabilities and unseen categories for validated rows.
 
-        The class is the argmax of ``predict_proba``, which is how the scikit-learn
-        classifiers we train implement ``predict``: one pass over the model, not two.
+        A regression model answers a float and no probabilities. A classifier's class is the
+        argmax of ``predict_proba``, which is how the scikit-learn classifiers we train
+        implement ``predict``: one pass over the model, not two.
         """
         frame = rows_to_frame(rows, self.fields)
-        if not hasattr(self.pipeline, "predict_proba"):
-            return [(_plain(p), None) for p in self.pipeline.predict(frame)]
+        unseen = self.unseen_categories(rows)
+        if self.task is Task.REGRESSION:
+            values = self.pipeline.predict(frame)
+            return [Answer(float(v), None, u) for v, u in zip(values, unseen, strict=True)]
+        if not hasattr(self.pipeline, "predict_proba"):  # a classifier without probabilities
+            classes = self.pipeline.predict(frame)
+            return [Answer(_plain(c), None, u) for c, u in zip(classes, unseen, strict=True)]
         proba = self.pipeline.predict_proba(frame)
         labels = [str(c) for c in self.classes]
         winners = np.asarray(self.classes)[proba.argmax(axis=1)]
         return [
-            (_plain(winner), dict(zip(labels, map(float, row), strict=True)))
-            for winner, row in zip(winners, proba, strict=True)
+            Answer(_plain(winner), dict(zip(labels, map(float, row), strict=True)), u)
+            for winner, row, u in zip(winners, proba, unseen, strict=True)
         ]
+
+    def unseen_categories(self, rows: list[dict[str, Any]]) -> list[list[UnseenCategory]]:
+        """Per row, the categorical values training never saw: one set lookup per field.
+
+        A missing value (null) is not unseen: the pipeline imputes it as in training.
+        """
+        found: list[list[UnseenCategory]] = []
+        for row in rows:
+            unseen = []
+            for check in self.category_checks:
+                value = row[check.feature]
+                if value is not None and (text := str(value)) not in check.known:
+                    unseen.append(UnseenCategory(check.feature, text))
+            found.append(unseen)
+        return found
 
 
 def _plain(value: Any) -> Any:
@@ -76,10 +143,56 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+def category_checks(
+    schema: DatasetSchema | None, fields: list[FeatureField]
+) -> tuple[CategoryCheck, ...]:
+    """The categorical features whose every training category is known.
+
+    A feature whose stored list reached ``MAX_STORED_CATEGORIES`` was cut short when the schema
+    was saved: a value missing from it may well have been seen, so it is not checked.
+    """
+    if schema is None:
+        return ()
+    inputs = {f.name for f in fields}
+    return tuple(
+        CategoryCheck(spec.name, frozenset(spec.categories))
+        for spec in schema.features
+        if spec.kind == "categorical"
+        and spec.categories is not None
+        and len(spec.categories) < MAX_STORED_CATEGORIES
+        and spec.name in inputs
+    )
+
+
+def load_schema(run_id: str) -> DatasetSchema | None:
+    """The schema logged with the model, or None for a model logged without one.
+
+    A schema that exists but does not parse fails the load (the current version keeps
+    serving); a missing one only loses the unseen-category checks.
+    """
+    try:
+        return modelstore.load_schema(run_id)
+    except (MlflowException, OSError) as exc:
+        log.warning("model_schema_missing", run_id=run_id, error=str(exc)[:200])
+        return None
+
+
+def model_task(schema: DatasetSchema | None, tags: dict[str, str], pipeline: Pipeline) -> Task:
+    """The schema's task; without a schema, the version's tag, else what the estimator is.
+
+    A schema saved before tasks existed loads as classification, which is what those models are.
+    """
+    if schema is not None:
+        return schema.task
+    if tags.get(TASK_TAG) in {t.value for t in Task}:
+        return Task(tags[TASK_TAG])
+    return Task.CLASSIFICATION if is_classifier(pipeline) else Task.REGRESSION
+
+
 def load_version(
     client: MlflowClient, name: str, version: str, *, max_batch_rows: int
 ) -> ServedModel:
-    """Load a registered version with its signature and run metrics."""
+    """Load a registered version with its signature, schema and run metrics."""
     uri = f"models:/{name}/{version}"
     info = mlflow.models.get_model_info(uri)
     fields = fields_from_signature(info.signature)
@@ -88,21 +201,27 @@ def load_version(
     if mv.run_id is None:  # registered from a path, not a run: no metrics to report
         raise ValueError(f"version {version} of {name} was not registered from a run")
     run = client.get_run(mv.run_id)
+    schema = load_schema(mv.run_id)
+    task = model_task(schema, dict(mv.tags or {}), pipeline)
     features = build_features_model(fields)
     predict_request, batch_request = build_request_models(features, max_batch_rows)
+    classes = list(getattr(pipeline, "classes_", [])) if task is Task.CLASSIFICATION else []
     return ServedModel(
         name=name,
         version=str(version),
         run_id=mv.run_id,
         pipeline=pipeline,
+        task=task,
         fields=fields,
         features_model=features,
         predict_request=predict_request,
         batch_request=batch_request,
-        classes=list(getattr(pipeline, "classes_", [])),
+        classes=classes,
+        category_checks=category_checks(schema, fields),
         metrics=dict(run.data.metrics),
         trained_at=datetime.fromtimestamp(run.info.start_time / 1000, UTC).isoformat(),
         loaded_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        schema=schema,
     )
 
 

@@ -13,18 +13,16 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from mlops_stack.names import Task
 from mlops_stack.prediction_log.records import PredictionRecord
 from mlops_stack.prediction_log.sinks import PredictionSink
-from mlops_stack.serving.metrics import PredictorMetrics
-from mlops_stack.serving.model import ModelHolder, ServedModel
+from mlops_stack.serving.metrics import NUMBER, PredictorMetrics
+from mlops_stack.serving.model import Answer, ModelHolder, ServedModel
 from mlops_stack.serving.requests import FeedbackItem
 from mlops_stack.stack import Stack
 
 RECENT_KEYS = 100_000
 """Answered rows remembered in memory for /feedback (a few MB at most)."""
-
-Result = tuple[Any, dict[str, float] | None]
-"""A predicted class and the class probabilities (None for a model without them)."""
 
 
 class NoModel(Exception):
@@ -66,13 +64,13 @@ class Predictor:
 
     def answer(
         self, request_id: str, model: ServedModel, rows: list[dict[str, Any]], started: float
-    ) -> list[Result]:
+    ) -> list[Answer]:
         """Predict, count and log the rows of one request."""
         results = model.predict(rows)
         latency_ms = (time.perf_counter() - started) * 1000
         now = datetime.now(UTC)
-        for index, (row, (prediction, proba)) in enumerate(zip(rows, results, strict=True)):
-            self.metrics.predictions.labels(model.version, str(prediction)).inc()
+        self.count(model, results)
+        for index, (row, (prediction, proba, _)) in enumerate(zip(rows, results, strict=True)):
             self.sink.submit(
                 PredictionRecord(
                     request_id=request_id,
@@ -88,6 +86,19 @@ class Predictor:
             )
         self.remember(request_id, len(rows))
         return results
+
+    def count(self, model: ServedModel, results: list[Answer]) -> None:
+        """Predictions by class (a regression model's values in one summary, not a series per
+        value) and unseen categories by feature."""
+        metrics = self.metrics
+        for prediction, _, unseen in results:
+            if model.task is Task.REGRESSION:
+                metrics.predictions.labels(model.version, NUMBER).inc()
+                metrics.predicted_values.labels(model.version).observe(prediction)
+            else:
+                metrics.predictions.labels(model.version, str(prediction)).inc()
+            for value in unseen:
+                metrics.unseen_categories.labels(value.feature).inc()
 
     def record_feedback(self, items: Sequence[FeedbackItem]) -> FeedbackOutcome:
         """Store the labels of answered rows; items matching no answer are returned, not stored.

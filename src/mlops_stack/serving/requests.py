@@ -10,12 +10,14 @@ would report every error once per member of the union.
 
 from __future__ import annotations
 
+import math
 from typing import Any, TypeVar
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from mlops_stack.names import Task
 from mlops_stack.serving.model import ServedModel
 
 M = TypeVar("M", bound=BaseModel)
@@ -27,7 +29,10 @@ class FeedbackItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
     request_id: str = Field(min_length=1, max_length=64)
     row: int = Field(0, ge=0, description="Row of a /predict/batch request; 0 for /predict.")
-    label: str | int | float | bool
+    label: str | int | float | bool = Field(
+        description="One of the model's classes (classification); a number, or numeric text "
+        'such as "151.5" (regression).'
+    )
 
 
 class FeedbackBatch(BaseModel):
@@ -86,19 +91,68 @@ def feedback_items(body: Any, max_items: int) -> list[FeedbackItem]:
     return items
 
 
-def check_labels(model: ServedModel | None, items: list[FeedbackItem]) -> None:
-    """A label must be one of the classes the served model knows (any, while none is served)."""
-    if model is None or not model.classes:
-        return
-    classes = {str(c) for c in model.classes}
+def check_labels(model: ServedModel | None, items: list[FeedbackItem]) -> list[FeedbackItem]:
+    """The items with labels the served model can be judged on, or a 422 naming each bad one.
+
+    A regression model takes a number (a JSON number or a numeric string; the returned items
+    carry it as a float, so the stored text always parses back); a classifier takes one of its
+    classes. Any label goes while no model is served.
+    """
+    if model is None:
+        return items
+    if model.task is Task.REGRESSION:
+        return _numeric_labels(items)
+    if model.classes:
+        _check_classes({str(c) for c in model.classes}, items)
+    return items
+
+
+def _numeric_labels(items: list[FeedbackItem]) -> list[FeedbackItem]:
+    numbers = [_number(item.label) for item in items]
     errors = [
-        {
-            "loc": ["body", *(["items", i] if len(items) > 1 else []), "label"],
-            "msg": f"unknown class {item.label!r}; the model's classes are {sorted(classes)}",
-            "type": "value_error",
-        }
+        _label_error(
+            items,
+            i,
+            f"label must be a number for a regression model; got {item.label!r}"
+            if number is None
+            else f"label must be a finite number for a regression model; got {item.label!r}",
+        )
+        for i, (item, number) in enumerate(zip(items, numbers, strict=True))
+        if number is None or not math.isfinite(number)
+    ]
+    if errors:
+        raise RequestValidationError(errors)
+    return [
+        item.model_copy(update={"label": number})
+        for item, number in zip(items, numbers, strict=True)
+    ]
+
+
+def _number(label: str | int | float | bool) -> float | None:
+    """The label as a float; None when it is no number (``true`` is not one)."""
+    if isinstance(label, bool):
+        return None
+    try:
+        return float(label.strip() if isinstance(label, str) else label)
+    except (ValueError, OverflowError):
+        return None
+
+
+def _check_classes(classes: set[str], items: list[FeedbackItem]) -> None:
+    errors = [
+        _label_error(
+            items, i, f"unknown class {item.label!r}; the model's classes are {sorted(classes)}"
+        )
         for i, item in enumerate(items)
         if str(item.label) not in classes
     ]
     if errors:
         raise RequestValidationError(errors)
+
+
+def _label_error(items: list[FeedbackItem], index: int, msg: str) -> dict[str, Any]:
+    return {
+        "loc": ["body", *(["items", index] if len(items) > 1 else []), "label"],
+        "msg": msg,
+        "type": "value_error",
+    }

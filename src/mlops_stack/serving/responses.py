@@ -12,8 +12,22 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from mlops_stack.names import Task
+
 Prediction = bool | int | float | str
-"""A predicted class as the model has it: the JSON type follows the training labels."""
+"""A predicted class as the model has it (the JSON type follows the training labels), or the
+number a regression model predicts."""
+
+PREDICTION = "The predicted class (classification) or number (regression)."
+PROBABILITIES = (
+    "Probability of each class, keyed by the class name as text; null for a regression model "
+    "(and a classifier that gives none)."
+)
+WARNINGS = (
+    "What the model could not judge in this row's input: each value of a categorical feature "
+    "that training never saw, e.g. \"plan: 'platinum' was never seen in training; the model "
+    'treats it as unknown". Empty when there is nothing to warn about.'
+)
 
 
 class ModelRef(BaseModel):
@@ -28,18 +42,18 @@ class PredictResponse(BaseModel):
 
     request_id: str = Field(description="Send it back with the true label to /feedback.")
     model: ModelRef
-    prediction: Prediction
-    probabilities: dict[str, float] | None = Field(
-        description="Probability of each class; null when the model gives none."
-    )
+    prediction: Prediction = Field(description=PREDICTION)
+    probabilities: dict[str, float] | None = Field(description=PROBABILITIES)
+    warnings: list[str] = Field(description=WARNINGS)
 
 
 class RowPrediction(BaseModel):
     """One row of a ``/predict/batch`` answer."""
 
     row: int = Field(description="Position in the request's rows; send it to /feedback.")
-    prediction: Prediction
-    probabilities: dict[str, float] | None
+    prediction: Prediction = Field(description=PREDICTION)
+    probabilities: dict[str, float] | None = Field(description=PROBABILITIES)
+    warnings: list[str] = Field(description=f"{WARNINGS} One list per row, about that row.")
 
 
 class BatchPredictResponse(BaseModel):
@@ -113,16 +127,17 @@ class FeatureInfo(BaseModel):
 
 
 class ModelInfo(BaseModel):
-    """``/model``: the served version, its run, metrics, classes and features."""
+    """``/model``: the served version, its task, run, metrics, classes and features."""
 
     name: str
     version: str
     alias: str
+    task: Task = Field(description="classification (a class and probabilities) or regression.")
     run_id: str
     trained_at: str
     loaded_at: str
     metrics: dict[str, float]
-    classes: list[str]
+    classes: list[str] = Field(description="The classes as text; empty for a regression model.")
     features: list[FeatureInfo]
 
 

@@ -64,12 +64,13 @@ async def predict(request: Request, predictor: PredictorDep) -> PredictResponse:
     body = validate_body(model.predict_request, await json_body(request))
     row = body.model_dump(by_alias=True)["features"]
     request_id: str = request.state.request_id
-    [(prediction, proba)] = predictor.answer(request_id, model, [row], started)
+    [(prediction, proba, unseen)] = predictor.answer(request_id, model, [row], started)
     return PredictResponse(
         request_id=request_id,
         model=ModelRef(name=model.name, version=model.version),
         prediction=prediction,
         probabilities=proba,
+        warnings=[u.warning for u in unseen],
     )
 
 
@@ -92,8 +93,10 @@ async def predict_batch(request: Request, predictor: PredictorDep) -> BatchPredi
         request_id=request_id,
         model=ModelRef(name=model.name, version=model.version),
         predictions=[
-            RowPrediction(row=i, prediction=p, probabilities=proba)
-            for i, (p, proba) in enumerate(results)
+            RowPrediction(
+                row=i, prediction=p, probabilities=proba, warnings=[u.warning for u in unseen]
+            )
+            for i, (p, proba, unseen) in enumerate(results)
         ],
     )
 
@@ -121,7 +124,7 @@ async def post_feedback(
 ) -> FeedbackResponse:
     """Labels for answered rows (one item, or ``items``); 404 when none matches an answer."""
     items = feedback_items(await json_body(request), predictor.settings.max_feedback_items)
-    check_labels(predictor.holder.current, items)
+    items = check_labels(predictor.holder.current, items)
     try:
         outcome = predictor.record_feedback(items)
     except Exception as exc:
@@ -192,16 +195,17 @@ def readiness(predictor: Predictor) -> ReadyResponse:
 @router.get(
     "/model",
     response_model=ModelInfo,
-    summary="The served model: version, metrics, feature schema",
+    summary="The served model: version, task, metrics, feature schema",
     tags=["status"],
     responses=NO_MODEL,
 )
 async def model_info(predictor: PredictorDep, model: ModelDep) -> ModelInfo:
-    """What is served: version, run, training metrics, classes and input features."""
+    """What is served: version, task, run, training metrics, classes and input features."""
     return ModelInfo(
         name=model.name,
         version=model.version,
         alias=predictor.settings.model_alias,
+        task=model.task,
         run_id=model.run_id,
         trained_at=model.trained_at,
         loaded_at=model.loaded_at,
