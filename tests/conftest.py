@@ -43,6 +43,7 @@ STACK_MODULES = {
     "test_serving",
     "test_serving_registry",
     "test_serving_stack",
+    "test_serving_tasks",
     "test_train_flow",
     "test_worker",
 }
