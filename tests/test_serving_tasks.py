@@ -155,8 +155,11 @@ def test_model_info_shows_the_task(regressor, wine_client):
     multiclass = wine_client.get("/model").json()
     assert multiclass["task"] == "classification"
     assert multiclass["classes"] == ["barbera", "barolo", "grignolino"]
-    documented = regressor.get("/openapi.json").json()["components"]["schemas"]["ModelInfo"]
-    assert "task" in documented["properties"]
+    schemas = regressor.get("/openapi.json").json()["components"]["schemas"]
+    assert "task" in schemas["ModelInfo"]["properties"]
+    for answer in ("PredictResponse", "RowPrediction"):
+        assert "never seen in training" in schemas[answer]["properties"]["warnings"]["description"]
+        assert "warnings" in schemas[answer]["required"]
 
 
 def test_regression_feedback_takes_numbers_and_numeric_text(models, regressor):
