@@ -273,8 +273,16 @@ class Settings(BaseSettings):
         ge=0,
         le=1,
         description=(
-            "Drop of accuracy, F1 or ROC AUC on labelled rows below the champion's holdout "
-            "figure from which status is degraded."
+            "Drop of accuracy, F1 or ROC AUC (a regressor's R2) on labelled rows below the "
+            "champion's holdout figure from which status is degraded."
+        ),
+    )
+    quality_error_rise: float = Field(
+        0.25,
+        ge=0,
+        description=(
+            "Rise of a regressor's RMSE or MAE on labelled rows over the champion's holdout "
+            "figure, relative to it (0.25 = 25 %), from which status is degraded."
         ),
     )
     monitor_min_labelled: int = Field(

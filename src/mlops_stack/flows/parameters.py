@@ -137,6 +137,7 @@ class MonitorParameters(_Parameters):
     drift_warning_share: float = _setting("drift_warning_share", ge=0, le=1)
     drift_share: float = _setting("drift_share", ge=0, le=1)
     quality_drop: float = _setting("quality_drop", ge=0, le=1)
+    quality_error_rise: float = _setting("quality_error_rise", ge=0)
     min_labelled: int = _setting("monitor_min_labelled", ge=1)
     random_seed: int = _setting("random_seed")
     retrain_enabled: bool = _setting("retrain_enabled")
