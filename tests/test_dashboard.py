@@ -347,8 +347,11 @@ def notices(app: AppTest) -> list[str]:
 
 def test_a_regression_champion_is_judged_by_its_error(stack, dashboard):
     """Numeric labels come back as text; the page reads them as numbers: RMSE equals numpy's
-    on the written rows, a predicted-vs-actual chart with its y = x line, no confusion matrix."""
-    settings = stack(model_name="diabetes-regressor")
+    on the written rows, a predicted-vs-actual chart with its y = x line, no confusion matrix;
+    then a real monitor run's RMSE and MAE, against the holdout, per run."""
+    settings = stack(
+        model_name="diabetes-regressor", monitor_min_rows="50", monitor_min_labelled="50"
+    )
     table = load_diabetes(as_frame=True).frame
     pipeline, X_test, y_test, holdout = log_champion(
         settings, table, "target", Ridge(alpha=1.0), task_tag="regression"
@@ -372,6 +375,11 @@ def test_a_regression_champion_is_judged_by_its_error(stack, dashboard):
     assert float(shown["Holdout rmse"]) == pytest.approx(holdout["rmse"], abs=5e-4)
     assert float(shown["Holdout r2"]) == pytest.approx(holdout["r2"], abs=5e-4)
     assert "Holdout accuracy" not in shown
+    open_page(dashboard, "models")
+    versions = dashboard.table[0].value
+    assert versions.loc["v1", "task"] == "regression"
+    assert float(versions.loc["v1", "rmse"]) == pytest.approx(holdout["rmse"])
+    assert "accuracy" not in versions.columns
 
     open_page(dashboard, "quality")
     shown = metrics(dashboard)
@@ -407,6 +415,27 @@ def test_a_regression_champion_is_judged_by_its_error(stack, dashboard):
     [bins] = histogram.data.values()
     assert bins["rows"].sum() == len(y_test)
     assert bins["start"].min() == pytest.approx(error.min())
+    assert any("No data yet: no monitor run" in n for n in notices(dashboard))
+
+    # a monitor run scores the same labelled rows: its figures, per run, against the holdout
+    run = monitor_flow()
+    assert run.status != "skipped", run.reason
+    st.cache_data.clear()
+    open_page(dashboard, "quality")
+    shown = {m.label: m for m in dashboard.metric}
+    assert float(shown["Latest rmse"].value) == pytest.approx(np.sqrt(np.mean(error**2)), abs=5e-4)
+    assert float(shown["Latest mae"].value) == pytest.approx(np.mean(np.abs(error)), abs=5e-4)
+    # the window's rows are the holdout rows: the same error as on the holdout
+    assert shown["Latest rmse"].delta == "+0.000 vs holdout"
+    assert shown["Labelled rows (latest run)"].value == str(len(y_test))
+    assert shown["Judged above"].value == "holdout × 1.25"
+    per_run = charts(dashboard)[0]
+    lines, rules = per_run.data.values()
+    assert set(lines["metric"]) == {"rmse", "mae"} and len(lines) == 2
+    assert dict(zip(rules["metric"], rules["value"], strict=True)) == pytest.approx(
+        {"rmse": holdout["rmse"], "mae": holdout["mae"]}
+    )
+    assert not any(n.startswith("No data yet") for n in notices(dashboard))
 
 
 def test_a_multiclass_champion_shows_each_class_by_name(stack, dashboard):

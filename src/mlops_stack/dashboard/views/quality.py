@@ -114,6 +114,13 @@ def per_run_section(runs: pd.DataFrame, metrics: tuple[str, ...], title: str, y_
             f"holdout − {settings.quality_drop:.2f}",
             help="MLOPS_QUALITY_DROP: further below the holdout is 'degraded'",
         )
+    else:
+        cols[-1].metric(
+            "Judged above",
+            f"holdout × {1 + settings.quality_error_rise:.2f}",
+            help="MLOPS_QUALITY_ERROR_RISE: an RMSE or MAE this far above the holdout figure "
+            "is 'degraded' (lower is better)",
+        )
     st.altair_chart(quality_chart(scored, metrics, holdout, y_title), use_container_width=True)
     st.caption("Dashed: the holdout figure of the model each run compared with.")
 
