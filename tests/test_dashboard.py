@@ -517,3 +517,57 @@ def test_unseen_categories_are_named_with_counts_and_examples(stack, dashboard):
     assert table.loc["city", "examples"] == "marseille, brest"
     assert table.loc["plan", "examples"] == "gold"
     assert any("Unseen categories, latest run #2" in s.value for s in dashboard.subheader)
+
+
+def test_a_versions_task_comes_from_its_tag_else_its_schema_else_classification(stack):
+    settings = stack(model_name="diabetes-regressor")
+    log_champion(settings, load_diabetes(as_frame=True).frame, "target", Ridge(), None)
+    root = current_stack()
+    untagged = root.registry.version("1")
+    assert queries.version_task(untagged) is Task.REGRESSION  # the schema artifact says
+    client = root.registry.client
+    client.set_model_version_tag(settings.model_name, "1", "mlops.task", "classification")
+    assert queries.version_task(root.registry.version("1")) is Task.CLASSIFICATION  # the tag
+    with mlflow.start_run() as bare:  # a model logged before schemas existed
+        mlflow.log_metric("accuracy", 0.9)
+    client.create_model_version(settings.model_name, untagged.source, run_id=bare.info.run_id)
+    assert queries.version_task(root.registry.version("2")) is Task.CLASSIFICATION
+    versions = queries.model_versions(root)
+    assert dict(zip(versions["version"], versions["task"], strict=True)) == {
+        "2": "classification", "1": "classification",
+    }  # fmt: skip
+    assert versions.loc[versions["version"] == "2", "accuracy"].item() == 0.9
+
+
+def test_regression_figures_leave_out_labels_that_are_no_number():
+    labelled = pd.DataFrame(
+        {
+            "created_at": pd.to_datetime(["2026-11-28T10:00Z"] * 4),
+            "model_version": "1",
+            "prediction": ["10.5", "20", "30", "40"],
+            "label": ["12.5", "yes", "27", None],
+        }
+    )
+    rows = queries.regression_rows(labelled)
+    assert list(rows["error"]) == [-2.0, 3.0]
+    scores = queries.regression_scores(rows)
+    assert scores["rmse"] == pytest.approx(np.sqrt((4 + 9) / 2))
+    assert scores["mae"] == 2.5 and scores["error_bias"] == 0.5
+    assert np.isnan(queries.regression_scores(rows.head(1))["r2"])  # undefined on one row
+
+
+def test_stored_run_metrics_become_columns_without_replacing_existing_ones():
+    runs = pd.DataFrame({"id": [1, 2], "accuracy": [0.9, None], "labelled_rows": [10, 20]})
+    results = pd.DataFrame(
+        {
+            "id": [2, 1],
+            "task": ["regression", "classification"],
+            "metrics": [{"rmse": 3.0, "mae": 2.0}, {"accuracy": 0.5}],
+        }
+    )
+    merged = queries.with_results(runs, results)
+    assert list(merged["task"]) == ["classification", "regression"]
+    assert list(merged["accuracy"].fillna(-1)) == [0.9, -1]  # the column wins over the JSON
+    assert list(merged["rmse"].fillna(-1)) == [-1, 3.0]
+    older = results.assign(task=None, metrics=None)  # runs stored before the columns existed
+    assert "rmse" not in queries.with_results(runs, older)

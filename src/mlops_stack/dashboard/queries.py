@@ -78,8 +78,8 @@ def _schema_task(run_id: str) -> Task:
     failed read raises, so it is not cached and the next render tries again)."""
     try:
         return modelstore.load_schema(run_id).task
-    except (MlflowException, OSError) as exc:
-        if "not found" in str(exc).lower() or "no such file" in str(exc).lower():
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
             return Task.CLASSIFICATION  # a model logged before schemas: a classifier
         raise
 
