@@ -101,6 +101,7 @@ def test_monitor_detects_drift_alerts_once_and_resolves(stack, webhook):
     assert {f.feature for f in features if f.drifted} == set(SHIFTED)
     assert features[0].drifted  # drifted features first
     assert drifted_run.report_uri.endswith("drift_report.html")
+    assert drift.quality_report_uri is None  # a classifier's window: no regression report
     report = Path(mlflow.artifacts.download_artifacts(drifted_run.report_uri)).read_text()
     assert "<html" in report[:2000].lower() and len(report) > 100_000
 
@@ -168,6 +169,9 @@ def test_regression_monitor_judges_errors_and_stores_them_by_name(stack):
     assert rmse in degraded.reason
     [alert] = traffic.store.alerts(AlertState.OPEN)
     assert alert.condition == "degraded" and "rmse" in alert.reason
+    assert degraded.quality_report_uri.endswith("reports/quality_report.html")
+    report = Path(mlflow.artifacts.download_artifacts(degraded.quality_report_uri)).read_text()
+    assert "<html" in report[:2000].lower() and "Predicted vs Actual" in report
 
     newest, first = traffic.store.runs(settings.model_name)
     assert (newest.task, first.task) == ("regression", "regression")
