@@ -36,6 +36,8 @@ from mlops_stack.registry import version_of
 from mlops_stack.stack import Stack, current_stack
 
 REPORT_ARTIFACT = "reports"
+DRIFT_REPORT = "drift_report.html"
+QUALITY_REPORT = "quality_report.html"  # Evidently's regression report, a regressor's window
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ class MonitorSummary:
     quality: dict[str, float | None] = field(default_factory=dict)  # the task's metrics
     alerts: list[str] = field(default_factory=list)
     report_uri: str | None = None
+    quality_report_uri: str | None = None  # a regressor's window with labels: Evidently's
     sample_note: str | None = None
     retrain: RetrainSummary | None = None  # what the retrain flow did, when it ran
 
@@ -135,8 +138,12 @@ def check(window: Window, champion: Champion, params: MonitorParameters) -> Chec
 @task(cache_policy=NO_CACHE)
 def log_to_mlflow(
     stack: Stack, result: CheckResult, status: Status, champion: Champion
-) -> tuple[str, str | None]:
-    """A run in the monitoring experiment with the figures and the Evidently HTML report."""
+) -> tuple[str, dict[str, str]]:
+    """A run in the monitoring experiment with the figures and the Evidently HTML reports.
+
+    Returns the MLflow run id and the URI of each report logged (``DRIFT_REPORT``, and
+    ``QUALITY_REPORT`` for a regressor's window with labels).
+    """
     experiment = stack.registry.ensure_experiment(stack.settings.monitoring_experiment)
     with mlflow.start_run(experiment_id=experiment, run_name=f"monitor-{status.status}") as run:
         mlflow.set_tags(
@@ -157,14 +164,19 @@ def log_to_mlflow(
         if result.model_quality is not None:
             measured = result.model_quality.metrics
             mlflow.log_metrics({k: v for k, v in measured.items() if v is not None})
-        report_uri = None
-        if result.snapshot is not None:
-            with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / "drift_report.html"
-                result.save_html(path)
+        reports = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, snapshot, save in (
+                (DRIFT_REPORT, result.snapshot, result.save_html),
+                (QUALITY_REPORT, result.quality_snapshot, result.save_quality_html),
+            ):
+                if snapshot is None:
+                    continue
+                path = Path(tmp) / name
+                save(path)
                 mlflow.log_artifact(str(path), artifact_path=REPORT_ARTIFACT)
-            report_uri = f"{run.info.artifact_uri}/{REPORT_ARTIFACT}/drift_report.html"
-    return run.info.run_id, report_uri
+                reports[name] = f"{run.info.artifact_uri}/{REPORT_ARTIFACT}/{name}"
+    return run.info.run_id, reports
 
 
 def _run_row(
@@ -274,7 +286,8 @@ def monitor_flow(params: MonitorParameters | None = None) -> MonitorSummary:
         params.quality_error_rise,
     )
     status = classify(result, champion.baseline, thresholds)
-    mlflow_run, report_uri = log_to_mlflow(stack, result, status, champion)
+    mlflow_run, reports = log_to_mlflow(stack, result, status, champion)
+    report_uri = reports.get(DRIFT_REPORT)
     row = _run_row(name, started, window.extent, status, champion, result)
     row.baseline, row.report_uri, row.mlflow_run_id = champion.baseline, report_uri, mlflow_run
     run_id = stack.monitoring.save_run(row, _drift_rows(result))
@@ -299,6 +312,7 @@ def monitor_flow(params: MonitorParameters | None = None) -> MonitorSummary:
         quality=dict(quality.metrics) if quality else {},
         alerts=[f"{c.condition} {c.change}" for c in changes],
         report_uri=report_uri,
+        quality_report_uri=reports.get(QUALITY_REPORT),
         sample_note=result.sample_note,
         retrain=retrain,
     )

@@ -26,6 +26,7 @@ from mlops_stack.monitoring.checks import (
     QualityCounter,
     WholeWindow,
     model_quality,
+    regression_rows,
 )
 from mlops_stack.monitoring_db.database import MonitoringDB, WindowExtent
 from mlops_stack.names import Task
@@ -123,11 +124,17 @@ def read_window(
         if rows > len(sample)
         else f"analysed all {rows} rows"
     )
+    labelled_rows = _concat(labelled)
     whole = WholeWindow(
         rows=rows,
         quality=quality.results(),
-        model_quality=_model_quality(labelled, schema),
+        model_quality=_model_quality(labelled_rows, schema),
         note=note,
+        regression_rows=(
+            None
+            if labelled_rows is None
+            else regression_rows(labelled_rows["label"], labelled_rows["prediction"], schema)
+        ),
     )
     return Window(
         extent=WindowExtent(rows, _moment(start), _moment(end)),
@@ -190,12 +197,16 @@ def _labelled(chunk: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
     return classes.join(probabilities)
 
 
-def _model_quality(parts: list[pd.DataFrame], schema: DatasetSchema) -> ModelQuality | None:
-    """Model quality over every labelled row of the window; None when none came back."""
+def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame | None:
+    """The labelled rows of every chunk in one frame; None when none came back."""
     parts = [p for p in parts if len(p)]
-    if not parts:
+    return pd.concat(parts) if parts else None
+
+
+def _model_quality(rows: pd.DataFrame | None, schema: DatasetSchema) -> ModelQuality | None:
+    """Model quality over every labelled row of the window; None when none came back."""
+    if rows is None:
         return None
-    rows = pd.concat(parts)
     probabilities = rows[[c for c in rows.columns if c.startswith("p:")]]
     probabilities.columns = [c.removeprefix("p:") for c in probabilities.columns]
     return model_quality(rows["label"], rows["prediction"], probabilities, schema.classes, schema)
