@@ -257,7 +257,8 @@ def log_champion(
     settings, frame: pd.DataFrame, target: str, estimator, task_tag: str | None
 ) -> tuple[Pipeline, pd.DataFrame, pd.Series, dict[str, float]]:
     """Fit ``estimator`` behind the stack's preprocessor on 70 % of ``frame``, log it with its
-    schema and holdout metrics, register it, (optionally) tag its task, make it champion.
+    schema and holdout metrics, register it (tagged with its task unless ``task_tag`` is None),
+    make it champion.
 
     Returns the pipeline, the held-out rows and labels, and the holdout metrics logged.
     """
@@ -283,11 +284,10 @@ def log_champion(
     with mlflow.start_run():
         mlflow.log_metrics(holdout)
         uri = modelstore.log_pipeline(pipeline, X_train, schema, reference_rows=50, seed=0)
-    version = root.registry.register(uri)
     if task_tag:
-        root.registry.client.set_model_version_tag(
-            settings.model_name, version, "mlops.task", task_tag
-        )
+        version = root.registry.register(uri, task=task_tag)
+    else:  # as a version registered before tasks existed: no mlops.task tag
+        version = str(mlflow.register_model(uri, settings.model_name).version)
     root.registry.make_champion(version)
     return pipeline, X_test, y_test, holdout
 
