@@ -480,13 +480,15 @@ def quality_of(schema, rows: pd.DataFrame) -> list[dict]:
     return [asdict(q) for q in counter.results()]
 
 
-def save_run(settings, quality: list[dict], window_rows: int) -> int:
+def save_run(settings, quality: list[dict] | None, window_rows: int) -> int:
+    """A monitor run as the monitor stores it; without ``quality``, a skipped one."""
     now = datetime.now(UTC)
     run = MonitorRunRow(
         started_at=now, finished_at=now, model_name=settings.model_name, model_version="1",
         window_start=now - timedelta(hours=1), window_end=now, window_rows=window_rows,
-        analysed_rows=window_rows, status="ok", reason="no drift", drift_share=0.0,
-        labelled_rows=0, quality=quality,
+        analysed_rows=window_rows if quality else 0, status="ok" if quality else "skipped",
+        reason="no drift" if quality else "too few rows",
+        drift_share=0.0 if quality else None, labelled_rows=0, quality=quality,
     )  # fmt: skip
     return current_stack().monitoring.save_run(run, [])
 
@@ -506,6 +508,8 @@ def test_unseen_categories_are_named_with_counts_and_examples(stack, dashboard):
     assert any("No categorical feature of run #1" in c.value for c in dashboard.caption)
 
     save_run(settings, quality_of(schema, current), len(current))
+    skipped = save_run(settings, None, 10)  # too few rows: checked nothing
+    assert skipped == 3
     st.cache_data.clear()
     open_page(dashboard, "drift")
     [warning] = [w.value for w in dashboard.warning]
@@ -516,7 +520,7 @@ def test_unseen_categories_are_named_with_counts_and_examples(stack, dashboard):
     assert list(table["share of window"]) == ["15.0%", "5.0%"]
     assert table.loc["city", "examples"] == "marseille, brest"
     assert table.loc["plan", "examples"] == "gold"
-    assert any("Unseen categories, latest run #2" in s.value for s in dashboard.subheader)
+    assert any("Unseen categories, latest checked run #2" in s.value for s in dashboard.subheader)
 
 
 def test_a_versions_task_comes_from_its_tag_else_its_schema_else_classification(stack):

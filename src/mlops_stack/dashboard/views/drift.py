@@ -101,13 +101,14 @@ def history_section(runs: pd.DataFrame) -> pd.DataFrame | None:
 
 
 def unseen_section(latest: pd.Series) -> None:
-    """Categories training never saw, per feature, in the latest measured run's window.
+    """Categories training never saw, per feature, in the window of the latest run that checked
+    its data (a skipped run did not).
 
     The model learned nothing about such a value (its encoding has no category for it), yet
     answers anyway, often confidently: worth naming even when the drift tests stay quiet.
     """
     run_id = int(latest["id"])
-    st.subheader(f"Unseen categories, latest run #{run_id}")
+    st.subheader(f"Unseen categories, latest checked run #{run_id}")
     quality = widgets.read("Monitoring database", lambda: cache.run_data_quality(run_id))
     if quality is None:
         return
