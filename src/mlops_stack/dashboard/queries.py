@@ -34,7 +34,6 @@ TASK_TAG = "mlops.task"  # set on a registered version by training
 VERSION_METRICS = tuple(
     dict.fromkeys((*quality_metrics(Task.CLASSIFICATION), *quality_metrics(Task.REGRESSION)))
 )
-REGRESSION_SCORES = (RMSE, MAE, ERROR_BIAS, R2)
 
 
 def model_versions(stack: Stack) -> pd.DataFrame:
