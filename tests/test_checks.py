@@ -22,7 +22,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.datasets import load_breast_cancer, load_iris
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
+from sklearn.linear_model import Ridge
+from sklearn.pipeline import Pipeline
 
 from mlops_stack.data import Dataset, DatasetSchema, infer_schema
 from mlops_stack.monitoring import checks
@@ -36,6 +38,9 @@ from mlops_stack.monitoring.checks import (
     check_sample,
     check_window,
 )
+from mlops_stack.monitoring.status import Status, Thresholds, classify
+from mlops_stack.names import Task
+from mlops_stack.preprocessing import build_preprocessor
 from mlops_stack.training import build_candidates, evaluate
 
 from .conftest import mixed_table
@@ -298,9 +303,10 @@ def test_model_quality_scores_like_training_evaluate(table: str):
     expected = evaluate(model, features, labels)
     quality = model_quality(table, labels.astype(str), through_check_window=True)
     assert quality is not None and quality.labelled_rows == len(labels)
-    assert quality.accuracy == pytest.approx(expected["accuracy"])
-    assert quality.f1 == pytest.approx(expected["f1"])
-    assert quality.roc_auc == pytest.approx(expected["roc_auc"])
+    assert set(quality.metrics) == {"accuracy", "f1", "roc_auc"}
+    assert quality.metrics["accuracy"] == pytest.approx(expected["accuracy"])
+    assert quality.metrics["f1"] == pytest.approx(expected["f1"])
+    assert quality.metrics["roc_auc"] == pytest.approx(expected["roc_auc"])
 
 
 def test_labels_agreeing_with_predictions_score_perfectly():
@@ -308,7 +314,7 @@ def test_labels_agreeing_with_predictions_score_perfectly():
     predicted = pd.Series(model.predict(features))
     quality = model_quality("cancer", predicted.astype(str))
     assert quality is not None
-    assert (quality.accuracy, quality.f1, quality.roc_auc) == (1.0, 1.0, 1.0)
+    assert quality.metrics == {"accuracy": 1.0, "f1": 1.0, "roc_auc": 1.0}
 
 
 def test_flipped_labels_score_low():
@@ -316,8 +322,9 @@ def test_flipped_labels_score_low():
     flipped = (1 - pd.Series(model.predict(features))).astype(str)
     quality = model_quality("cancer", flipped)
     assert quality is not None
-    assert quality.accuracy == 0.0 and quality.f1 == 0.0
-    assert quality.roc_auc is not None and quality.roc_auc < 0.05
+    assert quality.get("accuracy") == 0.0 and quality.get("f1") == 0.0
+    roc_auc = quality.get("roc_auc")
+    assert roc_auc is not None and roc_auc < 0.05
 
 
 def test_only_labelled_rows_count():
@@ -339,7 +346,7 @@ def test_one_class_of_labels_has_no_roc_auc():
     only_positive = predicted.astype(str).where(predicted == 1)
     quality = model_quality("cancer", only_positive)
     assert quality is not None
-    assert quality.accuracy == 1.0 and quality.roc_auc is None
+    assert quality.get("accuracy") == 1.0 and quality.get("roc_auc") is None
 
 
 # --- sampling and the report ---------------------------------------------------------------
@@ -400,7 +407,7 @@ def test_a_sample_reports_the_quality_counted_over_its_whole_window():
     reference, window, schema = quality_window()
     counter = QualityCounter(schema)
     counter.add(window)
-    labelled = ModelQuality(labelled_rows=40, accuracy=0.9, f1=0.8, roc_auc=None)
+    labelled = ModelQuality(40, {"accuracy": 0.9, "f1": 0.8, "roc_auc": None})
     whole = WholeWindow(400, counter.results(), labelled, "analysed a sample of 100 of 400 rows")
     sample = Sample(window.iloc[::4], None, whole)
     result = check_sample(Reference(reference), sample, schema, max_rows=50, build_report=False)
@@ -412,3 +419,237 @@ def test_a_sample_reports_the_quality_counted_over_its_whole_window():
         "reference: a uniform random sample of 50 of 400 rows (seed 42); "
         "data quality over all 400 rows; model quality over all 40 labelled rows"
     )
+
+
+# --- regression ----------------------------------------------------------------------------
+
+
+# Three of the diabetes table's ten features carry most of a linear fit (R2 0.48 against 0.52
+# with all ten) at a third of Evidently's per-column cost.
+DIABETES_COLUMNS = ["bmi", "bp", "s5"]
+
+
+@cache
+def _diabetes() -> tuple[pd.DataFrame, pd.Series, DatasetSchema, np.ndarray]:
+    """scikit-learn's diabetes table, its regression schema, and a fitted Ridge's predictions.
+
+    The Ridge sits in a Pipeline behind the stack's own preprocessing, like every candidate.
+    """
+    frame = load_diabetes(as_frame=True).frame[[*DIABETES_COLUMNS, "target"]]
+    schema = infer_schema(Dataset(frame=frame, target="target", source="test"), Task.REGRESSION)
+    features, target = frame.drop(columns="target"), frame["target"]
+    model = Pipeline([("prep", build_preprocessor(schema, scale=True)), ("model", Ridge(1.0))])
+    model.fit(features, target)
+    return features, target, schema, model.predict(features)
+
+
+def diabetes() -> tuple[pd.DataFrame, pd.Series, DatasetSchema, np.ndarray]:
+    features, target, schema, predicted = _diabetes()
+    return features.copy(), target.copy(), schema, predicted.copy()
+
+
+def test_regression_quality_matches_numpy_on_the_labelled_rows():
+    features, target, schema, predicted = diabetes()
+    # labels come back from /feedback as text; every third row has none
+    labels = target.map(repr).where(np.arange(len(target)) % 3 != 0)
+    result = check_window(
+        Reference(features),
+        Current(features, predictions=pd.Series(predicted), labels=labels),
+        schema,
+        build_report=False,
+    )
+    quality = result.model_quality
+    assert quality is not None and quality.task == Task.REGRESSION
+    kept = labels.notna().to_numpy()
+    truth, guess = target.to_numpy()[kept], predicted[kept]
+    error = guess - truth
+    assert quality.labelled_rows == kept.sum() == 294
+    assert set(quality.metrics) == {"rmse", "mae", "r2", "error_bias"}
+    assert quality.metrics["rmse"] == pytest.approx(np.sqrt(np.mean(error**2)))
+    assert quality.metrics["mae"] == pytest.approx(np.mean(np.abs(error)))
+    r2 = 1 - np.sum(error**2) / np.sum((truth - truth.mean()) ** 2)
+    assert quality.metrics["r2"] == pytest.approx(r2)
+    assert quality.metrics["error_bias"] == pytest.approx(np.mean(error))
+    assert 40 < quality.metrics["rmse"] < 70 and 0.3 < r2 < 0.7  # a real fit, not a constant
+
+
+def test_regression_figures_agree_with_evidentlys_regression_report(tmp_path: Path):
+    """The same rows through Evidently's regression preset: the same RMSE, MAE, R2, and its
+    mean error is our error bias (prediction - label); its HTML report is saved."""
+    features, target, schema, predicted = diabetes()
+    result = check_window(
+        Reference(features),
+        Current(features, predictions=pd.Series(predicted), labels=target.astype(str)),
+        schema,
+    )
+    assert result.model_quality is not None and result.quality_snapshot is not None
+    values = {
+        m["config"]["type"].rpartition(":")[2]: m["value"]
+        for m in result.quality_snapshot.dict()["metrics"]
+    }
+    ours = result.model_quality.metrics
+    assert values["RMSE"] == pytest.approx(ours["rmse"])
+    assert values["MAE"]["mean"] == pytest.approx(ours["mae"])
+    assert values["R2Score"] == pytest.approx(ours["r2"])
+    assert values["MeanError"]["mean"] == pytest.approx(ours["error_bias"], abs=1e-9)
+    path = tmp_path / "quality.html"
+    result.save_quality_html(path)
+    assert path.stat().st_size > 10_000 and "<html" in path.read_text(encoding="utf-8").lower()
+    unlabelled = check_window(
+        Reference(features), Current(features, predictions=pd.Series(predicted)), schema
+    )
+    assert unlabelled.quality_snapshot is None and unlabelled.snapshot is not None
+
+
+def test_regression_error_bias_says_which_way_the_model_errs():
+    _, target, schema, _ = diabetes()
+    over = checks.model_quality(target.astype(str), target + 10.0, None, None, schema)
+    assert over is not None
+    assert over.metrics["error_bias"] == pytest.approx(10.0)
+    assert over.metrics["rmse"] == pytest.approx(10.0) and over.metrics["mae"] == 10.0
+    under = checks.model_quality(target.astype(str), target - 4.0, None, None, schema)
+    assert under is not None and under.metrics["error_bias"] == pytest.approx(-4.0)
+
+
+def test_regression_labels_that_are_no_numbers_are_left_out():
+    _, target, schema, predicted = diabetes()
+    labels = target.astype(str)
+    labels.iloc[:5] = "n/a"
+    quality = checks.model_quality(labels, pd.Series(predicted), None, None, schema)
+    assert quality is not None and quality.labelled_rows == len(target) - 5
+    one = checks.model_quality(labels.iloc[5:6], pd.Series(predicted[5:6]), None, None, schema)
+    assert one is not None and one.labelled_rows == 1 and one.metrics["r2"] is None
+
+
+def _regression_drift(shift_stds: float, seed: int) -> checks.FeatureDrift | None:
+    """Prediction drift of the Ridge between 5000 reference and 2000 window rows (bootstraps
+    of the diabetes table, so Evidently uses Wasserstein distance), window outputs shifted."""
+    features, _, schema, predicted = diabetes()
+    outputs = pd.Series(predicted)
+    reference = bootstrap(features.assign(_p=outputs), 5000, seed=0)
+    window = bootstrap(features.assign(_p=outputs), 2000, seed=seed)
+    moved = window["_p"] + shift_stds * outputs.std()
+    return check_window(
+        Reference(reference.drop(columns="_p"), predictions=reference["_p"]),
+        Current(window.drop(columns="_p"), predictions=moved),
+        schema,
+        build_report=False,
+    ).prediction_drift
+
+
+def test_regression_prediction_drift_is_a_numeric_test_that_finds_a_shift():
+    drifted = _regression_drift(1.0, seed=1)
+    assert drifted is not None and drifted.drifted
+    assert drifted.kind == "numeric" and drifted.method == "Wasserstein distance (normed)"
+    assert drifted.score > 0.5  # a one-std shift: about 1 in normed units
+    for seed in (1, 2):  # clean windows: the same model on the same distribution
+        steady = _regression_drift(0.0, seed=seed)
+        assert steady is not None and not steady.drifted, steady
+        assert steady.score < 0.1
+
+
+def test_regression_prediction_drift_with_p_value_tests():
+    """Below 1000 reference rows Evidently tests a number with K-S, not chi-square."""
+    features, _, schema, predicted = diabetes()
+    reference, window = features.iloc[:300], features.iloc[300:]
+    outputs = pd.Series(predicted)
+    result = check_window(
+        Reference(reference, predictions=outputs.iloc[:300]),
+        Current(window, predictions=outputs.iloc[300:] + outputs.std()),
+        schema,
+        build_report=False,
+    )
+    assert result.prediction_drift is not None
+    assert result.prediction_drift.method == "K-S p_value" and result.prediction_drift.drifted
+
+
+# --- status --------------------------------------------------------------------------------
+
+LIMITS = Thresholds(warning_share=0.1, drift_share=0.3, quality_drop=0.05, min_labelled=50)
+
+
+def quality_only(quality: ModelQuality | None) -> checks.CheckResult:
+    """A check result with model quality and nothing drifted: what the status judges of it."""
+    return checks.CheckResult(
+        current_rows=442,
+        analysed_rows=442,
+        reference_rows=442,
+        sampled=False,
+        sample_note="",
+        features=[],
+        drift_share=0.0,
+        prediction_drift=None,
+        quality=[],
+        model_quality=quality,
+        snapshot=None,
+    )
+
+
+def scaled_errors(error_scale: float) -> tuple[checks.CheckResult, dict[str, float]]:
+    """Quality of predictions whose errors are ``error_scale`` times the Ridge's on the table,
+    and the Ridge's own figures there as the holdout baseline."""
+    _, target, schema, predicted = diabetes()
+    error = predicted - target.to_numpy()
+    baseline = {
+        "rmse": float(np.sqrt(np.mean(error**2))),
+        "mae": float(np.mean(np.abs(error))),
+        "r2": float(1 - np.sum(error**2) / np.sum((target - target.mean()) ** 2)),
+    }
+    predictions = pd.Series(target.to_numpy() + error_scale * error)
+    quality = checks.model_quality(target.astype(str), predictions, None, None, schema)
+    return quality_only(quality), baseline
+
+
+def _regression_status(error_scale: float) -> tuple[Status, dict[str, float]]:
+    result, baseline = scaled_errors(error_scale)
+    return classify(result, baseline, LIMITS), baseline
+
+
+def test_regression_errors_risen_by_half_mean_degraded():
+    status, baseline = _regression_status(1.5)
+    assert status.status == "degraded", status.reason
+    reason = status.conditions["degraded"]
+    rmse = baseline["rmse"]
+    assert f"rmse {1.5 * rmse:.4g} vs {rmse:.4g} on the holdout (up 50%, more than 25%" in reason
+    assert "mae " in reason and "lower is better" in reason
+    assert "r2 " in reason and "(down " in reason  # R2 of 1.5x errors falls by far more than 0.05
+    assert "(442 labelled rows)" in reason
+
+
+def test_regression_errors_within_the_rise_threshold_stay_ok():
+    clean, _ = _regression_status(1.0)
+    assert clean.status == "ok", clean.reason
+    assert clean.conditions == {} and "no quality drop" in clean.reason
+    slightly, _ = _regression_status(1.1)  # RMSE, MAE +10 %, R2 down ~0.1: R2 alone degrades
+    assert slightly.status == "degraded"
+    assert "rmse" not in slightly.reason and "mae" not in slightly.reason
+    assert "r2 " in slightly.reason
+
+
+def test_regression_error_rise_threshold_is_configurable():
+    result, baseline = scaled_errors(1.3)
+    rmse = baseline["rmse"]
+    loose = Thresholds(0.1, 0.3, 0.05, 50, error_rise=0.5)
+    assert classify(result, {"rmse": rmse}, loose).status == "ok"
+    strict = Thresholds(0.1, 0.3, 0.05, 50, error_rise=0.25)
+    assert "rmse" in classify(result, {"rmse": rmse}, strict).conditions["degraded"]
+
+
+def test_unseen_categories_are_named_in_the_status():
+    reference, schema = mixed(5000, seed=0)
+    window, _ = mixed(2000, seed=1)
+    window.loc[:11, "plan"] = "platinum"  # 12 rows
+    window.loc[100:102, "city"] = ["berlin", "berlin", "rome"]
+    result = check_window(Reference(reference), Current(window), schema, build_report=False)
+    status = classify(result, {}, LIMITS)
+    assert status.status == "warning", status.reason
+    assert "unseen categories: city 3 rows ('berlin', 'rome'), plan 12 rows ('platinum')" in (
+        status.reason
+    )
+    assert status.conditions == {}  # a warning: shown, not alerted
+
+    clean, _ = mixed(2000, seed=1)
+    result = check_window(Reference(reference), Current(clean), schema, build_report=False)
+    status = classify(result, {}, LIMITS)
+    assert status.status == "ok", status.reason
+    assert "unseen" not in status.reason

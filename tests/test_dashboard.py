@@ -7,24 +7,42 @@ pages compute them. The browser, nginx and the worker are covered by tests/e2e.
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import mlflow
+import numpy as np
+import pandas as pd
 import pytest
 import redis
 import streamlit as st
 from fastapi.testclient import TestClient
 from prefect.client.orchestration import get_client
+from sklearn.datasets import load_diabetes, load_wine
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.metrics import precision_recall_fscore_support, r2_score
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline
+from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.testing.v1 import AppTest
 
-from mlops_stack import worker
+from mlops_stack import modelstore, worker
 from mlops_stack.dashboard import queries
+from mlops_stack.data import Dataset, infer_schema
 from mlops_stack.flows.monitor import monitor_flow
 from mlops_stack.flows.train import train_flow
+from mlops_stack.monitoring.checks import QualityCounter
+from mlops_stack.monitoring_db import MonitorRunRow
+from mlops_stack.names import Task
+from mlops_stack.prediction_log.records import PredictionRecord
+from mlops_stack.preprocessing import build_preprocessor
 from mlops_stack.registry import version_of
 from mlops_stack.serving.app import create_app
 from mlops_stack.stack import Stack, current_stack
 
+from .conftest import mixed_table
 from .servers import wait_for
 from .traffic import SHIFTED, Traffic
 
@@ -230,3 +248,330 @@ def test_dashboard_rollback_switches_the_predictor_within_a_second(
             1.0,
             "the predictor to serve v1 within a second of the dashboard's rollback",
         )
+
+
+# --- models of every task, built and logged here the way training logs them ------------------
+
+
+def log_champion(
+    settings, frame: pd.DataFrame, target: str, estimator, task_tag: str | None
+) -> tuple[Pipeline, pd.DataFrame, pd.Series, dict[str, float]]:
+    """Fit ``estimator`` behind the stack's preprocessor on 70 % of ``frame``, log it with its
+    schema and holdout metrics, register it (tagged with its task unless ``task_tag`` is None),
+    make it champion.
+
+    Returns the pipeline, the held-out rows and labels, and the holdout metrics logged.
+    """
+    dataset = Dataset(frame=frame, target=target, source="test")
+    schema = infer_schema(dataset)
+    X, y = dataset.features, dataset.labels
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=0)
+    pipeline = Pipeline(
+        [("preprocess", build_preprocessor(schema, scale=True)), ("model", estimator)]
+    )
+    pipeline.fit(X_train, y_train)
+    predicted = pipeline.predict(X_test)
+    if schema.task is Task.REGRESSION:
+        holdout = {
+            "rmse": float(np.sqrt(np.mean((predicted - y_test) ** 2))),
+            "mae": float(np.mean(np.abs(predicted - y_test))),
+            "r2": float(r2_score(y_test, predicted)),
+        }
+    else:
+        holdout = {"accuracy": float(np.mean(predicted == y_test))}
+    root = current_stack()
+    root.registry.use_experiment(settings.experiment_name)
+    with mlflow.start_run():
+        mlflow.log_metrics(holdout)
+        uri = modelstore.log_pipeline(pipeline, X_train, schema, reference_rows=50, seed=0)
+    if task_tag:
+        version = root.registry.register(uri, task=task_tag)
+    else:  # as a version registered before tasks existed: no mlops.task tag
+        version = str(mlflow.register_model(uri, settings.model_name).version)
+    root.registry.make_champion(version)
+    return pipeline, X_test, y_test, holdout
+
+
+def log_traffic(settings, rows: pd.DataFrame, predictions, labels, version: str = "1") -> pd.Series:
+    """Write predictions (spread over the last 50 minutes) and their labels as text, through
+    the monitoring database the predictor and /feedback write through; returns their times."""
+    start = datetime.now(UTC) - timedelta(minutes=50)
+    step = timedelta(minutes=50) / len(rows)
+    records = [
+        PredictionRecord(
+            request_id=f"req-{i}",
+            row=0,
+            created_at=start + i * step,
+            model_name=settings.model_name,
+            model_version=version,
+            features={k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()},
+            prediction=prediction.item() if hasattr(prediction, "item") else prediction,
+            probabilities=None,
+            latency_ms=1.0,
+        )
+        for i, ((_, row), prediction) in enumerate(zip(rows.iterrows(), predictions, strict=True))
+    ]
+    db = current_stack().monitoring
+    db.write_predictions(records)
+    db.record_feedback([(f"req-{i}", 0, str(label)) for i, label in enumerate(labels)])
+    return pd.Series([r.created_at for r in records])
+
+
+@dataclass(frozen=True)
+class Chart:
+    """One Altair chart as the page sent it: its Vega-Lite spec and its data sets by name."""
+
+    spec: dict
+    data: dict[str, pd.DataFrame]
+
+    @property
+    def marks(self) -> list[str]:
+        layers = self.spec.get("layer", [self.spec])
+        return [m["type"] if isinstance(m := layer["mark"], dict) else m for layer in layers]
+
+
+def charts(app: AppTest) -> list[Chart]:
+    """The page's charts (AppTest has no accessor of its own: read the element protos)."""
+    return [
+        Chart(
+            json.loads(chart.proto.spec),
+            {d.name: convert_arrow_bytes_to_pandas_df(d.data.data) for d in chart.proto.datasets},
+        )
+        for chart in app.get("vega_lite_chart")
+    ]
+
+
+def notices(app: AppTest) -> list[str]:
+    return [i.value for i in app.info]
+
+
+def test_a_regression_champion_is_judged_by_its_error(stack, dashboard):
+    """Numeric labels come back as text; the page reads them as numbers: RMSE equals numpy's
+    on the written rows, a predicted-vs-actual chart with its y = x line, no confusion matrix;
+    then a real monitor run's RMSE and MAE, against the holdout, per run."""
+    settings = stack(
+        model_name="diabetes-regressor", monitor_min_rows="50", monitor_min_labelled="50"
+    )
+    table = load_diabetes(as_frame=True).frame
+    pipeline, X_test, y_test, holdout = log_champion(
+        settings, table, "target", Ridge(alpha=1.0), task_tag="regression"
+    )
+
+    # before any label: the empty states say what produces the figures
+    open_page(dashboard, "quality")
+    said = notices(dashboard)
+    assert len(said) == 2 and all(n.startswith("No data yet") for n in said), said
+    assert any("no labelled prediction" in n and "/api/feedback" in n for n in said), said
+    assert not dashboard.table and not charts(dashboard)
+
+    predicted = pipeline.predict(X_test)
+    created = log_traffic(settings, X_test, predicted, y_test)
+    error = predicted - y_test.to_numpy()
+    st.cache_data.clear()
+
+    open_page(dashboard, "overview")
+    shown = metrics(dashboard)
+    assert shown["Task"] == "regression"
+    assert float(shown["Holdout rmse"]) == pytest.approx(holdout["rmse"], abs=5e-4)
+    assert float(shown["Holdout r2"]) == pytest.approx(holdout["r2"], abs=5e-4)
+    assert "Holdout accuracy" not in shown
+    open_page(dashboard, "models")
+    versions = dashboard.table[0].value
+    assert versions.loc["v1", "task"] == "regression"
+    assert float(versions.loc["v1", "rmse"]) == pytest.approx(holdout["rmse"])
+    assert "accuracy" not in versions.columns
+
+    open_page(dashboard, "quality")
+    shown = metrics(dashboard)
+    assert float(shown["RMSE"]) == pytest.approx(np.sqrt(np.mean(error**2)), abs=5e-4)
+    assert float(shown["MAE"]) == pytest.approx(np.mean(np.abs(error)), abs=5e-4)
+    assert float(shown["Error bias"]) == pytest.approx(np.mean(error), abs=5e-4)
+    assert float(shown["R²"]) == pytest.approx(r2_score(y_test, predicted), abs=5e-4)
+    assert shown["Labelled rows"] == str(len(y_test))
+    assert float(shown["RMSE"]) == pytest.approx(holdout["rmse"], abs=5e-4)  # the same rows
+    assert not dashboard.table  # no confusion matrix for numbers
+    specs = charts(dashboard)
+    assert len(specs) == 3  # predicted vs actual, error over time, error distribution
+    scatter, over_time, histogram = specs
+    assert scatter.marks == ["circle", "line"]
+    [diagonal] = [d for d in scatter.data.values() if len(d) == 2]
+    assert (diagonal["label"] == diagonal["prediction"]).all()  # the line y = x
+    low = min(y_test.min(), predicted.min())
+    high = max(y_test.max(), predicted.max())
+    assert list(diagonal["label"]) == pytest.approx([low, high])
+    [points] = [d for d in scatter.data.values() if len(d) == len(y_test)]
+    assert sorted(points["label"]) == pytest.approx(sorted(y_test))
+    assert sorted(points["prediction"]) == pytest.approx(sorted(predicted))
+    [buckets] = over_time.data.values()  # RMSE and MAE per 5 minutes of the 50 written
+    expected = (
+        pd.DataFrame({"bucket": created.dt.floor("5min"), "squared": error**2})
+        .groupby("bucket")["squared"]
+        .agg(["size", "mean"])
+    )
+    rmse = buckets[buckets["metric"] == "rmse"].sort_values("when")
+    assert list(rmse["rows"]) == list(expected["size"])
+    assert list(rmse["value"]) == pytest.approx(list(np.sqrt(expected["mean"])))
+    assert set(buckets["metric"]) == {"rmse", "mae"}
+    [bins] = histogram.data.values()
+    assert bins["rows"].sum() == len(y_test)
+    assert bins["start"].min() == pytest.approx(error.min())
+    assert any("No data yet: no monitor run" in n for n in notices(dashboard))
+
+    # a monitor run scores the same labelled rows: its figures, per run, against the holdout
+    run = monitor_flow()
+    assert run.status != "skipped", run.reason
+    st.cache_data.clear()
+    open_page(dashboard, "quality")
+    shown = {m.label: m for m in dashboard.metric}
+    assert float(shown["Latest rmse"].value) == pytest.approx(np.sqrt(np.mean(error**2)), abs=5e-4)
+    assert float(shown["Latest mae"].value) == pytest.approx(np.mean(np.abs(error)), abs=5e-4)
+    # the window's rows are the holdout rows: the same error as on the holdout
+    assert shown["Latest rmse"].delta == "+0.000 vs holdout"
+    assert shown["Labelled rows (latest run)"].value == str(len(y_test))
+    assert shown["Judged above"].value == "holdout × 1.25"
+    per_run = charts(dashboard)[0]
+    lines, rules = per_run.data.values()
+    assert set(lines["metric"]) == {"rmse", "mae"} and len(lines) == 2
+    assert dict(zip(rules["metric"], rules["value"], strict=True)) == pytest.approx(
+        {"rmse": holdout["rmse"], "mae": holdout["mae"]}
+    )
+    assert not any(n.startswith("No data yet") for n in notices(dashboard))
+
+
+def test_a_multiclass_champion_shows_each_class_by_name(stack, dashboard):
+    """String class names (the model's task from its schema, no tag): the confusion matrix
+    names them on both axes and each class's precision and recall equal scikit-learn's."""
+    settings = stack(model_name="wine-classifier")
+    wine = load_wine(as_frame=True)
+    names = np.array(["barolo", "grignolino", "barbera"])
+    table = wine.frame.assign(target=names[wine.frame["target"]])
+    pipeline, X_test, y_test, _ = log_champion(
+        settings, table, "target", LogisticRegression(max_iter=500), task_tag=None
+    )
+    predicted = pipeline.predict(X_test)
+    truth = y_test.to_numpy().copy()
+    truth[:6] = np.roll(truth[:6], 1)  # a few reports disagree with the model
+    log_traffic(settings, X_test, predicted, truth)
+
+    open_page(dashboard, "overview")
+    assert metrics(dashboard)["Task"] == "classification"
+    open_page(dashboard, "quality")
+    matrix, per_class = (t.value for t in dashboard.table)
+    assert list(matrix.index) == list(matrix.columns) == sorted(names)
+    expected = pd.crosstab(pd.Series(truth), pd.Series(predicted)).reindex(
+        index=sorted(names), columns=sorted(names), fill_value=0
+    )
+    assert (matrix.to_numpy() == expected.to_numpy()).all()
+    assert matrix.to_numpy().sum() == len(truth)
+    precision, recall, _, support = precision_recall_fscore_support(
+        truth, predicted, labels=sorted(names), zero_division=0
+    )
+    assert list(per_class.index) == sorted(names)
+    assert per_class["precision"].astype(float).to_numpy() == pytest.approx(precision, abs=5e-4)
+    assert per_class["recall"].astype(float).to_numpy() == pytest.approx(recall, abs=5e-4)
+    assert list(per_class["true rows"].astype(int)) == list(support)
+    assert not any(chart.marks == ["circle", "line"] for chart in charts(dashboard))
+
+
+def quality_of(schema, rows: pd.DataFrame) -> list[dict]:
+    """Per-feature data quality exactly as the monitor counts and stores it."""
+    counter = QualityCounter(schema)
+    counter.add(rows)
+    return [asdict(q) for q in counter.results()]
+
+
+def save_run(settings, quality: list[dict] | None, window_rows: int) -> int:
+    """A monitor run as the monitor stores it; without ``quality``, a skipped one."""
+    now = datetime.now(UTC)
+    run = MonitorRunRow(
+        started_at=now, finished_at=now, model_name=settings.model_name, model_version="1",
+        window_start=now - timedelta(hours=1), window_end=now, window_rows=window_rows,
+        analysed_rows=window_rows if quality else 0, status="ok" if quality else "skipped",
+        reason="no drift" if quality else "too few rows",
+        drift_share=0.0 if quality else None, labelled_rows=0, quality=quality,
+    )  # fmt: skip
+    return current_stack().monitoring.save_run(run, [])
+
+
+def test_unseen_categories_are_named_with_counts_and_examples(stack, dashboard):
+    settings = stack()
+    train = mixed_table(rows=200, seed=0)
+    schema = infer_schema(Dataset(frame=train, target="churn", source="test"))
+    current = mixed_table(rows=100, seed=1).drop(columns="churn")
+    current.loc[:11, "city"] = "marseille"  # 12 rows
+    current.loc[12:14, "city"] = "brest"  # 3 rows
+    current.loc[:4, "plan"] = "gold"  # 5 rows
+
+    save_run(settings, quality_of(schema, mixed_table(rows=50, seed=2)), 50)  # clean
+    open_page(dashboard, "drift")
+    assert not dashboard.table and not dashboard.warning
+    assert any("No categorical feature of run #1" in c.value for c in dashboard.caption)
+
+    save_run(settings, quality_of(schema, current), len(current))
+    skipped = save_run(settings, None, 10)  # too few rows: checked nothing
+    assert skipped == 3
+    st.cache_data.clear()
+    open_page(dashboard, "drift")
+    [warning] = [w.value for w in dashboard.warning]
+    assert "city (15 rows), plan (5 rows)" in warning
+    [table] = [t.value for t in dashboard.table if "examples" in t.value.columns]
+    assert list(table.index) == ["city", "plan"]  # most affected first
+    assert list(table["unseen rows"].astype(int)) == [15, 5]
+    assert list(table["share of window"]) == ["15.0%", "5.0%"]
+    assert table.loc["city", "examples"] == "marseille, brest"
+    assert table.loc["plan", "examples"] == "gold"
+    assert any("Unseen categories, latest checked run #2" in s.value for s in dashboard.subheader)
+
+
+def test_a_versions_task_comes_from_its_tag_else_its_schema_else_classification(stack):
+    settings = stack(model_name="diabetes-regressor")
+    log_champion(settings, load_diabetes(as_frame=True).frame, "target", Ridge(), None)
+    root = current_stack()
+    untagged = root.registry.version("1")
+    assert queries.version_task(untagged) is Task.REGRESSION  # the schema artifact says
+    client = root.registry.client
+    client.set_model_version_tag(settings.model_name, "1", "mlops.task", "classification")
+    assert queries.version_task(root.registry.version("1")) is Task.CLASSIFICATION  # the tag
+    with mlflow.start_run() as bare:  # a model logged before schemas existed
+        mlflow.log_metric("accuracy", 0.9)
+    client.create_model_version(settings.model_name, untagged.source, run_id=bare.info.run_id)
+    assert queries.version_task(root.registry.version("2")) is Task.CLASSIFICATION
+    versions = queries.model_versions(root)
+    assert dict(zip(versions["version"], versions["task"], strict=True)) == {
+        "2": "classification", "1": "classification",
+    }  # fmt: skip
+    assert versions.loc[versions["version"] == "2", "accuracy"].item() == 0.9
+
+
+def test_regression_figures_leave_out_labels_that_are_no_number():
+    labelled = pd.DataFrame(
+        {
+            "created_at": pd.to_datetime(["2026-11-28T10:00Z"] * 4),
+            "model_version": "1",
+            "prediction": ["10.5", "20", "30", "40"],
+            "label": ["12.5", "yes", "27", None],
+        }
+    )
+    rows = queries.regression_rows(labelled)
+    assert list(rows["error"]) == [-2.0, 3.0]
+    scores = queries.regression_scores(rows)
+    assert scores["rmse"] == pytest.approx(np.sqrt((4 + 9) / 2))
+    assert scores["mae"] == 2.5 and scores["error_bias"] == 0.5
+    assert np.isnan(queries.regression_scores(rows.head(1))["r2"])  # undefined on one row
+
+
+def test_stored_run_metrics_become_columns_without_replacing_existing_ones():
+    runs = pd.DataFrame({"id": [1, 2], "accuracy": [0.9, None], "labelled_rows": [10, 20]})
+    results = pd.DataFrame(
+        {
+            "id": [2, 1],
+            "task": ["regression", "classification"],
+            "metrics": [{"rmse": 3.0, "mae": 2.0}, {"accuracy": 0.5}],
+        }
+    )
+    merged = queries.with_results(runs, results)
+    assert list(merged["task"]) == ["classification", "regression"]
+    assert list(merged["accuracy"].fillna(-1)) == [0.9, -1]  # the column wins over the JSON
+    assert list(merged["rmse"].fillna(-1)) == [-1, 3.0]
+    older = results.assign(task=None, metrics=None)  # runs stored before the columns existed
+    assert "rmse" not in queries.with_results(runs, older)

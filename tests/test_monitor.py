@@ -8,12 +8,15 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 
 from mlops_stack.flows.monitor import MonitorSummary, monitor_flow
 from mlops_stack.flows.train import train_flow
 from mlops_stack.names import AlertState
 
+from .regression import SHIFTED as REGRESSION_SHIFTED
+from .regression import RegressionTraffic, register_regression_champion
 from .traffic import SHIFTED, Traffic
 
 
@@ -98,6 +101,7 @@ def test_monitor_detects_drift_alerts_once_and_resolves(stack, webhook):
     assert {f.feature for f in features if f.drifted} == set(SHIFTED)
     assert features[0].drifted  # drifted features first
     assert drifted_run.report_uri.endswith("drift_report.html")
+    assert drift.quality_report_uri is None  # a classifier's window: no regression report
     report = Path(mlflow.artifacts.download_artifacts(drifted_run.report_uri)).read_text()
     assert "<html" in report[:2000].lower() and len(report) > 100_000
 
@@ -136,3 +140,63 @@ def test_monitor_without_champion_is_skipped(stack):
     stack()
     summary = monitor_flow()
     assert summary.status == "skipped" and "no champion yet" in summary.reason
+
+
+# --- a regression champion -------------------------------------------------------------------
+
+
+def test_regression_monitor_judges_errors_and_stores_them_by_name(stack):
+    settings = stack(model_name="diabetes", monitor_window_rows="442", monitor_min_rows="100")
+    baseline = register_regression_champion()
+    traffic = RegressionTraffic(settings)
+
+    sent = traffic.send(error_scale=1.0)  # the true labels
+    clean = monitor_flow()
+    assert clean.status == "ok", clean.reason
+    assert clean.labelled_rows == 442
+    assert set(clean.quality) == {"rmse", "mae", "r2", "error_bias"}
+    for name, value in baseline.items():  # the same rows the champion's figures come from
+        assert clean.quality[name] == pytest.approx(value)
+    bias = np.mean(sent["prediction"] - sent["label"])
+    assert clean.quality["error_bias"] == pytest.approx(bias, abs=1e-9)
+
+    traffic.send(error_scale=1.5)
+    degraded = monitor_flow()
+    assert degraded.status == "degraded", degraded.reason
+    assert degraded.quality["rmse"] == pytest.approx(1.5 * baseline["rmse"])
+    assert degraded.quality["mae"] == pytest.approx(1.5 * baseline["mae"])
+    rmse = f"rmse {1.5 * baseline['rmse']:.4g} vs {baseline['rmse']:.4g} on the holdout (up 50%"
+    assert rmse in degraded.reason
+    [alert] = traffic.store.alerts(AlertState.OPEN)
+    assert alert.condition == "degraded" and "rmse" in alert.reason
+    assert degraded.quality_report_uri.endswith("reports/quality_report.html")
+    report = Path(mlflow.artifacts.download_artifacts(degraded.quality_report_uri)).read_text()
+    assert "<html" in report[:2000].lower() and "Predicted vs Actual" in report
+
+    newest, first = traffic.store.runs(settings.model_name)
+    assert (newest.task, first.task) == ("regression", "regression")
+    assert newest.metrics == pytest.approx(degraded.quality)
+    assert first.metrics == pytest.approx(clean.quality)
+    assert newest.baseline == pytest.approx(baseline)
+    assert (newest.accuracy, newest.f1, newest.roc_auc) == (None, None, None)
+    assert newest.labelled_rows == 442 and newest.prediction_drifted is False
+
+
+def test_regression_monitor_finds_drift_of_the_predicted_numbers(stack):
+    settings = stack(model_name="diabetes", monitor_window_rows="442", monitor_min_rows="100")
+    register_regression_champion()
+    traffic = RegressionTraffic(settings)
+
+    traffic.send()  # the training rows again: nothing moved
+    clean = monitor_flow()
+    assert clean.status == "ok", clean.reason
+    traffic.send(shift=1.5)
+    moved = monitor_flow()
+    assert set(moved.drifted_features) == set(REGRESSION_SHIFTED)
+    assert "predicted values drifted (K-S p_value" in moved.reason
+    assert moved.status == "warning"  # 2 of 10 features: a warning, not drift (30 %)
+
+    newest, first = traffic.store.runs(settings.model_name)
+    assert first.prediction_drifted is False and newest.prediction_drifted is True
+    assert newest.prediction_drift_score < 1e-10 < first.prediction_drift_score
+    assert newest.metrics is None and newest.task == "regression"

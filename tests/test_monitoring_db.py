@@ -15,12 +15,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import redis
+import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from mlops_stack.monitoring_db import MonitoringDB
+from mlops_stack.monitoring_db import MonitoringDB, MonitorRunRow
 from mlops_stack.monitoring_db.database import (
     VERSION_TABLE,
     WindowExtent,
@@ -143,6 +144,75 @@ def test_rows_logged_before_the_features_became_json_read_the_same(postgres_url:
     for name, value in written[0].features.items():
         assert frame.loc[0, name] == value
     log_store.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path: Path) -> str:
+    """An empty database on each dialect, not migrated yet."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'monitoring.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+def test_runs_stored_before_tasks_become_classification_runs_with_metrics(database_url: str):
+    """Migration 0004 on a database that already holds monitor runs (from before tasks)."""
+    log_store = MonitoringDB(database_url)
+    with log_store.engine.begin() as connection:
+        command.upgrade(alembic_config(connection), "0003")
+        old_runs = sa.table(
+            "monitor_runs",
+            *(sa.column(name) for name in ("started_at", "finished_at", "model_name")),
+            *(sa.column(name) for name in ("window_rows", "analysed_rows", "status", "reason")),
+            *(sa.column(name) for name in ("labelled_rows", "accuracy", "f1", "roc_auc")),
+        )
+        when = datetime(2025, 1, 1, tzinfo=UTC)
+        common = {"started_at": when, "finished_at": when, "model_name": "churn"}
+        common |= {"window_rows": 300, "analysed_rows": 300, "reason": "r"}
+        connection.execute(
+            old_runs.insert(),
+            [
+                common | {"status": "ok", "labelled_rows": 80, "accuracy": 0.9, "f1": 0.8},
+                common | {"status": "skipped", "labelled_rows": 0, "accuracy": None, "f1": None},
+            ],
+        )
+    assert log_store.revision() == "0003"
+    log_store.migrate()
+    assert_schema_matches_models(log_store)
+    labelled, unlabelled = sorted(log_store.runs("churn"), key=lambda run: run.id)
+    assert (labelled.task, unlabelled.task) == ("classification", "classification")
+    assert labelled.metrics == {"accuracy": 0.9, "f1": 0.8, "roc_auc": None}
+    assert unlabelled.metrics is None
+    assert (labelled.accuracy, labelled.f1, labelled.roc_auc) == (0.9, 0.8, None)
+    with log_store.engine.begin() as connection:  # and back down, the runs kept
+        command.downgrade(alembic_config(connection), "0003")
+        columns = {c["name"] for c in sa.inspect(connection).get_columns("monitor_runs")}
+        assert not {"task", "metrics"} & columns and "accuracy" in columns
+        count = connection.execute(sa.text("SELECT count(*) FROM monitor_runs")).scalar_one()
+        assert count == 2
+    log_store.dispose()
+
+
+def test_a_regression_run_stores_its_task_and_metrics_by_name(store: MonitoringDB):
+    when = datetime(2025, 1, 1, tzinfo=UTC)
+    metrics = {"rmse": 54.2, "mae": 43.1, "r2": 0.48, "error_bias": -1.5}
+    run_id = store.save_run(
+        MonitorRunRow(
+            started_at=when,
+            finished_at=when,
+            model_name="diabetes",
+            window_rows=300,
+            analysed_rows=300,
+            status="ok",
+            reason="r",
+            labelled_rows=120,
+            task="regression",
+            metrics=metrics,
+        ),
+        [],
+    )
+    [run] = store.runs("diabetes")
+    assert run.id == run_id and run.task == "regression" and run.metrics == metrics
+    assert (run.accuracy, run.f1, run.roc_auc) == (None, None, None)
 
 
 def test_write_predictions_is_idempotent(store: MonitoringDB):

@@ -12,11 +12,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.datasets import load_diabetes
 
 from mlops_stack.data import Dataset, DatasetSchema, infer_schema
 from mlops_stack.monitoring.checks import QualityCounter, Reference, check_sample, model_quality
 from mlops_stack.monitoring.window import Reservoir, read_window
 from mlops_stack.monitoring_db import MonitoringDB
+from mlops_stack.names import Task
 from mlops_stack.prediction_log.records import PredictionRecord
 
 from .conftest import mixed_table
@@ -215,6 +217,48 @@ def test_monitor_run_samples_the_window_and_counts_quality_over_all_rows(monitor
     quality = {q["feature"]: q for q in run.quality}
     assert quality["mean symmetry"]["out_of_range"] == 1
     traffic.store.dispose()
+
+
+def test_a_regression_window_reads_numbers_and_scores_every_labelled_row(store: MonitoringDB):
+    """A regressor's predictions are JSON numbers and its labels text: read back as numbers,
+    RMSE, MAE, R2 and error bias over the labelled rows, whichever chunk they came in."""
+    frame = load_diabetes(as_frame=True).frame
+    spec = infer_schema(Dataset(frame=frame, target="target", source="test"), Task.REGRESSION)
+    features, target = frame.drop(columns="target"), frame["target"].to_numpy()
+    predicted = target + np.random.default_rng(0).normal(5.0, 30.0, len(target))
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    store.write_predictions(
+        [
+            PredictionRecord(
+                request_id=f"d{i}",
+                row=0,
+                created_at=start + timedelta(seconds=i),
+                model_name="diabetes",
+                model_version="1",
+                features=values,
+                prediction=float(predicted[i]),
+                probabilities=None,
+                latency_ms=1.0,
+            )
+            for i, values in enumerate(features.to_dict("records"))
+        ]
+    )
+    labelled = np.arange(len(target)) % 4 == 0
+    store.record_feedback([(f"d{i}", 0, str(target[i])) for i in np.flatnonzero(labelled)])
+
+    chunks = store.window_chunks(limit=len(target), model_name="diabetes", chunk_rows=100)
+    window = read_window(chunks, spec, max_rows=200, seed=0)
+    assert pd.api.types.is_float_dtype(window.predictions) and len(window.predictions) == 200
+    quality = window.whole.model_quality
+    assert quality is not None and quality.labelled_rows == labelled.sum() == 111
+    error = predicted[labelled] - target[labelled]
+    truth = target[labelled]
+    assert quality.metrics["rmse"] == pytest.approx(np.sqrt(np.mean(error**2)))
+    assert quality.metrics["mae"] == pytest.approx(np.mean(np.abs(error)))
+    assert quality.metrics["r2"] == pytest.approx(
+        1 - np.sum(error**2) / np.sum((truth - truth.mean()) ** 2)
+    )
+    assert quality.metrics["error_bias"] == pytest.approx(np.mean(error))
 
 
 def _numbered(start: int, rows: int) -> pd.DataFrame:

@@ -10,6 +10,7 @@ window's start is rounded to the minute by ``filters`` so that reruns hit the ca
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -58,6 +59,11 @@ def runs(model_name: str, since: datetime | None, version: str | None) -> pd.Dat
 @st.cache_data(ttl=SLOW, show_spinner=False)
 def feature_drift(run_id: int) -> pd.DataFrame:
     return queries.feature_drift(stack(), run_id)  # a stored run never changes
+
+
+@st.cache_data(ttl=SLOW, show_spinner=False)
+def run_data_quality(run_id: int) -> list[dict[str, Any]]:
+    return queries.run_data_quality(stack(), run_id)  # a stored run never changes
 
 
 @st.cache_data(ttl=FAST, show_spinner=False)

@@ -9,30 +9,97 @@ a :class:`Scope` (model, time window, model version): the filters all pages hono
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
+import numpy as np
 import pandas as pd
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
 
 from mlops_stack import modelstore
 from mlops_stack.monitoring_db import Scope
-from mlops_stack.registry import ChampionInfo
+from mlops_stack.names import ERROR_BIAS, MAE, R2, RMSE, Task, quality_metrics
+from mlops_stack.registry import ChampionInfo, version_of
 from mlops_stack.stack import Stack
 
 __all__ = ["ChampionInfo", "Scope"]
 
 FEATURE_ROWS = 5_000  # a feature's current distribution from at most this many rows
+TASK_TAG = "mlops.task"  # set on a registered version by training
+# Every metric a version's row may show: the classification figures, then the regression ones.
+VERSION_METRICS = tuple(
+    dict.fromkeys((*quality_metrics(Task.CLASSIFICATION), *quality_metrics(Task.REGRESSION)))
+)
 
 
 def model_versions(stack: Stack) -> pd.DataFrame:
-    """Registry versions, newest first, with aliases, holdout metrics and the gate's decision."""
+    """Registry versions, newest first, with aliases, task, holdout metrics and the gate's
+    decision. Each version shows the quality metrics of its own task (RMSE, MAE, R² for a
+    regression model), as its training run logged them."""
     frame = pd.DataFrame([asdict(row) for row in stack.registry.describe()])
     if frame.empty:
         return frame
-    metrics = pd.json_normalize(frame.pop("metrics").tolist())
+    frame.pop("metrics")  # the registry's summary knows the classification figures only
     frame["aliases"] = frame["aliases"].map(", ".join)
-    return pd.concat([frame, metrics], axis=1)
+    by_version = {version_of(mv): mv for mv in stack.registry.versions()}
+    details = [_version_details(stack, by_version[str(v)]) for v in frame["version"]]
+    frame["task"] = [task for task, _ in details]
+    metrics = pd.DataFrame([m for _, m in details], columns=list(VERSION_METRICS))
+    return pd.concat([frame, metrics.dropna(axis=1, how="all")], axis=1)
+
+
+def _version_details(stack: Stack, mv: ModelVersion) -> tuple[str, dict[str, float]]:
+    """A version's task and the holdout figures of that task its run logged."""
+    task = version_task(mv)
+    logged = stack.registry.run_metrics(mv)
+    return str(task), {m: logged[m] for m in quality_metrics(task) if m in logged}
+
+
+def version_task(mv: ModelVersion) -> Task:
+    """What a registered version predicts: its ``mlops.task`` tag, else its run's schema
+    artifact (a schema saved before tasks existed reads as classification, and so does a
+    version whose run has no schema to read)."""
+    tagged = mv.tags.get(TASK_TAG)
+    if tagged in set(Task):
+        return Task(tagged)
+    if not mv.run_id:
+        return Task.CLASSIFICATION
+    return _schema_task(str(mv.run_id))
+
+
+@functools.lru_cache(maxsize=256)
+def _schema_task(run_id: str) -> Task:
+    """The task in a run's schema artifact; cached, as a logged artifact never changes (a
+    failed read raises, so it is not cached and the next render tries again)."""
+    try:
+        return modelstore.load_schema(run_id).task
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return Task.CLASSIFICATION  # a model logged before schemas: a classifier
+        raise
+
+
+def task_of(versions: pd.DataFrame, version: str | None) -> Task | None:
+    """The task of ``version`` in the versions frame; None when it is not there."""
+    if version is None or versions.empty or "task" not in versions:
+        return None
+    found = versions.loc[versions["version"].astype(str) == str(version), "task"]
+    return Task(found.iloc[0]) if len(found) else None
+
+
+def holdout_of(versions: pd.DataFrame, version: str | None) -> dict[str, float]:
+    """The holdout figures a version's training run logged (the metrics its row shows)."""
+    if version is None or versions.empty:
+        return {}
+    found = versions[versions["version"].astype(str) == str(version)]
+    if found.empty:
+        return {}
+    row = found.iloc[0]
+    return {m: float(row[m]) for m in VERSION_METRICS if m in row and pd.notna(row[m])}
 
 
 def champion(stack: Stack) -> ChampionInfo | None:
@@ -41,8 +108,23 @@ def champion(stack: Stack) -> ChampionInfo | None:
 
 
 def monitor_runs(stack: Stack, scope: Scope, limit: int = 500) -> pd.DataFrame:
-    """Monitor runs in scope, oldest first (one chart point each)."""
-    return stack.monitoring.monitor_runs_frame(scope, limit)
+    """Monitor runs in scope, oldest first (one chart point each), with each run's ``task``
+    and its quality figures by name (``rmse``, ``mae``, ... of a regression model) as columns,
+    where the monitor stored them."""
+    runs = stack.monitoring.monitor_runs_frame(scope, limit)
+    results = stack.monitoring.monitor_run_results_frame(scope, limit)
+    return with_results(runs, results)
+
+
+def with_results(runs: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` plus the task and every stored figure of ``results`` it does not have yet."""
+    extra = [c for c in results.columns if c != "id" and c not in runs.columns]
+    frame = runs.merge(results[["id", *extra]], on="id", how="left") if extra else runs.copy()
+    if "metrics" not in frame:
+        return frame
+    stored = pd.json_normalize([m if isinstance(m, dict) else {} for m in frame["metrics"]])
+    new = [c for c in stored.columns if c not in frame.columns]
+    return pd.concat([frame, stored[new].set_axis(frame.index)], axis=1) if new else frame
 
 
 def feature_drift(stack: Stack, run_id: int) -> pd.DataFrame:
@@ -90,14 +172,143 @@ def labelled(stack: Stack, scope: Scope) -> pd.DataFrame:
     return stack.monitoring.labelled_frame(scope)
 
 
+def class_names(labelled_rows: pd.DataFrame) -> list[str]:
+    """Every class seen as a label or a prediction, sorted as text."""
+    seen = pd.concat([labelled_rows["label"], labelled_rows["prediction"]]).astype(str)
+    return sorted(seen.unique())
+
+
 def confusion(labelled_rows: pd.DataFrame) -> pd.DataFrame:
-    """Counts of (true label, prediction); rows: labels, columns: predictions."""
+    """Counts of (true label, prediction); rows: labels, columns: predictions, both over every
+    class seen (a class never predicted is a column of zeros), named as the model names them."""
     if labelled_rows.empty:
         return pd.DataFrame()
+    classes = class_names(labelled_rows)
     return pd.crosstab(
-        labelled_rows["label"].rename("true label"),
-        labelled_rows["prediction"].rename("predicted"),
+        labelled_rows["label"].astype(str).rename("true label"),
+        labelled_rows["prediction"].astype(str).rename("predicted"),
+    ).reindex(index=classes, columns=classes, fill_value=0)
+
+
+def per_class_scores(labelled_rows: pd.DataFrame) -> pd.DataFrame:
+    """Precision, recall and F1 of each class over the labelled rows, with its true and
+    predicted row counts (scikit-learn's figures; a class never predicted has precision 0)."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    if labelled_rows.empty:
+        return pd.DataFrame(columns=["precision", "recall", "f1", "true rows", "predicted rows"])
+    classes = class_names(labelled_rows)
+    truth, predicted = labelled_rows["label"].astype(str), labelled_rows["prediction"].astype(str)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        truth, predicted, labels=classes, zero_division=0
     )
+    frame = pd.DataFrame(
+        {
+            "precision": precision,
+            "recall": recall,
+            "f1": f1,
+            "true rows": support,
+            "predicted rows": predicted.value_counts().reindex(classes, fill_value=0).to_numpy(),
+        },
+        index=pd.Index(classes, name="class"),
+    )
+    return frame
+
+
+def regression_rows(labelled_rows: pd.DataFrame) -> pd.DataFrame:
+    """Labelled predictions of a regression model as numbers, with ``error`` (prediction minus
+    label). Labels are stored as text: a row whose label or prediction is no number is left
+    out (counted by the caller as the difference in length)."""
+    frame = labelled_rows.assign(
+        prediction=pd.to_numeric(labelled_rows["prediction"], errors="coerce"),
+        label=pd.to_numeric(labelled_rows["label"], errors="coerce"),
+    ).dropna(subset=["prediction", "label"])
+    return frame.assign(error=frame["prediction"] - frame["label"]).reset_index(drop=True)
+
+
+def regression_scores(rows: pd.DataFrame) -> dict[str, float]:
+    """RMSE, MAE, error bias (mean of prediction - label) and R² of numeric labelled rows.
+
+    R² is NaN with fewer than two rows or constant labels (undefined there).
+    """
+    from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
+
+    if rows.empty:
+        return {}
+    truth, predicted = rows["label"].to_numpy(float), rows["prediction"].to_numpy(float)
+    defined = len(rows) >= 2 and float(np.ptp(truth)) > 0
+    return {
+        RMSE: float(root_mean_squared_error(truth, predicted)),
+        MAE: float(mean_absolute_error(truth, predicted)),
+        ERROR_BIAS: float(np.mean(predicted - truth)),
+        R2: float(r2_score(truth, predicted)) if defined else float("nan"),
+    }
+
+
+def bucket_size(span: timedelta) -> str:
+    """A time bucket that cuts ``span`` into a readable number of points (pandas frequency)."""
+    if span <= timedelta(hours=3):
+        return "5min"
+    if span <= timedelta(days=2):
+        return "1h"
+    return "1D"
+
+
+def error_buckets(rows: pd.DataFrame, freq: str | None = None) -> pd.DataFrame:
+    """RMSE, MAE and error bias of the numeric labelled rows per time bucket of creation.
+
+    Columns: ``bucket`` (its start, UTC), ``rows``, ``rmse``, ``mae``, ``error_bias``; only
+    buckets that hold rows.
+    """
+    columns = ["bucket", "rows", RMSE, MAE, ERROR_BIAS]
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    created = pd.to_datetime(rows["created_at"], utc=True)
+    freq = freq or bucket_size(created.max() - created.min())
+    grouped = rows.assign(
+        bucket=created.dt.floor(freq), squared=rows["error"] ** 2, absolute=rows["error"].abs()
+    ).groupby("bucket")
+    frame = grouped.agg(
+        rows=("error", "size"),
+        squared=("squared", "mean"),
+        absolute=("absolute", "mean"),
+        bias=("error", "mean"),
+    ).reset_index()
+    frame[RMSE], frame[MAE], frame[ERROR_BIAS] = (
+        np.sqrt(frame["squared"]),
+        frame["absolute"],
+        frame["bias"],
+    )
+    return frame[columns]
+
+
+def unseen_categories(quality: list[dict[str, Any]], window_rows: int | None) -> pd.DataFrame:
+    """The features of one run's data quality with values training never saw: how many rows,
+    their share of the window, and the most frequent examples. Most affected first."""
+    columns = ["feature", "unseen rows", "share of window", "examples"]
+    found = [q for q in quality if int(q.get("unseen_categories") or 0) > 0]
+    frame = pd.DataFrame(
+        [
+            {
+                "feature": q.get("feature", ""),
+                "unseen rows": int(q["unseen_categories"]),
+                "share of window": (
+                    int(q["unseen_categories"]) / window_rows if window_rows else float("nan")
+                ),
+                "examples": ", ".join(map(str, q.get("unseen_examples") or [])),
+            }
+            for q in found
+        ],
+        columns=columns,
+    )
+    return frame.sort_values(["unseen rows", "feature"], ascending=[False, True]).reset_index(
+        drop=True
+    )
+
+
+def run_data_quality(stack: Stack, run_id: int) -> list[dict[str, Any]]:
+    """One monitor run's per-feature data quality, as the monitor stored it."""
+    return stack.monitoring.run_data_quality(run_id)
 
 
 def current_values(

@@ -12,8 +12,8 @@ from typing import TypeVar
 import pandas as pd
 import streamlit as st
 
-from mlops_stack.dashboard import cache
-from mlops_stack.names import MonitorStatus
+from mlops_stack.dashboard import cache, queries
+from mlops_stack.names import MonitorStatus, Task
 
 T = TypeVar("T")
 
@@ -70,3 +70,19 @@ def status_line(status: str, reason: str) -> str:
     """A stored run's status (its text, as the database holds it) with its icon and reason."""
     icon = STATUS_ICON.get(status, "")
     return f"{icon} **{status}** — {reason}"
+
+
+def judged_model(version: str | None) -> tuple[str | None, Task]:
+    """The version a page judges (the filter's, else the champion) and what it predicts.
+
+    The task decides which figures a page shows (RMSE and MAE, or accuracy and F1); it comes
+    from the registry (the version's ``mlops.task`` tag or its schema). With no such version,
+    or the registry unreadable (the page says so), the page shows classification figures.
+    """
+    versions = read("MLflow registry", cache.versions)
+    if versions is None:
+        return version, Task.CLASSIFICATION
+    if version is None:
+        info = read("MLflow registry", cache.champion)
+        version = info.version if info is not None else None
+    return version, queries.task_of(versions, version) or Task.CLASSIFICATION

@@ -3,7 +3,9 @@
 Streams the window from the monitoring database in one pass (``monitoring.window``): a uniform
 random sample of at most ``MLOPS_MONITOR_MAX_ROWS`` rows is compared with the champion's
 reference sample (drift), every row with its training schema (data quality) and every labelled
-row with its holdout metrics (model quality); the run's ``sample_note`` says what was sampled.
+row with its holdout metrics (model quality: accuracy, F1 and ROC AUC of a classifier; RMSE,
+MAE, R2 and error bias of a regressor, as the champion's schema says); the run's
+``sample_note`` says what was sampled.
 Every run is stored as rows (the dashboard's history) and as an MLflow run in the monitoring
 experiment holding the Evidently HTML report; drift and degradation open alerts (database, log,
 webhook) that resolve when the condition clears.
@@ -25,15 +27,17 @@ from mlops_stack import modelstore
 from mlops_stack.data import DatasetSchema
 from mlops_stack.flows.parameters import MonitorParameters
 from mlops_stack.flows.retrain import RetrainSummary, retrain_flow
-from mlops_stack.monitoring.checks import CheckResult, Reference, check_sample
+from mlops_stack.monitoring.checks import CheckResult, ModelQuality, Reference, check_sample
 from mlops_stack.monitoring.status import Status, Thresholds, classify
 from mlops_stack.monitoring.window import COLUMNS, Window, read_window
 from mlops_stack.monitoring_db import FeatureDriftRow, MonitorRunRow, WindowExtent
-from mlops_stack.names import QUALITY_METRICS, MonitorStatus
+from mlops_stack.names import ACCURACY, F1, ROC_AUC, MonitorStatus, Task, quality_metrics
 from mlops_stack.registry import version_of
 from mlops_stack.stack import Stack, current_stack
 
 REPORT_ARTIFACT = "reports"
+DRIFT_REPORT = "drift_report.html"
+QUALITY_REPORT = "quality_report.html"  # Evidently's regression report, a regressor's window
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,10 @@ class Champion:
     reference: pd.DataFrame
     reference_predictions: pd.Series
     baseline: dict[str, float]
+
+    @property
+    def task(self) -> Task:
+        return self.schema.task
 
 
 @dataclass(frozen=True)
@@ -61,16 +69,21 @@ class MonitorSummary:
     drift_share: float | None = None
     drifted_features: list[str] = field(default_factory=list)
     labelled_rows: int = 0
-    quality: dict[str, float | None] = field(default_factory=dict)
+    quality: dict[str, float | None] = field(default_factory=dict)  # the task's metrics
     alerts: list[str] = field(default_factory=list)
     report_uri: str | None = None
+    quality_report_uri: str | None = None  # a regressor's window with labels: Evidently's
     sample_note: str | None = None
     retrain: RetrainSummary | None = None  # what the retrain flow did, when it ran
 
 
 @task(cache_policy=NO_CACHE)
 def load_champion(stack: Stack) -> Champion | None:
-    """The champion's reference sample, schema, holdout metrics and reference predictions."""
+    """The champion's reference sample, schema, holdout metrics and reference predictions.
+
+    The baseline is the holdout figures of the metrics judged for the schema's task; the
+    reference predictions are classes as text, or a regressor's numbers.
+    """
     registry = stack.registry
     mv = registry.champion()
     if mv is None:
@@ -79,13 +92,17 @@ def load_champion(stack: Stack) -> Champion | None:
     reference = modelstore.load_reference(run_id)
     pipeline = modelstore.load_pipeline(f"models:/{registry.model_name}/{version}")
     metrics = registry.run_metrics(mv)
+    schema = modelstore.load_schema(run_id)
+    predicted = pd.Series(pipeline.predict(reference))
     return Champion(
         version=version,
         run_id=run_id,
-        schema=modelstore.load_schema(run_id),
+        schema=schema,
         reference=reference,
-        reference_predictions=pd.Series(pipeline.predict(reference)).astype(str),
-        baseline={k: metrics[k] for k in QUALITY_METRICS if k in metrics},
+        reference_predictions=(
+            predicted.astype(float) if schema.task is Task.REGRESSION else predicted.astype(str)
+        ),
+        baseline={k: metrics[k] for k in quality_metrics(schema.task) if k in metrics},
     )
 
 
@@ -121,8 +138,12 @@ def check(window: Window, champion: Champion, params: MonitorParameters) -> Chec
 @task(cache_policy=NO_CACHE)
 def log_to_mlflow(
     stack: Stack, result: CheckResult, status: Status, champion: Champion
-) -> tuple[str, str | None]:
-    """A run in the monitoring experiment with the figures and the Evidently HTML report."""
+) -> tuple[str, dict[str, str]]:
+    """A run in the monitoring experiment with the figures and the Evidently HTML reports.
+
+    Returns the MLflow run id and the URI of each report logged (``DRIFT_REPORT``, and
+    ``QUALITY_REPORT`` for a regressor's window with labels).
+    """
     experiment = stack.registry.ensure_experiment(stack.settings.monitoring_experiment)
     with mlflow.start_run(experiment_id=experiment, run_name=f"monitor-{status.status}") as run:
         mlflow.set_tags(
@@ -141,17 +162,21 @@ def log_to_mlflow(
             }
         )
         if result.model_quality is not None:
-            quality = result.model_quality
-            measured = {name: getattr(quality, name) for name in QUALITY_METRICS}
+            measured = result.model_quality.metrics
             mlflow.log_metrics({k: v for k, v in measured.items() if v is not None})
-        report_uri = None
-        if result.snapshot is not None:
-            with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / "drift_report.html"
-                result.save_html(path)
+        reports = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, snapshot, save in (
+                (DRIFT_REPORT, result.snapshot, result.save_html),
+                (QUALITY_REPORT, result.quality_snapshot, result.save_quality_html),
+            ):
+                if snapshot is None:
+                    continue
+                path = Path(tmp) / name
+                save(path)
                 mlflow.log_artifact(str(path), artifact_path=REPORT_ARTIFACT)
-            report_uri = f"{run.info.artifact_uri}/{REPORT_ARTIFACT}/drift_report.html"
-    return run.info.run_id, report_uri
+                reports[name] = f"{run.info.artifact_uri}/{REPORT_ARTIFACT}/{name}"
+    return run.info.run_id, reports
 
 
 def _run_row(
@@ -159,16 +184,16 @@ def _run_row(
     started: datetime,
     window: WindowExtent,
     status: Status,
-    version: str | None,
+    champion: Champion | None,
     result: CheckResult | None = None,
 ) -> MonitorRunRow:
     quality = result.model_quality if result else None
     prediction = result.prediction_drift if result else None
-    return MonitorRunRow(
+    row = MonitorRunRow(
         started_at=started,
         finished_at=datetime.now(UTC),
         model_name=model_name,
-        model_version=version,
+        model_version=champion.version if champion else None,
         window_start=window.start,
         window_end=window.end,
         window_rows=window.rows,
@@ -179,12 +204,21 @@ def _run_row(
         drift_share=result.drift_share if result else None,
         prediction_drift_score=prediction.score if prediction else None,
         prediction_drifted=prediction.drifted if prediction else None,
-        labelled_rows=quality.labelled_rows if quality else 0,
-        accuracy=quality.accuracy if quality else None,
-        f1=quality.f1 if quality else None,
-        roc_auc=quality.roc_auc if quality else None,
         quality=[asdict(q) for q in result.quality] if result else None,
     )
+    _set_quality(row, champion.task if champion else None, quality)
+    return row
+
+
+def _set_quality(row: MonitorRunRow, task: Task | None, quality: ModelQuality | None) -> None:
+    """The run's task and quality metrics by name; a classifier's also in the columns the
+    dashboard's accuracy, F1 and ROC AUC charts read."""
+    row.task = str(task) if task is not None else None
+    row.labelled_rows = quality.labelled_rows if quality else 0
+    row.metrics = dict(quality.metrics) if quality else None
+    row.accuracy = quality.get(ACCURACY) if quality else None
+    row.f1 = quality.get(F1) if quality else None
+    row.roc_auc = quality.get(ROC_AUC) if quality else None
 
 
 def _drift_rows(result: CheckResult) -> list[FeatureDriftRow]:
@@ -218,7 +252,7 @@ def _skip(
     )
     version = champion.version if champion else None
     status = Status(MonitorStatus.SKIPPED, why, {})
-    run_id = stack.monitoring.save_run(_run_row(name, started, extent, status, version), [])
+    run_id = stack.monitoring.save_run(_run_row(name, started, extent, status, champion), [])
     get_run_logger().info("monitor skipped: %s", why)
     return MonitorSummary(run_id, MonitorStatus.SKIPPED, why, version, extent.rows, 0)
 
@@ -245,11 +279,16 @@ def monitor_flow(params: MonitorParameters | None = None) -> MonitorSummary:
 
     result = check(window, champion, params)
     thresholds = Thresholds(
-        params.drift_warning_share, params.drift_share, params.quality_drop, params.min_labelled
+        params.drift_warning_share,
+        params.drift_share,
+        params.quality_drop,
+        params.min_labelled,
+        params.quality_error_rise,
     )
     status = classify(result, champion.baseline, thresholds)
-    mlflow_run, report_uri = log_to_mlflow(stack, result, status, champion)
-    row = _run_row(name, started, window.extent, status, champion.version, result)
+    mlflow_run, reports = log_to_mlflow(stack, result, status, champion)
+    report_uri = reports.get(DRIFT_REPORT)
+    row = _run_row(name, started, window.extent, status, champion, result)
     row.baseline, row.report_uri, row.mlflow_run_id = champion.baseline, report_uri, mlflow_run
     run_id = stack.monitoring.save_run(row, _drift_rows(result))
     changes = stack.monitoring.update_alerts(name, status.conditions, run_id)
@@ -270,9 +309,10 @@ def monitor_flow(params: MonitorParameters | None = None) -> MonitorSummary:
         drift_share=result.drift_share,
         drifted_features=result.drifted_features(),
         labelled_rows=quality.labelled_rows if quality else 0,
-        quality={m: getattr(quality, m) for m in QUALITY_METRICS} if quality else {},
+        quality=dict(quality.metrics) if quality else {},
         alerts=[f"{c.condition} {c.change}" for c in changes],
         report_uri=report_uri,
+        quality_report_uri=reports.get(QUALITY_REPORT),
         sample_note=result.sample_note,
         retrain=retrain,
     )

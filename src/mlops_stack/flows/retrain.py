@@ -6,6 +6,9 @@ original training table, the other half is kept out of training and is where the
 the candidate with the champion. That is the data the champion is in question on; comparing on
 the old holdout could keep a champion that is good only at yesterday's data. A cool-down
 (``MLOPS_RETRAIN_COOLDOWN_MINUTES``) stops a persisting alert from retraining on every run.
+
+The new model does the champion's task (its schema says which): a regressor's labels come back
+from ``/feedback`` as text and become a numeric target; a classifier's split is stratified.
 """
 
 from __future__ import annotations
@@ -18,11 +21,12 @@ import pandas as pd
 from prefect import flow, get_run_logger
 from sklearn.model_selection import train_test_split
 
-from mlops_stack.data import load_dataset
+from mlops_stack import modelstore
+from mlops_stack.data import Dataset, infer_task, load_dataset
 from mlops_stack.flows.parameters import RetrainParameters
 from mlops_stack.flows.train import train_flow
 from mlops_stack.monitoring_db import MonitoringDB
-from mlops_stack.names import RetrainStatus
+from mlops_stack.names import RetrainStatus, Task
 from mlops_stack.stack import Stack, current_stack
 
 TRIGGER = "retrain"
@@ -57,11 +61,18 @@ def last_retrain(experiment_name: str) -> datetime | None:
     return datetime.fromtimestamp(runs[0].info.start_time / 1000, UTC) if runs else None
 
 
-def _as_training_table(rows: pd.DataFrame, original: pd.DataFrame, target: str) -> pd.DataFrame:
+def _as_training_table(
+    rows: pd.DataFrame, original: pd.DataFrame, target: str, task: Task
+) -> pd.DataFrame:
     """Labelled predictions as rows of the original table: its feature columns, and its target
-    in its own type (labels come back from /feedback as text)."""
+    in its own type (labels come back from /feedback as text). A regressor's target is a number
+    (a float: a label may have a fraction where the table had whole numbers); a label that is no
+    number cannot train it, and its row is left out."""
     features = [c for c in original.columns if c != target]
     table = MonitoringDB.features(rows, features)
+    if task is Task.REGRESSION:
+        table[target] = pd.to_numeric(rows["label"], errors="coerce").to_numpy(dtype=float)
+        return table.loc[table[target].notna()]
     labels = rows["label"].astype(str)
     if pd.api.types.is_bool_dtype(original[target]):
         labels = labels.map({"True": True, "False": False})
@@ -69,6 +80,15 @@ def _as_training_table(rows: pd.DataFrame, original: pd.DataFrame, target: str) 
         labels = pd.to_numeric(labels).astype(original[target].dtype)
     table[target] = labels.to_numpy()
     return table
+
+
+def _task(stack: Stack, params: RetrainParameters, original: Dataset) -> Task:
+    """The task the retrained model does: the champion's (its schema says), else the one
+    ``MLOPS_TASK`` sets or the original table's target implies, as training would pick."""
+    champion = stack.registry.champion()
+    if champion is not None and champion.run_id:
+        return modelstore.load_schema(str(champion.run_id)).task
+    return infer_task(original.frame[original.target], params.train.task)
 
 
 def _cooling_down(stack: Stack, params: RetrainParameters, now: datetime) -> str | None:
@@ -116,9 +136,11 @@ def retrain_flow(params: RetrainParameters | None = None) -> RetrainSummary:
         )
 
     original = load_dataset(params.train.data_path, params.train.target)
-    fresh = _as_training_table(rows, original.frame, original.target)
-    counts = fresh[original.target].value_counts()
-    stratify = fresh[original.target] if counts.min() >= 2 else None
+    task = _task(stack, params, original)
+    fresh = _as_training_table(rows, original.frame, original.target, task)
+    stratify = None
+    if task is Task.CLASSIFICATION and fresh[original.target].value_counts().min() >= 2:
+        stratify = fresh[original.target]
     fresh_train, fresh_eval = train_test_split(
         fresh, test_size=0.5, random_state=params.train.random_seed, stratify=stratify
     )
@@ -133,6 +155,7 @@ def retrain_flow(params: RetrainParameters | None = None) -> RetrainSummary:
             update={
                 "data_path": str(train_path),
                 "target": original.target,
+                "task": str(task),
                 "evaluation_path": str(eval_path),
                 "trigger": TRIGGER,
             }

@@ -12,7 +12,12 @@ MLflow, alerts) and these checks can be tested on plain tables.
   saw) is checked against the schema saved with the model, in plain pandas over every row: it is
   cheap, and a handful of bad rows must not be sampled away.
 - **Model quality** uses the rows that have a label, scored like ``training.evaluate`` so that
-  the numbers compare with the holdout metrics logged at training time.
+  the numbers compare with the holdout metrics logged at training time: accuracy, F1 and ROC
+  AUC of a classifier; RMSE, MAE, R2 and the error bias (mean of prediction - label) of a
+  regressor, named as ``mlops_stack.names`` (and Evidently's regression metrics) name them.
+- **Prediction drift** compares the model's outputs with its outputs on the reference: the mix
+  of predicted classes (a categorical test), or the distribution of a regressor's predicted
+  numbers (a numeric test).
 
 A window too large to hold in memory is read in chunks (``monitoring.window``): the quality
 counts accumulate chunk by chunk (:class:`QualityCounter`) and arrive here precomputed
@@ -25,26 +30,35 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from evidently import DataDefinition, Dataset, Report
+from evidently import DataDefinition, Dataset, Regression, Report
 from evidently.metrics import ValueDrift
-from evidently.presets import DataDriftPreset
+from evidently.presets import DataDriftPreset, RegressionPreset
 from pandas.api import types as ptypes
-from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+from sklearn.metrics import (
+    accuracy_score,
+    f1_score,
+    mean_absolute_error,
+    r2_score,
+    roc_auc_score,
+    root_mean_squared_error,
+)
 
 from mlops_stack.data import MAX_STORED_CATEGORIES, DatasetSchema, FeatureSpec
 from mlops_stack.logs import get_logger
+from mlops_stack.names import ACCURACY, ERROR_BIAS, F1, MAE, R2, RMSE, ROC_AUC, Task
 
 log = get_logger(__name__)
 
 Positions = npt.NDArray[np.int64]  # sorted row positions of a sample
 
 PREDICTION_COLUMN = "prediction"
+LABEL_COLUMN = "label"
 MAX_UNSEEN_EXAMPLES = 5
 
 # Evidently's drift methods (by the display name it reports) whose score is a p-value: drift
@@ -109,12 +123,20 @@ class FeatureQuality:
 
 @dataclass(frozen=True)
 class ModelQuality:
-    """Quality of the predictions that have a label, scored like ``training.evaluate``."""
+    """Quality of the predictions that have a label, scored like training scores the holdout.
+
+    ``metrics`` is keyed by the names of :mod:`mlops_stack.names`: accuracy, f1 and roc_auc
+    for a classifier, rmse, mae, r2 and error_bias for a regressor. A value is None when it
+    cannot be computed (ROC AUC of one class, R2 of fewer than two rows).
+    """
 
     labelled_rows: int
-    accuracy: float
-    f1: float
-    roc_auc: float | None  # None when it cannot be computed (one class, no probabilities)
+    metrics: dict[str, float | None]
+    task: Task = Task.CLASSIFICATION
+
+    def get(self, name: str) -> float | None:
+        """One metric's value; None when it is undefined or not a metric of this task."""
+        return self.metrics.get(name)
 
 
 @dataclass(frozen=True)
@@ -130,6 +152,9 @@ class WholeWindow:
     quality: list[FeatureQuality]  # over every row
     model_quality: ModelQuality | None  # over every labelled row
     note: str  # how ``current`` was drawn from the window (the sample and its seed)
+    # a regressor's labelled rows as numbers (columns LABEL_COLUMN, PREDICTION_COLUMN), for
+    # Evidently's regression report; None for a classifier or without labels
+    regression_rows: pd.DataFrame | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -147,6 +172,8 @@ class CheckResult:
     quality: list[FeatureQuality]
     model_quality: ModelQuality | None  # None when no row of the window has a label
     snapshot: Any  # the Evidently snapshot, for save_html; None if not built
+    # Evidently's regression report over a regressor's labelled rows, for save_quality_html
+    quality_snapshot: Any = None
 
     def drifted_features(self) -> list[str]:
         """Names of the drifted features, most drifted first."""
@@ -158,6 +185,12 @@ class CheckResult:
             raise ValueError("no Evidently report was built (checks run with build_report=False)")
         # Snapshot.save_html silently writes nothing when given a Path: hand it a str.
         self.snapshot.save_html(os.fspath(path))
+
+    def save_quality_html(self, path: str | os.PathLike[str]) -> None:
+        """Write Evidently's regression report (a regressor's window with labels only)."""
+        if self.quality_snapshot is None:
+            raise ValueError("no regression report was built (no labelled regression rows)")
+        self.quality_snapshot.save_html(os.fspath(path))
 
 
 @dataclass(frozen=True)
@@ -176,8 +209,9 @@ class Reference:
 class Current:
     """A whole window of logged predictions, every part lined up with ``features`` by position.
 
-    ``labels`` are compared as strings, NaN/None marking a row without one; ``probabilities``
-    has one column per class; ``classes`` default to the schema's.
+    ``labels`` are compared as strings (a regressor's read as numbers), NaN/None marking a row
+    without one; ``probabilities`` has one column per class (None for a regressor);
+    ``classes`` default to the schema's.
     """
 
     features: pd.DataFrame
@@ -194,7 +228,7 @@ class SampledWindow(Protocol):
     def features(self) -> pd.DataFrame: ...  # the sample's feature columns
 
     @property
-    def predictions(self) -> pd.Series | None: ...  # the sample's predicted classes
+    def predictions(self) -> pd.Series | None: ...  # predicted classes (text) or numbers
 
     @property
     def whole(self) -> WholeWindow: ...  # data and model quality over every row
@@ -237,6 +271,7 @@ def check_window(
             current.labels, current.predictions, current.probabilities, current.classes, schema
         ),
         note="",
+        regression_rows=regression_rows(current.labels, current.predictions, schema),
     )
     return _check_drift(
         reference,
@@ -320,8 +355,9 @@ def _check_drift(
     cur = _drift_frame(features, schema, current_pos, predictions, predicted)
     ref = _drift_frame(reference.features, schema, reference_pos, reference.predictions, predicted)
     specs = _analysable(schema, cur, ref)
-    snapshot = _run_evidently(cur, ref, specs, predicted, build_report)
-    drifts = _drift_results(snapshot, specs, predicted) if snapshot is not None else {}
+    kind = prediction_kind(schema)
+    snapshot = _run_evidently(cur, ref, specs, predicted, kind, build_report)
+    drifts = _drift_results(snapshot, specs, predicted, kind) if snapshot is not None else {}
     drift_features = sorted(
         (drifts[spec.name] for spec in specs),
         key=lambda d: (not d.drifted, -d.severity, d.feature),
@@ -339,6 +375,11 @@ def _check_drift(
         quality=whole.quality,
         model_quality=whole.model_quality,
         snapshot=snapshot if build_report else None,
+        quality_snapshot=(
+            regression_report(whole.regression_rows, max_rows=max_rows, seed=seed)
+            if build_report and whole.regression_rows is not None
+            else None
+        ),
     )
     log.info(
         "checks.done",
@@ -425,8 +466,14 @@ def _sample_note(
     return "; ".join(parts) or f"analysed all {current_rows} rows"
 
 
+def prediction_kind(schema: DatasetSchema) -> str:
+    """How the model's output is tested for drift: a regressor's number is ``numeric`` (a
+    distribution test), a classifier's class ``categorical`` (a mix of classes)."""
+    return "numeric" if schema.task is Task.REGRESSION else "categorical"
+
+
 def _prediction_column(schema: DatasetSchema) -> str:
-    """A name for the predicted class that no feature already has."""
+    """A name for the prediction that no feature already has."""
     name = PREDICTION_COLUMN
     while name in schema.feature_names:
         name += "_"
@@ -440,7 +487,7 @@ def _drift_frame(
     predictions: pd.Series | None,
     prediction_column: str | None,
 ) -> pd.DataFrame:
-    """The (sampled) feature columns typed for Evidently, plus the predicted class if given.
+    """The (sampled) feature columns typed for Evidently, plus the prediction if given.
 
     Rows are sampled before anything else, so only the sample is ever copied. Numeric columns
     become numbers, categorical ones strings (missing values stay missing), as the schema says.
@@ -452,7 +499,8 @@ def _drift_frame(
         columns[spec.name] = _numeric(values) if spec.kind == "numeric" else _as_text(values)
     if prediction_column is not None and predictions is not None:
         picked = predictions if positions is None else predictions.iloc[positions]
-        columns[prediction_column] = _as_text(picked).set_axis(rows.index)
+        typed = _numeric(picked) if prediction_kind(schema) == "numeric" else _as_text(picked)
+        columns[prediction_column] = typed.set_axis(rows.index)
     return pd.DataFrame(columns, index=rows.index)
 
 
@@ -487,16 +535,24 @@ def _run_evidently(
     ref: pd.DataFrame,
     specs: list[FeatureSpec],
     prediction_column: str | None,
+    prediction_kind: str,
     build_report: bool,
 ) -> Any:
-    """Evidently's drift preset (or its per-column tests only), with tests for the verdicts."""
+    """Evidently's drift preset (or its per-column tests only), with tests for the verdicts.
+
+    The prediction column is declared numeric or categorical as ``prediction_kind`` says, so
+    Evidently picks the test of that kind (K-S / Wasserstein for numbers, chi-square /
+    Jensen-Shannon for classes).
+    """
     names = [s.name for s in specs]
     if not names and prediction_column is None:
         return None
+    kinds: dict[str, str] = {s.name: s.kind for s in specs}
+    if prediction_column is not None:
+        kinds[prediction_column] = prediction_kind
     definition = DataDefinition(
-        numerical_columns=[s.name for s in specs if s.kind == "numeric"],
-        categorical_columns=[s.name for s in specs if s.kind == "categorical"]
-        + ([prediction_column] if prediction_column else []),
+        numerical_columns=[c for c, kind in kinds.items() if kind == "numeric"],
+        categorical_columns=[c for c, kind in kinds.items() if kind == "categorical"],
     )
     metrics: list[Any] = []
     if names:
@@ -519,7 +575,7 @@ def _run_evidently(
 
 
 def _drift_results(
-    snapshot: Any, specs: list[FeatureSpec], prediction_column: str | None
+    snapshot: Any, specs: list[FeatureSpec], prediction_column: str | None, prediction_kind: str
 ) -> dict[str, FeatureDrift]:
     """One FeatureDrift per ValueDrift metric of the snapshot, keyed by column."""
     exported = snapshot.dict()
@@ -528,9 +584,9 @@ def _drift_results(
         for test in exported["tests"]
         if test["metric_config"]["params"].get("type", "").endswith(":ValueDrift")
     }
-    kinds = {s.name: s.kind for s in specs}
+    kinds: dict[str, str] = {s.name: s.kind for s in specs}
     if prediction_column is not None:
-        kinds[prediction_column] = "categorical"
+        kinds[prediction_column] = prediction_kind
     drifts = {}
     for metric in exported["metrics"]:
         config = metric.get("config", {})
@@ -627,13 +683,30 @@ def model_quality(
     classes: list[str] | None,
     schema: DatasetSchema,
 ) -> ModelQuality | None:
+    """Quality on the labelled rows, the way training scores its holdout, for the schema's task.
+
+    Classification (:func:`classification_quality`): accuracy, F1 and ROC AUC. Regression
+    (:func:`regression_quality`): RMSE, MAE, R2 and the error bias.
+    """
+    if labels is None or predictions is None:
+        return None
+    if schema.task is Task.REGRESSION:
+        return regression_quality(labels, predictions)
+    return classification_quality(labels, predictions, probabilities, classes, schema)
+
+
+def classification_quality(
+    labels: pd.Series,
+    predictions: pd.Series,
+    probabilities: pd.DataFrame | None,
+    classes: list[str] | None,
+    schema: DatasetSchema,
+) -> ModelQuality | None:
     """Accuracy, F1 and ROC AUC on the labelled rows, the way ``training.evaluate`` scores.
 
     Binary: F1 and ROC AUC of the positive class, the larger label sorted as text. Multi-class:
     macro F1 and one-vs-rest macro ROC AUC.
     """
-    if labels is None or predictions is None:
-        return None
     labelled = labels.notna().to_numpy()
     if not labelled.any():
         return None
@@ -646,10 +719,88 @@ def model_quality(
     )
     return ModelQuality(
         labelled_rows=int(labelled.sum()),
-        accuracy=float(accuracy_score(truth, predicted)),
-        f1=float(f1_score(truth, predicted, zero_division=0, **averaging)),
-        roc_auc=_roc_auc(truth, probabilities, labelled, known),
+        metrics={
+            ACCURACY: float(accuracy_score(truth, predicted)),
+            F1: float(f1_score(truth, predicted, zero_division=0, **averaging)),
+            ROC_AUC: _roc_auc(truth, probabilities, labelled, known),
+        },
     )
+
+
+def regression_quality(labels: pd.Series, predictions: pd.Series) -> ModelQuality | None:
+    """RMSE, MAE, R2 and error bias (mean of prediction - label) over the labelled rows.
+
+    Labels come back from ``/feedback`` as text and predictions as JSON numbers: both are read
+    with ``pd.to_numeric``. A label that is no number cannot be scored: its row is left out and
+    counted in a warning. Scored with the scikit-learn functions training uses, so the figures
+    compare with the champion's holdout metrics.
+    """
+    truth = pd.to_numeric(labels, errors="coerce").to_numpy(dtype=float)
+    predicted = pd.to_numeric(predictions, errors="coerce").to_numpy(dtype=float)
+    given = labels.notna().to_numpy()
+    scored = given & ~np.isnan(truth) & ~np.isnan(predicted)
+    if (given & ~scored).any():
+        log.warning("checks.rows_not_scored", rows=int((given & ~scored).sum()), why="not numbers")
+    if not scored.any():
+        return None
+    truth, predicted = truth[scored], predicted[scored]
+    r2 = None
+    if len(truth) >= 2 and np.ptp(truth) > 0:  # R2 is undefined for one row or constant labels
+        r2 = float(r2_score(truth, predicted))
+    return ModelQuality(
+        labelled_rows=int(scored.sum()),
+        metrics={
+            RMSE: float(root_mean_squared_error(truth, predicted)),
+            MAE: float(mean_absolute_error(truth, predicted)),
+            R2: r2,
+            ERROR_BIAS: float(np.mean(predicted - truth)),
+        },
+        task=Task.REGRESSION,
+    )
+
+
+def regression_rows(
+    labels: pd.Series | None, predictions: pd.Series | None, schema: DatasetSchema
+) -> pd.DataFrame | None:
+    """A regressor's labelled rows as two float columns (label, prediction); else None.
+
+    What Evidently's regression report is built from: compact (two floats a row), so that the
+    monitor can keep every labelled row of a window.
+    """
+    if schema.task is not Task.REGRESSION or labels is None or predictions is None:
+        return None
+    rows = pd.DataFrame(
+        {
+            LABEL_COLUMN: pd.to_numeric(labels, errors="coerce").to_numpy(dtype=float),
+            PREDICTION_COLUMN: pd.to_numeric(predictions, errors="coerce").to_numpy(dtype=float),
+        }
+    ).dropna()
+    return rows if len(rows) else None
+
+
+def regression_report(rows: pd.DataFrame, *, max_rows: int = 50_000, seed: int = 42) -> Any:
+    """Evidently's regression preset over a regressor's labelled rows (:func:`regression_rows`).
+
+    Why, next to our own figures: its HTML report shows predicted against actual values and
+    the error distribution, which no single number does. It costs about 3 s at 50,000 rows,
+    so a larger window is drawn down to a uniform random sample of ``max_rows`` rows; the
+    figures stored with the run are computed over every labelled row all the same.
+    """
+    positions = _sample_positions(len(rows), max_rows, seed)
+    if positions is not None:
+        rows = rows.iloc[positions]
+    definition = DataDefinition(
+        numerical_columns=[LABEL_COLUMN, PREDICTION_COLUMN],
+        regression=[Regression(target=LABEL_COLUMN, prediction=PREDICTION_COLUMN)],
+    )
+    started = time.perf_counter()
+    with np.errstate(divide="ignore", invalid="ignore"):  # MAPE of a zero label
+        snapshot = Report([RegressionPreset()]).run(
+            current_data=Dataset.from_pandas(rows, data_definition=definition),
+            reference_data=None,
+        )
+    log.debug("checks.regression_report", rows=len(rows), seconds=time.perf_counter() - started)
+    return snapshot
 
 
 def _class_text(values: pd.Series) -> npt.NDArray[np.str_]:

@@ -1,18 +1,25 @@
 """From check results to one status, with the reason in words.
 
 One threshold table (settings): ``MLOPS_DRIFT_WARNING_SHARE`` (share of drifted features that
-warns), ``MLOPS_DRIFT_SHARE`` (share that counts as drift) and ``MLOPS_QUALITY_DROP`` (how far
-accuracy, F1 or ROC AUC on labelled rows may fall below the champion's holdout figure before
-the model counts as degraded), judged only from ``MLOPS_MONITOR_MIN_LABELLED`` labelled rows on
-(two labels say nothing about F1). The worst condition wins: degraded > drift > warning > ok.
+warns), ``MLOPS_DRIFT_SHARE`` (share that counts as drift), and how far quality on labelled rows
+may move from the champion's holdout figure before the model counts as degraded:
+``MLOPS_QUALITY_DROP`` for the metrics where higher is better (accuracy, F1, ROC AUC; a
+regressor's R2), an absolute drop, and ``MLOPS_QUALITY_ERROR_RISE`` for the errors where lower
+is better (a regressor's RMSE and MAE), a rise relative to the holdout figure since an error
+has the target's unit. Quality is judged only from ``MLOPS_MONITOR_MIN_LABELLED`` labelled rows
+on (two labels say nothing about F1). Values of a categorical feature training never saw make
+at least a warning, named with their counts: the model answers them with confidence it has
+not earned. The worst condition wins: degraded > drift > warning > ok.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mlops_stack.monitoring.checks import CheckResult
-from mlops_stack.names import QUALITY_METRICS, MonitorStatus
+from mlops_stack.monitoring.checks import CheckResult, FeatureQuality
+from mlops_stack.names import MonitorStatus, higher_is_better, quality_metrics
+
+MAX_NAMED_FEATURES = 8  # features named in a reason; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -21,6 +28,7 @@ class Thresholds:
     drift_share: float
     quality_drop: float
     min_labelled: int = 1  # fewer labelled rows: quality is reported, not judged
+    error_rise: float = 0.25  # relative rise of RMSE / MAE over the holdout that degrades
 
 
 @dataclass(frozen=True)
@@ -38,16 +46,58 @@ class Status:
 def quality_vs_holdout(
     result: CheckResult, baseline: dict[str, float]
 ) -> dict[str, tuple[float, float]]:
-    """Quality on labelled rows next to the holdout figure: metric -> (now, at training)."""
+    """Quality on labelled rows next to the holdout figure: metric -> (now, at training).
+
+    Only the metrics judged for the model's task (``names.quality_metrics``): a regressor's
+    error bias is shown, not judged (the holdout has no figure for it).
+    """
     quality = result.model_quality
     if quality is None:
         return {}
-    drops: dict[str, tuple[float, float]] = {}
-    for name in QUALITY_METRICS:
-        now, then = getattr(quality, name), baseline.get(name)
+    pairs: dict[str, tuple[float, float]] = {}
+    for name in quality_metrics(quality.task):
+        now, then = quality.get(name), baseline.get(name)
         if now is not None and then is not None:
-            drops[name] = (float(now), float(then))
-    return drops
+            pairs[name] = (float(now), float(then))
+    return pairs
+
+
+def degradation(name: str, now: float, then: float, limits: Thresholds) -> str | None:
+    """Why ``name`` at ``now`` against ``then`` on the holdout counts as degraded, or None.
+
+    Higher-better metrics degrade by an absolute drop of more than ``quality_drop``; errors
+    (lower is better) by a rise of more than ``error_rise`` relative to the holdout figure.
+    """
+    if higher_is_better(name):
+        if then - now <= limits.quality_drop:
+            return None
+        return (
+            f"{name} {now:.3f} vs {then:.3f} on the holdout "
+            f"(down {then - now:.3f}, more than {limits.quality_drop:.2f})"
+        )
+    if now <= then * (1 + limits.error_rise):
+        return None
+    rise = f"up {now / then - 1:.0%}" if then > 0 else "up from 0"
+    return (
+        f"{name} {now:.4g} vs {then:.4g} on the holdout "
+        f"({rise}, more than {limits.error_rise:.0%}; lower is better)"
+    )
+
+
+def unseen_categories(quality: list[FeatureQuality]) -> str | None:
+    """The categorical features with values training never saw, with counts and examples."""
+    named = [
+        f"{q.feature} {q.unseen_categories} rows ("
+        + ", ".join(repr(str(v)) for v in q.unseen_examples)
+        + ")"
+        for q in quality
+        if q.unseen_categories
+    ]
+    if not named:
+        return None
+    more = len(named) - MAX_NAMED_FEATURES
+    text = ", ".join(named[:MAX_NAMED_FEATURES]) + (f" and {more} more" if more > 0 else "")
+    return f"unseen categories: {text}"
 
 
 def classify(result: CheckResult, baseline: dict[str, float], limits: Thresholds) -> Status:
@@ -56,11 +106,11 @@ def classify(result: CheckResult, baseline: dict[str, float], limits: Thresholds
     reasons: list[str] = []
     labelled = result.model_quality.labelled_rows if result.model_quality else 0
     judged = labelled >= limits.min_labelled
-    degraded = {
-        name: (now, then)
+    degraded = [
+        why
         for name, (now, then) in quality_vs_holdout(result, baseline).items()
-        if judged and then - now > limits.quality_drop
-    }
+        if judged and (why := degradation(name, now, then, limits)) is not None
+    ]
     unjudged = (
         f"quality not judged: {labelled} labelled rows, {limits.min_labelled} needed "
         "(MLOPS_MONITOR_MIN_LABELLED)"
@@ -68,18 +118,15 @@ def classify(result: CheckResult, baseline: dict[str, float], limits: Thresholds
         else None
     )
     if degraded:
-        text = ", ".join(
-            f"{n} {now:.3f} vs {then:.3f} on the holdout" for n, (now, then) in degraded.items()
-        )
         conditions[MonitorStatus.DEGRADED] = (
-            f"quality dropped more than {limits.quality_drop:.2f}: {text} "
-            f"({labelled} labelled rows)"
+            f"quality degraded: {', '.join(degraded)} ({labelled} labelled rows)"
         )
         reasons.append(conditions[MonitorStatus.DEGRADED])
     drifted = result.drifted_features()
     share_text = (
         f"{len(drifted)} of {len(result.features)} features drifted "
-        f"({result.drift_share:.0%})" + (f": {', '.join(drifted[:8])}" if drifted else "")
+        f"({result.drift_share:.0%})"
+        + (f": {', '.join(drifted[:MAX_NAMED_FEATURES])}" if drifted else "")
     )
     if result.drift_share >= limits.drift_share and drifted:
         conditions[MonitorStatus.DRIFT] = f"{share_text}; drift from {limits.drift_share:.0%}"
@@ -88,7 +135,11 @@ def classify(result: CheckResult, baseline: dict[str, float], limits: Thresholds
         reasons.append(f"{share_text}; warning from {limits.warning_share:.0%}")
     prediction = result.prediction_drift
     if prediction is not None and prediction.drifted:
-        reasons.append(f"predicted classes drifted ({prediction.method} {prediction.score:.3g})")
+        what = "predicted values" if prediction.kind == "numeric" else "predicted classes"
+        reasons.append(f"{what} drifted ({prediction.method} {prediction.score:.3g})")
+    unseen = unseen_categories(result.quality)
+    if unseen:
+        reasons.append(unseen)
     if degraded:
         status = MonitorStatus.DEGRADED
     elif MonitorStatus.DRIFT in conditions:

@@ -26,8 +26,10 @@ from mlops_stack.monitoring.checks import (
     QualityCounter,
     WholeWindow,
     model_quality,
+    regression_rows,
 )
 from mlops_stack.monitoring_db.database import MonitoringDB, WindowExtent
+from mlops_stack.names import Task
 
 # What the pass needs of each row besides its features (MonitoringDB.window_chunks(columns=...)).
 COLUMNS = ("created_at", "prediction", "probabilities", "label")
@@ -88,7 +90,7 @@ class Window:
 
     extent: WindowExtent
     features: pd.DataFrame  # the sample's feature columns, named as in the schema
-    predictions: pd.Series  # the sample's predicted classes, as text
+    predictions: pd.Series  # the sample's predictions: classes as text, a regressor's numbers
     whole: WholeWindow  # data quality over every row, model quality over every labelled row
 
 
@@ -109,7 +111,7 @@ def read_window(
                 continue
             quality.add(_features(chunk, schema))
             reservoir.add(chunk)
-            labelled.append(_labelled(chunk))
+            labelled.append(_labelled(chunk, schema))
             first, last = chunk["created_at"].min(), chunk["created_at"].max()
             start = first if start is None else min(start, first)
             end = last if end is None else max(end, last)
@@ -122,16 +124,22 @@ def read_window(
         if rows > len(sample)
         else f"analysed all {rows} rows"
     )
+    labelled_rows = _concat(labelled)
     whole = WholeWindow(
         rows=rows,
         quality=quality.results(),
-        model_quality=_model_quality(labelled, schema),
+        model_quality=_model_quality(labelled_rows, schema),
         note=note,
+        regression_rows=(
+            None
+            if labelled_rows is None
+            else regression_rows(labelled_rows["label"], labelled_rows["prediction"], schema)
+        ),
     )
     return Window(
         extent=WindowExtent(rows, _moment(start), _moment(end)),
         features=_features(sample, schema),
-        predictions=sample["prediction"].astype(str),
+        predictions=_predictions(sample["prediction"], schema),
         whole=whole,
     )
 
@@ -160,13 +168,26 @@ def _features(chunk: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
     return MonitoringDB.features(chunk, schema.feature_names)
 
 
-def _labelled(chunk: pd.DataFrame) -> pd.DataFrame:
-    """A chunk's labelled rows as label, predicted class (text) and one column per class.
+def _predictions(values: pd.Series, schema: DatasetSchema) -> pd.Series:
+    """Predictions as the checks compare them: a classifier's classes as text, a regressor's
+    numbers as floats (the store gives back JSON numbers)."""
+    if schema.task is Task.REGRESSION:
+        return pd.to_numeric(values, errors="coerce").astype(float)
+    return values.astype(str)
+
+
+def _labelled(chunk: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
+    """A chunk's labelled rows as label, prediction and, for a classifier, one column per class.
 
     Compact on purpose: floats instead of the per-row probability dicts, so that a window whose
-    rows are all labelled still fits.
+    rows are all labelled still fits. A regressor has no probabilities.
     """
     part = chunk.loc[chunk["label"].notna()]
+    if schema.task is Task.REGRESSION:
+        return pd.DataFrame(
+            {"label": part["label"], "prediction": _predictions(part["prediction"], schema)},
+            index=part.index,
+        )
     probabilities = pd.DataFrame.from_records([p or {} for p in part["probabilities"]])
     probabilities = probabilities.set_axis(part.index).astype(float)
     probabilities.columns = [f"p:{c}" for c in probabilities.columns]
@@ -176,12 +197,16 @@ def _labelled(chunk: pd.DataFrame) -> pd.DataFrame:
     return classes.join(probabilities)
 
 
-def _model_quality(parts: list[pd.DataFrame], schema: DatasetSchema) -> ModelQuality | None:
-    """Model quality over every labelled row of the window; None when none came back."""
+def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame | None:
+    """The labelled rows of every chunk in one frame; None when none came back."""
     parts = [p for p in parts if len(p)]
-    if not parts:
+    return pd.concat(parts) if parts else None
+
+
+def _model_quality(rows: pd.DataFrame | None, schema: DatasetSchema) -> ModelQuality | None:
+    """Model quality over every labelled row of the window; None when none came back."""
+    if rows is None:
         return None
-    rows = pd.concat(parts)
     probabilities = rows[[c for c in rows.columns if c.startswith("p:")]]
     probabilities.columns = [c.removeprefix("p:") for c in probabilities.columns]
     return model_quality(rows["label"], rows["prediction"], probabilities, schema.classes, schema)

@@ -166,6 +166,9 @@ ALERT_HISTORY_COLUMNS = (
     "opened_by_run", "resolved_by_run",
 )  # fmt: skip
 DRIFT_COLUMNS = ("feature", "kind", "method", "threshold", "score", "drifted")
+# Results of a run newer than RUN_COLUMNS (the task, the quality figures by metric name): read
+# when the table has them, None for runs stored before (see monitor_run_results_frame).
+RESULT_COLUMNS = ("id", "task", "metrics")
 LATENCY_ROWS = 100_000  # latency percentiles over at most the newest this many rows
 
 
@@ -605,6 +608,34 @@ class MonitoringDB:
             frame = frame[frame["model_version"] == scope.version]
         columns = ["created_at", "model_version", "prediction", "label"]
         return frame[columns].astype({"prediction": str, "label": str})
+
+    def monitor_run_results_frame(self, scope: Scope, limit: int = 500) -> pd.DataFrame:
+        """Per monitor run in scope: its model's task and its quality figures by metric name.
+
+        Columns :data:`RESULT_COLUMNS` (``metrics`` a dict such as ``{"rmse": ..., "mae": ...}``).
+        Kept apart from :meth:`monitor_runs_frame` and read by attribute so that a database
+        whose runs predate these columns (or a model class without them) reads as None.
+        """
+        self.ensure_schema()
+        query = select(MonitorRunRow).where(MonitorRunRow.model_name == scope.model_name)
+        if scope.since is not None:
+            query = query.where(MonitorRunRow.started_at >= scope.since)
+        if scope.version is not None:
+            query = query.where(MonitorRunRow.model_version == scope.version)
+        query = query.order_by(MonitorRunRow.id.desc()).limit(limit)
+        with Session(self.engine, expire_on_commit=False) as session:
+            runs = list(session.scalars(query))
+        frame = pd.DataFrame([{c: getattr(run, c, None) for c in RESULT_COLUMNS} for run in runs])
+        return frame.reindex(columns=list(RESULT_COLUMNS))
+
+    def run_data_quality(self, run_id: int) -> list[dict[str, Any]]:
+        """One run's per-feature data quality as the monitor stored it (``quality`` JSON):
+        missing share, out-of-range count, unseen categories and examples; empty when none."""
+        self.ensure_schema()
+        query = select(MonitorRunRow.quality).where(MonitorRunRow.id == run_id)
+        with Session(self.engine) as session:
+            stored = session.scalar(query)
+        return [dict(item) for item in stored or [] if isinstance(item, dict)]
 
     def feature_values(
         self,

@@ -111,7 +111,12 @@ ID = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class MonitorRunRow(Base):
-    """One monitor run over a window of logged predictions (mirrors migration 0002)."""
+    """One monitor run over a window of logged predictions (mirrors migrations 0002, 0004).
+
+    ``metrics`` holds the run's quality on labelled rows by the names of
+    :mod:`mlops_stack.names` for its ``task`` (accuracy, f1, roc_auc; or rmse, mae, r2,
+    error_bias); a classifier's are also in the accuracy, f1 and roc_auc columns.
+    """
 
     __tablename__ = "monitor_runs"
     __table_args__ = (Index("ix_monitor_runs_started_at", "started_at"),)
@@ -139,6 +144,8 @@ class MonitorRunRow(Base):
     quality: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONValue, nullable=True)
     report_uri: Mapped[str | None] = mapped_column(Text, nullable=True)
     mlflow_run_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    task: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    metrics: Mapped[dict[str, float | None] | None] = mapped_column(JSONValue, nullable=True)
 
 
 class FeatureDriftRow(Base):

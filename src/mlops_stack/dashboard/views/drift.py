@@ -1,7 +1,8 @@
 """Drift: is the data the champion sees still like the data it learned from?
 
-Drift share per monitor run against the thresholds; one run's per-feature scores, most drifted
-first; one feature's reference and current distributions; the run's Evidently report.
+Drift share per monitor run against the thresholds; the categories the latest run saw that
+training never did; one run's per-feature scores, most drifted first; one feature's reference
+and current distributions; the run's Evidently report.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pandas as pd
 import streamlit as st
 import streamlit.components.v1 as components
 
-from mlops_stack.dashboard import cache, filters, widgets
+from mlops_stack.dashboard import cache, filters, queries, widgets
 from mlops_stack.names import MonitorStatus
 
 settings = cache.settings()
@@ -97,6 +98,42 @@ def history_section(runs: pd.DataFrame) -> pd.DataFrame | None:
     )
     st.altair_chart(share_chart(measured), use_container_width=True)
     return measured
+
+
+def unseen_section(latest: pd.Series) -> None:
+    """Categories training never saw, per feature, in the window of the latest run that checked
+    its data (a skipped run did not).
+
+    The model learned nothing about such a value (its encoding has no category for it), yet
+    answers anyway, often confidently: worth naming even when the drift tests stay quiet.
+    """
+    run_id = int(latest["id"])
+    st.subheader(f"Unseen categories, latest checked run #{run_id}")
+    quality = widgets.read("Monitoring database", lambda: cache.run_data_quality(run_id))
+    if quality is None:
+        return
+    if not quality:
+        widgets.no_data("this run stored no per-feature data quality", widgets.MONITOR_HINT)
+        return
+    rows = int(latest["window_rows"]) if pd.notna(latest["window_rows"]) else None
+    unseen = queries.unseen_categories(quality, rows)
+    if unseen.empty:
+        st.caption(
+            f"No categorical feature of run #{run_id} received a value training never saw "
+            f"({len(quality)} features checked over {rows} rows)."
+        )
+        return
+    named = ", ".join(
+        f"{feature} ({count} rows)"
+        for feature, count in zip(unseen["feature"], unseen["unseen rows"], strict=True)
+    )
+    st.warning(f"{len(unseen)} feature(s) received values training never saw: {named}.")
+    shown = unseen.assign(**{"share of window": unseen["share of window"].map("{:.1%}".format)})
+    st.table(shown.set_index("feature"))
+    st.caption(
+        "Counted over every row of the run's window; examples: the most frequent unseen "
+        "values (up to five)."
+    )
 
 
 def pick_run(measured: pd.DataFrame) -> dict[str, Any]:
@@ -216,6 +253,7 @@ if runs is not None:
     else:
         measured = history_section(runs)
         if measured is not None:
+            unseen_section(measured.iloc[-1])
             run = pick_run(measured)
             features = features_section(run)
             if features is not None:

@@ -1,9 +1,10 @@
 """Models: the registry's versions, and the two actions a person takes on them.
 
-Versions with aliases, holdout metrics and the gate's recorded decision. "Start a retrain"
-creates a flow run of the worker's retrain deployment in Prefect; "Roll back" moves the
-champion alias back to the version it replaced. Each asks for confirmation first, shows what
-it did, and is disabled, with the reason, where this dashboard may not act.
+Versions with aliases, task (classification or regression), the holdout metrics of their task
+and the gate's recorded decision. "Start a retrain" creates a flow run of the worker's retrain
+deployment in Prefect; "Roll back" moves the champion alias back to the version it replaced.
+Each asks for confirmation first, shows what it did, and is disabled, with the reason, where
+this dashboard may not act.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import streamlit as st
 
 from mlops_stack.dashboard import actions, cache, filters, widgets
+from mlops_stack.names import Task, quality_metrics
 
 settings = cache.settings()
 st.title("Models")
@@ -24,17 +26,10 @@ def versions_section() -> None:
     versions = widgets.model_versions()
     if versions is None:
         return
-    columns = [
-        "version",
-        "aliases",
-        "created_at",
-        "candidate",
-        "accuracy",
-        "f1",
-        "roc_auc",
-        "decision",
-        "reason",
-    ]
+    tasks = list(dict.fromkeys(versions["task"])) if "task" in versions else [Task.CLASSIFICATION]
+    metrics = dict.fromkeys(m for task in tasks for m in quality_metrics(task))
+    columns = ["version", "aliases", "task", "created_at", "candidate", *metrics]
+    columns += ["decision", "reason"]
     shown = filters.localise(versions.reindex(columns=columns), ["created_at"]).fillna("")
     shown["version"] = "v" + shown["version"].astype(str)
     st.table(shown.set_index("version"))

@@ -1,7 +1,8 @@
 """Overview: is the champion healthy right now, and how much is it used.
 
-The champion (version, since when, holdout metrics), the latest monitor run's status with its
-reason, open alerts, traffic, latency and the predictor's error rate.
+The champion (version, what it predicts, since when, the holdout metrics of its task), the
+latest monitor run's status with its reason, open alerts, traffic, latency and the predictor's
+error rate.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from mlops_stack.dashboard import cache, filters, widgets
-from mlops_stack.names import QUALITY_METRICS
+from mlops_stack.names import Task, quality_metrics
 
 settings = cache.settings()
 chosen = filters.current()
@@ -32,9 +33,12 @@ def champion_section() -> None:
         )
         return
     row = versions[versions["version"] == info.version].iloc[0]
-    cols = st.columns(4)
+    task = Task(row.get("task") or Task.CLASSIFICATION)
+    metrics = quality_metrics(task)
+    cols = st.columns(2 + len(metrics))
     cols[0].metric("Champion version", f"v{info.version}")
-    for col, metric in zip(cols[1:], QUALITY_METRICS, strict=True):
+    cols[1].metric("Task", str(task), help="from the version's mlops.task tag or its schema")
+    for col, metric in zip(cols[2:], metrics, strict=True):
         value = row.get(metric)
         col.metric(f"Holdout {metric}", "n/a" if pd.isna(value) else f"{value:.3f}")
     st.caption(
