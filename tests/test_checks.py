@@ -610,7 +610,7 @@ def test_regression_errors_risen_by_half_mean_degraded():
     assert status.status == "degraded", status.reason
     reason = status.conditions["degraded"]
     rmse = baseline["rmse"]
-    assert f"rmse {1.5 * rmse:.4g} vs {rmse:.4g} on the holdout (up 50%, more than 25%" in reason
+    assert f"rmse {1.5 * rmse:.4g} vs {rmse:.4g} on the holdout (up 50.0%, more than 25%" in reason
     assert "mae " in reason and "lower is better" in reason
     assert "r2 " in reason and "(down " in reason  # R2 of 1.5x errors falls by far more than 0.05
     assert "(442 labelled rows)" in reason
