@@ -66,17 +66,27 @@ class RegressionTraffic:
         self.store = MonitoringDB(settings.resolved_monitoring_db_url)
         self.store.migrate()
         self.model = mlflow.sklearn.load_model(f"models:/{settings.model_name}@champion")
-        dataset = load_dataset(BUILTIN_REGRESSION_DATASET, "target")
+        # the table the champion was trained on, read the same way: a CSV's floats parse a
+        # hair off the built-in table's, and a column of few values is tested by its values
+        dataset = load_dataset(settings.dataset_path or BUILTIN_REGRESSION_DATASET, "target")
         self.features, self.labels = dataset.features, dataset.labels
         self.sent = 0
 
-    def send(self, *, shift: float = 0.0, error_scale: float | None = None) -> pd.DataFrame:
-        """Log every row of the table once, in order.
+    def send(
+        self,
+        *,
+        shift: float = 0.0,
+        labelled: bool = True,
+        error_scale: float = 1.0,
+        label_offset: float = 0.0,
+    ) -> pd.DataFrame:
+        """Log every row of the table once, in order, and (``labelled``) their labels.
 
-        ``shift`` moves the SHIFTED features by that many standard deviations; ``error_scale``
-        labels each row ``prediction - error_scale * (prediction - true value)``, so the
-        model's errors are that many times what they are on the true labels (1.0: the true
-        labels). Returns the logged rows with their prediction and label.
+        ``shift`` moves the SHIFTED features by that many standard deviations. Each row is
+        labelled ``prediction - error_scale * (prediction - true value) + label_offset``: the
+        true labels by default; ``error_scale`` makes the model's errors that many times what
+        they are, ``label_offset`` moves what the target means (a concept shift). Returns the
+        logged rows with their prediction and label.
         """
         rows = self.features
         truth = self.labels.loc[rows.index].to_numpy(dtype=float)
@@ -84,7 +94,7 @@ class RegressionTraffic:
             spread = self.features[SHIFTED].std()
             rows = rows.assign(**{c: rows[c] + shift * spread[c] for c in SHIFTED})
         predicted = self.model.predict(rows)
-        labels = None if error_scale is None else predicted - error_scale * (predicted - truth)
+        labels = predicted - error_scale * (predicted - truth) + label_offset if labelled else None
         records = [
             PredictionRecord(
                 request_id=f"d{self.sent + i}",

@@ -499,6 +499,17 @@ def test_regression_figures_agree_with_evidentlys_regression_report(tmp_path: Pa
         Reference(features), Current(features, predictions=pd.Series(predicted)), schema
     )
     assert unlabelled.quality_snapshot is None and unlabelled.snapshot is not None
+    sampled = check_window(
+        Reference(features),
+        Current(features, predictions=pd.Series(predicted), labels=target.astype(str)),
+        schema,
+        max_rows=100,
+    )
+    assert sampled.quality_snapshot is not None
+    assert sampled.model_quality is not None and sampled.model_quality.labelled_rows == 442
+    assert sampled.sample_note.endswith(
+        "; regression report: a uniform random sample of 100 of 442 labelled rows (seed 42)"
+    )
 
 
 def test_regression_error_bias_says_which_way_the_model_errs():
@@ -610,7 +621,7 @@ def test_regression_errors_risen_by_half_mean_degraded():
     assert status.status == "degraded", status.reason
     reason = status.conditions["degraded"]
     rmse = baseline["rmse"]
-    assert f"rmse {1.5 * rmse:.4g} vs {rmse:.4g} on the holdout (up 50%, more than 25%" in reason
+    assert f"rmse {1.5 * rmse:.4g} vs {rmse:.4g} on the holdout (up 50.0%, more than 25%" in reason
     assert "mae " in reason and "lower is better" in reason
     assert "r2 " in reason and "(down " in reason  # R2 of 1.5x errors falls by far more than 0.05
     assert "(442 labelled rows)" in reason

@@ -150,7 +150,7 @@ def test_regression_monitor_judges_errors_and_stores_them_by_name(stack):
     baseline = register_regression_champion()
     traffic = RegressionTraffic(settings)
 
-    sent = traffic.send(error_scale=1.0)  # the true labels
+    sent = traffic.send()  # the true labels
     clean = monitor_flow()
     assert clean.status == "ok", clean.reason
     assert clean.labelled_rows == 442
@@ -165,7 +165,7 @@ def test_regression_monitor_judges_errors_and_stores_them_by_name(stack):
     assert degraded.status == "degraded", degraded.reason
     assert degraded.quality["rmse"] == pytest.approx(1.5 * baseline["rmse"])
     assert degraded.quality["mae"] == pytest.approx(1.5 * baseline["mae"])
-    rmse = f"rmse {1.5 * baseline['rmse']:.4g} vs {baseline['rmse']:.4g} on the holdout (up 50%"
+    rmse = f"rmse {1.5 * baseline['rmse']:.4g} vs {baseline['rmse']:.4g} on the holdout (up 50.0%"
     assert rmse in degraded.reason
     [alert] = traffic.store.alerts(AlertState.OPEN)
     assert alert.condition == "degraded" and "rmse" in alert.reason
@@ -187,10 +187,10 @@ def test_regression_monitor_finds_drift_of_the_predicted_numbers(stack):
     register_regression_champion()
     traffic = RegressionTraffic(settings)
 
-    traffic.send()  # the training rows again: nothing moved
+    traffic.send(labelled=False)  # the training rows again: nothing moved
     clean = monitor_flow()
     assert clean.status == "ok", clean.reason
-    traffic.send(shift=1.5)
+    traffic.send(shift=1.5, labelled=False)
     moved = monitor_flow()
     assert set(moved.drifted_features) == set(REGRESSION_SHIFTED)
     assert "predicted values drifted (K-S p_value" in moved.reason

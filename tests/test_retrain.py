@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
+from sklearn.datasets import load_diabetes
+
+from mlops_stack import modelstore
 from mlops_stack.flows.monitor import monitor_flow
 from mlops_stack.flows.retrain import retrain_flow
 from mlops_stack.flows.train import train_flow
 from mlops_stack.registry import version_of
 from mlops_stack.stack import current_stack
 
+from .regression import RegressionTraffic
 from .traffic import Traffic
 
 
@@ -66,3 +72,49 @@ def test_retrain_disabled_by_default_leaves_the_champion(stack):
     assert summary.status == "degraded" and summary.retrain is None
     champion = current_stack().registry.champion()
     assert champion is not None and version_of(champion) == "1"
+
+
+def test_regression_concept_shift_retrains_on_numeric_labels_and_promotes(stack, tmp_path):
+    """A regressor whose target moved up by 40: its labels come back as text, become a numeric
+    target, and a retrained regressor that saw half of them wins on the other half.
+
+    The table is sent twice (884 labelled rows): half of them joins the 442 original rows, so
+    the retrained Ridge learns about half of the move, enough to clear the gate's R2 floor.
+    """
+    table = tmp_path / "diabetes.csv"  # the user's file, as `mlops train --data` takes it
+    load_diabetes(as_frame=True).frame.to_csv(table, index=False)
+    settings = stack(
+        model_name="diabetes",
+        dataset_path=str(table),
+        candidates="linear",
+        monitor_window_rows="442",
+        monitor_min_rows="100",
+    )
+    first = train_flow()
+    assert first.task == "regression" and first.promoted
+    traffic = RegressionTraffic(settings)
+    traffic.send(label_offset=40.0)
+    sent = traffic.send(label_offset=40.0)
+    settings = stack(retrain_enabled="true")
+
+    summary = monitor_flow()
+    assert summary.status == "degraded", summary.reason
+    bias = float(np.mean(sent["prediction"] - sent["label"]))
+    assert summary.quality["error_bias"] == pytest.approx(bias) and bias < -30  # 40 too low
+    retrain = summary.retrain
+    assert retrain is not None and retrain.status == "promoted", retrain
+    assert (retrain.champion_before, retrain.champion_after) == ("1", "2")
+    assert retrain.labelled_rows == 884 and retrain.evaluation_rows == 442
+    assert "rmse" in retrain.reason and "vs champion v1" in retrain.reason
+    assert "drifted" not in summary.reason  # the features are the table's own
+
+    registry = current_stack().registry
+    version = registry.client.get_model_version(settings.model_name, "2")
+    assert version.tags["mlops.task"] == "regression" and version.tags["gate.metric"] == "rmse"
+    assert version.tags["gate.compared_with"] == "v1"
+    assert modelstore.load_schema(version.run_id).task == "regression"
+    # the retrained model learned part of the move; the old one predicts as before
+    old, new = (modelstore.load_pipeline(f"models:/{settings.model_name}/{v}") for v in ("1", "2"))
+    features = sent.drop(columns=["prediction", "label"])
+    lift = float(np.mean(new.predict(features) - old.predict(features)))
+    assert 10 < lift < 40

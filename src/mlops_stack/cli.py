@@ -223,6 +223,8 @@ def monitor() -> None:
         console.print(f"alert {change}", highlight=False)
     if summary.report_uri:
         console.print(f"report: {summary.report_uri}", highlight=False)
+    if summary.quality_report_uri:
+        console.print(f"quality report: {summary.quality_report_uri}", highlight=False)
     if summary.retrain:
         _print_retrain(summary.retrain)
 

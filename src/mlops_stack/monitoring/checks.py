@@ -363,6 +363,12 @@ def _check_drift(
         key=lambda d: (not d.drifted, -d.severity, d.feature),
     )
     drifted = sum(f.drifted for f in drift_features)
+    regression = whole.regression_rows if build_report else None
+    if regression is not None and len(regression) > max_rows:
+        note += (
+            f"; regression report: a uniform random sample of {max_rows} of {len(regression)} "
+            f"labelled rows (seed {seed})"
+        )
     result = CheckResult(
         current_rows=whole.rows,
         analysed_rows=len(cur),
@@ -376,9 +382,9 @@ def _check_drift(
         model_quality=whole.model_quality,
         snapshot=snapshot if build_report else None,
         quality_snapshot=(
-            regression_report(whole.regression_rows, max_rows=max_rows, seed=seed)
-            if build_report and whole.regression_rows is not None
-            else None
+            None
+            if regression is None
+            else regression_report(regression, max_rows=max_rows, seed=seed)
         ),
     )
     log.info(

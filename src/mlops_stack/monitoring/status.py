@@ -77,7 +77,7 @@ def degradation(name: str, now: float, then: float, limits: Thresholds) -> str |
         )
     if now <= then * (1 + limits.error_rise):
         return None
-    rise = f"up {now / then - 1:.0%}" if then > 0 else "up from 0"
+    rise = f"up {now / then - 1:.1%}" if then > 0 else "up from 0"
     return (
         f"{name} {now:.4g} vs {then:.4g} on the holdout "
         f"({rise}, more than {limits.error_rise:.0%}; lower is better)"
