@@ -357,6 +357,26 @@ def test_a_cp1252_file_is_read_with_a_fallback_encoding_and_said_so(tmp_path, da
     assert list(load_dataset(tmp_path / "bom.csv", "churn").frame.columns)[0] == "age"
 
 
+def test_a_file_turning_cp1252_after_its_head_is_still_read(tmp_path, data_log):
+    lines = ["x,label"] + [f"{i % 97},{'ab'[i % 2]}" for i in range(20_000)] + ["5,caf\xe9"]
+    path = tmp_path / "late.csv"
+    path.write_bytes("\n".join(lines).encode("cp1252"))
+    assert path.stat().st_size > 64 * 1024
+    labels = load_dataset(path, "label").frame["label"]
+    assert len(labels) == 20_001 and labels.iloc[-1] == "caf\xe9"
+    assert "late.csv: not UTF-8 after its first 64 KiB; reading it as cp1252" in data_log.text
+
+
+def test_a_ragged_file_is_refused_with_a_delimiter_hint(tmp_path):
+    path = tmp_path / "ragged.csv"
+    path.write_text("x,label\n1,a\n2,b,c,d\n")
+    with pytest.raises(DataValidationError) as caught:
+        load_dataset(path, "label")
+    (problem,) = caught.value.problems
+    assert "as ','-delimited utf-8 text" in problem.message
+    assert problem.message.endswith("Check the delimiter (',' ';' or tab) and the quoting")
+
+
 # --- the task --------------------------------------------------------------------------------
 
 

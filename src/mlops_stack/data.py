@@ -238,39 +238,50 @@ def read_csv(path: Path) -> pd.DataFrame:
     ones, and Windows tools Latin-1/cp1252 text: each is read as meant, and a log line says
     how, rather than becoming one wide column or a decode error.
     """
-    head = path.open("rb").read(_HEAD_BYTES)
+    with path.open("rb") as file:
+        head = file.read(_HEAD_BYTES)
     encoding = _encoding(head, path)
     text = head.decode(encoding, errors="replace")
     if len(head) == _HEAD_BYTES:  # cut at the last whole line
         text = text[: text.rfind("\n") + 1] or text
     sep, decimal = _delimiter(text)
     if sep != ",":
-        shown = "tab" if sep == "\t" else repr(sep)
         extra = " with decimal commas" if decimal == "," else ""
-        logger.info("%s: reading as %s-delimited%s (detected)", path.name, shown, extra)
+        logger.info("%s: reading as %s-delimited%s (detected)", path.name, _shown(sep), extra)
+    try:
+        return _read_delimited(path, sep, decimal, encoding)
+    except UnicodeDecodeError:
+        if not encoding.startswith("utf-8"):
+            raise
+    # UTF-8 in the head, not further on: a Windows export with a late accented value
+    logger.warning(
+        "%s: not UTF-8 after its first %d KiB; reading it as cp1252 (detected)",
+        path.name,
+        _HEAD_BYTES // 1024,
+    )
+    try:
+        return _read_delimited(path, sep, decimal, "cp1252")
+    except UnicodeDecodeError:
+        return _read_delimited(path, sep, decimal, "latin-1")
+
+
+def _read_delimited(path: Path, sep: str, decimal: str, encoding: str) -> pd.DataFrame:
     try:
         return pd.read_csv(path, sep=sep, decimal=decimal, encoding=encoding)
-    except UnicodeDecodeError as exc:  # beyond the head: the rest is not in that encoding
-        raise DataValidationError(
-            [
-                Problem(
-                    None,
-                    f"cannot read {path}: not {encoding} text after the first "
-                    f"{_HEAD_BYTES // 1024} KiB ({exc.reason}); save it as UTF-8",
-                )
-            ]
-        ) from exc
     except pd.errors.ParserError as exc:
-        shown = "tab" if sep == "\t" else repr(sep)
         raise DataValidationError(
             [
                 Problem(
                     None,
-                    f"cannot read {path} as {shown}-delimited {encoding} text: {exc}. "
+                    f"cannot read {path} as {_shown(sep)}-delimited {encoding} text: {exc}. "
                     "Check the delimiter (',' ';' or tab) and the quoting",
                 )
             ]
         ) from exc
+
+
+def _shown(sep: str) -> str:
+    return "tab" if sep == "\t" else repr(sep)
 
 
 def _encoding(head: bytes, path: Path) -> str:
@@ -631,9 +642,9 @@ def _missing_target(frame: pd.DataFrame) -> str:
     message = f"target column is missing; the table has: {available}"
     if len(frame.columns) == 1:
         header = str(frame.columns[0])
-        for sep, shown in ((";", "';'"), ("\t", "tab"), ("|", "'|'")):
+        for sep in ";\t|":
             if sep in header:
-                return f"{message} (one column: the file looks {shown}-delimited)"
+                return f"{message} (one column: the file looks {_shown(sep)}-delimited)"
     return message
 
 
