@@ -250,6 +250,29 @@ def test_mostly_numeric_text_becomes_numbers_and_the_count_is_reported():
     _validate_passes(frame)
 
 
+def test_durations_become_seconds_and_objects_of_mixed_types_become_text():
+    frame = mixed_table()
+    frame["wait"] = pd.to_timedelta(np.arange(len(frame)) % 5, "min")
+    frame["grade"] = pd.Series(np.resize([1, "A", "B", "C"], len(frame)).tolist(), dtype=object)
+    frame["grade"] = frame["grade"].map(lambda v: 1 if v == "1" else v)  # a Python int among str
+    dataset = Dataset(frame, "churn", "test")
+    assert dataset.frame["wait"].tolist()[:3] == [0.0, 60.0, 120.0]
+    assert set(dataset.frame["grade"]) == {"1", "A", "B", "C"}
+    treated = _treatments(frame)
+    assert treated["wait"] == ("numeric", "durations: as seconds")
+    assert treated["grade"] == ("categorical", "")
+    schema = infer_schema(dataset)
+    preprocessor = build_preprocessor(schema, scale=True).fit(dataset.features)
+    names = list(preprocessor.get_feature_names_out())
+    assert [n for n in names if n.startswith(("wait", "grade"))] == [
+        "wait",
+        "grade_1",
+        "grade_A",
+        "grade_B",
+        "grade_C",
+    ]
+
+
 def test_a_table_with_no_usable_feature_is_refused_clearly():
     frame = pd.DataFrame(
         {

@@ -375,8 +375,11 @@ def _conform(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, dict[str, 
         if column == target:
             continue
         series = frame[column]
-        if ptypes.is_datetime64_any_dtype(series) or ptypes.is_timedelta64_dtype(series):
+        if ptypes.is_datetime64_any_dtype(series):
             changed[column] = _as_iso_text(series)
+        elif ptypes.is_timedelta64_dtype(series):
+            changed[column] = series.dt.total_seconds()
+            notes[str(column)] = "durations: as seconds"
         elif _is_text(series) and not isinstance(series.dtype, pd.CategoricalDtype):
             numbers, note = _numbers_in_text(series)
             if numbers is not None:
@@ -385,6 +388,8 @@ def _conform(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, dict[str, 
                     notes[str(column)] = note
             elif series.isna().all():
                 changed[column] = series.astype(float)  # an empty text column: no type at all
+            elif _mixed_types(series):
+                changed[column] = series.where(series.isna(), series.astype(str))
     if not changed:
         return frame, notes
     frame = frame.copy()
@@ -394,11 +399,15 @@ def _conform(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, dict[str, 
 
 
 def _as_iso_text(series: pd.Series) -> pd.Series:
-    """Dates and durations as text: what a client sends in JSON, and any signature takes."""
-    text = series.astype("string").astype(object)
-    if ptypes.is_datetime64_any_dtype(series):
-        text = series.map(lambda v: v.isoformat() if pd.notna(v) else None)
-    return text.where(series.notna(), None)
+    """Dates as ISO text: what a client sends in JSON, and what any signature takes."""
+    return series.map(lambda v: v.isoformat() if pd.notna(v) else None).astype(object)
+
+
+def _mixed_types(series: pd.Series) -> bool:
+    """Objects of several Python types (numbers and text from code or Parquet): one-hot
+    encoding needs them all text."""
+    kinds = series.dropna().map(type)
+    return bool(kinds.nunique() > 1 and not kinds.map(lambda k: issubclass(k, str)).all())
 
 
 def _numbers_in_text(series: pd.Series) -> tuple[pd.Series | None, str]:
@@ -469,7 +478,7 @@ def _plan(
         return _drop(name, f"unsupported type {series.dtype}: use numbers, text or categories")
     mixed = _mixed_numbers(values)
     if mixed:
-        return ColumnPlan(_treatment(name, ColumnAction.DROPPED), problem=mixed)
+        return ColumnPlan(_treatment(name, ColumnAction.DROPPED, mixed), problem=mixed)
     return _plan_text(name, values.astype(str), max_categories)
 
 
@@ -496,9 +505,8 @@ def _plan_numeric(
     name: str, series: pd.Series, values: pd.Series, rows: int, note: str
 ) -> ColumnPlan:
     if not np.isfinite(values.to_numpy(dtype=float)).all():
-        return ColumnPlan(
-            _treatment(name, ColumnAction.NUMERIC), problem="column holds infinite values"
-        )
+        infinite = "column holds infinite values"
+        return ColumnPlan(_treatment(name, ColumnAction.DROPPED, infinite), problem=infinite)
     low, high = values.min(), values.max()
     if low == high:
         return _drop(name, f"constant: every value is {_show(low)}")
