@@ -463,6 +463,9 @@ def plan_columns(
 def _plan(
     name: str, series: pd.Series, rows: int, max_categories: int, notes: dict[str, str]
 ) -> ColumnPlan:
+    numeric = ptypes.is_numeric_dtype(series) and not ptypes.is_complex_dtype(series)
+    if numeric and not ptypes.is_bool_dtype(series):  # no copy: a large table is numbers
+        return _plan_numeric(name, series, rows, notes.get(name, ""))
     values = series.dropna()
     if values.empty:
         return _drop(name, "empty: every value is missing")
@@ -470,8 +473,6 @@ def _plan(
         if values.nunique() < 2:
             return _drop(name, f"constant: every value is {_show(values.iloc[0])}")
         return _keep(name, ColumnAction.CATEGORICAL, "true/false: encoded as two categories")
-    if ptypes.is_numeric_dtype(series) and not ptypes.is_complex_dtype(series):
-        return _plan_numeric(name, series, values, rows, notes.get(name, ""))
     if isinstance(series.dtype, pd.CategoricalDtype):
         return _plan_text(name, values.astype(str), max_categories)
     if not _is_text(series):
@@ -501,16 +502,17 @@ def _all_bool(values: pd.Series) -> bool:
     return bool(head.map(is_bool).all() and values.map(is_bool).all())
 
 
-def _plan_numeric(
-    name: str, series: pd.Series, values: pd.Series, rows: int, note: str
-) -> ColumnPlan:
-    if not np.isfinite(values.to_numpy(dtype=float)).all():
+def _plan_numeric(name: str, series: pd.Series, rows: int, note: str) -> ColumnPlan:
+    low, high = _range(series)
+    if np.isnan(low):
+        return _drop(name, "empty: every value is missing")
+    if np.isinf(low) or np.isinf(high):
         infinite = "column holds infinite values"
         return ColumnPlan(_treatment(name, ColumnAction.DROPPED, infinite), problem=infinite)
-    low, high = values.min(), values.max()
     if low == high:
-        return _drop(name, f"constant: every value is {_show(low)}")
-    if ptypes.is_integer_dtype(series) and _integer_id(name, values, rows):
+        shown = int(low) if ptypes.is_integer_dtype(series) else low
+        return _drop(name, f"constant: every value is {_show(shown)}")
+    if ptypes.is_integer_dtype(series) and _integer_id(name, series, rows):
         return _drop(
             name,
             "ID-like: a different whole number in every row (a key: it identifies the row, "
@@ -519,12 +521,23 @@ def _plan_numeric(
     return _keep(name, ColumnAction.NUMERIC, note)
 
 
+def _range(series: pd.Series) -> tuple[float, float]:
+    """Smallest and largest value, missing ones skipped (NaN when all are missing), in one
+    pass each over the array: pandas' own min/max build a mask first."""
+    values = (
+        series.to_numpy()
+        if series.dtype == np.float64
+        else series.to_numpy(dtype=float, na_value=np.nan)
+    )
+    return float(np.fmin.reduce(values)), float(np.fmax.reduce(values))
+
+
 def _integer_id(name: str, values: pd.Series, rows: int) -> bool:
     """Unique whole numbers named like a key, or a row number (a run of consecutive ones).
 
     Cheap checks first: a large numeric table must not pay a hash of every column.
     """
-    if len(values) != rows:
+    if values.count() != rows:
         return False
     named = bool(_ID_NAME.search(name))
     run = int(values.max()) - int(values.min()) == rows - 1
@@ -741,12 +754,11 @@ def _feature_spec(
         dtype=str(series.dtype),
         missing_in_training=int(series.isna().sum()),
     )
-    values = series.dropna()
     if numeric:
-        spec.min, spec.max = float(values.min()), float(values.max())
+        spec.min, spec.max = _range(series)
     else:
         # the most frequent first when there are more than can be stored
-        frequent = values.astype(str).value_counts().index[:MAX_STORED_CATEGORIES]
+        frequent = series.dropna().astype(str).value_counts().index[:MAX_STORED_CATEGORIES]
         spec.categories = sorted(frequent)
     if treatment.action == ColumnAction.BOUNDED_CATEGORICAL:
         spec.max_categories = max_categories
