@@ -133,6 +133,11 @@ def test_id_like_columns_are_dropped_and_a_unique_measurement_is_kept():
         assert treated[name][1].startswith("ID-like")
     assert treated["uuid"][1].startswith("ID-like: 400 distinct values in 400 rows")
     assert treated["income_cents"] == ("numeric", "")
+    # a retrain's table: rows logged without the key still leave it a key
+    frame.loc[:99, ["customer_id", "uuid"]] = None
+    assert frame["customer_id"].dtype == float
+    retreated = _treatments(frame)
+    assert retreated["customer_id"][0] == retreated["uuid"][0] == "dropped"
     schema = infer_schema(Dataset(frame, "churn", "test"))
     assert schema.feature_names == ["age", "income", "city", "plan", "income_cents"]
     assert schema.dropped == ["customer_id", "row", "uuid"]

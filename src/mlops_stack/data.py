@@ -452,20 +452,17 @@ def plan_columns(
     dataset: Dataset, *, max_categories: int = DEFAULT_MAX_CATEGORIES
 ) -> list[ColumnPlan]:
     """Decide every feature column of the table, in its order (see the module docstring)."""
-    rows = len(dataset.frame)
     return [
-        _plan(str(column), dataset.frame[column], rows, max_categories, dataset.notes)
+        _plan(str(column), dataset.frame[column], max_categories, dataset.notes)
         for column in dataset.frame.columns
         if column != dataset.target
     ]
 
 
-def _plan(
-    name: str, series: pd.Series, rows: int, max_categories: int, notes: dict[str, str]
-) -> ColumnPlan:
+def _plan(name: str, series: pd.Series, max_categories: int, notes: dict[str, str]) -> ColumnPlan:
     numeric = ptypes.is_numeric_dtype(series) and not ptypes.is_complex_dtype(series)
     if numeric and not ptypes.is_bool_dtype(series):  # no copy: a large table is numbers
-        return _plan_numeric(name, series, rows, notes.get(name, ""))
+        return _plan_numeric(name, series, notes.get(name, ""))
     values = series.dropna()
     if values.empty:
         return _drop(name, "empty: every value is missing")
@@ -502,7 +499,7 @@ def _all_bool(values: pd.Series) -> bool:
     return bool(head.map(is_bool).all() and values.map(is_bool).all())
 
 
-def _plan_numeric(name: str, series: pd.Series, rows: int, note: str) -> ColumnPlan:
+def _plan_numeric(name: str, series: pd.Series, note: str) -> ColumnPlan:
     low, high = _range(series)
     if np.isnan(low):
         return _drop(name, "empty: every value is missing")
@@ -512,7 +509,7 @@ def _plan_numeric(name: str, series: pd.Series, rows: int, note: str) -> ColumnP
     if low == high:
         shown = int(low) if ptypes.is_integer_dtype(series) else low
         return _drop(name, f"constant: every value is {_show(shown)}")
-    if ptypes.is_integer_dtype(series) and _integer_id(name, series, rows):
+    if _numeric_id(name, series, low, high):
         return _drop(
             name,
             "ID-like: a different whole number in every row (a key: it identifies the row, "
@@ -532,16 +529,20 @@ def _range(series: pd.Series) -> tuple[float, float]:
     return float(np.fmin.reduce(values)), float(np.fmax.reduce(values))
 
 
-def _integer_id(name: str, values: pd.Series, rows: int) -> bool:
-    """Unique whole numbers named like a key, or a row number (a run of consecutive ones).
+def _numeric_id(name: str, series: pd.Series, low: float, high: float) -> bool:
+    """Distinct whole numbers named like a key, or a row number (a run of consecutive ones).
 
-    Cheap checks first: a large numeric table must not pay a hash of every column.
+    Judged on the present values: a retrain's table adds rows logged without the ID. Cheap
+    checks first: a large numeric table must not pay a hash of every column.
     """
-    if values.count() != rows:
-        return False
+    present = int(series.count())
     named = bool(_ID_NAME.search(name))
-    run = int(values.max()) - int(values.min()) == rows - 1
-    return (named or run) and bool(values.is_unique)
+    run = high - low == present - 1
+    if present < 20 or not (named or run):
+        return False
+    values = series.dropna()
+    whole = ptypes.is_integer_dtype(series) or bool(np.all(np.mod(values, 1) == 0))
+    return whole and bool(values.is_unique)
 
 
 def _mixed_numbers(values: pd.Series) -> str | None:
