@@ -139,7 +139,9 @@ def _print_columns(columns: list[ColumnTreatment]) -> None:
     user sees what training made of their table; the same list is in the model's schema."""
     noted = [c for c in columns if not c.plain]
     if noted:
-        console.print(f"columns ({len(noted)} of {len(columns)} not kept as they came):")
+        console.print(
+            f"columns ({len(noted)} of {len(columns)} not kept as they came):", highlight=False
+        )
     for column in noted:
         console.print(f"  {column}", highlight=False, markup=False, soft_wrap=True)
 
