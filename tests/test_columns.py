@@ -464,10 +464,11 @@ def test_messy_table_trains_in_under_a_minute_and_reports_each_column(stack, tmp
 
     # a new embedded store creates its MLflow database first: a cost of the stack, not the table
     current_stack().registry.use_experiment(settings.experiment_name)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     result = train_flow(params)
-    elapsed = time.perf_counter() - started
-    assert elapsed < 60, f"training the messy table took {elapsed:.1f} s"
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    # the CPU figure tells a slow run on a busy machine from a slow flow
+    assert elapsed < 60, f"training the messy table took {elapsed:.1f} s ({cpu:.1f} s of CPU)"
 
     assert {c.name: c.action for c in result.columns} == MESSY_ACTIONS
     version = current_stack().registry.version(result.version)
