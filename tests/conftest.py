@@ -51,6 +51,7 @@ STACK_MODULES = {
 # Tests of otherwise unit modules that run flows (train_flow, monitor_flow, the dashboard's
 # retrain): "module::test name" (the name without parameters).
 STACK_TESTS = {
+    "test_columns::test_messy_table_trains_in_under_a_minute_and_reports_each_column",
     "test_simulate::test_simulated_drifted_traffic_with_labels_is_logged_and_detected",
     "test_window::test_monitor_run_samples_the_window_and_counts_quality_over_all_rows",
 }

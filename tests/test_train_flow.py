@@ -177,9 +177,9 @@ def test_champion_trained_on_other_columns_is_not_replaced_automatically(stack, 
 def test_invalid_data_stops_the_flow_before_training(stack, tmp_path):
     stack()
     frame = mixed_table()
-    frame["city"] = "paris"
+    frame.loc[:3, "churn"] = None  # a constant column would be dropped, not refused
     path = tmp_path / "bad.csv"
     frame.to_csv(path, index=False)
-    with pytest.raises(DataValidationError, match="column 'city': column is constant"):
+    with pytest.raises(DataValidationError, match="column 'churn': target has 4 missing"):
         train_flow(_params(data_path=str(path), target="churn"))
     assert _registry().versions() == []

@@ -18,6 +18,7 @@ from mlops_stack.names import LATENCY_P95, RetrainStatus, holdout_metrics
 from mlops_stack.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    from mlops_stack.data import ColumnTreatment
     from mlops_stack.flows.retrain import RetrainSummary
     from mlops_stack.stack import Stack
 
@@ -97,7 +98,7 @@ def train(
     """
     stack = _stack()
     settings = stack.settings
-    from mlops_stack.data import DataValidationError, load_dataset, validate_dataset
+    from mlops_stack.data import DataValidationError, infer_task, load_dataset, validate_dataset
     from mlops_stack.flows.parameters import TrainParameters
 
     overrides = {"data_path": str(data)} if data else {}
@@ -108,8 +109,10 @@ def train(
         # Fail fast, before Prefect starts: a bad table is refused in a second with every
         # problem named, not after a server start and a task traceback. The flow validates
         # again, because deployments run it without this command.
+        dataset = load_dataset(params.data_path, params.target)
         validate_dataset(
-            load_dataset(params.data_path, params.target),
+            dataset,
+            task=infer_task(dataset.labels, params.task),
             min_rows=params.min_rows,
             min_class_rows=params.min_class_rows,
         )
@@ -128,6 +131,19 @@ def train(
     verdict = "promoted to champion" if result.promoted else "kept as challenger"
     console.print(f"v{result.version} {verdict}: {result.reason}", highlight=False)
     console.print(f"champion is now v{result.champion_after}", highlight=False)
+    _print_columns(result.columns)
+
+
+def _print_columns(columns: list[ColumnTreatment]) -> None:
+    """One line per column not kept as it came (dropped, bounded, coerced, booleans), so a
+    user sees what training made of their table; the same list is in the model's schema."""
+    noted = [c for c in columns if not c.plain]
+    if noted:
+        console.print(
+            f"columns ({len(noted)} of {len(columns)} not kept as they came):", highlight=False
+        )
+    for column in noted:
+        console.print(f"  {column}", highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command()

@@ -3,7 +3,8 @@
 The model is logged with the scikit-learn flavour (skops format: loading it executes no
 arbitrary pickle) plus a signature whose columns are exactly the raw features training took.
 A feature that had missing values in training is marked optional in the signature: the pipeline
-imputes it, so a serving request may leave it out. The feature schema and a reference sample of
+imputes it, so a serving request may leave it out; so is a column training dropped (an ID, free
+text, a date), which the pipeline ignores. The feature schema and a reference sample of
 the training features are logged next to the model, for serving and drift checks.
 """
 
@@ -57,9 +58,14 @@ def quiet_mlflow_hints() -> Iterator[None]:
 
 
 def build_signature(pipeline: Pipeline, X: pd.DataFrame, schema: DatasetSchema) -> ModelSignature:
-    """Signature of the raw features, optional where training saw missing values."""
+    """Signature of the raw columns: optional where training saw missing values, and for every
+    column the model does not use (dropped ones: the pipeline ignores them, so a client may
+    send the user's full row or leave them out)."""
     inferred = infer_signature(X, pipeline.predict(X.head(5)))
-    optional = {f.name for f in schema.features if f.missing_in_training}
+    used = set(schema.feature_names)
+    optional = {f.name for f in schema.features if f.missing_in_training} | {
+        str(c) for c in X.columns if str(c) not in used
+    }
     inputs = Schema(
         [
             ColSpec(col.type, col.name, required=col.name not in optional)
@@ -94,8 +100,7 @@ def _log_pipeline(
     seed: int,
 ) -> str:
     signature = build_signature(pipeline, X_train, schema)
-    complete = X_train.dropna()
-    example = (complete if len(complete) else X_train).head(3)
+    example = _input_example(X_train, schema)
     trusted = skops.io.get_untrusted_types(data=skops.io.dumps(pipeline))
     info = mlflow.sklearn.log_model(
         pipeline,
@@ -113,6 +118,14 @@ def _log_pipeline(
         sample.to_parquet(path, index=False)
         mlflow.log_artifact(str(path), artifact_path=str(Path(REFERENCE_ARTIFACT).parent))
     return str(info.model_uri)
+
+
+def _input_example(X: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
+    """Three training rows complete in the features the model uses (a dropped column, empty
+    or not, does not rule a row out)."""
+    used = [c for c in schema.feature_names if c in X.columns]
+    complete = X.dropna(subset=used) if used else X
+    return (complete if len(complete) else X).head(3)
 
 
 def load_pipeline(model_uri: str) -> Pipeline:

@@ -131,6 +131,15 @@ class Settings(BaseSettings):
     min_class_rows: int = Field(
         10, ge=2, description="Fewest rows each class needs (stratified split and CV need some)."
     )
+    max_categories: int = Field(
+        50,
+        ge=2,
+        description=(
+            "Most one-hot columns a categorical feature gets: a column with more distinct values "
+            "keeps its most frequent ones and groups the rest, so training time and memory stay "
+            "bounded."
+        ),
+    )
     reference_sample_rows: int = Field(
         5000, ge=10, description="Rows of training features kept as the drift reference sample."
     )

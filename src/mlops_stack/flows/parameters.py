@@ -105,6 +105,7 @@ class TrainParameters(_Parameters):
     )
     min_rows: int = _setting("min_rows", ge=2)
     min_class_rows: int = _setting("min_class_rows", ge=2)
+    max_categories: int = _setting("max_categories", ge=2)
     test_size: float = _setting("test_size", gt=0, lt=1)
     random_seed: int = _setting("random_seed")
     candidates: list[str] = _derived(

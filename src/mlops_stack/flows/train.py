@@ -9,7 +9,7 @@ gate, which scores the champion on the very same holdout before deciding.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import mlflow
 import pandas as pd
@@ -41,6 +41,8 @@ class TrainResult:
     champion_after: str | None
     data_fingerprint: str
     task: str = Task.CLASSIFICATION
+    columns: list[datamod.ColumnTreatment] = field(default_factory=list)
+    """What was done with each column of the table (the schema's ``columns``)."""
 
 
 @dataclass(frozen=True)
@@ -59,10 +61,15 @@ def load_and_validate(
 ) -> tuple[datamod.Dataset, datamod.DatasetSchema]:
     """Load the table and refuse it with every problem named before any training starts."""
     dataset = datamod.load_dataset(params.data_path, params.target)
+    task = datamod.infer_task(dataset.labels, params.task)
     datamod.validate_dataset(
-        dataset, min_rows=params.min_rows, min_class_rows=params.min_class_rows
+        dataset, task=task, min_rows=params.min_rows, min_class_rows=params.min_class_rows
     )
-    return dataset, datamod.infer_schema(dataset, params.task)
+    schema = datamod.infer_schema(dataset, task, max_categories=params.max_categories)
+    for column in schema.columns:
+        if not column.plain:
+            get_run_logger().info("column %s", column)
+    return dataset, schema
 
 
 @task(cache_policy=NO_CACHE)
@@ -281,4 +288,5 @@ def train_flow(params: TrainParameters | None = None) -> TrainResult:
         champion_after=gated.champion_after,
         data_fingerprint=digest,
         task=str(schema.task),
+        columns=schema.columns,
     )
