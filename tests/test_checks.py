@@ -623,7 +623,7 @@ def test_regression_errors_risen_by_half_mean_degraded():
     rmse = baseline["rmse"]
     assert f"rmse {1.5 * rmse:.4g} vs {rmse:.4g} on the holdout (up 50.0%, more than 25%" in reason
     assert "mae " in reason and "lower is better" in reason
-    assert "r2 " in reason and "(down " in reason  # R2 of 1.5x errors falls by far more than 0.05
+    assert "r2 " not in reason  # R2 is shown, not judged: it depends on the labels' variance
     assert "(442 labelled rows)" in reason
 
 
@@ -631,10 +631,9 @@ def test_regression_errors_within_the_rise_threshold_stay_ok():
     clean, _ = _regression_status(1.0)
     assert clean.status == "ok", clean.reason
     assert clean.conditions == {} and "no quality drop" in clean.reason
-    slightly, _ = _regression_status(1.1)  # RMSE, MAE +10 %, R2 down ~0.1: R2 alone degrades
-    assert slightly.status == "degraded"
-    assert "rmse" not in slightly.reason and "mae" not in slightly.reason
-    assert "r2 " in slightly.reason
+    slightly, _ = _regression_status(1.2)  # RMSE, MAE +20 %: R2 falls ~0.2, but is not judged
+    assert slightly.status == "ok", slightly.reason
+    assert slightly.conditions == {}
 
 
 def test_regression_error_rise_threshold_is_configurable():

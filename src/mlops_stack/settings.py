@@ -311,7 +311,7 @@ class Settings(BaseSettings):
         ge=0,
         le=1,
         description=(
-            "Drop of accuracy, F1 or ROC AUC (a regressor's R2) on labelled rows below the "
+            "Drop of accuracy, F1 or ROC AUC on labelled rows below the "
             "champion's holdout figure from which status is degraded."
         ),
     )

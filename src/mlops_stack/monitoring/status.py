@@ -3,10 +3,11 @@
 One threshold table (settings): ``MLOPS_DRIFT_WARNING_SHARE`` (share of drifted features that
 warns), ``MLOPS_DRIFT_SHARE`` (share that counts as drift), and how far quality on labelled rows
 may move from the champion's holdout figure before the model counts as degraded:
-``MLOPS_QUALITY_DROP`` for the metrics where higher is better (accuracy, F1, ROC AUC; a
-regressor's R2), an absolute drop, and ``MLOPS_QUALITY_ERROR_RISE`` for the errors where lower
-is better (a regressor's RMSE and MAE), a rise relative to the holdout figure since an error
-has the target's unit. Quality is judged only from ``MLOPS_MONITOR_MIN_LABELLED`` labelled rows
+``MLOPS_QUALITY_DROP`` for the metrics where higher is better (accuracy, F1, ROC AUC), an
+absolute drop, and ``MLOPS_QUALITY_ERROR_RISE`` for the errors where lower is better (a
+regressor's RMSE and MAE), a rise relative to the holdout figure since an error has the
+target's unit. A regressor's R2 is shown, not judged: it divides by the variance of the
+window's labels, so a window of similar targets has a low R2 with the very same errors. Quality is judged only from ``MLOPS_MONITOR_MIN_LABELLED`` labelled rows
 on (two labels say nothing about F1). Values of a categorical feature training never saw make
 at least a warning, named with their counts: the model answers them with confidence it has
 not earned. The worst condition wins: degraded > drift > warning > ok.
@@ -17,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mlops_stack.monitoring.checks import CheckResult, FeatureQuality
-from mlops_stack.names import MonitorStatus, higher_is_better, quality_metrics
+from mlops_stack.names import R2, MonitorStatus, Task, higher_is_better, quality_metrics
 
 MAX_NAMED_FEATURES = 8  # features named in a reason; the rest are counted
 
@@ -48,14 +49,20 @@ def quality_vs_holdout(
 ) -> dict[str, tuple[float, float]]:
     """Quality on labelled rows next to the holdout figure: metric -> (now, at training).
 
-    Only the metrics judged for the model's task (``names.quality_metrics``): a regressor's
-    error bias is shown, not judged (the holdout has no figure for it).
+    Only the metrics judged for the model's task (``names.quality_metrics``, less a
+    regressor's R2: see the module's docstring); its error bias is shown, not judged (the
+    holdout has no figure for it).
     """
     quality = result.model_quality
     if quality is None:
         return {}
     pairs: dict[str, tuple[float, float]] = {}
-    for name in quality_metrics(quality.task):
+    judged = [
+        name
+        for name in quality_metrics(quality.task)
+        if not (quality.task == Task.REGRESSION and name == R2)
+    ]
+    for name in judged:
         now, then = quality.get(name), baseline.get(name)
         if now is not None and then is not None:
             pairs[name] = (float(now), float(then))
