@@ -7,7 +7,8 @@ may move from the champion's holdout figure before the model counts as degraded:
 absolute drop, and ``MLOPS_QUALITY_ERROR_RISE`` for the errors where lower is better (a
 regressor's RMSE and MAE), a rise relative to the holdout figure since an error has the
 target's unit. A regressor's R2 is shown, not judged: it divides by the variance of the
-window's labels, so a window of similar targets has a low R2 with the very same errors. Quality is judged only from ``MLOPS_MONITOR_MIN_LABELLED`` labelled rows
+window's labels, so a window of similar targets has a low R2 with the very same errors.
+Quality is judged only from ``MLOPS_MONITOR_MIN_LABELLED`` labelled rows
 on (two labels say nothing about F1). Values of a categorical feature training never saw make
 at least a warning, named with their counts: the model answers them with confidence it has
 not earned. The worst condition wins: degraded > drift > warning > ok.
