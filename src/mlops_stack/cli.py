@@ -250,13 +250,14 @@ def simulate(
     url: Annotated[
         str | None, typer.Option(help="Predictor base URL [default: http://MLOPS_API_HOST:PORT]")
     ] = None,
-    rows: Annotated[int, typer.Option(help="Requests to send")] = 500,
+    rows: Annotated[int, typer.Option(help="Requests to send", min=1)] = 500,
     rate: Annotated[float, typer.Option(help="Requests per second (0: as fast as possible)")] = 20,
     drift: Annotated[
         list[str] | None,
         typer.Option(
-            help="Covariate drift, repeatable: FEATURE:shift=STDS, FEATURE:scale=FACTOR "
-            "or FEATURE:mix=CATEGORY@SHARE"
+            help="Covariate drift, repeatable. Numeric features: FEATURE:shift=STDS or "
+            "FEATURE:scale=FACTOR; categorical ones: FEATURE:mix=CATEGORY@SHARE (that share of "
+            "rows set to CATEGORY)"
         ),
     ] = None,
     label_delay: Annotated[
@@ -270,32 +271,38 @@ def simulate(
     """Send held-out rows to the predictor over HTTP, optionally drifted, with their labels.
 
     The rows are the holdout of the same seeded split training uses, in a shuffled order, so
-    the model has not seen them. Drift changes the features sent (not the labels): a shift in
-    standard deviations, a scale factor, or a share of rows switched to one category.
+    the model has not seen them. When the holdout has fewer rows than --rows, the rest come
+    from the training rows (then the whole table) and go without labels, rather than repeating
+    the holdout. Drift changes the features sent (not the labels): numeric features take a
+    shift in standard deviations or a scale factor, categorical ones a share of rows switched
+    to one category (mix).
     """
     settings = _prepare()
-    from mlops_stack.data import load_dataset
-    from mlops_stack.simulate import Drift, Simulator, apply_drift
-    from mlops_stack.training import split_data
+    from mlops_stack.data import DataValidationError, load_dataset
+    from mlops_stack.simulate import (
+        SimulationError,
+        Simulator,
+        apply_drift,
+        parse_drifts,
+        plan_traffic,
+        split_like_training,
+    )
 
     try:
-        drifts = [Drift.parse(text) for text in drift or []]
-    except ValueError as exc:
+        drifts = parse_drifts(drift or [])
+        dataset = load_dataset(data or settings.dataset_path, target or settings.target_column)
+        held_out = split_like_training(dataset, settings)
+        traffic = plan_traffic(held_out, rows, seed)
+        features = apply_drift(traffic.features, drifts, held_out.X_train, seed)
+    except (SimulationError, DataValidationError) as exc:
         raise _fail(str(exc), code=2) from None
-    dataset = load_dataset(data or settings.dataset_path, target or settings.target_column)
-    held_out = split_data(
-        dataset.features, dataset.labels, test_size=settings.test_size, seed=settings.random_seed
-    )
-    order = held_out.X_test.sample(frac=1.0, random_state=seed).index
-    try:
-        features = apply_drift(held_out.X_test.loc[order], drifts, held_out.X_train, seed)
-    except ValueError as exc:
-        raise _fail(str(exc), code=2) from None
+    if traffic.note:
+        console.print(f"note: {traffic.note}", highlight=False)
     base = url or f"http://{settings.api_host}:{settings.api_port}"
     simulator = Simulator(
         base,
         features,
-        held_out.y_test.loc[order] if labels else None,
+        traffic.labels if labels else None,
         rate=rate,
         label_delay=label_delay,
     )
