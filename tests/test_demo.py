@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from mlops_stack.cli import app
@@ -27,3 +30,57 @@ def test_demo_refuses_a_directory_that_exists(stack, tmp_path):
     stack()
     result = CliRunner().invoke(app, ["demo", "--dir", str(tmp_path)])
     assert result.exit_code == 2 and "exists" in result.output
+
+
+def test_demo_refuses_what_it_cannot_run_on_naming_it(stack, tmp_path):
+    stack()
+    runner = CliRunner()
+    where = ["--dir", str(tmp_path / "demo")]
+    result = runner.invoke(app, ["demo", *where, "--target", "price"])
+    assert result.exit_code == 2 and "--target names a column of --data" in result.output
+    result = runner.invoke(app, ["demo", *where, "--task", "clustering"])
+    assert result.exit_code == 2 and "use classification or regression" in result.output
+    result = runner.invoke(app, ["demo", *where, "--data", str(tmp_path / "none.csv")])
+    assert result.exit_code == 2 and "dataset file not found" in result.output
+    table = tmp_path / "houses.csv"
+    houses().to_csv(table, index=False)
+    result = runner.invoke(app, ["demo", *where, "--data", str(table), "--target", "cost"])
+    assert result.exit_code == 2 and "'cost'" in result.output and "price" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "demo").exists()  # refused before anything was made
+
+
+def test_the_second_batch_labels_follow_a_changed_relationship():
+    from mlops_stack.demo import LABEL_SHIFT_STDS, _changed
+    from mlops_stack.names import Task
+    from mlops_stack.training import Split
+
+    def split(y_train: list) -> Split:
+        frame = pd.DataFrame({"x": range(len(y_train))})
+        return Split(frame, frame, pd.Series(y_train), pd.Series(y_train))
+
+    sent = pd.Series(["b", None, "c", "a"], dtype=object)
+    changed = _changed(sent, split(["a", "b", "c", "a"]), Task.CLASSIFICATION)
+    assert list(changed) == ["c", None, "a", "b"]  # each class the next; no label stays none
+    binary = _changed(pd.Series([0, 1, 1], dtype=object), split([0, 1, 0, 1]), Task.CLASSIFICATION)
+    assert list(binary) == [1, 0, 0]  # two classes: flipped
+    y_train = [10.0, 20.0, 30.0, 40.0]
+    numbers = _changed(pd.Series([15.0, None], dtype=object), split(y_train), Task.REGRESSION)
+    assert numbers[0] == pytest.approx(15.0 + LABEL_SHIFT_STDS * pd.Series(y_train).std())
+    assert numbers[1] is None
+
+
+def houses(rows: int = 600, seed: int = 0) -> pd.DataFrame:
+    """A regression table nobody here wrote: a price from size, rooms, age and a district."""
+    rng = np.random.default_rng(seed)
+    size = rng.normal(90, 25, rows).clip(20)
+    rooms = np.maximum(1, np.round(size / 25 + rng.normal(0, 0.7, rows)))
+    age = rng.integers(0, 80, rows).astype(float)
+    district = rng.choice(["north", "south", "centre", "harbour"], rows)
+    premium = pd.Series(district).map({"north": 0, "south": -20, "centre": 60, "harbour": 30})
+    price = 2.5 * size + 8 * rooms - 0.6 * age + premium.to_numpy() + rng.normal(0, 15, rows)
+    frame = pd.DataFrame(
+        {"size_m2": size, "rooms": rooms, "age": age, "district": district, "price": price}
+    )
+    frame.loc[rng.choice(rows, 20, replace=False), "age"] = np.nan
+    return frame

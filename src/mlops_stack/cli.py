@@ -328,23 +328,50 @@ def demo(
             help="Fresh directory for the demo's state [default: MLOPS_DATA_DIR/demo-<time>]",
         ),
     ] = None,
+    task: Annotated[
+        str | None,
+        typer.Option(
+            help="classification or regression. Alone, regression runs on the built-in "
+            "diabetes table; with --data, the task of that table [default: the built-in breast "
+            "cancer table (classification), or inferred from --data's target]",
+        ),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Your own CSV or Parquet table to run the loop on"),
+    ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(help="Label column of --data [default: MLOPS_TARGET_COLUMN]"),
+    ] = None,
 ) -> None:
     """Run the whole loop embedded, no Docker and no servers to install, and narrate it.
 
     Trains a champion, starts the predictor, sends clean traffic (monitor: ok), then shifted
     traffic whose labels follow a changed relationship (monitor: drift or degradation, an
     alert, a retrain on the labelled rows, the gate's decision), and shows the predictor
-    answering with the new version. Ends with a summary table and where to look.
+    answering with the new version. Ends with a summary table and where to look. Runs on the
+    built-in breast cancer table, the built-in diabetes table (--task regression) or your own
+    (--data FILE --target COLUMN; classification or regression).
     """
     settings = _prepare()
     from datetime import UTC, datetime
 
-    from mlops_stack.demo import run_demo
+    from mlops_stack.data import DataValidationError
+    from mlops_stack.demo import DemoTable, run_demo
 
-    target = directory or settings.data_dir / f"demo-{datetime.now(UTC):%Y%m%d-%H%M%S}"
-    if target.exists():
-        raise _fail(f"{target} exists: the demo starts from an empty directory", code=2)
-    result = run_demo(target.resolve(), console, settings)
+    if target is not None and data is None:
+        raise _fail("--target names a column of --data: give the table too", code=2)
+    if task is not None and task not in ("classification", "regression"):
+        raise _fail(f"--task {task!r}: use classification or regression", code=2)
+    where = directory or settings.data_dir / f"demo-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+    if where.exists():
+        raise _fail(f"{where} exists: the demo starts from an empty directory", code=2)
+    table = DemoTable.choose(data, target, task, settings)
+    try:
+        result = run_demo(where.resolve(), console, settings, table)
+    except DataValidationError as exc:
+        raise _fail(str(exc), code=2) from None
     first, last = result.versions
     if first == last:
         raise typer.Exit(1)
