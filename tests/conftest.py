@@ -39,6 +39,7 @@ STACK_MODULES = {
     "test_monitor",
     "test_monitoring_db",
     "test_notebooks",
+    "test_regression",
     "test_retrain",
     "test_serving",
     "test_serving_registry",

@@ -73,7 +73,7 @@ def test_default_data_trains_registers_and_promotes_a_champion(stack):
     candidates = client.search_runs([run.info.experiment_id], "tags.`mlops.role` = 'candidate'")
     assert sorted(r.data.tags["mlops.candidate"] for r in candidates) == [
         "hist_gradient_boosting",
-        "logistic_regression",
+        "linear",
         "random_forest",
     ]
     assert all(r.data.tags["mlflow.parentRunId"] == result.run_id for r in candidates)
@@ -160,7 +160,7 @@ def test_default_floors_refuse_a_weak_first_model(stack, tmp_path):
     xor_table().to_csv(path, index=False)
     settings = stack(candidates="logistic_regression")
     result = train_flow(_params(data_path=str(path), target="label"))
-    assert not result.promoted and "below the absolute floor" in result.reason
+    assert not result.promoted and "outside the absolute bounds" in result.reason
     assert _aliases(settings) == {"challenger": "1"}
 
 

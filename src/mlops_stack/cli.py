@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mlops_stack.names import HOLDOUT_METRICS, LATENCY_P95, QUALITY_METRICS, RetrainStatus
+from mlops_stack.names import LATENCY_P95, RetrainStatus, holdout_metrics
 from mlops_stack.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -119,7 +119,7 @@ def train(
 
     with stack:
         result = train_flow(params)
-    columns = (*HOLDOUT_METRICS, LATENCY_P95)
+    columns = (*holdout_metrics(result.task), LATENCY_P95)
     table = Table(title=f"{result.model_name} v{result.version} ({result.candidate})")
     for column in columns:
         table.add_column(column, justify="right")
@@ -132,7 +132,12 @@ def train(
 
 @app.command()
 def models() -> None:
-    """List the registered versions: aliases, holdout metrics and the gate's decision."""
+    """List the registered versions: aliases, task, holdout metrics and the gate's decision.
+
+    Each version shows its own task's metrics (ROC AUC, F1, accuracy for a classifier; RMSE,
+    MAE, R^2 for a regressor); the gate's reasons follow the table, one line per version, so
+    the listing reads on an 80-column terminal.
+    """
     stack = _stack()
     settings = stack.settings
     rows = stack.registry.describe()  # a read: creates no experiment
@@ -140,21 +145,26 @@ def models() -> None:
         console.print(f"no versions of '{settings.model_name}' yet: run `mlops train` first")
         return
     table = Table(title=f"{settings.model_name} ({settings.resolved_tracking_uri})")
-    for column in ("version", "aliases", "created (UTC)", "candidate", *QUALITY_METRICS):
+    for column in ("version", "aliases", "created (UTC)", "task", "candidate", "metrics"):
         table.add_column(column, overflow="fold")
-    for column in ("decision", "reason"):
-        table.add_column(column, overflow="fold")
+    table.add_column("decision", overflow="fold")
     for row in rows:
+        day, _, time = row.created_at.partition("T")
         table.add_row(
             row.version,
             ", ".join(row.aliases),
-            row.created_at,
+            f"{day}\n{time.removesuffix('+00:00')}",
+            row.task,
             row.candidate,
-            *(f"{row.metrics[m]:.4f}" if m in row.metrics else "" for m in QUALITY_METRICS),
+            "\n".join(f"{name} {value:.4f}" for name, value in row.metrics.items()),
             row.decision,
-            row.reason,
         )
     console.print(table)
+    reasons = [row for row in rows if row.reason]
+    if reasons:
+        console.print("gate reasons:", highlight=False)
+    for row in reasons:
+        console.print(f"  v{row.version}: {row.reason}", highlight=False, soft_wrap=False)
 
 
 @app.command()

@@ -1,15 +1,21 @@
 """The promotion gate: should a newly trained version replace the champion?
 
-Pure logic, no MLflow: the registry module feeds it metrics and applies the decision. The rule:
+Pure logic, no MLflow: the registry module feeds it metrics and applies the decision. Every
+comparison knows the metric's direction (``names.higher_is_better``): a higher ROC AUC is
+better, a lower RMSE is better. The rule:
 
-1. The candidate must clear every absolute floor (``MLOPS_GATE_MIN_*``).
-2. With no champion, a candidate that clears the floors is promoted.
+1. The candidate must stay within every absolute bound: a minimum for a higher-better metric
+   (``MLOPS_GATE_MIN_ROC_AUC``, ``MLOPS_GATE_MIN_R2``), a maximum for a lower-better one
+   (``MLOPS_GATE_MAX_RMSE``). Bounds on metrics the candidate's task does not report are ignored.
+2. With no champion, a candidate within the bounds is promoted.
 3. Otherwise both are scored on the same evaluation data, and the candidate is promoted only if
-   its gate metric beats the champion's by more than ``MLOPS_GATE_MIN_IMPROVEMENT`` (default 0).
-   A tie keeps the champion: "not worse" is not "better", and swapping a model in production
-   for an equal one costs a reload and a new version to explain for nothing.
-4. A champion that cannot score the evaluation data (it was trained on other columns) cannot be
-   compared; the candidate stays challenger and a person decides with ``mlops promote``.
+   its gate metric beats the champion's by more than ``MLOPS_GATE_MIN_IMPROVEMENT`` (default 0),
+   in the metric's direction. A tie keeps the champion: "not worse" is not "better", and
+   swapping a model in production for an equal one costs a reload and a new version to explain
+   for nothing.
+4. A champion that cannot score the evaluation data (it was trained on other columns, or for
+   another task) cannot be compared; the candidate stays challenger and a person decides with
+   ``mlops promote``.
 """
 
 from __future__ import annotations
@@ -17,7 +23,37 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
+from mlops_stack.names import (
+    RMSE,
+    ROC_AUC,
+    Task,
+    higher_is_better,
+    holdout_metrics,
+)
+
 TIE_TOLERANCE = 1e-12
+AUTO_METRIC = "auto"
+DEFAULT_METRIC = {Task.CLASSIFICATION: ROC_AUC, Task.REGRESSION: RMSE}
+"""The metric ``MLOPS_GATE_METRIC=auto`` compares, per task."""
+
+
+class GateConfigError(ValueError):
+    """The gate's configuration does not fit the model's task (e.g. roc_auc for regression)."""
+
+
+def resolve_metric(metric: str, task: Task | str) -> str:
+    """The metric the gate compares for a model of ``task``: ``auto`` picks the task's default
+    (ROC AUC, RMSE); an explicit metric must be one the task reports."""
+    task = Task(task)
+    if metric == AUTO_METRIC:
+        return DEFAULT_METRIC[task]
+    allowed = holdout_metrics(task)
+    if metric not in allowed:
+        raise GateConfigError(
+            f"MLOPS_GATE_METRIC={metric} does not apply to a {task} model; "
+            f"use auto or one of {', '.join(allowed)}"
+        )
+    return metric
 
 
 @dataclass(frozen=True)
@@ -30,7 +66,24 @@ class GateDecision:
     candidate_score: float
     champion_version: str | None = None
     champion_score: float | None = None
-    failed_floors: dict[str, tuple[float, float]] = field(default_factory=dict)
+    failed_bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+
+def outside_bounds(
+    candidate: dict[str, float], bounds: dict[str, float]
+) -> dict[str, tuple[float, float]]:
+    """Metric -> (value, bound) for every bound the candidate breaks: below a minimum of a
+    higher-better metric, above a maximum of a lower-better one."""
+    return {
+        name: (candidate[name], bound)
+        for name, bound in bounds.items()
+        if name in candidate
+        and (candidate[name] < bound if higher_is_better(name) else candidate[name] > bound)
+    }
+
+
+def _describe_failure(name: str, value: float, bound: float) -> str:
+    return f"{name} {value:.4f} {'<' if higher_is_better(name) else '>'} {bound:.4f}"
 
 
 def decide(
@@ -38,7 +91,7 @@ def decide(
     champion: dict[str, float] | None,
     *,
     metric: str,
-    floors: dict[str, float],
+    bounds: dict[str, float],
     min_improvement: float = 0.0,
     champion_version: str | None = None,
     champion_error: str | None = None,
@@ -50,36 +103,44 @@ def decide(
     """
     score = candidate[metric]
     undecided = GateDecision(False, "", metric, score, champion_version)
-    failed = {
-        name: (candidate[name], floor)
-        for name, floor in floors.items()
-        if name in candidate and candidate[name] < floor
-    }
+    failed = outside_bounds(candidate, bounds)
     if failed:
-        below = ", ".join(f"{n} {v:.4f} < {f:.4f}" for n, (v, f) in failed.items())
-        return replace(undecided, reason=f"below the absolute floor: {below}", failed_floors=failed)
+        broken = ", ".join(_describe_failure(n, v, b) for n, (v, b) in failed.items())
+        return replace(
+            undecided, reason=f"outside the absolute bounds: {broken}", failed_bounds=failed
+        )
     if champion_version is None:
         return replace(
             undecided,
             promote=True,
-            reason="first model: clears every floor and there is no champion",
+            reason="first model: within every bound and there is no champion",
         )
-    if champion is None:
-        why = champion_error or "no metrics"
+    if champion is None or metric not in champion:
+        why = champion_error or f"it reports no {metric}"
         return replace(
             undecided,
             reason=f"champion v{champion_version} cannot be scored on this data ({why}); "
             "promote by hand if intended",
         )
-    best = champion[metric]
-    compared = replace(undecided, champion_score=best)
-    versus = f"{metric} {score:.4f} vs champion v{champion_version} {best:.4f}"
+    return _compare(replace(undecided, champion_score=champion[metric]), min_improvement)
+
+
+def _compare(decision: GateDecision, min_improvement: float) -> GateDecision:
+    """Better, not enough better, tie or worse, in the direction of the decision's metric."""
+    metric, score, best = decision.metric, decision.candidate_score, decision.champion_score
+    assert best is not None
+    higher = higher_is_better(metric)
+    versus = (
+        f"{metric} {score:.4f} vs champion v{decision.champion_version} {best:.4f}, "
+        f"{'higher' if higher else 'lower'} is better"
+    )
+    gain = score - best if higher else best - score  # > 0: the candidate is better
     if math.isclose(score, best, rel_tol=0, abs_tol=TIE_TOLERANCE):
-        return replace(compared, reason=f"tie ({versus}): a tie keeps the champion")
-    if score > best + min_improvement:
-        return replace(compared, promote=True, reason=f"better ({versus})")
-    if score > best:
+        return replace(decision, reason=f"tie ({versus}): a tie keeps the champion")
+    if gain > min_improvement:
+        return replace(decision, promote=True, reason=f"better ({versus})")
+    if gain > 0:
         return replace(
-            compared, reason=f"not enough better ({versus}; needs > {min_improvement:.4f})"
+            decision, reason=f"not enough better ({versus}; needs > {min_improvement:.4f})"
         )
-    return replace(compared, reason=f"worse ({versus})")
+    return replace(decision, reason=f"worse ({versus})")

@@ -13,7 +13,7 @@ second whichever of them acted.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,13 +23,16 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from mlops_stack.gate import GateDecision
-from mlops_stack.names import QUALITY_METRICS, Alias, GateOutcome
+from mlops_stack.names import Alias, GateOutcome, Task, quality_metrics
 from mlops_stack.notifier import Notifier
 from mlops_stack.settings import Settings
 
 PREVIOUS_TAG = "mlops.previous_champion"
 ROLLED_BACK_AT_TAG = "mlops.rolled_back_at"
 RESTORED_FROM_TAG = "mlops.restored_by_rollback_from"
+TASK_TAG = "mlops.task"
+"""A version's task (``names.Task``); versions registered before tasks existed have none and
+are classification models."""
 _MISSING = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}
 
 
@@ -53,6 +56,12 @@ def version_of(mv: ModelVersion) -> str:
     return str(mv.version)
 
 
+def task_of_version(mv: ModelVersion) -> Task:
+    """What a registered version predicts, from its ``mlops.task`` tag (classification if
+    untagged: versions registered before tasks existed)."""
+    return Task(mv.tags.get(TASK_TAG) or Task.CLASSIFICATION)
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -73,9 +82,10 @@ class VersionRow:
     aliases: list[str]
     created_at: str
     candidate: str
-    metrics: dict[str, float]
+    metrics: dict[str, float]  # the task's quality metrics (names.quality_metrics), in order
     decision: str
     reason: str
+    task: str = Task.CLASSIFICATION
 
 
 @dataclass(frozen=True)
@@ -86,6 +96,8 @@ class ChampionInfo:
     since: str | None  # ISO time; None when nothing recorded it
     how: str  # "promoted by the gate", "promoted by hand", "restored from v3"
     previous: str | None  # the version a rollback would restore
+    task: str = Task.CLASSIFICATION
+    metrics: dict[str, float] = field(default_factory=dict)  # holdout quality, task's metrics
 
 
 class Registry:
@@ -171,6 +183,7 @@ class Registry:
         for mv in versions:
             run = self.client.get_run(mv.run_id) if mv.run_id else None
             metrics = run.data.metrics if run else {}
+            task = task_of_version(mv)
             created = datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC)
             rows.append(
                 VersionRow(
@@ -178,9 +191,10 @@ class Registry:
                     aliases=sorted(aliases.get(version_of(mv), [])),
                     created_at=created.isoformat(timespec="seconds"),
                     candidate=run.data.tags.get("mlops.candidate", "") if run else "",
-                    metrics={k: metrics[k] for k in QUALITY_METRICS if k in metrics},
+                    metrics={k: metrics[k] for k in quality_metrics(task) if k in metrics},
                     decision=mv.tags.get("gate.decision", ""),
                     reason=mv.tags.get("gate.reason", ""),
+                    task=str(task),
                 )
             )
         return rows
@@ -198,12 +212,23 @@ class Registry:
         if restored_from:  # a rollback stamped the version it left: when this one returned
             left = self.version(restored_from.lstrip("v"))
             since, how = left.tags.get(ROLLED_BACK_AT_TAG, since), f"restored from {restored_from}"
-        return ChampionInfo(version_of(mv), since, how, tags.get(PREVIOUS_TAG) or None)
+        task = task_of_version(mv)
+        metrics = self.run_metrics(mv)
+        return ChampionInfo(
+            version_of(mv),
+            since,
+            how,
+            tags.get(PREVIOUS_TAG) or None,
+            task=str(task),
+            metrics={k: metrics[k] for k in quality_metrics(task) if k in metrics},
+        )
 
     # --- the gate's record -----------------------------------------------------------------
-    def register(self, model_uri: str) -> str:
-        """Register a logged model as a new version of this model; its number."""
-        return str(mlflow.register_model(model_uri, self.model_name).version)
+    def register(self, model_uri: str, task: Task | str = Task.CLASSIFICATION) -> str:
+        """Register a logged model as a new version of this model, tagged with its task
+        (``mlops.task``: what serving, monitoring and ``mlops models`` read); its number."""
+        tags = {TASK_TAG: str(Task(task))}
+        return str(mlflow.register_model(model_uri, self.model_name, tags=tags).version)
 
     def record_decision(self, version: str, decision: GateDecision, evaluated_on: str) -> None:
         """Write the gate's decision on the version so that it explains itself later."""

@@ -139,8 +139,12 @@ class Settings(BaseSettings):
     test_size: float = Field(0.2, gt=0, lt=1, description="Share of rows held out for evaluation.")
     random_seed: int = Field(42, description="Seed for the split, CV folds and the estimators.")
     candidates: str = Field(
-        "logistic_regression,random_forest,hist_gradient_boosting",
-        description="Comma-separated candidate models to train (a subset trains faster).",
+        "linear,random_forest,hist_gradient_boosting",
+        description=(
+            "Comma-separated candidate models to train (a subset trains faster): linear "
+            "(logistic regression for classes, ridge for numbers; logistic_regression is "
+            "accepted too), random_forest, hist_gradient_boosting."
+        ),
     )
     cv_folds: int = Field(
         5, ge=2, description="Cross-validation folds used to choose the best candidate."
@@ -151,11 +155,36 @@ class Settings(BaseSettings):
 
     # --- the promotion gate --------------------------------------------------------------
     gate_metric: str = Field(
-        "roc_auc", description="Metric the gate compares: accuracy, f1, roc_auc, precision, recall."
+        "auto",
+        description=(
+            "Metric the gate compares: auto (roc_auc for classification, rmse for regression), "
+            "or accuracy, f1, roc_auc, precision, recall (classification), rmse, mae, r2 "
+            "(regression). Lower is better for rmse and mae."
+        ),
     )
-    gate_min_accuracy: float = Field(0.80, ge=0, le=1, description="Absolute floor for accuracy.")
-    gate_min_f1: float = Field(0.80, ge=0, le=1, description="Absolute floor for F1.")
-    gate_min_roc_auc: float = Field(0.85, ge=0, le=1, description="Absolute floor for ROC AUC.")
+    gate_min_accuracy: float = Field(
+        0.80, ge=0, le=1, description="Classification: absolute floor for accuracy."
+    )
+    gate_min_f1: float = Field(
+        0.80, ge=0, le=1, description="Classification: absolute floor for F1."
+    )
+    gate_min_roc_auc: float = Field(
+        0.85, ge=0, le=1, description="Classification: absolute floor for ROC AUC."
+    )
+    gate_min_r2: float | None = Field(
+        0.0,
+        le=1,
+        description=(
+            "Regression: absolute floor for R^2; the default 0 refuses a model worse than "
+            "predicting the mean. Empty: no floor."
+        ),
+    )
+    gate_max_rmse: float | None = Field(
+        None, ge=0, description="Regression: absolute ceiling for RMSE (target units). Empty: none."
+    )
+    gate_max_mae: float | None = Field(
+        None, ge=0, description="Regression: absolute ceiling for MAE (target units). Empty: none."
+    )
     gate_min_improvement: float = Field(
         0.0,
         ge=0,
@@ -360,6 +389,9 @@ class Settings(BaseSettings):
         "api_keys",
         "dashboard_api_url",
         "dashboard_prefect_ui_url",
+        "gate_min_r2",
+        "gate_max_rmse",
+        "gate_max_mae",
         mode="before",
     )
     @classmethod
@@ -370,21 +402,29 @@ class Settings(BaseSettings):
     @field_validator("gate_metric")
     @classmethod
     def _known_metric(cls, value: str) -> str:
-        allowed = {"accuracy", "f1", "roc_auc", "precision", "recall"}
+        """Any metric of either task; whether it fits the trained model's task is checked at
+        train time (``gate.resolve_metric``), when the task is known."""
+        from mlops_stack.gate import AUTO_METRIC
+        from mlops_stack.names import HOLDOUT_METRICS, REGRESSION_HOLDOUT_METRICS
+
+        allowed = [AUTO_METRIC, *HOLDOUT_METRICS, *REGRESSION_HOLDOUT_METRICS]
         if value not in allowed:
-            raise ValueError(f"must be one of {sorted(allowed)}")
+            raise ValueError(f"must be one of {allowed}")
         return value
 
     @field_validator("candidates")
     @classmethod
     def _known_candidates(cls, value: str) -> str:
-        from mlops_stack.training import CANDIDATE_NAMES
+        """Known names, aliases resolved (``logistic_regression`` is ``linear``), no repeats."""
+        from mlops_stack.training import CANDIDATE_ALIASES, CANDIDATE_NAMES
 
         names = [n.strip() for n in value.split(",") if n.strip()]
-        unknown = sorted(set(names) - set(CANDIDATE_NAMES))
+        known = [*CANDIDATE_NAMES, *CANDIDATE_ALIASES]
+        unknown = sorted(set(names) - set(known))
         if not names or unknown:
-            raise ValueError(f"unknown candidate(s) {unknown}; choose from {list(CANDIDATE_NAMES)}")
-        return ",".join(names)
+            raise ValueError(f"unknown candidate(s) {unknown}; choose from {known}")
+        canonical = [CANDIDATE_ALIASES.get(n, n) for n in names]
+        return ",".join(dict.fromkeys(canonical))
 
     @model_validator(mode="after")
     def _thresholds_in_order(self) -> Settings:
@@ -452,12 +492,18 @@ class Settings(BaseSettings):
 
     @property
     def gate_thresholds(self) -> dict[str, float]:
-        """Absolute floors a candidate must clear, by metric name."""
-        return {
+        """Absolute bounds a candidate must stay within, by metric name: a minimum for a
+        higher-better metric, a maximum for a lower-better one (``names.higher_is_better``).
+        The gate applies those of the metrics the candidate's task reports."""
+        bounds: dict[str, float | None] = {
             "accuracy": self.gate_min_accuracy,
             "f1": self.gate_min_f1,
             "roc_auc": self.gate_min_roc_auc,
+            "r2": self.gate_min_r2,
+            "rmse": self.gate_max_rmse,
+            "mae": self.gate_max_mae,
         }
+        return {name: bound for name, bound in bounds.items() if bound is not None}
 
     def prepare_environment(self) -> None:
         """Create the data directory and point Prefect at it before Prefect is imported.

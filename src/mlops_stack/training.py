@@ -9,34 +9,70 @@ split, then scored once on the holdout: the holdout stays an honest estimate for
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import ClassifierMixin
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
+from sklearn.base import BaseEstimator, is_classifier
+from sklearn.ensemble import (
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
+from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import (
     accuracy_score,
     f1_score,
+    make_scorer,
+    mean_absolute_error,
     precision_score,
+    r2_score,
     recall_score,
     roc_auc_score,
+    root_mean_squared_error,
 )
-from sklearn.model_selection import StratifiedKFold, cross_val_score, train_test_split
+from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score, train_test_split
 from sklearn.pipeline import Pipeline
 
 from mlops_stack.data import DatasetSchema
-from mlops_stack.names import ACCURACY, F1, LATENCY_P95, PRECISION, RECALL, ROC_AUC
+from mlops_stack.names import (
+    ACCURACY,
+    F1,
+    LATENCY_P95,
+    MAE,
+    PRECISION,
+    R2,
+    RECALL,
+    RMSE,
+    ROC_AUC,
+    Task,
+    higher_is_better,
+)
 from mlops_stack.preprocessing import build_preprocessor
 
-CANDIDATE_NAMES = ("logistic_regression", "random_forest", "hist_gradient_boosting")
+CANDIDATE_NAMES = ("linear", "random_forest", "hist_gradient_boosting")
+"""Task-neutral candidate names: ``linear`` is a logistic regression for classification and a
+ridge regression for regression; the two tree ensembles are the task's classifier or regressor."""
+
+CANDIDATE_ALIASES = {"logistic_regression": "linear"}
+"""Older names still accepted (``MLOPS_CANDIDATES=logistic_regression`` keeps working)."""
+
+
+def canonical_candidate(name: str) -> str:
+    """The candidate ``name`` stands for (an alias resolved); ValueError for an unknown name."""
+    canonical = CANDIDATE_ALIASES.get(name, name)
+    if canonical not in CANDIDATE_NAMES:
+        known = [*CANDIDATE_NAMES, *CANDIDATE_ALIASES]
+        raise ValueError(f"unknown candidate {name!r}; choose from {known}")
+    return canonical
 
 
 @dataclass(frozen=True)
 class Split:
-    """A stratified, seeded train/holdout split of features and labels."""
+    """A seeded train/holdout split of features and labels (stratified for classes)."""
 
     X_train: pd.DataFrame
     X_test: pd.DataFrame
@@ -46,7 +82,11 @@ class Split:
 
 @dataclass
 class CandidateResult:
-    """A fitted candidate with its CV score, holdout metrics and hyper-parameters."""
+    """A fitted candidate with its CV score, holdout metrics and hyper-parameters.
+
+    ``cv_score`` is in the metric's own units (an RMSE is positive): compare candidates with
+    :func:`best_candidate`, which knows the metric's direction.
+    """
 
     name: str
     pipeline: Pipeline
@@ -55,20 +95,43 @@ class CandidateResult:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-def split_data(features: pd.DataFrame, labels: pd.Series, *, test_size: float, seed: int) -> Split:
-    """Stratified split so every class appears in the holdout in its training proportion."""
+def split_data(
+    features: pd.DataFrame,
+    labels: pd.Series,
+    *,
+    test_size: float,
+    seed: int,
+    task: Task | str = Task.CLASSIFICATION,
+) -> Split:
+    """Seeded split; stratified for classification so every class appears in the holdout in its
+    training proportion (a numeric target has no classes to stratify on)."""
+    stratify = labels if Task(task) is Task.CLASSIFICATION else None
     X_train, X_test, y_train, y_test = train_test_split(
-        features, labels, test_size=test_size, random_state=seed, stratify=labels
+        features, labels, test_size=test_size, random_state=seed, stratify=stratify
     )
     return Split(X_train, X_test, y_train, y_test)
 
 
-def _estimators(seed: int) -> dict[str, tuple[ClassifierMixin, bool]]:
-    """Candidate name -> (estimator, whether numeric features are scaled first)."""
+def _estimators(task: Task, seed: int) -> dict[str, tuple[BaseEstimator, bool]]:
+    """Candidate name -> (estimator for ``task``, whether numeric features are scaled first)."""
+    # n_jobs=1 for the forests: a single-row predict is ~4x faster than with a process pool.
+    if task is Task.REGRESSION:
+        return {
+            "linear": (Ridge(alpha=1.0, random_state=seed), True),
+            "random_forest": (
+                RandomForestRegressor(
+                    n_estimators=200, min_samples_leaf=1, n_jobs=1, random_state=seed
+                ),
+                False,
+            ),
+            "hist_gradient_boosting": (
+                HistGradientBoostingRegressor(max_iter=200, learning_rate=0.1, random_state=seed),
+                False,
+            ),
+        }
     return {
-        "logistic_regression": (LogisticRegression(max_iter=2000, C=1.0, random_state=seed), True),
+        "linear": (LogisticRegression(max_iter=2000, C=1.0, random_state=seed), True),
         "random_forest": (
-            # n_jobs=1: a single-row predict is ~4x faster than with a process pool.
             RandomForestClassifier(
                 n_estimators=200, min_samples_leaf=1, n_jobs=1, random_state=seed
             ),
@@ -82,16 +145,20 @@ def _estimators(seed: int) -> dict[str, tuple[ClassifierMixin, bool]]:
 
 
 def build_candidates(
-    schema: DatasetSchema, seed: int, names: list[str] | None = None
+    schema: DatasetSchema, seed: int, names: Sequence[str] | None = None
 ) -> dict[str, Pipeline]:
-    """One unfitted Pipeline (preprocessing + estimator) per candidate, in ``names`` order."""
-    estimators = _estimators(seed)
+    """One unfitted Pipeline (preprocessing + estimator) per candidate, in ``names`` order.
+
+    The estimators are those of the schema's task; the dict is keyed by the names asked for
+    (an alias stays its caller's key).
+    """
+    estimators = _estimators(Task(schema.task), seed)
     return {
         name: Pipeline(
             [("preprocess", build_preprocessor(schema, scale=scale)), ("model", estimator)]
         )
         for name in (names or CANDIDATE_NAMES)
-        for estimator, scale in [estimators[name]]
+        for estimator, scale in [estimators[canonical_candidate(name)]]
     }
 
 
@@ -101,35 +168,99 @@ def candidate_params(pipeline: Pipeline) -> dict[str, object]:
     return {k: v for k, v in params.items() if isinstance(v, int | float | str | bool | None)}
 
 
+def task_of(model: BaseEstimator) -> Task:
+    """The task a fitted or unfitted estimator (or Pipeline) performs."""
+    return Task.CLASSIFICATION if is_classifier(model) else Task.REGRESSION
+
+
+def best_candidate(results: Sequence[CandidateResult], metric: str) -> CandidateResult:
+    """The candidate with the best CV score, in the metric's direction (lowest RMSE, highest
+    ROC AUC); the first listed wins a tie, so the choice is deterministic."""
+    if higher_is_better(metric):
+        return max(results, key=lambda r: r.cv_score)
+    return min(results, key=lambda r: r.cv_score)
+
+
 def cross_validate(
-    pipeline: Pipeline, split: Split, *, folds: int, seed: int, metric: str
+    pipeline: Pipeline,
+    X: pd.DataFrame,
+    y: pd.Series,
+    *,
+    folds: int,
+    seed: int,
+    metric: str,
 ) -> float:
-    """Mean CV score on the training split, the number used to pick the best candidate."""
-    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    scorer = _sklearn_scorer(metric, split.y_train)
-    scores = cross_val_score(pipeline, split.X_train, split.y_train, cv=cv, scoring=scorer)
-    return float(np.mean(scores))
+    """Mean CV score of ``metric`` on training rows, in the metric's units (RMSE positive).
 
-
-def _sklearn_scorer(metric: str, labels: pd.Series) -> str:
-    binary = labels.nunique() == 2
-    if metric == ROC_AUC:
-        return "roc_auc" if binary else "roc_auc_ovr"
-    if metric == ACCURACY:
-        return "accuracy"
-    return metric if binary else f"{metric}_macro"
-
-
-def evaluate(model: ClassifierMixin, X: pd.DataFrame, y: pd.Series) -> dict[str, float]:
-    """Accuracy, F1, ROC AUC, precision and recall of a fitted model on labelled rows.
-
-    Binary targets report the positive class (the larger label when sorted); multi-class
-    targets report the macro average and one-vs-rest ROC AUC.
+    Classification folds are stratified; regression folds are plain shuffled K-fold.
     """
+    splitter = StratifiedKFold if task_of(pipeline) is Task.CLASSIFICATION else KFold
+    cv = splitter(n_splits=folds, shuffle=True, random_state=seed)
+    scorer, sign = _sklearn_scorer(metric, y)
+    scores = cross_val_score(pipeline, X, y, cv=cv, scoring=scorer)
+    return sign * float(np.mean(scores))
+
+
+_REGRESSION_SCORERS = {
+    RMSE: "neg_root_mean_squared_error",
+    MAE: "neg_mean_absolute_error",
+    R2: "r2",
+}
+
+
+def _sklearn_scorer(metric: str, labels: pd.Series) -> tuple[Any, float]:
+    """scikit-learn's scorer for ``metric`` and the sign turning its score into the metric.
+
+    scikit-learn maximises every score, so errors come negated (``neg_root_mean_squared_error``)
+    and are turned back into positive errors here. Binary F1/precision/recall score the larger
+    label as positive, as :func:`evaluate` does, so that string class names work.
+    """
+    if metric in _REGRESSION_SCORERS:
+        scorer = _REGRESSION_SCORERS[metric]
+        return scorer, -1.0 if scorer.startswith("neg_") else 1.0
+    classes = sorted(labels.unique())
+    binary = len(classes) == 2
+    if metric == ROC_AUC:
+        return ("roc_auc" if binary else "roc_auc_ovr"), 1.0
+    if metric == ACCURACY:
+        return "accuracy", 1.0
+    functions = {F1: f1_score, PRECISION: precision_score, RECALL: recall_score}
+    if metric not in functions:
+        raise ValueError(f"no cross-validation scorer for metric {metric!r}")
+    averaging: dict[str, Any] = (
+        {"average": "binary", "pos_label": classes[1]} if binary else {"average": "macro"}
+    )
+    return make_scorer(functions[metric], zero_division=0, **averaging), 1.0
+
+
+def evaluate(model: Any, X: pd.DataFrame, y: pd.Series) -> dict[str, float]:
+    """The holdout metrics of a fitted model on labelled rows, for the model's task.
+
+    Regression: RMSE, MAE and R^2 (``names.REGRESSION_HOLDOUT_METRICS``). Classification:
+    accuracy, F1, ROC AUC, precision and recall (``names.HOLDOUT_METRICS``); binary targets
+    report the positive class (the larger label when sorted), multi-class targets the macro
+    average and one-vs-rest ROC AUC. Class labels may be text (``'barolo'``).
+    """
+    if task_of(model) is Task.REGRESSION:
+        return _evaluate_regression(model, X, y)
+    return _evaluate_classification(model, X, y)
+
+
+def _evaluate_regression(model: Any, X: pd.DataFrame, y: pd.Series) -> dict[str, float]:
+    predicted = model.predict(X)
+    actual = pd.to_numeric(y).to_numpy(dtype=float)
+    return {  # the keys are names.REGRESSION_HOLDOUT_METRICS
+        RMSE: float(root_mean_squared_error(actual, predicted)),
+        MAE: float(mean_absolute_error(actual, predicted)),
+        R2: float(r2_score(actual, predicted)),
+    }
+
+
+def _evaluate_classification(model: Any, X: pd.DataFrame, y: pd.Series) -> dict[str, float]:
     predicted = model.predict(X)
     classes = list(model.classes_)
     binary = len(classes) == 2
-    averaging: dict[str, object] = (
+    averaging: dict[str, Any] = (
         {"average": "binary", "pos_label": classes[1]} if binary else {"average": "macro"}
     )
     proba = model.predict_proba(X)

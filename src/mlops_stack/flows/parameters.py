@@ -72,11 +72,17 @@ class _Parameters(BaseModel):
 
 
 class GateParameters(_Parameters):
-    """What a candidate must clear to become champion (see :mod:`mlops_stack.gate`)."""
+    """What a candidate must clear to become champion (see :mod:`mlops_stack.gate`).
+
+    ``metric`` may be ``auto`` (the task's default); the train flow resolves it once the task
+    is known. ``bounds`` holds both tasks' bounds; the gate applies the candidate's task's.
+    """
 
     metric: str = _setting("gate_metric")
-    floors: dict[str, float] = _derived(
-        "gate_thresholds", "Absolute floor per metric (MLOPS_GATE_MIN_*)."
+    bounds: dict[str, float] = _derived(
+        "gate_thresholds",
+        "Absolute bound per metric: a minimum for higher-better metrics (MLOPS_GATE_MIN_*), "
+        "a maximum for lower-better ones (MLOPS_GATE_MAX_*).",
     )
     min_improvement: float = _setting("gate_min_improvement", ge=0)
 

@@ -20,8 +20,9 @@ from sklearn.pipeline import Pipeline
 from mlops_stack import data as datamod
 from mlops_stack import modelstore, training
 from mlops_stack.flows.parameters import TrainParameters
-from mlops_stack.gate import GateDecision, decide
-from mlops_stack.registry import Registry, version_of
+from mlops_stack.gate import GateDecision, decide, resolve_metric
+from mlops_stack.names import Task
+from mlops_stack.registry import TASK_TAG, Registry, task_of_version, version_of
 from mlops_stack.stack import current_stack
 
 
@@ -39,6 +40,7 @@ class TrainResult:
     champion_before: str | None
     champion_after: str | None
     data_fingerprint: str
+    task: str = Task.CLASSIFICATION
 
 
 @dataclass(frozen=True)
@@ -64,9 +66,16 @@ def load_and_validate(
 
 
 @task(cache_policy=NO_CACHE)
-def split(dataset: datamod.Dataset, params: TrainParameters) -> training.Split:
+def split(
+    dataset: datamod.Dataset, schema: datamod.DatasetSchema, params: TrainParameters
+) -> training.Split:
+    """Seeded holdout split, stratified by class for classification."""
     return training.split_data(
-        dataset.features, dataset.labels, test_size=params.test_size, seed=params.random_seed
+        dataset.features,
+        dataset.labels,
+        test_size=params.test_size,
+        seed=params.random_seed,
+        task=schema.task,
     )
 
 
@@ -77,7 +86,12 @@ def train_candidate(
     """Cross-validate on the training split, refit on all of it, score on the holdout."""
     metric = params.gate.metric
     cv_score = training.cross_validate(
-        pipeline, data, folds=params.cv_folds, seed=params.random_seed, metric=metric
+        pipeline,
+        data.X_train,
+        data.y_train,
+        folds=params.cv_folds,
+        seed=params.random_seed,
+        metric=metric,
     )
     pipeline.fit(data.X_train, data.y_train)
     metrics = training.evaluate(pipeline, data.X_test, data.y_test)
@@ -110,6 +124,7 @@ def log_candidates(
             {
                 "mlops.role": "train",
                 "mlops.trigger": params.trigger,
+                TASK_TAG: str(schema.task),
                 "data.fingerprint": digest,
                 "data.source": dataset.source,
             }
@@ -119,6 +134,8 @@ def log_candidates(
                 "data.rows": len(dataset.frame),
                 "data.target": dataset.target,
                 "data.features": len(schema.features),
+                "data.task": str(schema.task),
+                "gate.metric": params.gate.metric,
                 "test_size": params.test_size,
                 "seed": params.random_seed,
                 "cv_folds": params.cv_folds,
@@ -141,6 +158,7 @@ def log_candidates(
                     {
                         "mlops.role": "candidate",
                         "mlops.candidate": result.name,
+                        TASK_TAG: str(schema.task),
                         "data.fingerprint": digest,
                     }
                 )
@@ -157,13 +175,20 @@ def log_candidates(
 
 
 def _score_champion(
-    registry: Registry, X: pd.DataFrame, y: pd.Series
+    registry: Registry, X: pd.DataFrame, y: pd.Series, task: Task
 ) -> tuple[str | None, dict[str, float] | None, str | None]:
-    """Champion version and its metrics on the gate's data, or why it could not be scored."""
+    """Champion version and its metrics on the gate's data, or why it could not be scored.
+
+    A champion of another task (a regressor against a new classifier) is not compared at all:
+    its metrics are not the candidate's, and numeric class labels would even let it "score".
+    """
     champion = registry.champion()
     if champion is None:
         return None, None, None
     number = version_of(champion)
+    champion_task = task_of_version(champion)
+    if champion_task is not task:
+        return number, None, f"it is a {champion_task} model and this one is {task}"
     try:
         model = modelstore.load_pipeline(f"models:/{registry.model_name}/{number}")
         return number, training.evaluate(model, X, y), None
@@ -191,13 +216,14 @@ def register_and_gate(
         else (evaluation.features, evaluation.labels)
     )
     candidate = best.metrics if evaluation is None else training.evaluate(best.pipeline, X, y)
-    champion_version, champion_metrics, error = _score_champion(registry, X, y)
-    version = registry.register(model_uri)
+    task = training.task_of(best.pipeline)
+    champion_version, champion_metrics, error = _score_champion(registry, X, y, task)
+    version = registry.register(model_uri, task)
     decision = decide(
         candidate,
         champion_metrics,
         metric=params.gate.metric,
-        floors=params.gate.floors,
+        bounds=params.gate.bounds,
         min_improvement=params.gate.min_improvement,
         champion_version=champion_version,
         champion_error=error,
@@ -222,15 +248,20 @@ def train_flow(params: TrainParameters | None = None) -> TrainResult:
     logger = get_run_logger()
     stack.registry.use_experiment(stack.settings.experiment_name)
     dataset, schema = load_and_validate(params)
+    # "auto" becomes the task's metric; a metric of the other task stops here, named
+    metric = resolve_metric(params.gate.metric, schema.task)
+    gate = params.gate.model_copy(update={"metric": metric})
+    params = params.model_copy(update={"gate": gate})
+    logger.info("task: %s; gate metric: %s", schema.task, gate.metric)
     evaluation = (
         datamod.load_dataset(params.evaluation_path, params.target)
         if params.evaluation_path
         else None
     )
-    data = split(dataset, params)
+    data = split(dataset, schema, params)
     pipelines = training.build_candidates(schema, params.random_seed, params.candidates)
     results = [train_candidate(name, p, data, params) for name, p in pipelines.items()]
-    best = max(results, key=lambda r: r.cv_score)  # first listed wins a tie: deterministic
+    best = training.best_candidate(results, params.gate.metric)
     logger.info("best candidate by CV %s: %s (%.4f)", params.gate.metric, best.name, best.cv_score)
     run_id, uris, digest = log_candidates(results, dataset, schema, data, params)
     gated = register_and_gate(best, uris[best.name], data, params, evaluation)
@@ -249,4 +280,5 @@ def train_flow(params: TrainParameters | None = None) -> TrainResult:
         champion_before=gated.champion_before,
         champion_after=gated.champion_after,
         data_fingerprint=digest,
+        task=str(schema.task),
     )
