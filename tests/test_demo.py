@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from mlops_stack.cli import app
+
+from .test_simulate import houses
 
 
 def test_demo_runs_the_loop_and_promotes_a_retrained_model(stack, tmp_path):
@@ -68,19 +69,3 @@ def test_the_second_batch_labels_follow_a_changed_relationship():
     numbers = _changed(pd.Series([15.0, None], dtype=object), split(y_train), Task.REGRESSION)
     assert numbers[0] == pytest.approx(15.0 + LABEL_SHIFT_STDS * pd.Series(y_train).std())
     assert numbers[1] is None
-
-
-def houses(rows: int = 600, seed: int = 0) -> pd.DataFrame:
-    """A regression table nobody here wrote: a price from size, rooms, age and a district."""
-    rng = np.random.default_rng(seed)
-    size = rng.normal(90, 25, rows).clip(20)
-    rooms = np.maximum(1, np.round(size / 25 + rng.normal(0, 0.7, rows)))
-    age = rng.integers(0, 80, rows).astype(float)
-    district = rng.choice(["north", "south", "centre", "harbour"], rows)
-    premium = pd.Series(district).map({"north": 0, "south": -20, "centre": 60, "harbour": 30})
-    price = 2.5 * size + 8 * rooms - 0.6 * age + premium.to_numpy() + rng.normal(0, 15, rows)
-    frame = pd.DataFrame(
-        {"size_m2": size, "rooms": rooms, "age": age, "district": district, "price": price}
-    )
-    frame.loc[rng.choice(rows, 20, replace=False), "age"] = np.nan
-    return frame

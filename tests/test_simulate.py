@@ -244,3 +244,64 @@ def test_clean_traffic_from_a_small_table_raises_no_drift(stack, prefect_server,
     assert summary.window_rows == 500 and summary.labelled_rows == 69
     assert summary.drifted_features == [], summary.reason
     assert summary.status == "ok", summary.reason
+
+
+def houses(rows: int = 600, seed: int = 0) -> pd.DataFrame:
+    """A regression table nobody here wrote: a price from size, rooms, age and a district."""
+    rng = np.random.default_rng(seed)
+    size = rng.normal(90, 25, rows).clip(20)
+    rooms = np.maximum(1, np.round(size / 25 + rng.normal(0, 0.7, rows)))
+    age = rng.integers(0, 80, rows).astype(float)
+    district = rng.choice(["north", "south", "centre", "harbour"], rows)
+    premium = pd.Series(district).map({"north": 0, "south": -20, "centre": 60, "harbour": 30})
+    price = 2.5 * size + 8 * rooms - 0.6 * age + premium.to_numpy() + rng.normal(0, 15, rows)
+    frame = pd.DataFrame(
+        {"size_m2": size, "rooms": rooms, "age": age, "district": district, "price": price}
+    )
+    frame.loc[rng.choice(rows, 20, replace=False), "age"] = np.nan
+    return frame
+
+
+def test_regression_traffic_sends_numbers_and_drifts_numeric_and_categorical_features(
+    stack, prefect_server, tmp_path
+):
+    """A regressor on a table with a categorical feature: numeric labels, all three kinds."""
+    from mlops_stack.flows.train import train_flow
+    from mlops_stack.monitoring_db import MonitoringDB
+    from mlops_stack.serving.app import create_app
+    from mlops_stack.stack import Stack
+
+    from .servers import serving
+
+    table = tmp_path / "houses.csv"
+    frame = houses()
+    frame.to_csv(table, index=False)
+    settings = stack(
+        dataset_path=str(table),
+        target_column="price",
+        candidates="linear",
+        log_flush_seconds="0.05",
+    )
+    trained = train_flow()
+    assert "rmse" in trained.metrics  # the task was inferred: a regressor
+    drifts = ["district:mix=harbour@0.9", "size_m2:shift=2", "age:scale=1.5"]
+    args = ["--rows", "150", "--rate", "0", *(a for d in drifts for a in ("--drift", d))]
+    with serving(create_app(Stack(settings))) as base:
+        result = CliRunner().invoke(app, ["simulate", "--url", base, *args])
+    assert result.exit_code == 0, result.output
+    assert "150 answered, 0 failed" in result.output
+    assert "the holdout has 120 rows; the other 30" in result.output
+    assert "labels accepted 120, unknown 0" in result.output  # the whole holdout (20 % of 600)
+
+    store = MonitoringDB(settings.resolved_monitoring_db_url)
+    logged = store.predictions_with_feedback()
+    store.dispose()
+    assert len(logged) == 150
+    assert all(isinstance(p, float) for p in logged["prediction"])
+    labels = pd.to_numeric(logged["label"].dropna())  # stored as text, sent as numbers
+    assert len(labels) == 120
+    gaps = np.abs(labels.to_numpy()[:, None] - frame["price"].to_numpy()[None, :]).min(axis=1)
+    assert gaps.max() < 1e-9  # each one a true price of the table
+    assert (logged["district"] == "harbour").mean() > 0.85  # mixed in 90 % of the rows
+    assert logged["size_m2"].mean() > frame["size_m2"].mean() + 1.5 * frame["size_m2"].std()
+    assert logged["age"].max() > frame["age"].max()  # scaled by 1.5

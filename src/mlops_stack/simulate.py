@@ -169,18 +169,27 @@ def apply_drift(
 
 
 def split_like_training(dataset: Dataset, settings: Settings) -> Split:
-    """The train/holdout split the train flow makes of this table (same share, same seed).
+    """The train/holdout split the train flow makes of this table (same share, same seed, and
+    the task inferred the same way: stratified for classes, not for a number).
 
     The holdout is what the simulator sends: rows the model has not seen.
     """
+    from mlops_stack.data import infer_task
     from mlops_stack.training import split_data
 
     if dataset.target not in dataset.frame.columns:
         have = ", ".join(map(str, dataset.frame.columns[:20]))
         raise SimulationError(f"no column {dataset.target!r} (the target) in the table: {have}")
-    return split_data(
-        dataset.features, dataset.labels, test_size=settings.test_size, seed=settings.random_seed
-    )
+    try:
+        return split_data(
+            dataset.features,
+            dataset.labels,
+            test_size=settings.test_size,
+            seed=settings.random_seed,
+            task=infer_task(dataset.labels, settings.task),
+        )
+    except ValueError as exc:  # e.g. missing labels, or a class with one row to stratify
+        raise SimulationError(f"cannot split the table as training does: {exc}") from None
 
 
 @dataclass(frozen=True)
