@@ -19,7 +19,7 @@ import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import TYPE_CHECKING, Literal, cast, get_args
 
 import httpx
 import numpy as np
@@ -78,7 +78,7 @@ class Drift:
                 category, _, share = argument.partition("@")
                 drift = cls(feature, "mix", float(share or 1.0), category)
             else:
-                drift = cls(feature, kind, float(argument))  # type: ignore[arg-type]
+                drift = cls(feature, cast(DriftKind, kind), float(argument))
         except ValueError:
             raise DriftError(f"cannot read drift {text!r}: not a number; use {FORMS}") from None
         drift._check_value(text)
@@ -113,7 +113,8 @@ def check_drift(drift: Drift, reference: pd.DataFrame) -> None:
     a categorical feature learns how to drift it instead.
     """
     if drift.feature not in reference.columns:
-        have = ", ".join(map(str, reference.columns))
+        names = list(map(str, reference.columns))
+        have = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
         raise DriftError(f"no feature {drift.feature!r} to drift; the table's features: {have}")
     column = reference[drift.feature]
     if is_numeric(column):
