@@ -87,6 +87,13 @@ def train(
         str | None,
         typer.Option(help="Label column of the table [default: MLOPS_TARGET_COLUMN]"),
     ] = None,
+    task: Annotated[
+        str | None,
+        typer.Option(
+            help="auto, classification or regression [default: MLOPS_TASK; auto infers it "
+            "from the target]"
+        ),
+    ] = None,
 ) -> None:
     """Train candidate models, register the best in MLflow and let the gate decide.
 
@@ -101,6 +108,10 @@ def train(
     from mlops_stack.flows.parameters import TrainParameters
 
     overrides = {"data_path": str(data)} if data else {}
+    if task is not None:
+        if task not in ("auto", "classification", "regression"):
+            raise _fail(f"--task {task!r}: use auto, classification or regression", code=2)
+        overrides["task"] = task
     params = TrainParameters.from_settings(
         settings, **overrides, target=target or settings.target_column
     )
