@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# CI's compose stage, in two parts on a real Docker engine, each torn down after itself:
-#   dev:  docker-compose.yml; the lifecycle through nginx only (tests/e2e)
-#   prod: docker-compose.yml + docker-compose.prod.yml with generated secrets and a self-signed
-#         certificate; TLS, keys, logins, limits, hardening and backup/restore (tests/e2e_prod)
+# CI's compose stage, in three parts on a real Docker engine, each torn down after itself:
+#   dev:   docker-compose.yml; the lifecycle through nginx only (tests/e2e)
+#   table: docker-compose.yml again, on a user's regression table by configuration alone (a
+#          diabetes CSV in a mounted directory, its path, target and model name in an env
+#          file); a champion and a numeric prediction through nginx (tests/e2e_table). It
+#          reuses dev's images and boots only the dev stack.
+#   prod:  docker-compose.yml + docker-compose.prod.yml with generated secrets and a self-signed
+#          certificate; TLS, keys, logins, limits, hardening and backup/restore (tests/e2e_prod)
 # Called by .ci/run; runs as is on a laptop with Docker too (as root, or a user in the docker
-# group). MLOPS_E2E_STAGES="dev prod" (the default) picks the parts.
+# group). MLOPS_E2E_STAGES="dev table prod" (the default) picks the parts.
 #
 # On a machine with no container registry (CI), ../shared/docker/ provides the engine and
 # stand-ins for the official base images; set MLOPS_DOCKER_TOOLS to that folder if it is not
@@ -16,7 +20,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-STAGES=${MLOPS_E2E_STAGES:-dev prod}
+STAGES=${MLOPS_E2E_STAGES:-dev table prod}
 PROJECT=${COMPOSE_PROJECT_NAME:-mlops-stack-ci}
 export MLOPS_HTTP_PORT=${MLOPS_HTTP_PORT:-18080}
 export MLOPS_E2E_URL="http://127.0.0.1:${MLOPS_HTTP_PORT}"
@@ -53,6 +57,7 @@ on_exit() {
   fi
   teardown
   [ -z "${secrets_tmp:-}" ] || rm -rf "$secrets_tmp"
+  [ -z "${table_tmp:-}" ] || rm -rf "$table_tmp"
   exit $status
 }
 
@@ -65,12 +70,8 @@ teardown() {
 
 tools=$(docker_tools)
 if [ -n "$tools" ]; then
-  # engine-up.sh clears sockets and pid files left by an engine that is no longer running
   step "Docker engine ($tools/engine-up.sh)"
-  if ! "$tools/engine-up.sh"; then
-    tail -40 /var/log/standin-containerd.log /var/log/standin-dockerd.log 2>/dev/null || true
-    exit 1
-  fi
+  "$tools/engine-up.sh"
   step "base images: stand-ins where no registry can be reached"
   "$tools/stand-in-images.sh" --compose docker-compose.yml --compose docker-compose.prod.yml
 elif ! docker info >/dev/null 2>&1; then
@@ -150,6 +151,42 @@ dev_stage() {
   teardown
 }
 
+# A user's table by configuration alone, as README's "Your own data" tells it: the table in a
+# directory compose mounts read-only (MLOPS_DATASETS_DIR, ./datasets by default) and the
+# lines a user puts in .env, here in a file of their own (MLOPS_ENV_FILE) so that a
+# developer's .env is left alone. Only the dev stack, on dev's images (built if missing).
+table_stage() {
+  local t0
+  t0=$(now)
+  export COMPOSE_PROJECT_NAME=$PROJECT-table
+  current=table
+  table_tmp=$(mktemp -d)
+  export MLOPS_DATASETS_DIR=$table_tmp/datasets
+  export MLOPS_ENV_FILE=$table_tmp/table.env
+  export MLOPS_E2E_MODEL=diabetes-regressor
+  step "table: scikit-learn's diabetes table as a CSV in $MLOPS_DATASETS_DIR"
+  mkdir -p "$MLOPS_DATASETS_DIR"
+  python -c 'import sys; from sklearn.datasets import load_diabetes
+load_diabetes(as_frame=True).frame.to_csv(sys.argv[1], index=False)' "$MLOPS_DATASETS_DIR/diabetes.csv"
+  chmod -R a+rX "$table_tmp"  # mktemp's 0700: the containers' user (uid 10001) reads it
+  cat >"$MLOPS_ENV_FILE" <<ENV
+MLOPS_DATASET_PATH=/datasets/diabetes.csv
+MLOPS_TARGET_COLUMN=target
+MLOPS_MODEL_NAME=$MLOPS_E2E_MODEL
+MLOPS_TASK=regression
+ENV
+  docker compose down -v --remove-orphans >/dev/null 2>&1 || true
+  step "table: docker compose up -d --wait (dev's images)"
+  docker compose up -d --wait --wait-timeout 300
+  step "table: waiting for the first champion (a regressor trained on the mounted CSV)"
+  wait_champion "$MLOPS_E2E_URL"
+  step "table: a champion and a numeric prediction through nginx (tests/e2e_table)"
+  python -m pytest tests/e2e_table -v -p no:cacheprovider
+  teardown
+  unset MLOPS_DATASETS_DIR MLOPS_ENV_FILE
+  step "table: stage took $(($(now) - t0))s"
+}
+
 prod_stage() {
   export COMPOSE_PROJECT_NAME=$PROJECT-prod
   export COMPOSE_FILE=docker-compose.yml:docker-compose.prod.yml
@@ -173,8 +210,9 @@ prod_stage() {
 for stage in $STAGES; do
   case "$stage" in
     dev) dev_stage ;;
+    table) table_stage ;;
     prod) prod_stage ;;
-    *) echo "unknown stage '$stage' (dev, prod)" >&2; exit 2 ;;
+    *) echo "unknown stage '$stage' (dev, table, prod)" >&2; exit 2 ;;
   esac
 done
 step "done"

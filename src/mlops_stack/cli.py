@@ -88,6 +88,13 @@ def train(
         str | None,
         typer.Option(help="Label column of the table [default: MLOPS_TARGET_COLUMN]"),
     ] = None,
+    task: Annotated[
+        str | None,
+        typer.Option(
+            help="auto, classification or regression [default: MLOPS_TASK; auto infers it "
+            "from the target]"
+        ),
+    ] = None,
 ) -> None:
     """Train candidate models, register the best in MLflow and let the gate decide.
 
@@ -102,6 +109,10 @@ def train(
     from mlops_stack.flows.parameters import TrainParameters
 
     overrides = {"data_path": str(data)} if data else {}
+    if task is not None:
+        if task not in ("auto", "classification", "regression"):
+            raise _fail(f"--task {task!r}: use auto, classification or regression", code=2)
+        overrides["task"] = task
     params = TrainParameters.from_settings(
         settings, **overrides, target=target or settings.target_column
     )
@@ -278,13 +289,14 @@ def simulate(
     url: Annotated[
         str | None, typer.Option(help="Predictor base URL [default: http://MLOPS_API_HOST:PORT]")
     ] = None,
-    rows: Annotated[int, typer.Option(help="Requests to send")] = 500,
+    rows: Annotated[int, typer.Option(help="Requests to send", min=1)] = 500,
     rate: Annotated[float, typer.Option(help="Requests per second (0: as fast as possible)")] = 20,
     drift: Annotated[
         list[str] | None,
         typer.Option(
-            help="Covariate drift, repeatable: FEATURE:shift=STDS, FEATURE:scale=FACTOR "
-            "or FEATURE:mix=CATEGORY@SHARE"
+            help="Covariate drift, repeatable. Numeric features: FEATURE:shift=STDS or "
+            "FEATURE:scale=FACTOR; categorical ones: FEATURE:mix=CATEGORY@SHARE (that share of "
+            "rows set to CATEGORY)"
         ),
     ] = None,
     label_delay: Annotated[
@@ -298,32 +310,38 @@ def simulate(
     """Send held-out rows to the predictor over HTTP, optionally drifted, with their labels.
 
     The rows are the holdout of the same seeded split training uses, in a shuffled order, so
-    the model has not seen them. Drift changes the features sent (not the labels): a shift in
-    standard deviations, a scale factor, or a share of rows switched to one category.
+    the model has not seen them. When the holdout has fewer rows than --rows, the rest come
+    from the training rows (then the whole table) and go without labels, rather than repeating
+    the holdout. Drift changes the features sent (not the labels): numeric features take a
+    shift in standard deviations or a scale factor, categorical ones a share of rows switched
+    to one category (mix).
     """
     settings = _prepare()
-    from mlops_stack.data import load_dataset
-    from mlops_stack.simulate import Drift, Simulator, apply_drift
-    from mlops_stack.training import split_data
+    from mlops_stack.data import DataValidationError, load_dataset
+    from mlops_stack.simulate import (
+        SimulationError,
+        Simulator,
+        apply_drift,
+        parse_drifts,
+        plan_traffic,
+        split_like_training,
+    )
 
     try:
-        drifts = [Drift.parse(text) for text in drift or []]
-    except ValueError as exc:
+        drifts = parse_drifts(drift or [])
+        dataset = load_dataset(data or settings.dataset_path, target or settings.target_column)
+        held_out = split_like_training(dataset, settings)
+        traffic = plan_traffic(held_out, rows, seed)
+        features = apply_drift(traffic.features, drifts, held_out.X_train, seed)
+    except (SimulationError, DataValidationError) as exc:
         raise _fail(str(exc), code=2) from None
-    dataset = load_dataset(data or settings.dataset_path, target or settings.target_column)
-    held_out = split_data(
-        dataset.features, dataset.labels, test_size=settings.test_size, seed=settings.random_seed
-    )
-    order = held_out.X_test.sample(frac=1.0, random_state=seed).index
-    try:
-        features = apply_drift(held_out.X_test.loc[order], drifts, held_out.X_train, seed)
-    except ValueError as exc:
-        raise _fail(str(exc), code=2) from None
+    if traffic.note:
+        console.print(f"note: {traffic.note}", highlight=False)
     base = url or f"http://{settings.api_host}:{settings.api_port}"
     simulator = Simulator(
         base,
         features,
-        held_out.y_test.loc[order] if labels else None,
+        traffic.labels if labels else None,
         rate=rate,
         label_delay=label_delay,
     )
@@ -349,23 +367,50 @@ def demo(
             help="Fresh directory for the demo's state [default: MLOPS_DATA_DIR/demo-<time>]",
         ),
     ] = None,
+    task: Annotated[
+        str | None,
+        typer.Option(
+            help="classification or regression. Alone, regression runs on the built-in "
+            "diabetes table; with --data, the task of that table [default: the built-in breast "
+            "cancer table (classification), or inferred from --data's target]",
+        ),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Your own CSV or Parquet table to run the loop on"),
+    ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(help="Label column of --data [default: MLOPS_TARGET_COLUMN]"),
+    ] = None,
 ) -> None:
     """Run the whole loop embedded, no Docker and no servers to install, and narrate it.
 
     Trains a champion, starts the predictor, sends clean traffic (monitor: ok), then shifted
     traffic whose labels follow a changed relationship (monitor: drift or degradation, an
     alert, a retrain on the labelled rows, the gate's decision), and shows the predictor
-    answering with the new version. Ends with a summary table and where to look.
+    answering with the new version. Ends with a summary table and where to look. Runs on the
+    built-in breast cancer table, the built-in diabetes table (--task regression) or your own
+    (--data FILE --target COLUMN; classification or regression).
     """
     settings = _prepare()
     from datetime import UTC, datetime
 
-    from mlops_stack.demo import run_demo
+    from mlops_stack.data import DataValidationError
+    from mlops_stack.demo import DemoTable, run_demo
 
-    target = directory or settings.data_dir / f"demo-{datetime.now(UTC):%Y%m%d-%H%M%S}"
-    if target.exists():
-        raise _fail(f"{target} exists: the demo starts from an empty directory", code=2)
-    result = run_demo(target.resolve(), console, settings)
+    if target is not None and data is None:
+        raise _fail("--target names a column of --data: give the table too", code=2)
+    if task is not None and task not in ("classification", "regression"):
+        raise _fail(f"--task {task!r}: use classification or regression", code=2)
+    where = directory or settings.data_dir / f"demo-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+    if where.exists():
+        raise _fail(f"{where} exists: the demo starts from an empty directory", code=2)
+    table = DemoTable.choose(data, target, task, settings)
+    try:
+        result = run_demo(where.resolve(), console, settings, table)
+    except DataValidationError as exc:
+        raise _fail(str(exc), code=2) from None
     first, last = result.versions
     if first == last:
         raise typer.Exit(1)

@@ -1,10 +1,13 @@
 """`mlops demo`: the whole loop, embedded, in one command, with what happens at each step.
 
 It drives the real parts only (the train flow, the predictor over HTTP, the traffic simulator,
-the monitor and retrain flows, the gate) in a fresh data directory. The scenario is a concept
-shift: the second batch of users arrives with shifted inputs whose true labels follow a changed
-relationship, which the champion mis-scores. Nothing in the loop knows it is a demo: the status,
-the alert, the retrain and the gate's decision printed are the ones the loop reached.
+the monitor and retrain flows, the gate) in a fresh data directory, on the built-in
+classification table, the built-in regression table (``--task regression``) or the user's own
+(``--data``). The scenario is a concept shift: the second batch of users arrives with shifted
+inputs whose true labels follow a changed relationship (the next class; for a number, two
+standard deviations more), which the champion mis-scores. Nothing in the loop knows it is a
+demo: the status, the alert, the retrain and the gate's decision printed are the ones the loop
+reached.
 """
 
 from __future__ import annotations
@@ -17,15 +20,23 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
+import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from mlops_stack.data import BUILTIN_DATASET, BUILTIN_REGRESSION_DATASET
 from mlops_stack.flows.monitor import MonitorSummary
-from mlops_stack.names import RetrainStatus
+from mlops_stack.names import RetrainStatus, Task, holdout_metrics, quality_metrics
 from mlops_stack.settings import Settings
 from mlops_stack.stack import Stack, install
+
+if TYPE_CHECKING:
+    from mlops_stack.data import Dataset
+    from mlops_stack.simulate import Drift
+    from mlops_stack.training import Split
 
 # Ten size and texture features of the built-in table, moved three standard deviations.
 SHIFTED = (
@@ -42,7 +53,6 @@ SHIFTED = (
 )
 # The demo's own embedded stack: a fresh directory, whatever the environment points at.
 DEMO_SETTINGS = {
-    "dataset_path": None,  # the built-in table
     "redis_url": None,
     "monitoring_db_url": None,
     "tracking_uri": None,
@@ -53,6 +63,32 @@ DEMO_SETTINGS = {
 # Options of the demo's monitor runs that differ from the defaults (passed as flow parameters).
 DEMO_MONITOR = {"min_rows": 100, "retrain_enabled": True}
 DEMO_RETRAIN = {"min_labelled": 50}
+SHIFT_STDS = 3.0
+"""How far the second batch's numeric inputs move, in standard deviations of training's."""
+LABEL_SHIFT_STDS = 2.0
+"""A regression table's changed relationship: the true value is this many standard deviations
+of the target higher than the champion learned."""
+
+
+@dataclass(frozen=True)
+class DemoTable:
+    """Which table the demo runs on: ``path`` None is the built-in classification table."""
+
+    path: Path | str | None = None
+    target: str = "target"
+    task: str = "auto"
+
+    @classmethod
+    def choose(
+        cls, data: Path | None, target: str | None, task: str | None, base: Settings
+    ) -> DemoTable:
+        """``--data``/``--target``/``--task`` as given: the user's table, the built-in
+        regression table for ``--task regression`` alone, else the built-in one."""
+        if data is not None:
+            return cls(data, target or base.target_column, task or "auto")
+        if task == Task.REGRESSION:
+            return cls(BUILTIN_REGRESSION_DATASET, "target", Task.REGRESSION)
+        return cls(BUILTIN_DATASET, "target", task or "auto")
 
 
 @dataclass
@@ -61,7 +97,7 @@ class Phase:
     rows: int = 0
     status: str = ""
     drift_share: float | None = None
-    accuracy: float | None = None
+    quality: float | None = None  # the task's first quality metric on the labelled rows
     serving: str = ""
     note: str = ""
 
@@ -69,14 +105,16 @@ class Phase:
 @dataclass
 class DemoResult:
     directory: Path
+    task: Task = Task.CLASSIFICATION
     phases: list[Phase] = field(default_factory=list)
     versions: tuple[str | None, str | None] = (None, None)
     reports: list[str] = field(default_factory=list)
 
 
-def _settings(directory: Path, base: Settings) -> Settings:
+def _settings(directory: Path, base: Settings, table: DemoTable) -> Settings:
     """The user's settings with the demo's embedded stack under ``directory``."""
-    return base.model_copy(update={"data_dir": directory, **DEMO_SETTINGS})
+    data = {"dataset_path": table.path, "target_column": table.target, "task": table.task}
+    return base.model_copy(update={"data_dir": directory, **DEMO_SETTINGS, **data})
 
 
 @contextmanager
@@ -109,10 +147,19 @@ def _serving_version(base: str) -> str:
     return str(httpx.get(f"{base}/model", timeout=10).json()["version"])
 
 
-def run_demo(directory: Path, console: Console, base: Settings) -> DemoResult:
-    """Run the loop once; print each step; return what happened."""
+def run_demo(
+    directory: Path, console: Console, base: Settings, table: DemoTable | None = None
+) -> DemoResult:
+    """Run the loop once on ``table`` (the built-in one by default); print each step; return
+    what happened.
+
+    Raises :class:`~mlops_stack.data.DataValidationError` before anything starts when the
+    table cannot be read or has no such target column.
+    """
+    table = table or DemoTable()
+    dataset = _load(table)
     directory.mkdir(parents=True, exist_ok=False)
-    stack = Stack(_settings(directory, base))
+    stack = Stack(_settings(directory, base, table))
     previous = install(stack)  # the flows of this process use the demo's stack
     # The narration is the output: the parts' own log lines (alerts are warnings) would bury it.
     quiet = [logging.getLogger(name) for name in ("mlops_stack", "prefect")]
@@ -121,15 +168,25 @@ def run_demo(directory: Path, console: Console, base: Settings) -> DemoResult:
         logger.setLevel(logging.ERROR)
     try:
         with stack:
-            return _run(directory, stack, console)
+            return _run(directory, stack, console, dataset)
     finally:
         install(previous)
         for logger, level in zip(quiet, levels, strict=True):
             logger.setLevel(level)
 
 
-def _run(directory: Path, stack: Stack, console: Console) -> DemoResult:
-    from mlops_stack.data import load_dataset
+def _load(table: DemoTable) -> Dataset:
+    from mlops_stack.data import DataValidationError, Problem, load_dataset
+
+    dataset = load_dataset(table.path, table.target)
+    if table.target not in dataset.frame.columns:
+        have = ", ".join(map(str, dataset.frame.columns[:20]))
+        raise DataValidationError([Problem(table.target, f"no such column; the table has: {have}")])
+    return dataset
+
+
+def _run(directory: Path, stack: Stack, console: Console, dataset: Dataset) -> DemoResult:
+    from mlops_stack.data import infer_task
     from mlops_stack.flows.monitor import monitor_flow
     from mlops_stack.flows.parameters import (
         MonitorParameters,
@@ -137,47 +194,46 @@ def _run(directory: Path, stack: Stack, console: Console) -> DemoResult:
         TrainParameters,
     )
     from mlops_stack.flows.train import train_flow
-    from mlops_stack.simulate import Drift, Simulator, apply_drift
-    from mlops_stack.training import split_data
+    from mlops_stack.simulate import Simulator, apply_drift, plan_traffic, split_like_training
 
     settings = stack.settings
-    result = DemoResult(directory)
+    task = infer_task(dataset.labels, settings.task)  # as the train flow infers it
+    result = DemoResult(directory, task=task)
     step = _stepper(console)
 
-    step("1. train a champion on the built-in table (569 rows, 30 features)")
+    step(f"1. train a champion on {_describe(dataset, task)}")
     trained = train_flow(TrainParameters.from_settings(settings))
+    metric = holdout_metrics(task)[0]
     console.print(
         f"   v{trained.version} ({trained.candidate}): {trained.reason}; "
-        f"holdout accuracy {trained.metrics['accuracy']:.3f}",
+        f"holdout {metric} {trained.metrics[metric]:.3f}",
         highlight=False,
     )
-    dataset = load_dataset(None, "target")
-    held = split_data(
-        dataset.features, dataset.labels, test_size=settings.test_size, seed=settings.random_seed
-    )
+    held = split_like_training(dataset, settings)
+    # a small table's holdout is topped up with unlabelled training rows (see simulate)
+    clean = plan_traffic(held, max(len(held.X_test), DEMO_MONITOR["min_rows"]), seed=0)
+    rows = len(clean.features)
     monitor = MonitorParameters.from_settings(
         settings,
-        window_rows=len(held.X_test),
+        window_rows=rows,
         retrain=RetrainParameters.from_settings(settings, **DEMO_RETRAIN),
         **DEMO_MONITOR,
     )
 
     with _predictor(stack) as base:
         step(f"2. predictor serving v{_serving_version(base)} at {base}")
-        step(f"3. clean traffic: {len(held.X_test)} held-out rows with their true labels")
-        Simulator(base, held.X_test, held.y_test, rate=0).run(len(held.X_test))
-        clean = monitor_flow(monitor)
-        result.phases.append(_phase("clean traffic", clean, _serving_version(base)))
-        console.print(f"   monitor: {clean.status} - {clean.reason}", highlight=False)
+        labelled = f"{clean.held_out} held-out rows with their true labels"
+        extra = f", {clean.extra} unlabelled rows of the table" if clean.extra else ""
+        step(f"3. clean traffic: {labelled}{extra}")
+        Simulator(base, clean.features, clean.labels, rate=0).run(rows)
+        first = monitor_flow(monitor)
+        result.phases.append(_phase("clean traffic", first, _serving_version(base), task))
+        console.print(f"   monitor: {first.status} - {first.reason}", highlight=False)
 
-        step(
-            f"4. shifted traffic: {len(SHIFTED)} features +3 std, labels follow a changed "
-            "relationship (flipped)"
-        )
-        shifted = apply_drift(
-            held.X_test, [Drift(f, "shift", 3.0) for f in SHIFTED], held.X_train, seed=0
-        )
-        Simulator(base, shifted, 1 - held.y_test, rate=0).run(len(shifted))
+        drifts = _shifts(dataset, held)
+        step(f"4. shifted traffic: {_describe_shift(drifts)}; labels {_relationship(task)}")
+        shifted = apply_drift(clean.features, drifts, held.X_train, seed=0)
+        Simulator(base, shifted, _changed(clean.labels, held, task), rate=0).run(rows)
         drifted = monitor_flow(monitor)
         console.print(f"   monitor: {drifted.status} - {drifted.reason}", highlight=False)
         for alert in drifted.alerts:
@@ -193,20 +249,73 @@ def _run(directory: Path, stack: Stack, console: Console) -> DemoResult:
             while after != retrain.version and time.monotonic() < deadline:
                 time.sleep(0.5)
                 after = _serving_version(base)
-        result.phases.append(_phase("shifted traffic", drifted, after))
+        result.phases.append(_phase("shifted traffic", drifted, after, task))
         result.versions = (trained.version, after)
-        result.reports = [p for p in (clean.report_uri, drifted.report_uri) if p]
+        result.reports = [p for p in (first.report_uri, drifted.report_uri) if p]
     _summary(console, result, settings)
     return result
 
 
-def _phase(name: str, summary: MonitorSummary, serving: str) -> Phase:
+def _describe(dataset: Dataset, task: Task) -> str:
+    source = {
+        BUILTIN_DATASET: "the built-in breast cancer table",
+        BUILTIN_REGRESSION_DATASET: "the built-in diabetes table",
+    }.get(dataset.source, dataset.source)
+    rows, features = len(dataset.frame), dataset.frame.shape[1] - 1
+    return f"{source} ({rows} rows, {features} columns besides '{dataset.target}', {task})"
+
+
+def _shifts(dataset: Dataset, held: Split) -> list[Drift]:
+    """The second batch's inputs: the built-in table's ten size and texture features, or
+    every numeric feature of another table, moved ``SHIFT_STDS``; a table without numeric
+    features gets each categorical one switched to its rarest category in 80 % of rows."""
+    from mlops_stack.simulate import Drift, is_numeric
+
+    if dataset.source == BUILTIN_DATASET:
+        return [Drift(f, "shift", SHIFT_STDS) for f in SHIFTED]
+    columns = held.X_train.columns
+    numeric = [str(c) for c in columns if is_numeric(held.X_train[c])]
+    if numeric:
+        return [Drift(f, "shift", SHIFT_STDS) for f in numeric]
+    rarest = {str(c): held.X_train[c].astype(str).value_counts().index[-1] for c in columns}
+    return [Drift(f, "mix", 0.8, category) for f, category in rarest.items()]
+
+
+def _describe_shift(drifts: list[Drift]) -> str:
+    if drifts and drifts[0].kind == "mix":
+        return f"{len(drifts)} categorical features switched to their rarest category"
+    return f"{len(drifts)} features +{SHIFT_STDS:g} std"
+
+
+def _relationship(task: Task) -> str:
+    if task is Task.REGRESSION:
+        return f"follow a changed relationship (+{LABEL_SHIFT_STDS:g} std of the target)"
+    return "follow a changed relationship (each class becomes the next one)"
+
+
+def _changed(labels: pd.Series, held: Split, task: Task) -> pd.Series:
+    """The second batch's true labels: a class becomes the next class (for two classes, the
+    other one); a number moves up ``LABEL_SHIFT_STDS`` standard deviations of the target.
+    Rows without a label keep none."""
+    known = labels.notna()
+    changed = labels.copy()
+    if task is Task.REGRESSION:
+        offset = LABEL_SHIFT_STDS * float(held.y_train.std())
+        changed[known] = labels[known].astype(float) + offset
+        return changed
+    classes = sorted(held.y_train.unique().tolist())
+    following = dict(zip(classes, classes[1:] + classes[:1], strict=True))
+    changed[known] = labels[known].map(following)
+    return changed
+
+
+def _phase(name: str, summary: MonitorSummary, serving: str, task: Task) -> Phase:
     return Phase(
         name,
         summary.window_rows,
         summary.status,
         summary.drift_share,
-        summary.quality.get("accuracy"),
+        summary.quality.get(quality_metrics(task)[0]),
         serving,
         summary.retrain.status if summary.retrain else "",
     )
@@ -228,7 +337,7 @@ def _summary(console: Console, result: DemoResult, settings: Settings) -> None:
         "rows",
         "status",
         "drift share",
-        "accuracy (labels)",
+        f"{quality_metrics(result.task)[0]} (labels)",
         "retrain",
         "serving after",
     ):
@@ -239,7 +348,7 @@ def _summary(console: Console, result: DemoResult, settings: Settings) -> None:
             str(p.rows),
             p.status,
             "" if p.drift_share is None else f"{p.drift_share:.0%}",
-            "" if p.accuracy is None else f"{p.accuracy:.3f}",
+            "" if p.quality is None else f"{p.quality:.3f}",
             p.note,
             f"v{p.serving}",
         )

@@ -38,6 +38,16 @@ COMPOSE_VARIABLES: tuple[tuple[str, str, str], ...] = (
         "Host headers MLflow answers; add the name you reach the stack by.",
     ),
     ("JUPYTER_TOKEN", "mlops-dev-only", "JupyterLab token (profile notebooks): /jupyter/?token=."),
+    (
+        "MLOPS_DATASETS_DIR",
+        "./datasets",
+        "Host directory of your tables, read-only at /datasets in the worker and JupyterLab.",
+    ),
+    (
+        "MLOPS_ENV_FILE",
+        ".env",
+        "File of the MLOPS_* settings the Python services get (e.g. one file per table).",
+    ),
     ("MLOPS_IMAGE", "mlops-stack:0.1.0", "Tag of the stack's Python image (built locally)."),
     ("MLOPS_JUPYTER_IMAGE", "mlops-stack-jupyter:0.1.0", "Tag of the JupyterLab image."),
     # docker-compose.prod.yml only

@@ -1,10 +1,16 @@
 """A traffic simulator: the demo's stand-in for real users, and a tool to test a deployment.
 
-It sends rows of the held-out data (the same stratified, seeded split training used, so the
-model never saw them) to the predictor over HTTP at a given rate, optionally with covariate
-drift on chosen features, and sends each row's true label to ``/feedback`` after a delay. It
-talks HTTP only, so it works against the embedded predictor, the compose stack's nginx, or any
-deployment of it.
+It sends rows of the held-out data (the same seeded split training used, so the model never saw
+them) to the predictor over HTTP at a given rate, optionally with covariate drift on chosen
+features, and sends each row's true label to ``/feedback`` after a delay. It talks HTTP only, so
+it works against the embedded predictor, the compose stack's nginx, or any deployment of it.
+
+A small table has a small holdout (a 344-row table holds out 69 rows), fewer than a monitor
+window needs. Repeating those rows would be dishonest traffic: a window of a few rows many times
+over has far fewer distinct values than real traffic, and the drift tests (Kolmogorov-Smirnov)
+read the duplicates as a changed distribution. So the rows past the holdout come from the
+training rows, then the whole table (the distribution the model was trained on), and are sent
+without labels: the model has seen them, so their labels would flatter its measured quality.
 """
 
 from __future__ import annotations
@@ -13,17 +19,35 @@ import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, cast, get_args
 
 import httpx
 import numpy as np
 import pandas as pd
+from pandas.api import types as ptypes
 
 from mlops_stack.logs import get_logger
+
+if TYPE_CHECKING:
+    from mlops_stack.data import Dataset
+    from mlops_stack.settings import Settings
+    from mlops_stack.training import Split
 
 log = get_logger(__name__)
 
 PendingLabel = tuple[float, str, object]  # (when it is due, request id, label)
+DriftKind = Literal["shift", "scale", "mix"]
+FORMS = "FEATURE:shift=STDS, FEATURE:scale=FACTOR or FEATURE:mix=CATEGORY@SHARE"
+NUMERIC_KINDS = "FEATURE:shift=STDS, FEATURE:scale=FACTOR or FEATURE:mix=NUMBER@SHARE"
+CATEGORICAL_KINDS = "FEATURE:mix=CATEGORY@SHARE"
+
+
+class SimulationError(ValueError):
+    """Traffic that cannot be made from the given table; the message says why, in one line."""
+
+
+class DriftError(SimulationError):
+    """A drift that cannot be read or cannot apply to its feature."""
 
 
 @dataclass(frozen=True)
@@ -31,53 +55,200 @@ class Drift:
     """One change applied to one feature of every sent row.
 
     ``shift``: add ``value`` standard deviations; ``scale``: multiply by ``value``;
-    ``mix``: replace the category with ``category`` in a share ``value`` of the rows.
+    ``mix``: replace the value with ``category`` in a share ``value`` of the rows. Numeric
+    features take all three (``mix`` with a number), categorical features only ``mix``.
     """
 
     feature: str
-    kind: Literal["shift", "scale", "mix"]
+    kind: DriftKind
     value: float
     category: str | None = None
 
     @classmethod
     def parse(cls, text: str) -> Drift:
         """``"mean radius:shift=2"``, ``"income:scale=1.5"``, ``"plan:mix=premium@0.8"``."""
+        feature, colon, change = text.rpartition(":")
+        kind, equals, argument = change.partition("=")
+        if not (feature and colon and equals):
+            raise DriftError(f"cannot read drift {text!r}: use {FORMS}")
+        if kind not in get_args(DriftKind):
+            raise DriftError(f"cannot read drift {text!r}: unknown kind {kind!r}; use {FORMS}")
         try:
-            feature, change = text.rsplit(":", 1)
-            kind, argument = change.split("=", 1)
             if kind == "mix":
                 category, _, share = argument.partition("@")
-                return cls(feature, "mix", float(share or 1.0), category)
-            if kind == "shift":
-                return cls(feature, "shift", float(argument))
-            if kind == "scale":
-                return cls(feature, "scale", float(argument))
+                drift = cls(feature, "mix", float(share or 1.0), category)
+            else:
+                drift = cls(feature, cast(DriftKind, kind), float(argument))
         except ValueError:
-            pass
-        raise ValueError(
-            f"cannot read drift {text!r}: use FEATURE:shift=STDS, FEATURE:scale=FACTOR or "
-            "FEATURE:mix=CATEGORY@SHARE"
+            raise DriftError(f"cannot read drift {text!r}: not a number; use {FORMS}") from None
+        drift._check_value(text)
+        return drift
+
+    def _check_value(self, text: str) -> None:
+        problem = ""
+        if not math.isfinite(self.value):
+            problem = "the number must be finite"
+        elif self.kind == "mix" and not 0 <= self.value <= 1:
+            problem = "the share must be within 0 and 1"
+        elif self.kind == "mix" and not self.category:
+            problem = "name the category"
+        if problem:
+            raise DriftError(f"cannot read drift {text!r}: {problem}; use {FORMS}")
+
+
+def parse_drifts(texts: list[str]) -> list[Drift]:
+    """Every ``--drift`` read, or :class:`DriftError` for the first that cannot be."""
+    return [Drift.parse(text) for text in texts]
+
+
+def is_numeric(column: pd.Series) -> bool:
+    """Whether a column is a number to shift and scale (booleans are categories here)."""
+    return bool(ptypes.is_numeric_dtype(column) and not ptypes.is_bool_dtype(column))
+
+
+def check_drift(drift: Drift, reference: pd.DataFrame) -> None:
+    """Raise :class:`DriftError` when ``drift`` cannot apply to its feature of ``reference``.
+
+    The message names the feature and the kinds that apply to it, so a user who asked to shift
+    a categorical feature learns how to drift it instead.
+    """
+    if drift.feature not in reference.columns:
+        names = list(map(str, reference.columns))
+        have = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
+        raise DriftError(f"no feature {drift.feature!r} to drift; the table's features: {have}")
+    column = reference[drift.feature]
+    if is_numeric(column):
+        if drift.kind == "mix" and _number(drift.category) is None:
+            raise DriftError(
+                f"cannot mix {drift.category!r} into {drift.feature!r}: it is a numeric feature; "
+                f"numeric features take {NUMERIC_KINDS}"
+            )
+        return
+    if drift.kind != "mix":
+        seen = column.dropna().astype(str).value_counts().index[:5]
+        example = seen[-1] if len(seen) else "CATEGORY"
+        raise DriftError(
+            f"cannot {drift.kind} {drift.feature!r}: it is a categorical feature "
+            f"(e.g. {', '.join(seen)}); categorical features take {CATEGORICAL_KINDS}, "
+            f"e.g. --drift '{drift.feature}:mix={example}@0.5'"
         )
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None
 
 
 def apply_drift(
     rows: pd.DataFrame, drifts: list[Drift], reference: pd.DataFrame, seed: int
 ) -> pd.DataFrame:
-    """The rows with every drift applied; standard deviations come from ``reference``."""
+    """The rows with every drift applied; standard deviations come from ``reference``.
+
+    Every drift is checked against its feature first (:func:`check_drift`), so nothing is
+    sent when one of them cannot apply.
+    """
+    for drift in drifts:
+        check_drift(drift, reference)
     rng = np.random.default_rng(seed)
     rows = rows.copy()
     for drift in drifts:
-        if drift.feature not in rows.columns:
-            raise ValueError(f"no feature {drift.feature!r} to drift; have {list(rows.columns)}")
         column = rows[drift.feature]
         if drift.kind == "shift":
-            rows[drift.feature] = column + drift.value * float(reference[drift.feature].std())
+            std = float(reference[drift.feature].std())
+            rows[drift.feature] = column + drift.value * (0.0 if math.isnan(std) else std)
         elif drift.kind == "scale":
             rows[drift.feature] = column * drift.value
         else:
             picked = rng.random(len(rows)) < drift.value
-            rows[drift.feature] = column.astype(object).where(~picked, drift.category)
+            value = _number(drift.category) if is_numeric(column) else drift.category
+            rows[drift.feature] = column.astype(object).where(~picked, value)
+            if is_numeric(reference[drift.feature]):
+                rows[drift.feature] = pd.to_numeric(rows[drift.feature])
     return rows
+
+
+def split_like_training(dataset: Dataset, settings: Settings) -> Split:
+    """The train/holdout split the train flow makes of this table (same share, same seed, and
+    the task inferred the same way: stratified for classes, not for a number).
+
+    The holdout is what the simulator sends: rows the model has not seen.
+    """
+    from mlops_stack.data import infer_task
+    from mlops_stack.training import split_data
+
+    if dataset.target not in dataset.frame.columns:
+        have = ", ".join(map(str, dataset.frame.columns[:20]))
+        raise SimulationError(f"no column {dataset.target!r} (the target) in the table: {have}")
+    try:
+        return split_data(
+            dataset.features,
+            dataset.labels,
+            test_size=settings.test_size,
+            seed=settings.random_seed,
+            task=infer_task(dataset.labels, settings.task),
+        )
+    except ValueError as exc:  # e.g. missing labels, or a class with one row to stratify
+        raise SimulationError(f"cannot split the table as training does: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """The rows to send, in order, and each one's label (None: send no label for it).
+
+    ``held_out`` rows come first, with their labels; ``extra`` rows follow without labels.
+    """
+
+    features: pd.DataFrame
+    labels: pd.Series
+    held_out: int
+    extra: int
+
+    @property
+    def note(self) -> str:
+        """What was done to reach the rows asked for, in words the CLI prints ('' if nothing)."""
+        if not self.extra:
+            return ""
+        return (
+            f"the holdout has {self.held_out} rows; the other {self.extra} come from the "
+            "table's training rows, then the whole table (the training distribution), and "
+            "are sent without labels (the model has seen them), rather than repeating the "
+            "holdout, whose duplicates the drift tests would read as drift"
+        )
+
+
+def plan_traffic(split: Split, count: int, seed: int) -> Traffic:
+    """``count`` rows to send: the holdout shuffled, then, if it is too small, unseen-first
+    rows of the training distribution (see the module's docstring)."""
+    order = split.X_test.sample(frac=1.0, random_state=seed).index
+    features = [split.X_test.loc[order]]
+    labels = [split.y_test.loc[order].astype(object)]
+    missing = count - len(order)
+    if missing > 0:
+        table = pd.concat([split.X_train, split.X_test])
+        extra = [split.X_train.sample(frac=1.0, random_state=seed)]
+        passes = 1
+        while sum(map(len, extra)) < missing:
+            extra.append(table.sample(frac=1.0, random_state=seed + passes))
+            passes += 1
+        rows = pd.concat(extra).iloc[:missing]
+        features.append(rows)
+        labels.append(pd.Series([None] * len(rows), index=rows.index, dtype=object))
+    traffic = Traffic(
+        pd.concat(features).reset_index(drop=True),
+        pd.concat(labels).reset_index(drop=True),
+        held_out=len(order),
+        extra=max(missing, 0),
+    )
+    if traffic.note:
+        log.info(
+            "simulate.holdout_topped_up",
+            held_out=traffic.held_out,
+            unlabelled_extra=traffic.extra,
+            reason="the holdout is smaller than the rows asked for; repeats would read as drift",
+        )
+    return traffic
 
 
 @dataclass
@@ -131,13 +302,20 @@ class Simulator:
                     break
                 self._pace(started, i)
                 request_id = self._send(client, i % len(self.rows), report)
-                if request_id is not None and self.labels is not None:
-                    label = _json_value(self.labels.iloc[i % len(self.labels)])
+                label = self._label(i)
+                if request_id is not None and label is not None:
                     pending.append((time.monotonic() + self.label_delay, request_id, label))
                 pending = self._send_due_labels(client, pending, report, flush=False)
             self._send_due_labels(client, pending, report, flush=True)
         report.seconds = time.monotonic() - started
         return report
+
+    def _label(self, index: int) -> object:
+        """Row ``index``'s label as JSON; None when there are no labels or this row has none."""
+        if self.labels is None:
+            return None
+        label = self.labels.iloc[index % len(self.labels)]
+        return None if label is None or pd.isna(label) else _json_value(label)
 
     def _pace(self, started: float, index: int) -> None:
         """Hold the rate: row ``index`` leaves no earlier than ``index / rate`` seconds in."""
