@@ -181,3 +181,14 @@ def test_models_lists_the_task_and_its_metrics_in_80_columns(stack, diabetes_csv
     for metric in ("rmse", "mae", "r2", "roc_auc", "f1", "accuracy"):
         assert metric in output, metric
     assert "v2: champion v1 cannot be scored" in output
+
+
+def test_train_command_refuses_a_gate_metric_of_the_other_task_before_training(stack, diabetes_csv):
+    stack(gate_metric="f1")
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(
+        app, ["train", "--data", str(diabetes_csv), "--target", "target"], catch_exceptions=False
+    )
+    assert result.exit_code == 2
+    assert "MLOPS_GATE_METRIC=f1 does not apply to a regression model" in result.output
+    assert "use auto or one of rmse, mae, r2" in result.output
+    assert "Traceback" not in result.output

@@ -97,8 +97,9 @@ def train(
     """
     stack = _stack()
     settings = stack.settings
-    from mlops_stack.data import DataValidationError, load_dataset, validate_dataset
+    from mlops_stack.data import DataValidationError, infer_task, load_dataset, validate_dataset
     from mlops_stack.flows.parameters import TrainParameters
+    from mlops_stack.gate import GateConfigError, resolve_metric
 
     overrides = {"data_path": str(data)} if data else {}
     params = TrainParameters.from_settings(
@@ -108,13 +109,17 @@ def train(
         # Fail fast, before Prefect starts: a bad table is refused in a second with every
         # problem named, not after a server start and a task traceback. The flow validates
         # again, because deployments run it without this command.
+        dataset = load_dataset(params.data_path, params.target)
         validate_dataset(
-            load_dataset(params.data_path, params.target),
+            dataset,
             min_rows=params.min_rows,
             min_class_rows=params.min_class_rows,
         )
-    except DataValidationError as exc:
+        # a gate metric of the other task (roc_auc for a numeric target) is refused here too
+        resolve_metric(params.gate.metric, infer_task(dataset.labels, params.task))
+    except (DataValidationError, GateConfigError) as exc:
         raise _fail(str(exc), code=2) from None
+    del dataset  # the flow loads its own copy; a large table is not held twice
     from mlops_stack.flows.train import train_flow
 
     with stack:
