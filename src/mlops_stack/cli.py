@@ -139,9 +139,9 @@ def train(
 def models() -> None:
     """List the registered versions: aliases, task, holdout metrics and the gate's decision.
 
-    Each version shows its own task's metrics (ROC AUC, F1, accuracy for a classifier; RMSE,
-    MAE, R^2 for a regressor); the gate's reasons follow the table, one line per version, so
-    the listing reads on an 80-column terminal.
+    Each version shows its own task's metrics (accuracy, F1, ROC AUC for a classifier; RMSE,
+    MAE, R^2 for a regressor); when each was created and the gate's reason follow the table,
+    one line per version, so the listing reads on an 80-column terminal.
     """
     stack = _stack()
     settings = stack.settings
@@ -149,27 +149,24 @@ def models() -> None:
     if not rows:
         console.print(f"no versions of '{settings.model_name}' yet: run `mlops train` first")
         return
-    table = Table(title=f"{settings.model_name} ({settings.resolved_tracking_uri})")
-    for column in ("version", "aliases", "created (UTC)", "task", "candidate", "metrics"):
+    table = Table(title=f"{settings.model_name} ({settings.resolved_tracking_uri})", pad_edge=False)
+    table.add_column("v", no_wrap=True)
+    table.add_column("aliases", no_wrap=True)
+    for column in ("task / candidate", "metrics", "decision"):
         table.add_column(column, overflow="fold")
-    table.add_column("decision", overflow="fold")
     for row in rows:
-        day, _, time = row.created_at.partition("T")
         table.add_row(
             row.version,
             ", ".join(row.aliases),
-            f"{day}\n{time.removesuffix('+00:00')}",
-            row.task,
-            row.candidate,
+            f"{row.task}\n{row.candidate}",
             "\n".join(f"{name} {value:.4f}" for name, value in row.metrics.items()),
             row.decision,
         )
     console.print(table)
-    reasons = [row for row in rows if row.reason]
-    if reasons:
-        console.print("gate reasons:", highlight=False)
-    for row in reasons:
-        console.print(f"  v{row.version}: {row.reason}", highlight=False, soft_wrap=False)
+    for row in rows:  # newest first, like the table
+        created = row.created_at.replace("T", " ").removesuffix("+00:00")
+        reason = row.reason or row.decision
+        console.print(f"v{row.version}, {created} UTC: {reason}", highlight=False)
 
 
 @app.command()
