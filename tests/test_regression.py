@@ -96,6 +96,9 @@ def test_diabetes_table_trains_a_regression_champion(stack, diabetes_csv):
     info = _registry().champion_info()
     assert info is not None and info.task == "regression"
     assert info.metrics["rmse"] == pytest.approx(result.metrics["rmse"])
+    # registered without saying the task (as a notebook would): read from the logged schema
+    again = _registry().register(champion.source)
+    assert _registry().version(again).tags[TASK_TAG] == "regression"
 
 
 def test_the_direction_aware_gate_keeps_a_worse_regressor(stack, diabetes_csv, tmp_path):
