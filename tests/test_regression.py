@@ -6,6 +6,8 @@ cultivars' names as string labels are written to CSV files here, as a user would
 
 from __future__ import annotations
 
+import re
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -94,6 +96,9 @@ def test_diabetes_table_trains_a_regression_champion(stack, diabetes_csv):
     info = _registry().champion_info()
     assert info is not None and info.task == "regression"
     assert info.metrics["rmse"] == pytest.approx(result.metrics["rmse"])
+    # registered without saying the task (as a notebook would): read from the logged schema
+    again = _registry().register(champion.source)
+    assert _registry().version(again).tags[TASK_TAG] == "regression"
 
 
 def test_the_direction_aware_gate_keeps_a_worse_regressor(stack, diabetes_csv, tmp_path):
@@ -178,6 +183,22 @@ def test_models_lists_the_task_and_its_metrics_in_80_columns(stack, diabetes_csv
     output = CliRunner(env={"COLUMNS": "80"}).invoke(app, ["models"]).output
     assert max(len(line) for line in output.splitlines()) <= 80, output
     assert "regression" in output and "classification" in output
-    for metric in ("rmse", "mae", "r2", "roc_auc", "f1", "accuracy"):
-        assert metric in output, metric
-    assert "v2: champion v1 cannot be scored" in output
+    for metric in ("rmse", "mae", "r2", "roc_auc", "f1", "accuracy"):  # name and value unfolded
+        assert re.search(rf"│ {metric} \d+\.\d{{4}} ", output), metric
+    reasons = output.split("└")[1]
+    assert (
+        reasons.index("v2, ")
+        < reasons.index("champion v1 cannot be scored")
+        < reasons.index("v1, ")
+    )
+
+
+def test_train_command_refuses_a_gate_metric_of_the_other_task_before_training(stack, diabetes_csv):
+    stack(gate_metric="f1")
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(
+        app, ["train", "--data", str(diabetes_csv), "--target", "target"], catch_exceptions=False
+    )
+    assert result.exit_code == 2
+    assert "MLOPS_GATE_METRIC=f1 does not apply to a regression model" in result.output
+    assert "use auto or one of rmse, mae, r2" in result.output
+    assert "Traceback" not in result.output

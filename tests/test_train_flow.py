@@ -67,6 +67,9 @@ def test_default_data_trains_registers_and_promotes_a_champion(stack):
     champion = client.get_model_version_by_alias(settings.model_name, "champion")
     run = client.get_run(champion.run_id)
     assert run.data.tags["data.fingerprint"] == result.data_fingerprint
+    parent = client.get_run(result.run_id).data
+    assert parent.tags["mlops.selection"] == "all rows"  # 455 training rows: no sampling
+    assert parent.params["selection.rows"] == parent.params["selection.train_rows"] == "455"
     assert run.data.params["n_estimators" if "forest" in result.candidate else "random_state"]
     assert champion.tags["gate.decision"] == "promoted"
     # three candidate runs under one parent, each with its own metrics
@@ -183,3 +186,41 @@ def test_invalid_data_stops_the_flow_before_training(stack, tmp_path):
     with pytest.raises(DataValidationError, match="column 'churn': target has 4 missing"):
         train_flow(_params(data_path=str(path), target="churn"))
     assert _registry().versions() == []
+
+
+def test_a_large_split_is_sampled_for_selection_and_only_the_winner_refit_on_all_rows(
+    stack, tmp_path, caplog
+):
+    """800 training rows, MLOPS_SELECTION_MAX_ROWS=200: both candidates are cross-validated and
+    fitted on 200 sampled rows; the winner (a forest, on XOR labels) is refit on all 800."""
+    path = tmp_path / "xor.csv"
+    xor_table(rows=1000).to_csv(path, index=False)
+    floors = {"gate_min_accuracy": 0, "gate_min_f1": 0, "gate_min_roc_auc": 0}
+    settings = stack(candidates="linear,random_forest", selection_max_rows="200", **floors)
+    result = train_flow(_params(data_path=str(path), target="label"))
+    assert result.candidate == "random_forest" and result.promoted
+
+    client = _registry().client
+    parent = client.get_run(result.run_id).data
+    assert parent.tags["mlops.selection"] == "sampled"
+    assert parent.params["selection.rows"] == "200"
+    assert parent.params["selection.train_rows"] == "800"
+    runs = client.search_runs(
+        [client.get_run(result.run_id).info.experiment_id], "tags.`mlops.role` = 'candidate'"
+    )
+    logged = {r.data.tags["mlops.candidate"]: r for r in runs}
+    assert logged["random_forest"].data.params["fit_rows"] == "800"
+    assert logged["linear"].data.params["fit_rows"] == "200"
+    assert {r.data.params["selection_rows"] for r in runs} == {"200"}
+    assert logged["random_forest"].data.params["max_samples"] == "200"
+
+    # the champion's trees drew 200 rows each, and together every one of the 800
+    forest = mlflow.sklearn.load_model(f"models:/{settings.model_name}@champion")["model"]
+    assert {len(rows) for rows in forest.estimators_samples_} == {200}
+    assert len(set().union(*map(set, forest.estimators_samples_))) == 800
+    assert forest.n_jobs == 1  # served single-threaded, whatever it was fitted with
+    # the loser was fitted on the sample only: its scaler saw 200 rows
+    linear = mlflow.sklearn.load_model(f"runs:/{logged['linear'].info.run_id}/model")
+    assert linear["preprocess"].named_transformers_["numeric"]["scale"].n_samples_seen_ == 200
+    assert "more than MLOPS_SELECTION_MAX_ROWS=200" in caplog.text
+    assert "refitting random_forest on all 800 training rows" in caplog.text

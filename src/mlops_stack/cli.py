@@ -98,15 +98,17 @@ def train(
 ) -> None:
     """Train candidate models, register the best in MLflow and let the gate decide.
 
-    Runs the Prefect train flow: validate the data, split it (stratified, seeded), train and
-    cross-validate each candidate pipeline, score them on the holdout, log every run to MLflow,
-    register the best as a new version, then give it the alias 'champion' if it clears the
-    gate's floors and beats the current champion on the same holdout, or 'challenger' if not.
+    Runs the Prefect train flow: validate the data and decide each column, infer the task
+    (or take --task), split it (seeded; stratified for classes), train and cross-validate each
+    candidate pipeline, score them on the holdout, log every run to MLflow, register the best
+    as a new version, then give it the alias 'champion' if it stays within the gate's bounds
+    and beats the current champion on the same holdout, or 'challenger' if not.
     """
     stack = _stack()
     settings = stack.settings
     from mlops_stack.data import DataValidationError, infer_task, load_dataset, validate_dataset
     from mlops_stack.flows.parameters import TrainParameters
+    from mlops_stack.gate import GateConfigError, resolve_metric
 
     overrides = {"data_path": str(data)} if data else {}
     if task is not None:
@@ -127,8 +129,11 @@ def train(
             min_rows=params.min_rows,
             min_class_rows=params.min_class_rows,
         )
-    except DataValidationError as exc:
+        # a gate metric of the other task (roc_auc for a numeric target) is refused here too
+        resolve_metric(params.gate.metric, infer_task(dataset.labels, params.task))
+    except (DataValidationError, GateConfigError) as exc:
         raise _fail(str(exc), code=2) from None
+    del dataset  # the flow loads its own copy; a large table is not held twice
     from mlops_stack.flows.train import train_flow
 
     with stack:
@@ -161,9 +166,9 @@ def _print_columns(columns: list[ColumnTreatment]) -> None:
 def models() -> None:
     """List the registered versions: aliases, task, holdout metrics and the gate's decision.
 
-    Each version shows its own task's metrics (ROC AUC, F1, accuracy for a classifier; RMSE,
-    MAE, R^2 for a regressor); the gate's reasons follow the table, one line per version, so
-    the listing reads on an 80-column terminal.
+    Each version shows its own task's metrics (accuracy, F1, ROC AUC for a classifier; RMSE,
+    MAE, R^2 for a regressor); when each was created and the gate's reason follow the table,
+    one line per version, so the listing reads on an 80-column terminal.
     """
     stack = _stack()
     settings = stack.settings
@@ -171,27 +176,24 @@ def models() -> None:
     if not rows:
         console.print(f"no versions of '{settings.model_name}' yet: run `mlops train` first")
         return
-    table = Table(title=f"{settings.model_name} ({settings.resolved_tracking_uri})")
-    for column in ("version", "aliases", "created (UTC)", "task", "candidate", "metrics"):
+    table = Table(title=f"{settings.model_name} ({settings.resolved_tracking_uri})", pad_edge=False)
+    table.add_column("v", no_wrap=True)
+    table.add_column("aliases", no_wrap=True)
+    for column in ("task / candidate", "metrics", "decision"):
         table.add_column(column, overflow="fold")
-    table.add_column("decision", overflow="fold")
     for row in rows:
-        day, _, time = row.created_at.partition("T")
         table.add_row(
             row.version,
             ", ".join(row.aliases),
-            f"{day}\n{time.removesuffix('+00:00')}",
-            row.task,
-            row.candidate,
+            f"{row.task}\n{row.candidate}",
             "\n".join(f"{name} {value:.4f}" for name, value in row.metrics.items()),
             row.decision,
         )
     console.print(table)
-    reasons = [row for row in rows if row.reason]
-    if reasons:
-        console.print("gate reasons:", highlight=False)
-    for row in reasons:
-        console.print(f"  v{row.version}: {row.reason}", highlight=False, soft_wrap=False)
+    for row in rows:  # newest first, like the table
+        created = row.created_at.replace("T", " ").removesuffix("+00:00")
+        reason = row.reason or row.decision
+        console.print(f"v{row.version}, {created} UTC: {reason}", highlight=False)
 
 
 @app.command()

@@ -224,11 +224,28 @@ class Registry:
         )
 
     # --- the gate's record -----------------------------------------------------------------
-    def register(self, model_uri: str, task: Task | str = Task.CLASSIFICATION) -> str:
+    def register(self, model_uri: str, task: Task | str | None = None) -> str:
         """Register a logged model as a new version of this model, tagged with its task
-        (``mlops.task``: what serving, monitoring and ``mlops models`` read); its number."""
-        tags = {TASK_TAG: str(Task(task))}
-        return str(mlflow.register_model(model_uri, self.model_name, tags=tags).version)
+        (``mlops.task``: what ``mlops models`` and the dashboard read); its number.
+
+        ``task`` None takes it from the schema logged with the model (classification when
+        the run has none: a model logged before tasks existed).
+        """
+        if task is not None:
+            tags = {TASK_TAG: str(Task(task))}
+            return str(mlflow.register_model(model_uri, self.model_name, tags=tags).version)
+        mv = mlflow.register_model(model_uri, self.model_name)
+        self._tag(version_of(mv), {TASK_TAG: str(self._logged_task(mv.run_id))})
+        return version_of(mv)
+
+    @staticmethod
+    def _logged_task(run_id: str | None) -> Task:
+        from mlops_stack.modelstore import load_schema  # MLflow artifacts: only when needed
+
+        try:
+            return Task(load_schema(run_id).task) if run_id else Task.CLASSIFICATION
+        except (MlflowException, OSError, ValueError):
+            return Task.CLASSIFICATION
 
     def record_decision(self, version: str, decision: GateDecision, evaluated_on: str) -> None:
         """Write the gate's decision on the version so that it explains itself later."""

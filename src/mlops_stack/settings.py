@@ -161,6 +161,16 @@ class Settings(BaseSettings):
     latency_samples: int = Field(
         200, ge=10, description="Single-row predictions timed for the latency p50/p95 metrics."
     )
+    selection_max_rows: int = Field(
+        20_000,
+        ge=100,
+        description=(
+            "Largest training split cross-validated whole. Above it, every candidate is "
+            "cross-validated and fitted on a seeded (stratified) sample of this many rows, and "
+            "only the winner is refit on all training rows (a random forest's trees then draw "
+            "this many rows each): model selection on a large table stays within minutes."
+        ),
+    )
 
     # --- the promotion gate --------------------------------------------------------------
     gate_metric: str = Field(

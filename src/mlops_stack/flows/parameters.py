@@ -112,6 +112,7 @@ class TrainParameters(_Parameters):
         "candidate_names", "Candidate models to train (MLOPS_CANDIDATES).", min_length=1
     )
     cv_folds: int = _setting("cv_folds", ge=2)
+    selection_max_rows: int = _setting("selection_max_rows", ge=100)
     latency_samples: int = _setting("latency_samples", ge=10)
     reference_sample_rows: int = _setting("reference_sample_rows", ge=10)
     gate: GateParameters = Field(default_factory=lambda: GateParameters())

@@ -5,14 +5,23 @@ took; the work itself lives in the data, training, modelstore and registry modul
 parent run holds the dataset (fingerprint, source, size) and one child run per candidate with
 its parameters, metrics and logged model; the best candidate is registered and handed to the
 gate, which scores the champion on the very same holdout before deciding.
+
+A training split larger than ``MLOPS_SELECTION_MAX_ROWS`` is sampled for model selection and
+the winner alone is refit on all of it (see :mod:`mlops_stack.training`); the run's log says
+so, and the parent run records it (``selection.*`` params, ``mlops.selection`` tag). Every step
+logs its duration and the time since the run started: the progress of a long run.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import mlflow
 import pandas as pd
+from mlflow.data.pandas_dataset import PandasDataset
+from mlflow.models import infer_signature
+from mlflow.types.schema import ColSpec, Schema
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from sklearn.pipeline import Pipeline
@@ -43,6 +52,37 @@ class TrainResult:
     task: str = Task.CLASSIFICATION
     columns: list[datamod.ColumnTreatment] = field(default_factory=list)
     """What was done with each column of the table (the schema's ``columns``)."""
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The training rows candidates are cross-validated and fitted on: all, or a sample."""
+
+    X: pd.DataFrame
+    y: pd.Series
+    train_rows: int  # rows of the whole training split
+
+    @property
+    def sampled(self) -> bool:
+        return len(self.X) < self.train_rows
+
+
+class Progress:
+    """Log lines of a run's steps with their duration and the time since the run started."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.step_started = self.started
+        self.logger = get_run_logger()
+
+    def start(self, message: str, *args: object) -> None:
+        self.step_started = time.perf_counter()
+        self.logger.info(f"{message} ...", *args)
+
+    def done(self, message: str, *args: object) -> None:
+        now = time.perf_counter()
+        step, total = now - self.step_started, now - self.started
+        self.logger.info(f"{message} ({step:.1f} s; {total:.0f} s elapsed)", *args)
 
 
 @dataclass(frozen=True)
@@ -87,29 +127,77 @@ def split(
 
 
 @task(cache_policy=NO_CACHE)
-def train_candidate(
-    name: str, pipeline: Pipeline, data: training.Split, params: TrainParameters
-) -> training.CandidateResult:
-    """Cross-validate on the training split, refit on all of it, score on the holdout."""
-    metric = params.gate.metric
-    cv_score = training.cross_validate(
-        pipeline,
+def select_rows(
+    data: training.Split, schema: datamod.DatasetSchema, params: TrainParameters
+) -> Selection:
+    """The whole training split, or a seeded sample of ``selection_max_rows`` of a larger one."""
+    X, y = training.selection_sample(
         data.X_train,
         data.y_train,
-        folds=params.cv_folds,
+        max_rows=params.selection_max_rows,
         seed=params.random_seed,
-        metric=metric,
+        task=schema.task,
     )
-    pipeline.fit(data.X_train, data.y_train)
+    return Selection(X, y, train_rows=len(data.X_train))
+
+
+@task(cache_policy=NO_CACHE)
+def train_candidate(
+    name: str,
+    pipeline: Pipeline,
+    data: training.Split,
+    selection: Selection,
+    params: TrainParameters,
+) -> training.CandidateResult:
+    """Cross-validate on the selection rows, fit on all of them, score on the holdout."""
+    metric = params.gate.metric
+    with training.fitting_threads(pipeline, len(selection.X)):
+        cv_score = training.cross_validate(
+            pipeline,
+            selection.X,
+            selection.y,
+            folds=params.cv_folds,
+            seed=params.random_seed,
+            metric=metric,
+        )
+        pipeline.fit(selection.X, selection.y)
+        rows = len(selection.X)
+        return _scored(name, pipeline, cv_score, data, params, rows, rows)
+
+
+@task(cache_policy=NO_CACHE)
+def refit_winner(
+    best: training.CandidateResult, data: training.Split, params: TrainParameters
+) -> training.CandidateResult:
+    """Refit the candidate chosen on a sample on every training row; score it on the holdout."""
+    pipeline = training.for_refit(best.pipeline, params.selection_max_rows, len(data.X_train))
+    rows = len(data.X_train)
+    with training.fitting_threads(pipeline, rows):
+        pipeline.fit(data.X_train, data.y_train)
+        return _scored(best.name, pipeline, best.cv_score, data, params, rows, best.selection_rows)
+
+
+def _scored(
+    name: str,
+    pipeline: Pipeline,
+    cv_score: float,
+    data: training.Split,
+    params: TrainParameters,
+    fit_rows: int,
+    selection_rows: int,
+) -> training.CandidateResult:
+    """A fitted candidate with its holdout metrics, one-row latency and CV score."""
     metrics = training.evaluate(pipeline, data.X_test, data.y_test)
     metrics |= training.single_row_latency(pipeline.predict, data.X_test, params.latency_samples)
-    metrics[f"cv_{metric}"] = cv_score
+    metrics[f"cv_{params.gate.metric}"] = cv_score
     return training.CandidateResult(
         name=name,
         pipeline=pipeline,
         params=training.candidate_params(pipeline),
         cv_score=cv_score,
         metrics=metrics,
+        fit_rows=fit_rows,
+        selection_rows=selection_rows,
     )
 
 
@@ -119,6 +207,7 @@ def log_candidates(
     dataset: datamod.Dataset,
     schema: datamod.DatasetSchema,
     data: training.Split,
+    selection: Selection,
     params: TrainParameters,
 ) -> tuple[str, dict[str, str], str]:
     """Log a parent run and one child run (params, metrics, model) per candidate.
@@ -132,6 +221,7 @@ def log_candidates(
                 "mlops.role": "train",
                 "mlops.trigger": params.trigger,
                 TASK_TAG: str(schema.task),
+                "mlops.selection": "sampled" if selection.sampled else "all rows",
                 "data.fingerprint": digest,
                 "data.source": dataset.source,
             }
@@ -146,18 +236,15 @@ def log_candidates(
                 "test_size": params.test_size,
                 "seed": params.random_seed,
                 "cv_folds": params.cv_folds,
+                "selection.max_rows": params.selection_max_rows,
+                "selection.rows": len(selection.X),
+                "selection.train_rows": selection.train_rows,
             }
         )
         with modelstore.quiet_mlflow_hints():
-            mlflow.log_input(
-                mlflow.data.from_pandas(  # type: ignore[attr-defined]  # lazily exported
-                    dataset.frame,
-                    targets=dataset.target,
-                    name="training-data",
-                    source=None if dataset.builtin else dataset.source,
-                ),
-                context="training",
-            )
+            mlflow.log_input(_training_data_input(dataset), context="training")
+        # the signature's types and the reference sample come from at most LOGGED_ROWS rows
+        logged_rows = _at_most(data.X_train, LOGGED_ROWS, params.random_seed)
         uris = {}
         for result in results:
             with mlflow.start_run(run_name=result.name, nested=True):
@@ -169,16 +256,55 @@ def log_candidates(
                         "data.fingerprint": digest,
                     }
                 )
-                mlflow.log_params(result.params)
+                mlflow.log_params(
+                    result.params
+                    | {"fit_rows": result.fit_rows, "selection_rows": result.selection_rows}
+                )
                 mlflow.log_metrics(result.metrics)
                 uris[result.name] = modelstore.log_pipeline(
                     result.pipeline,
-                    data.X_train,
+                    logged_rows,
                     schema,
                     reference_rows=params.reference_sample_rows,
                     seed=params.random_seed,
                 )
     return parent.info.run_id, uris, digest
+
+
+LOGGED_ROWS = 50_000
+"""Rows MLflow infers a logged table's or model's column types from. It visits every value in
+Python: 24 s for the 1.5-million-row table of docs/performance.md, and about 16 s per logged
+model's signature, where a uniform sample of this many rows gives the same types."""
+
+
+def _at_most(frame: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
+    """``frame`` itself when it has at most ``rows`` rows, else a seeded uniform sample."""
+    return frame if len(frame) <= rows else frame.sample(n=rows, random_state=seed)
+
+
+def _training_data_input(dataset: datamod.Dataset) -> PandasDataset:
+    """The training table as an MLflow dataset input (source, digest, size, column types).
+
+    A large table's column types are inferred on a sample, and whether a column is required
+    from every row (vectorised), instead of MLflow's value-by-value pass over the whole table.
+    """
+    frame = dataset.frame
+    logged: PandasDataset = mlflow.data.from_pandas(  # type: ignore[attr-defined]  # lazily exported
+        frame,
+        targets=dataset.target,
+        name="training-data",
+        source=None if dataset.builtin else dataset.source,
+    )
+    if len(frame) > LOGGED_ROWS:
+        inferred = infer_signature(_at_most(frame, LOGGED_ROWS, seed=0)).inputs
+        missing = frame.isna().any()
+        logged.schema = Schema(
+            [
+                ColSpec(column.type, column.name, required=not bool(missing[column.name]))
+                for column in inferred.inputs
+            ]
+        )
+    return logged
 
 
 def _score_champion(
@@ -244,6 +370,39 @@ def register_and_gate(
     return GateResult(version, decision, champion_version, version_of(after) if after else None)
 
 
+def _train_candidates(
+    schema: datamod.DatasetSchema,
+    data: training.Split,
+    selection: Selection,
+    params: TrainParameters,
+    progress: Progress,
+) -> list[training.CandidateResult]:
+    """Every candidate cross-validated, fitted and scored, one progress line each."""
+    pipelines = training.build_candidates(schema, params.random_seed, params.candidates)
+    results = []
+    for number, (name, pipeline) in enumerate(pipelines.items(), start=1):
+        progress.start(
+            "candidate %d/%d %s: %d-fold CV and fit on %s rows",
+            number,
+            len(pipelines),
+            name,
+            params.cv_folds,
+            f"{len(selection.X):,}",
+        )
+        result = train_candidate(name, pipeline, data, selection, params)
+        metric = params.gate.metric
+        progress.done(
+            "candidate %s: cv_%s %.4f, holdout %s %.4f",
+            name,
+            metric,
+            result.cv_score,
+            metric,
+            result.metrics[metric],
+        )
+        results.append(result)
+    return results
+
+
 @flow(name="train")
 def train_flow(params: TrainParameters | None = None) -> TrainResult:
     """Train candidates on a table, register the best and let the gate decide its alias.
@@ -254,26 +413,52 @@ def train_flow(params: TrainParameters | None = None) -> TrainResult:
     params = params or TrainParameters.from_settings(stack.settings)
     logger = get_run_logger()
     stack.registry.use_experiment(stack.settings.experiment_name)
+    progress = Progress()
+    progress.start("loading and validating the table")
     dataset, schema = load_and_validate(params)
     # "auto" becomes the task's metric; a metric of the other task stops here, named
     metric = resolve_metric(params.gate.metric, schema.task)
-    gate = params.gate.model_copy(update={"metric": metric})
-    params = params.model_copy(update={"gate": gate})
-    logger.info("task: %s; gate metric: %s", schema.task, gate.metric)
+    params = params.model_copy(update={"gate": params.gate.model_copy(update={"metric": metric})})
+    progress.done(
+        "%s rows, %d features; task %s, gate metric %s",
+        f"{len(dataset.frame):,}",
+        len(schema.features),
+        schema.task,
+        metric,
+    )
     evaluation = (
         datamod.load_dataset(params.evaluation_path, params.target)
         if params.evaluation_path
         else None
     )
     data = split(dataset, schema, params)
-    pipelines = training.build_candidates(schema, params.random_seed, params.candidates)
-    results = [train_candidate(name, p, data, params) for name, p in pipelines.items()]
-    best = training.best_candidate(results, params.gate.metric)
-    logger.info("best candidate by CV %s: %s (%.4f)", params.gate.metric, best.name, best.cv_score)
-    run_id, uris, digest = log_candidates(results, dataset, schema, data, params)
+    selection = select_rows(data, schema, params)
+    if selection.sampled:
+        logger.info(
+            "the training split has %s rows, more than MLOPS_SELECTION_MAX_ROWS=%s: candidates "
+            "are cross-validated and fitted on a seeded %ssample of %s rows, the winner is then "
+            "refit on all %s",
+            f"{selection.train_rows:,}",
+            f"{params.selection_max_rows:,}",
+            "stratified " if schema.task is Task.CLASSIFICATION else "",
+            f"{len(selection.X):,}",
+            f"{selection.train_rows:,}",
+        )
+    results = _train_candidates(schema, data, selection, params, progress)
+    best = training.best_candidate(results, metric)
+    logger.info("best candidate by CV %s: %s (%.4f)", metric, best.name, best.cv_score)
+    if selection.sampled:
+        progress.start("refitting %s on all %s training rows", best.name, f"{len(data.X_train):,}")
+        best = refit_winner(best, data, params)
+        results = [best if r.name == best.name else r for r in results]
+        progress.done("refit %s: holdout %s %.4f", best.name, metric, best.metrics[metric])
+    progress.start("logging %d candidate runs and models to MLflow", len(results))
+    run_id, uris, digest = log_candidates(results, dataset, schema, data, selection, params)
+    progress.done("logged")
+    progress.start("registering %s and applying the gate", best.name)
     gated = register_and_gate(best, uris[best.name], data, params, evaluation)
     decision = gated.decision
-    logger.info(
+    progress.done(
         "v%s %s: %s", gated.version, "promoted" if decision.promote else "kept", decision.reason
     )
     return TrainResult(
