@@ -59,6 +59,28 @@ def test_demo_runs_the_loop_on_your_own_regression_table(stack, tmp_path):
     assert "champion: v1 -> v2" in out
 
 
+def test_demo_runs_the_loop_on_a_multiclass_table_with_class_names(stack, tmp_path):
+    """scikit-learn's wine table with its cultivars by name: three string classes, through
+    train, serve, labelled traffic, monitor, retrain and the gate."""
+    from sklearn.datasets import load_wine
+
+    stack(candidates="linear,hist_gradient_boosting")
+    wine = load_wine(as_frame=True)
+    names = dict(enumerate(["barolo", "grignolino", "barbera"]))
+    frame = wine.data.assign(cultivar=wine.target.map(names))
+    table = tmp_path / "wine.csv"
+    frame.to_csv(table, index=False)
+    result = _demo(["--dir", str(tmp_path / "demo"), "--data", str(table), "--target", "cultivar"])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert f"{table} (178 rows, 13 columns besides 'cultivar', classification)" in out
+    assert "36 held-out rows with their true labels" in out
+    assert "monitor: ok" in out
+    assert re.search(r"monitor: (drift|degraded) - ", out), out
+    assert re.search(r"retrain: promoted - better \(roc_auc [\d.]+ vs champion v1", out), out
+    assert "champion: v1 -> v2" in out
+
+
 def _demo(args: list[str]):
     result = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["demo", *args])
     from prefect.logging.configuration import setup_logging

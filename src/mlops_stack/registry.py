@@ -228,24 +228,27 @@ class Registry:
         """Register a logged model as a new version of this model, tagged with its task
         (``mlops.task``: what ``mlops models`` and the dashboard read); its number.
 
-        ``task`` None takes it from the schema logged with the model (classification when
-        the run has none: a model logged before tasks existed).
+        ``task`` None takes it from the schema logged with the model. A model logged without
+        one (by hand, in a notebook) gets no tag rather than a guess: readers then judge it by
+        the model itself (the predictor asks scikit-learn whether it is a classifier).
         """
         if task is not None:
             tags = {TASK_TAG: str(Task(task))}
             return str(mlflow.register_model(model_uri, self.model_name, tags=tags).version)
         mv = mlflow.register_model(model_uri, self.model_name)
-        self._tag(version_of(mv), {TASK_TAG: str(self._logged_task(mv.run_id))})
+        logged = self._logged_task(mv.run_id)
+        if logged is not None:
+            self._tag(version_of(mv), {TASK_TAG: str(logged)})
         return version_of(mv)
 
     @staticmethod
-    def _logged_task(run_id: str | None) -> Task:
+    def _logged_task(run_id: str | None) -> Task | None:
         from mlops_stack.modelstore import load_schema  # MLflow artifacts: only when needed
 
         try:
-            return Task(load_schema(run_id).task) if run_id else Task.CLASSIFICATION
+            return Task(load_schema(run_id).task) if run_id else None
         except (MlflowException, OSError, ValueError):
-            return Task.CLASSIFICATION
+            return None
 
     def record_decision(self, version: str, decision: GateDecision, evaluated_on: str) -> None:
         """Write the gate's decision on the version so that it explains itself later."""
