@@ -129,32 +129,27 @@ def split_data(
 
 
 def _estimators(task: Task, seed: int) -> dict[str, tuple[BaseEstimator, bool]]:
-    """Candidate name -> (estimator for ``task``, whether numeric features are scaled first)."""
-    # n_jobs=1 for the forests: a single-row predict is ~4x faster than with a process pool.
-    if task is Task.REGRESSION:
-        return {
-            "linear": (Ridge(alpha=1.0, random_state=seed), True),
-            "random_forest": (
-                RandomForestRegressor(
-                    n_estimators=200, min_samples_leaf=1, n_jobs=1, random_state=seed
-                ),
-                False,
-            ),
-            "hist_gradient_boosting": (
-                HistGradientBoostingRegressor(max_iter=200, learning_rate=0.1, random_state=seed),
-                False,
-            ),
-        }
+    """Candidate name -> (estimator for ``task``, whether numeric features are scaled first).
+
+    The same three families for both tasks, so ``MLOPS_CANDIDATES`` means the same everywhere.
+    """
+    regression = task is Task.REGRESSION
+    linear = (
+        Ridge(alpha=1.0, random_state=seed)
+        if regression
+        else LogisticRegression(max_iter=2000, C=1.0, random_state=seed)
+    )
+    forest = RandomForestRegressor if regression else RandomForestClassifier
+    boosting = HistGradientBoostingRegressor if regression else HistGradientBoostingClassifier
     return {
-        "linear": (LogisticRegression(max_iter=2000, C=1.0, random_state=seed), True),
+        "linear": (linear, True),
+        # n_jobs=1: a single-row predict is ~4x faster than with a process pool.
         "random_forest": (
-            RandomForestClassifier(
-                n_estimators=200, min_samples_leaf=1, n_jobs=1, random_state=seed
-            ),
+            forest(n_estimators=200, min_samples_leaf=1, n_jobs=1, random_state=seed),
             False,
         ),
         "hist_gradient_boosting": (
-            HistGradientBoostingClassifier(max_iter=200, learning_rate=0.1, random_state=seed),
+            boosting(max_iter=200, learning_rate=0.1, random_state=seed),
             False,
         ),
     }

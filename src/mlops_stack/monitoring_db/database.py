@@ -528,15 +528,7 @@ class MonitoringDB:
     # --- the dashboard's reads, each filtered by a Scope -------------------------------------
     def monitor_runs_frame(self, scope: Scope, limit: int = 500) -> pd.DataFrame:
         """Monitor runs in scope, oldest first (one chart point each): :data:`RUN_COLUMNS`."""
-        self.ensure_schema()
-        query = select(MonitorRunRow).where(MonitorRunRow.model_name == scope.model_name)
-        if scope.since is not None:
-            query = query.where(MonitorRunRow.started_at >= scope.since)
-        if scope.version is not None:
-            query = query.where(MonitorRunRow.model_version == scope.version)
-        query = query.order_by(MonitorRunRow.id.desc()).limit(limit)
-        with Session(self.engine, expire_on_commit=False) as session:
-            runs = list(session.scalars(query))
+        runs = self._runs_in_scope(scope, limit)
         frame = pd.DataFrame([{c: getattr(run, c) for c in RUN_COLUMNS} for run in runs])
         frame = frame.reindex(columns=list(RUN_COLUMNS))
         return frame.sort_values("started_at").reset_index(drop=True)
@@ -616,6 +608,12 @@ class MonitoringDB:
         Kept apart from :meth:`monitor_runs_frame` and read by attribute so that a database
         whose runs predate these columns (or a model class without them) reads as None.
         """
+        runs = self._runs_in_scope(scope, limit)
+        frame = pd.DataFrame([{c: getattr(run, c, None) for c in RESULT_COLUMNS} for run in runs])
+        return frame.reindex(columns=list(RESULT_COLUMNS))
+
+    def _runs_in_scope(self, scope: Scope, limit: int) -> list[MonitorRunRow]:
+        """The newest ``limit`` monitor runs of the scope's model (and window, and version)."""
         self.ensure_schema()
         query = select(MonitorRunRow).where(MonitorRunRow.model_name == scope.model_name)
         if scope.since is not None:
@@ -624,9 +622,7 @@ class MonitoringDB:
             query = query.where(MonitorRunRow.model_version == scope.version)
         query = query.order_by(MonitorRunRow.id.desc()).limit(limit)
         with Session(self.engine, expire_on_commit=False) as session:
-            runs = list(session.scalars(query))
-        frame = pd.DataFrame([{c: getattr(run, c, None) for c in RESULT_COLUMNS} for run in runs])
-        return frame.reindex(columns=list(RESULT_COLUMNS))
+            return list(session.scalars(query))
 
     def run_data_quality(self, run_id: int) -> list[dict[str, Any]]:
         """One run's per-feature data quality as the monitor stored it (``quality`` JSON):
