@@ -345,6 +345,23 @@ def test_integer_class_labels_read_plainly_in_messages():
 # --- reading hints ---------------------------------------------------------------------------
 
 
+def test_numbers_read_from_a_csv_are_the_floats_their_text_names(tmp_path):
+    """A client parsing the same file with Python (csv, JSON) sends exactly what training saw:
+    training's ranges and few-valued columns must not be one unit in the last place off."""
+    import csv
+
+    from sklearn.datasets import load_diabetes
+
+    table = tmp_path / "diabetes.csv"
+    load_diabetes(as_frame=True).frame.to_csv(table, index=False)
+    with table.open() as file:
+        rows = list(csv.reader(file))
+    as_python = np.array([[float(v) for v in row] for row in rows[1:]])
+    loaded = load_dataset(table, "target").frame
+    assert list(loaded.columns) == rows[0]
+    assert int((loaded.to_numpy() != as_python).sum()) == 0
+
+
 def test_semicolon_file_with_decimal_commas_is_read_as_meant(tmp_path, data_log):
     frame = mixed_table().round(2)
     path = tmp_path / "excel.csv"

@@ -266,8 +266,19 @@ def read_csv(path: Path) -> pd.DataFrame:
 
 
 def _read_delimited(path: Path, sep: str, decimal: str, encoding: str) -> pd.DataFrame:
+    """The table as pandas reads it, every number parsed to the float its text names.
+
+    pandas' default float parser is off by one unit in the last place for many values (4,116
+    of the diabetes table's 4,862), while a client reading the same file (Python's ``float``,
+    JSON) gets the exact value: the training minimum and maximum and the few values of a
+    low-cardinality column would then differ from the very rows clients send, and clean
+    traffic would read as out of range or drifted. ``round_trip`` costs ~2.5x the parse time
+    (about 20 s more for 1.5 million rows x 20 columns).
+    """
     try:
-        return pd.read_csv(path, sep=sep, decimal=decimal, encoding=encoding)
+        return pd.read_csv(
+            path, sep=sep, decimal=decimal, encoding=encoding, float_precision="round_trip"
+        )
     except pd.errors.ParserError as exc:
         raise DataValidationError(
             [
