@@ -169,22 +169,24 @@ def test_simulated_drifted_traffic_with_labels_is_logged_and_detected(stack):
         candidates="logistic_regression",
         monitor_window_rows="300",
         monitor_min_rows="100",
-        log_flush_seconds="0.05",
+        log_flush_seconds="2",  # a partial batch waits 2 s: simulate must wait it out
     )
     train_flow()
     args = ["--rows", "300", "--rate", "0", "--label-delay", "0.2"]
     for feature in SHIFTED:
         args += ["--drift", f"{feature}:shift=2"]
+    store = MonitoringDB(settings.resolved_monitoring_db_url)
     with serving(create_app(Stack(settings))) as base:
         result = CliRunner().invoke(app, ["simulate", "--url", base, *args])
+        # read while the predictor still runs: simulate returns once every answer is logged,
+        # so a monitor run started right after it counts them all
+        frame = store.predictions_with_feedback()
     assert result.exit_code == 0, result.output
     assert "sent 300" in result.output and "300 answered, 0 failed" in result.output
     # the built-in table holds out 114 rows: the other 186 are unlabelled rows of the table
     assert "the holdout has 114 rows; the other 186" in result.output
     assert "labels accepted 114, unknown 0" in result.output
-
-    store = MonitoringDB(settings.resolved_monitoring_db_url)
-    frame = store.predictions_with_feedback()
+    assert "not logged yet" not in result.output
     assert len(frame) == 300 and frame["label"].notna().sum() == 114
     store.dispose()
     summary = monitor_flow()

@@ -354,6 +354,12 @@ def simulate(
         f"unknown {report.labels_unknown}; versions {dict(report.versions)}",
         highlight=False,
     )
+    if report.unlogged:
+        console.print(
+            f"note: {report.unlogged} answered rows were not logged yet after 30 s "
+            "(GET /ready: prediction_log); a monitor run now would not count them",
+            highlight=False,
+        )
     if report.errors:
         console.print(f"errors: {dict(report.errors)}", highlight=False)
     if report.failed:

@@ -16,6 +16,7 @@ without labels: the model has seen them, so their labels would flatter its measu
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
 
+from mlops_stack.backoff import Backoff
 from mlops_stack.logs import get_logger
 
 if TYPE_CHECKING:
@@ -263,6 +265,7 @@ class SimulationReport:
     versions: Counter[str] = field(default_factory=Counter)  # model version -> answers
     errors: Counter[str] = field(default_factory=Counter)  # error kind -> occurrences
     seconds: float = 0.0
+    unlogged: int | None = None  # answered rows the predictor had not yet logged (None: unknown)
 
 
 def _json_value(value: object) -> object:
@@ -307,8 +310,30 @@ class Simulator:
                     pending.append((time.monotonic() + self.label_delay, request_id, label))
                 pending = self._send_due_labels(client, pending, report, flush=False)
             self._send_due_labels(client, pending, report, flush=True)
+            report.unlogged = self._wait_until_logged(client)
         report.seconds = time.monotonic() - started
         return report
+
+    def _wait_until_logged(self, client: httpx.Client, within: float = 30.0) -> int | None:
+        """Wait until the predictor's log queue is empty; the rows still queued, or None.
+
+        The predictor answers first and logs on a background thread, so a monitor run started
+        the moment the last answer came back could miss the last rows and count too few (a
+        small table's window then reads "not enough data"). ``/ready`` says how many answered
+        rows wait to be logged. In the compose stack, empty means handed to the Redis stream;
+        the worker then writes them to the database.
+        """
+        backoff = Backoff.fixed([0.02, 0.05, 0.1, 0.2], give_up_after=within)
+        never = threading.Event()
+        while True:
+            try:
+                body = client.get("/ready").json()
+                depth = int(body["prediction_log"]["queue_depth"])
+            except (httpx.HTTPError, ValueError, KeyError, TypeError):
+                return None  # an older or other deployment: nothing to wait on
+            if depth == 0 or backoff.expired():
+                return depth
+            backoff.wait(never)
 
     def _label(self, index: int) -> object:
         """Row ``index``'s label as JSON; None when there are no labels or this row has none."""
