@@ -91,10 +91,12 @@ def alembic_config(connection: Any = None) -> Config:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     """WAL lets readers (monitoring, tests) read while the predictor's writer thread writes;
-    the busy timeout makes a second writer wait instead of failing with 'database is locked'."""
+    the busy timeout makes a second writer wait instead of failing with 'database is locked'.
+    The timeout comes first: switching a new file to WAL takes a lock too, and a connection
+    opened while another one migrates the file must wait for it as long as any writer would."""
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
