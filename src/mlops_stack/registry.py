@@ -13,6 +13,7 @@ second whichever of them acted.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,6 +55,12 @@ def use_tracking(settings: Settings) -> None:
 def version_of(mv: ModelVersion) -> str:
     """A version number as text: the SQL store hands back ints, the REST store strings."""
     return str(mv.version)
+
+
+def tagged_task(tags: Mapping[str, str]) -> Task | None:
+    """The task a version's ``mlops.task`` tag names; None when it has none (or not a task)."""
+    tagged = tags.get(TASK_TAG)
+    return Task(tagged) if tagged in set(Task) else None
 
 
 def task_of_version(mv: ModelVersion) -> Task:

@@ -23,13 +23,12 @@ from mlflow.exceptions import MlflowException
 from mlops_stack import modelstore
 from mlops_stack.monitoring_db import Scope
 from mlops_stack.names import ERROR_BIAS, MAE, R2, RMSE, Task, quality_metrics
-from mlops_stack.registry import ChampionInfo, version_of
+from mlops_stack.registry import ChampionInfo, tagged_task, version_of
 from mlops_stack.stack import Stack
 
 __all__ = ["ChampionInfo", "Scope"]
 
 FEATURE_ROWS = 5_000  # a feature's current distribution from at most this many rows
-TASK_TAG = "mlops.task"  # set on a registered version by training
 # Every metric a version's row may show: the classification figures, then the regression ones.
 VERSION_METRICS = tuple(
     dict.fromkeys((*quality_metrics(Task.CLASSIFICATION), *quality_metrics(Task.REGRESSION)))
@@ -63,9 +62,9 @@ def version_task(mv: ModelVersion) -> Task:
     """What a registered version predicts: its ``mlops.task`` tag, else its run's schema
     artifact (a schema saved before tasks existed reads as classification, and so does a
     version whose run has no schema to read)."""
-    tagged = mv.tags.get(TASK_TAG)
-    if tagged in set(Task):
-        return Task(tagged)
+    tagged = tagged_task(mv.tags)
+    if tagged is not None:
+        return tagged
     if not mv.run_id:
         return Task.CLASSIFICATION
     return _schema_task(str(mv.run_id))

@@ -29,7 +29,7 @@ from mlops_stack import modelstore
 from mlops_stack.data import MAX_STORED_CATEGORIES, DatasetSchema
 from mlops_stack.logs import get_logger
 from mlops_stack.names import Task
-from mlops_stack.registry import Registry, version_of
+from mlops_stack.registry import Registry, tagged_task, version_of
 from mlops_stack.serving.schema import (
     FeatureField,
     build_features_model,
@@ -40,11 +40,6 @@ from mlops_stack.serving.schema import (
 from mlops_stack.settings import Settings
 
 log = get_logger(__name__)
-
-
-TASK_TAG = "mlops.task"
-"""The registered version's tag naming its task (set by training): the fallback when a model
-was logged without a schema artifact."""
 
 
 class UnseenCategory(NamedTuple):
@@ -184,8 +179,9 @@ def model_task(schema: DatasetSchema | None, tags: dict[str, str], pipeline: Pip
     """
     if schema is not None:
         return schema.task
-    if tags.get(TASK_TAG) in {t.value for t in Task}:
-        return Task(tags[TASK_TAG])
+    tagged = tagged_task(tags)
+    if tagged is not None:
+        return tagged
     return Task.CLASSIFICATION if is_classifier(pipeline) else Task.REGRESSION
 
 
