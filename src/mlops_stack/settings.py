@@ -310,8 +310,33 @@ class Settings(BaseSettings):
     monitor_max_rows: int = Field(
         50_000, ge=100, description="Rows analysed at most; larger windows are sampled (stated)."
     )
+    drift_alpha: float = Field(
+        0.05,
+        gt=0,
+        lt=1,
+        description=(
+            "Chance that a monitor run of clean traffic flags any column at all (family-wise "
+            "false-alarm rate): each column's test runs at MLOPS_DRIFT_ALPHA divided by the "
+            "number of columns tested (Bonferroni), docs/monitoring.md."
+        ),
+    )
+    drift_min_effect: float = Field(
+        0.1,
+        ge=0,
+        description=(
+            "Least movement that counts as drift, next to a significant test: the Wasserstein "
+            "distance in reference standard deviations (numbers) or the total variation "
+            "distance (categories). Large windows make tiny, harmless moves significant."
+        ),
+    )
     drift_warning_share: float = Field(
-        0.1, ge=0, le=1, description="Share of drifted features from which status is warning."
+        0.0,
+        ge=0,
+        le=1,
+        description=(
+            "Share of drifted features from which status is warning; 0: any feature that "
+            "drifted (tests are corrected for testing every column at once)."
+        ),
     )
     drift_share: float = Field(
         0.3, ge=0, le=1, description="Share of drifted features from which status is drift."
@@ -350,6 +375,33 @@ class Settings(BaseSettings):
             "Retrain when a monitor run finds drift or degradation: the original data plus "
             "the labelled rows, gated on fresh labelled rows."
         ),
+    )
+    shadow_enabled: bool = Field(
+        True,
+        description=(
+            "The predictor also scores every answered row with the `challenger` version, off "
+            "the request path, and logs it, so the monitor compares both on the same live rows."
+        ),
+    )
+    shadow_queue_rows: int = Field(
+        10_000,
+        ge=1,
+        description=(
+            "Rows waiting for shadow scoring at most; beyond it rows are not shadow-scored "
+            "(counted in /metrics): the challenger never slows or blocks the champion."
+        ),
+    )
+    live_promotion_enabled: bool = Field(
+        True,
+        description=(
+            "The monitor promotes a shadow challenger that beats the champion on the same "
+            "labelled live rows by more than MLOPS_GATE_MIN_IMPROVEMENT (gate metric)."
+        ),
+    )
+    live_promotion_min_labelled: int = Field(
+        200,
+        ge=10,
+        description="Fewest labelled live rows both models answered before a live promotion.",
     )
     retrain_cooldown_minutes: float = Field(
         60.0, ge=0, description="Least time between two retrains, against retrain storms."

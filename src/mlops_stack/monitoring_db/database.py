@@ -47,6 +47,7 @@ from mlops_stack.logs import get_logger
 from mlops_stack.monitoring_db.tables import (
     FEEDBACK,
     PREDICTIONS,
+    SHADOW_PREDICTIONS,
     AlertRow,
     FeatureDriftRow,
     MonitorRunRow,
@@ -249,19 +250,29 @@ class MonitoringDB:
         """Insert the records in one transaction; returns how many were new.
 
         A record whose ``(request_id, row)`` is already stored is skipped, so writing the same
-        batch twice (a retry after an unacknowledged commit) stores each row once.
+        batch twice (a retry after an unacknowledged commit) stores each row once. Shadow
+        records (the challenger's answers) go to ``shadow_predictions``, once per version.
         """
         self.ensure_schema()
-        rows = [record.to_row() for record in records]
-        if not rows:
-            return 0
-        statement = (
-            self._insert(PREDICTIONS)
-            .on_conflict_do_nothing(index_elements=["request_id", "row"])
-            .returning(PREDICTIONS.c.id)
-        )
+        served = [record.to_row() for record in records if not record.shadow]
+        shadow = [record.to_row() for record in records if record.shadow]
+        new = 0
         with self.engine.begin() as connection:
-            return len(connection.execute(statement, rows).all())
+            if served:
+                statement = (
+                    self._insert(PREDICTIONS)
+                    .on_conflict_do_nothing(index_elements=["request_id", "row"])
+                    .returning(PREDICTIONS.c.id)
+                )
+                new += len(connection.execute(statement, served).all())
+            if shadow:  # the challenger's answers: once per (request_id, row, version)
+                statement = (
+                    self._insert(SHADOW_PREDICTIONS)
+                    .on_conflict_do_nothing(index_elements=["request_id", "row", "model_version"])
+                    .returning(SHADOW_PREDICTIONS.c.id)
+                )
+                new += len(connection.execute(statement, shadow).all())
+        return new
 
     def record_feedback(self, items: Sequence[tuple[str, int, str]]) -> None:
         """Store true labels ``(request_id, row, label)``; a later label replaces an earlier one.

@@ -103,15 +103,42 @@ class FeedbackRow(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class ShadowPredictionRow(Base):
+    """What the challenger answered, in shadow, for a row the champion answered (migration 0005).
+
+    The features are the champion's row in ``predictions`` (same ``request_id`` and ``row``);
+    one row per version, so two challengers in turn never overwrite each other.
+    """
+
+    __tablename__ = "shadow_predictions"
+    __table_args__ = (
+        UniqueConstraint("request_id", "row", "model_version"),
+        Index("ix_shadow_predictions_created_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    request_id: Mapped[str] = mapped_column(String(64))
+    row: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    model_name: Mapped[str] = mapped_column(String(256))
+    model_version: Mapped[str] = mapped_column(String(64))
+    prediction: Mapped[Any] = mapped_column(JSONValue, nullable=False)
+    probabilities: Mapped[dict[str, float] | None] = mapped_column(JSONValue, nullable=True)
+    latency_ms: Mapped[float] = mapped_column(Float)
+
+
 PREDICTIONS: Table = PredictionRow.__table__  # type: ignore[assignment]  # a Table at runtime
 FEEDBACK: Table = FeedbackRow.__table__  # type: ignore[assignment]
+SHADOW_PREDICTIONS: Table = ShadowPredictionRow.__table__  # type: ignore[assignment]
 
 
 ID = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class MonitorRunRow(Base):
-    """One monitor run over a window of logged predictions (mirrors migrations 0002, 0004).
+    """One monitor run over a window of logged predictions (mirrors migrations 0002, 0004, 0005).
 
     ``metrics`` holds the run's quality on labelled rows by the names of
     :mod:`mlops_stack.names` for its ``task`` (accuracy, f1, roc_auc; or rmse, mae, r2,
@@ -146,6 +173,10 @@ class MonitorRunRow(Base):
     mlflow_run_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     task: Mapped[str | None] = mapped_column(String(16), nullable=True)
     metrics: Mapped[dict[str, float | None] | None] = mapped_column(JSONValue, nullable=True)
+    # migration 0005: a classifier's accuracy / F1 estimated from its probabilities on the
+    # window (names.ACCURACY, names.F1 -> value), and the shadow challenger's comparison
+    estimated: Mapped[dict[str, float | None] | None] = mapped_column(JSONValue, nullable=True)
+    challenger: Mapped[dict[str, Any] | None] = mapped_column(JSONValue, nullable=True)
 
 
 class FeatureDriftRow(Base):
@@ -166,6 +197,9 @@ class FeatureDriftRow(Base):
     threshold: Mapped[float] = mapped_column(Float)
     score: Mapped[float] = mapped_column(Float)
     drifted: Mapped[bool] = mapped_column(Boolean)
+    # migration 0005: how far the column moved (Wasserstein in reference stds, or total
+    # variation distance for categories); None for runs stored before it
+    effect: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class AlertRow(Base):

@@ -61,14 +61,21 @@ class PredictionRecord:
     prediction: Prediction
     probabilities: dict[str, float] | None
     latency_ms: float
+    # True: the challenger's answer for the champion's row, scored in shadow (stored in
+    # shadow_predictions, without features); the client never saw it
+    shadow: bool = False
 
     @property
     def key(self) -> tuple[str, int]:
         return (self.request_id, self.row)
 
     def to_row(self) -> dict[str, Any]:
-        """The record's fields as the database stores them: UTC time, strict-JSON values."""
-        return {
+        """The record's fields as the database stores them: UTC time, strict-JSON values.
+
+        A shadow record has no ``features`` column (``shadow_predictions``): its row's features
+        are the champion's record's.
+        """
+        row = {
             "request_id": self.request_id,
             "row": int(self.row),
             "created_at": as_utc(self.created_at),
@@ -80,10 +87,16 @@ class PredictionRecord:
             # NaN is no JSON: it becomes null, which the NOT NULL column then rejects (loudly).
             "latency_ms": json_safe(float(self.latency_ms)),
         }
+        if self.shadow:
+            del row["features"]
+        return row
 
     def to_json(self) -> str:
         row = self.to_row()
         row["created_at"] = row["created_at"].isoformat()
+        if self.shadow:
+            row["shadow"] = True
+            row["features"] = {}
         return json.dumps(row, separators=(",", ":"), allow_nan=False)
 
     @classmethod
@@ -102,6 +115,7 @@ class PredictionRecord:
                 prediction=data["prediction"],
                 probabilities=data.get("probabilities"),
                 latency_ms=float("nan") if latency is None else float(latency),
+                shadow=bool(data.get("shadow", False)),
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not a prediction record: {exc!r}") from exc
