@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from pandas.api import types as ptypes
 
 from mlops_stack.names import ACCURACY, F1
 
@@ -91,15 +92,17 @@ class EstimateCounter:
         self.skipped += int((~usable).sum())
         if not len(matrix):
             return
-        rows = np.arange(len(matrix))
         predicted = matrix.argmax(axis=1)
-        chosen = np.zeros(matrix.shape, dtype=bool)
-        chosen[rows, predicted] = True
+        confidence = matrix[np.arange(len(matrix)), predicted]  # p(predicted class)
+        k = len(self.classes)
+        # per class: TP sums p(class) over rows predicted as it, FP sums 1 - p(class) over them
+        # (the rows predicted as it, less TP), FN sums p(class) over the other rows
+        tp = np.bincount(predicted, weights=confidence, minlength=k)
         self.rows += len(matrix)
-        self._correct += float(matrix[rows, predicted].sum())
-        self._tp += np.where(chosen, matrix, 0.0).sum(axis=0)
-        self._fp += np.where(chosen, 1.0 - matrix, 0.0).sum(axis=0)
-        self._fn += np.where(chosen, 0.0, matrix).sum(axis=0)
+        self._correct += float(confidence.sum())
+        self._tp += tp
+        self._fp += np.bincount(predicted, minlength=k) - tp
+        self._fn += matrix.sum(axis=0) - tp
 
     def result(self) -> EstimatedQuality | None:
         """The estimate over every row counted so far; None when no row had probabilities."""
@@ -162,7 +165,9 @@ def usable_probabilities(
     to a few digits still make a distribution (the estimate is an expectation under it).
     """
     columns = probabilities.rename(columns=str).reindex(columns=list(classes))
-    matrix = columns.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    if not all(ptypes.is_float_dtype(t) for t in columns.dtypes):  # text, objects: as numbers
+        columns = columns.apply(pd.to_numeric, errors="coerce")
+    matrix = columns.to_numpy(dtype=float)
     with np.errstate(invalid="ignore"):
         inside = ((matrix >= 0.0) & (matrix <= 1.0)).all(axis=1)
         total = matrix.sum(axis=1)
@@ -176,24 +181,25 @@ def probability_frame(
 ) -> pd.DataFrame:
     """Logged probability dicts (``{"class": p}``; None for none) as one float column per class.
 
-    Cheaper than building a frame from the dicts: one pass per class, missing values as NaN.
+    Cheaper than building a frame from the dicts (the monitor does this for every row of a
+    window): one list per class, converted by numpy at once; missing values become NaN.
     """
-    rows = list(values)
-    nan = float("nan")
-    return pd.DataFrame(
-        {
-            c: np.fromiter(
-                (_number(p.get(c, nan)) if isinstance(p, Mapping) else nan for p in rows),
-                dtype=float,
-                count=len(rows),
-            )
-            for c in classes
-        }
-    )
+    rows = [p if type(p) is dict or isinstance(p, Mapping) else None for p in values]
+    return pd.DataFrame({c: _column([p.get(c) if p else None for p in rows]) for c in classes})
+
+
+def _column(values: list[Any]) -> npt.NDArray[np.float64]:
+    """Numbers (None: missing) as floats; a value that is no number reads as missing."""
+    try:
+        return np.array(values, dtype=float)
+    except (TypeError, ValueError):  # one bad value: convert one by one
+        return np.fromiter((_number(v) for v in values), dtype=float, count=len(values))
 
 
 def _number(value: Any) -> float:
     """A logged probability as a float; anything that is no number reads as missing."""
+    if value is None:
+        return float("nan")
     try:
         return float(value)
     except (TypeError, ValueError):
