@@ -360,8 +360,8 @@ def test_the_quality_page_shows_the_estimate_next_to_the_realised_figures(stack)
     assert shown["Estimated accuracy"].value == "0.880"
     assert shown["Estimated f1"].value == "0.900"
     assert shown["Realised accuracy"].value == "0.800"
-    assert shown["Realised accuracy"].delta == "-0.070 vs estimate on the same rows"
-    assert shown["Realised f1"].delta == "-0.070 vs estimate on the same rows"
+    assert shown["Realised accuracy"].delta == "-0.070 vs estimated"
+    assert shown["Realised f1"].delta == "-0.070 vs estimated"
     assert shown["Rows estimated (latest run)"].value == "300"
     assert any("assumes calibrated probabilities" in c.value for c in app.caption)
 

@@ -147,13 +147,15 @@ ESTIMATE_NOTE = (
     "accuracy is the mean probability of the predicted class. It assumes calibrated "
     "probabilities, used as the model gives them (a random forest's tend to be estimated too "
     "low, gradient boosting's too high), and cannot see a change in how labels follow the "
-    "features: only labels show that. Solid: realised on labelled rows; dashed: estimated."
+    "features: only labels show that. Solid: realised on labelled rows; dashed and dotted: "
+    "estimated."
 )
 SERIES = {
     queries.ESTIMATED: "estimated, whole window",
     queries.ESTIMATED + LABELLED: "estimated, labelled rows",
     "": "realised, labelled rows",
 }
+DASHES = [[6, 4], [2, 2], [1, 0]]  # estimated: dashed, dotted; realised: solid
 
 
 def estimate_chart(runs: pd.DataFrame) -> alt.FacetChart:
@@ -173,18 +175,24 @@ def estimate_chart(runs: pd.DataFrame) -> alt.FacetChart:
         for prefix, series in SERIES.items()
     ]
     long = pd.concat(parts, ignore_index=True).dropna(subset=["value"])
+    series = list(SERIES.values())
+    legend = alt.Legend(title=None, orient="bottom")
     chart = (
         alt.Chart(long)
         .mark_line(point=True)
         .encode(
             x=alt.X("when:T", title=f"monitor run ({filters.zone()})", axis=filters.TIME_AXIS),
             y=alt.Y("value:Q", title="score", scale=alt.Scale(zero=False)),
-            color=alt.Color("series:N", sort=list(SERIES.values())),
-            strokeDash=alt.StrokeDash("series:N", sort=list(SERIES.values())),
+            color=alt.Color("series:N", scale=alt.Scale(domain=series), legend=legend),
+            strokeDash=alt.StrokeDash(
+                "series:N", scale=alt.Scale(domain=series, range=DASHES), legend=legend
+            ),
             tooltip=["id", "when:T", "metric", "series", alt.Tooltip("value:Q", format=".3f")],
         )
     )
-    faceted: alt.FacetChart = chart.facet(column=alt.Column("metric:N", title=None))
+    faceted: alt.FacetChart = chart.properties(width=320, height=260).facet(
+        column=alt.Column("metric:N", title=None)
+    )
     return faceted
 
 
@@ -211,12 +219,16 @@ def estimate_section(runs: pd.DataFrame) -> None:
             f"Realised {metric}",
             f"{realised:.3f}" if labelled else "n/a",
             delta=(
-                f"{realised - same_rows:+.3f} vs estimate on the same rows"
+                f"{realised - same_rows:+.3f} vs estimated"
                 if labelled and same_rows is not None and pd.notna(same_rows)
                 else None
             ),
             delta_color="off",
-            help=None if labelled else "no labelled row in this run's window yet",
+            help=(
+                "the difference is to the estimate over the same labelled rows"
+                if labelled
+                else "no labelled row in this run's window yet"
+            ),
         )
     cols[-1].metric("Rows estimated (latest run)", int(last[queries.ESTIMATED + ROWS]))
     st.altair_chart(estimate_chart(estimated), use_container_width=True)
