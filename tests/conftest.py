@@ -52,6 +52,8 @@ STACK_MODULES = {
 # retrain): "module::test name" (the name without parameters).
 STACK_TESTS = {
     "test_columns::test_messy_table_trains_in_under_a_minute_and_reports_each_column",
+    "test_estimate::test_a_monitor_run_stores_and_logs_the_estimate_labelled_or_not",
+    "test_estimate::test_the_quality_page_shows_the_estimate_next_to_the_realised_figures",
     "test_simulate::test_simulated_drifted_traffic_with_labels_is_logged_and_detected",
     "test_window::test_monitor_run_samples_the_window_and_counts_quality_over_all_rows",
 }

@@ -21,8 +21,9 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from mlops_stack import modelstore
+from mlops_stack.monitoring.estimate import LABELLED, ROWS
 from mlops_stack.monitoring_db import Scope
-from mlops_stack.names import ERROR_BIAS, MAE, R2, RMSE, Task, quality_metrics
+from mlops_stack.names import ACCURACY, ERROR_BIAS, F1, MAE, R2, RMSE, Task, quality_metrics
 from mlops_stack.registry import ChampionInfo, tagged_task, version_of
 from mlops_stack.stack import Stack
 
@@ -124,6 +125,29 @@ def with_results(runs: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
     stored = pd.json_normalize([m if isinstance(m, dict) else {} for m in frame["metrics"]])
     new = [c for c in stored.columns if c not in frame.columns]
     return pd.concat([frame, stored[new].set_axis(frame.index)], axis=1) if new else frame
+
+
+ESTIMATED = "estimated_"  # prefix of a run's estimate as columns (with_estimates)
+ESTIMATE_COLUMNS = tuple(
+    ESTIMATED + key
+    for key in (ACCURACY, F1, ROWS, LABELLED + ACCURACY, LABELLED + F1, LABELLED + ROWS)
+)
+
+
+def with_estimates(runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` plus each run's stored estimate (its ``estimated`` JSON) as columns.
+
+    ``estimated_accuracy``, ``estimated_f1`` and ``estimated_rows`` over the whole window, and
+    ``estimated_labelled_accuracy`` ... over the labelled rows only; NaN for a run without an
+    estimate (a regressor's, a skipped one, one stored before migration 0005).
+    """
+    stored = runs["estimated"] if "estimated" in runs else pd.Series(None, index=runs.index)
+    flat = pd.json_normalize([e if isinstance(e, dict) else {} for e in stored])
+    flat = flat.add_prefix(ESTIMATED).reindex(
+        columns=list(ESTIMATE_COLUMNS), index=range(len(runs))
+    )
+    kept = runs.drop(columns=[c for c in ESTIMATE_COLUMNS if c in runs])
+    return pd.concat([kept, flat.astype(float).set_axis(runs.index)], axis=1)
 
 
 def feature_drift(stack: Stack, run_id: int) -> pd.DataFrame:

@@ -5,7 +5,9 @@ random sample of at most ``MLOPS_MONITOR_MAX_ROWS`` rows is compared with the ch
 reference sample (drift), every row with its training schema (data quality) and every labelled
 row with its holdout metrics (model quality: accuracy, F1 and ROC AUC of a classifier; RMSE,
 MAE, R2 and error bias of a regressor, as the champion's schema says); the run's
-``sample_note`` says what was sampled.
+``sample_note`` says what was sampled. A classifier's accuracy and F1 are also estimated from its
+own probabilities over every row, labelled or not (``monitoring.estimate``), and over the
+labelled rows alone, to set next to the realised figures on the same rows.
 Every run is stored as rows (the dashboard's history) and as an MLflow run in the monitoring
 experiment holding the Evidently HTML report; drift and degradation open alerts (database, log,
 webhook) that resolve when the condition clears.
@@ -28,6 +30,7 @@ from mlops_stack.data import DatasetSchema
 from mlops_stack.flows.parameters import MonitorParameters
 from mlops_stack.flows.retrain import RetrainSummary, retrain_flow
 from mlops_stack.monitoring.checks import CheckResult, ModelQuality, Reference, check_sample
+from mlops_stack.monitoring.estimate import EstimatedQuality, stored_estimate
 from mlops_stack.monitoring.status import Status, Thresholds, classify
 from mlops_stack.monitoring.window import COLUMNS, Window, read_window
 from mlops_stack.monitoring_db import FeatureDriftRow, MonitorRunRow, WindowExtent
@@ -75,6 +78,8 @@ class MonitorSummary:
     quality_report_uri: str | None = None  # a regressor's window with labels: Evidently's
     sample_note: str | None = None
     retrain: RetrainSummary | None = None  # what the retrain flow did, when it ran
+    # a classifier's estimated accuracy / F1, as stored in monitor_runs.estimated
+    estimated: dict[str, float] = field(default_factory=dict)
 
 
 @task(cache_policy=NO_CACHE)
@@ -164,6 +169,10 @@ def log_to_mlflow(
         if result.model_quality is not None:
             measured = result.model_quality.metrics
             mlflow.log_metrics({k: v for k, v in measured.items() if v is not None})
+        mlflow.log_metrics(
+            _estimate_metrics(result.estimated, "")
+            | _estimate_metrics(result.estimated_labelled, "_labelled")
+        )
         reports = {}
         with tempfile.TemporaryDirectory() as tmp:
             for name, snapshot, save in (
@@ -177,6 +186,14 @@ def log_to_mlflow(
                 mlflow.log_artifact(str(path), artifact_path=REPORT_ARTIFACT)
                 reports[name] = f"{run.info.artifact_uri}/{REPORT_ARTIFACT}/{name}"
     return run.info.run_id, reports
+
+
+def _estimate_metrics(estimate: EstimatedQuality | None, suffix: str) -> dict[str, float]:
+    """``estimated_accuracy``, ``estimated_f1`` (plus ``suffix``) and the rows they cover."""
+    if estimate is None:
+        return {}
+    named = {f"estimated_{k}{suffix}": v for k, v in estimate.metrics.items()}
+    return named | {f"estimated_rows{suffix}": float(estimate.rows)}
 
 
 def _run_row(
@@ -205,6 +222,7 @@ def _run_row(
         prediction_drift_score=prediction.score if prediction else None,
         prediction_drifted=prediction.drifted if prediction else None,
         quality=[asdict(q) for q in result.quality] if result else None,
+        estimated=stored_estimate(result.estimated, result.estimated_labelled) if result else None,
     )
     _set_quality(row, champion.task if champion else None, quality)
     return row
@@ -315,4 +333,5 @@ def monitor_flow(params: MonitorParameters | None = None) -> MonitorSummary:
         quality_report_uri=reports.get(QUALITY_REPORT),
         sample_note=result.sample_note,
         retrain=retrain,
+        estimated=stored_estimate(result.estimated, result.estimated_labelled) or {},
     )

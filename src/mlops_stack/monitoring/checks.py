@@ -51,6 +51,7 @@ from sklearn.metrics import (
 
 from mlops_stack.data import MAX_STORED_CATEGORIES, DatasetSchema, FeatureSpec
 from mlops_stack.logs import get_logger
+from mlops_stack.monitoring.estimate import EstimatedQuality, estimate_quality
 from mlops_stack.names import ACCURACY, ERROR_BIAS, F1, MAE, R2, RMSE, ROC_AUC, Task
 
 log = get_logger(__name__)
@@ -155,6 +156,10 @@ class WholeWindow:
     # a regressor's labelled rows as numbers (columns LABEL_COLUMN, PREDICTION_COLUMN), for
     # Evidently's regression report; None for a classifier or without labels
     regression_rows: pd.DataFrame | None = field(default=None, compare=False, repr=False)
+    # a classifier's accuracy / F1 expected from its probabilities (monitoring.estimate): over
+    # every row of the window, and over the labelled rows only (the realised figure's rows)
+    estimated: EstimatedQuality | None = None
+    estimated_labelled: EstimatedQuality | None = None
 
 
 @dataclass
@@ -174,6 +179,9 @@ class CheckResult:
     snapshot: Any  # the Evidently snapshot, for save_html; None if not built
     # Evidently's regression report over a regressor's labelled rows, for save_quality_html
     quality_snapshot: Any = None
+    # a classifier's estimated accuracy / F1 (WholeWindow.estimated, .estimated_labelled)
+    estimated: EstimatedQuality | None = None
+    estimated_labelled: EstimatedQuality | None = None
 
     def drifted_features(self) -> list[str]:
         """Names of the drifted features, most drifted first."""
@@ -264,6 +272,7 @@ def check_window(
     _check_max_rows(max_rows)
     counter = QualityCounter(schema)
     counter.add(current.features)
+    estimated, estimated_labelled = _estimates(current, schema)
     whole = WholeWindow(
         rows=len(current.features),
         quality=counter.results(),
@@ -272,6 +281,8 @@ def check_window(
         ),
         note="",
         regression_rows=regression_rows(current.labels, current.predictions, schema),
+        estimated=estimated,
+        estimated_labelled=estimated_labelled,
     )
     return _check_drift(
         reference,
@@ -386,6 +397,8 @@ def _check_drift(
             if regression is None
             else regression_report(regression, max_rows=max_rows, seed=seed)
         ),
+        estimated=whole.estimated,
+        estimated_labelled=whole.estimated_labelled,
     )
     log.info(
         "checks.done",
@@ -699,6 +712,20 @@ def model_quality(
     if schema.task is Task.REGRESSION:
         return regression_quality(labels, predictions)
     return classification_quality(labels, predictions, probabilities, classes, schema)
+
+
+def _estimates(
+    current: Current, schema: DatasetSchema
+) -> tuple[EstimatedQuality | None, EstimatedQuality | None]:
+    """A classifier's estimate over every row of ``current``, and over its labelled rows."""
+    probabilities = current.probabilities
+    if schema.task is Task.REGRESSION or probabilities is None:
+        return None, None
+    classes = current.classes or schema.classes
+    labelled = None
+    if current.labels is not None:
+        labelled = estimate_quality(probabilities[current.labels.notna().to_numpy()], classes)
+    return estimate_quality(probabilities, classes), labelled
 
 
 def classification_quality(

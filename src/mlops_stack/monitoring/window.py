@@ -5,8 +5,10 @@ neither the drift tests nor the quality counts need it to. As the window's chunk
 ``MonitoringDB.window_chunks``), a seeded reservoir keeps a uniform random sample of at most
 ``max_rows`` rows for the drift tests, :class:`~mlops_stack.monitoring.checks.QualityCounter`
 counts missing, out-of-range and unseen values over every row (a handful of bad rows must not be
-sampled away), and the labelled rows are kept, in compact form, for model quality. Memory is
-bounded by the chunk, the sample and the labelled rows, never the window.
+sampled away), a classifier's :class:`~mlops_stack.monitoring.estimate.EstimateCounter` sums
+the expected confusion counts of every row's probabilities (performance estimated before labels
+arrive), and the labelled rows are kept, in compact form, for model quality. Memory is bounded by
+the chunk, the sample and the labelled rows, never the window.
 """
 
 from __future__ import annotations
@@ -27,6 +29,12 @@ from mlops_stack.monitoring.checks import (
     WholeWindow,
     model_quality,
     regression_rows,
+)
+from mlops_stack.monitoring.estimate import (
+    EstimateCounter,
+    EstimatedQuality,
+    estimate_quality,
+    probability_frame,
 )
 from mlops_stack.monitoring_db.database import MonitoringDB, WindowExtent
 from mlops_stack.names import Task
@@ -103,6 +111,7 @@ def read_window(
     """
     reservoir = Reservoir(max_rows, seed)
     quality = QualityCounter(schema)
+    estimate = _estimate_counter(schema)
     labelled: list[pd.DataFrame] = []
     start = end = None
     with _cyclic_gc_paused():
@@ -110,6 +119,8 @@ def read_window(
             if chunk.empty:
                 continue
             quality.add(_features(chunk, schema))
+            if estimate is not None:
+                estimate.add(probability_frame(chunk["probabilities"], estimate.classes))
             reservoir.add(chunk)
             labelled.append(_labelled(chunk, schema))
             first, last = chunk["created_at"].min(), chunk["created_at"].max()
@@ -135,6 +146,8 @@ def read_window(
             if labelled_rows is None
             else regression_rows(labelled_rows["label"], labelled_rows["prediction"], schema)
         ),
+        estimated=estimate.result() if estimate is not None else None,
+        estimated_labelled=_labelled_estimate(labelled_rows, schema),
     )
     return Window(
         extent=WindowExtent(rows, _moment(start), _moment(end)),
@@ -207,9 +220,29 @@ def _model_quality(rows: pd.DataFrame | None, schema: DatasetSchema) -> ModelQua
     """Model quality over every labelled row of the window; None when none came back."""
     if rows is None:
         return None
+    return model_quality(
+        rows["label"], rows["prediction"], _probabilities(rows), schema.classes, schema
+    )
+
+
+def _estimate_counter(schema: DatasetSchema) -> EstimateCounter | None:
+    """A classifier's estimate over every row; None for a regressor (no probabilities)."""
+    if schema.task is Task.REGRESSION or len(schema.classes) < 2:
+        return None
+    return EstimateCounter(schema.classes)
+
+
+def _labelled_estimate(rows: pd.DataFrame | None, schema: DatasetSchema) -> EstimatedQuality | None:
+    """The estimate over the labelled rows only: the rows the realised figures come from."""
+    if rows is None or schema.task is Task.REGRESSION:
+        return None
+    return estimate_quality(_probabilities(rows), schema.classes)
+
+
+def _probabilities(rows: pd.DataFrame) -> pd.DataFrame:
+    """The ``p:<class>`` columns of the labelled rows, named by class again."""
     probabilities = rows[[c for c in rows.columns if c.startswith("p:")]]
-    probabilities.columns = [c.removeprefix("p:") for c in probabilities.columns]
-    return model_quality(rows["label"], rows["prediction"], probabilities, schema.classes, schema)
+    return probabilities.set_axis([c.removeprefix("p:") for c in probabilities.columns], axis=1)
 
 
 def _moment(value: pd.Timestamp | None) -> datetime | None:

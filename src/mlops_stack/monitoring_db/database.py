@@ -169,9 +169,10 @@ ALERT_HISTORY_COLUMNS = (
     "opened_by_run", "resolved_by_run",
 )  # fmt: skip
 DRIFT_COLUMNS = ("feature", "kind", "method", "threshold", "score", "drifted")
-# Results of a run newer than RUN_COLUMNS (the task, the quality figures by metric name): read
-# when the table has them, None for runs stored before (see monitor_run_results_frame).
-RESULT_COLUMNS = ("id", "task", "metrics")
+# Results of a run newer than RUN_COLUMNS (the task, the quality figures by metric name, the
+# estimated accuracy / F1 of migration 0005): read when the table has them, None for runs stored
+# before (see monitor_run_results_frame).
+RESULT_COLUMNS = ("id", "task", "metrics", "estimated")
 LATENCY_ROWS = 100_000  # latency percentiles over at most the newest this many rows
 
 
@@ -617,7 +618,9 @@ class MonitoringDB:
     def monitor_run_results_frame(self, scope: Scope, limit: int = 500) -> pd.DataFrame:
         """Per monitor run in scope: its model's task and its quality figures by metric name.
 
-        Columns :data:`RESULT_COLUMNS` (``metrics`` a dict such as ``{"rmse": ..., "mae": ...}``).
+        Columns :data:`RESULT_COLUMNS` (``metrics`` a dict such as ``{"rmse": ..., "mae": ...}``;
+        ``estimated`` a classifier's ``{"accuracy": ..., "f1": ..., "rows": ...}``, see
+        ``monitoring.estimate.stored_estimate``).
         Kept apart from :meth:`monitor_runs_frame` and read by attribute so that a database
         whose runs predate these columns (or a model class without them) reads as None.
         """

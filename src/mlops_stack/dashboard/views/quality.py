@@ -2,7 +2,9 @@
 
 What is shown follows the task of the judged model (the version filter's, else the champion):
 
-- classification: accuracy and F1 per monitor run against the holdout figures, and the
+- classification: accuracy and F1 per monitor run against the holdout figures; the accuracy
+  and F1 each run estimated from the champion's own probabilities before labels came
+  (``monitoring.estimate``), next to the realised figures on the same labelled rows; and the
   confusion matrix of the labelled predictions in the chosen window (with more than two
   classes, also each class's precision and recall);
 - regression: RMSE and MAE per monitor run against the holdout figures (lower is better), and
@@ -21,7 +23,8 @@ import pandas as pd
 import streamlit as st
 
 from mlops_stack.dashboard import cache, filters, queries, widgets
-from mlops_stack.names import ERROR_BIAS, MAE, R2, RMSE, Task, higher_is_better
+from mlops_stack.monitoring.estimate import LABELLED, ROWS
+from mlops_stack.names import ACCURACY, ERROR_BIAS, MAE, R2, RMSE, Task, higher_is_better
 
 settings = cache.settings()
 chosen = filters.current()
@@ -138,6 +141,100 @@ def labelled_rows() -> pd.DataFrame | None:
 
 
 # --- classification ---------------------------------------------------------------------------
+ESTIMATE_NOTE = (
+    "Estimated from the champion's own probabilities over every row of the window, labelled "
+    "or not (confidence-based performance estimation, the method of NannyML's CBPE): expected "
+    "accuracy is the mean probability of the predicted class. It assumes calibrated "
+    "probabilities, used as the model gives them (a random forest's tend to be estimated too "
+    "low, gradient boosting's too high), and cannot see a change in how labels follow the "
+    "features: only labels show that. Solid: realised on labelled rows; dashed and dotted: "
+    "estimated."
+)
+SERIES = {
+    queries.ESTIMATED: "estimated, whole window",
+    queries.ESTIMATED + LABELLED: "estimated, labelled rows",
+    "": "realised, labelled rows",
+}
+DASHES = [[6, 4], [2, 2], [1, 0]]  # estimated: dashed, dotted; realised: solid
+
+
+def estimate_chart(runs: pd.DataFrame) -> alt.FacetChart:
+    """Per run and metric: the estimate over the window and over the labelled rows, and the
+    realised figure; one panel per metric."""
+    parts = [
+        pd.DataFrame(
+            {
+                "id": runs["id"],
+                "when": filters.local(runs["started_at"]),
+                "metric": metric,
+                "series": series,
+                "value": runs.get(prefix + metric, np.nan),
+            }
+        )
+        for metric in METRICS
+        for prefix, series in SERIES.items()
+    ]
+    long = pd.concat(parts, ignore_index=True).dropna(subset=["value"])
+    series = list(SERIES.values())
+    legend = alt.Legend(title=None, orient="bottom")
+    chart = (
+        alt.Chart(long)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("when:T", title=f"monitor run ({filters.zone()})", axis=filters.TIME_AXIS),
+            y=alt.Y("value:Q", title="score", scale=alt.Scale(zero=False)),
+            color=alt.Color("series:N", scale=alt.Scale(domain=series), legend=legend),
+            strokeDash=alt.StrokeDash(
+                "series:N", scale=alt.Scale(domain=series, range=DASHES), legend=legend
+            ),
+            tooltip=["id", "when:T", "metric", "series", alt.Tooltip("value:Q", format=".3f")],
+        )
+    )
+    faceted: alt.FacetChart = chart.properties(width=320, height=260).facet(
+        column=alt.Column("metric:N", title=None)
+    )
+    return faceted
+
+
+def estimate_section(runs: pd.DataFrame) -> None:
+    """The latest run's estimate, its realised figures if labels came, and the chart of runs."""
+    st.subheader("Estimated before labels, realised after")
+    frame = queries.with_estimates(runs)
+    estimated = frame.dropna(subset=[queries.ESTIMATED + ACCURACY])
+    if estimated.empty:
+        widgets.no_data(
+            "no monitor run in this window estimated accuracy and F1 from the champion's "
+            "probabilities (a classifier's runs do, labelled or not)",
+            widgets.MONITOR_HINT,
+        )
+        return
+    last = estimated.iloc[-1]
+    cols = st.columns(len(METRICS) * 2 + 1)
+    for i, metric in enumerate(METRICS):
+        cols[i].metric(f"Estimated {metric}", f"{last[queries.ESTIMATED + metric]:.3f}")
+        realised = last.get(metric)
+        same_rows = last.get(queries.ESTIMATED + LABELLED + metric)
+        labelled = realised is not None and pd.notna(realised)
+        cols[len(METRICS) + i].metric(
+            f"Realised {metric}",
+            f"{realised:.3f}" if labelled else "n/a",
+            delta=(
+                f"{realised - same_rows:+.3f} vs estimated"
+                if labelled and same_rows is not None and pd.notna(same_rows)
+                else None
+            ),
+            delta_color="off",
+            help=(
+                "the difference is to the estimate over the same labelled rows"
+                if labelled
+                else "no labelled row in this run's window yet"
+            ),
+        )
+    cols[-1].metric("Rows estimated (latest run)", int(last[queries.ESTIMATED + ROWS]))
+    st.altair_chart(estimate_chart(estimated), use_container_width=True)
+    st.caption(ESTIMATE_NOTE)
+
+
 def confusion_section() -> None:
     st.subheader("Confusion matrix")
     rows = labelled_rows()
@@ -285,4 +382,5 @@ if runs is not None:
         regression_section()
     else:
         per_run_section(runs, METRICS, "Accuracy and F1 per monitor run", "score on labelled rows")
+        estimate_section(runs)
         confusion_section()
