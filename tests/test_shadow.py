@@ -45,8 +45,10 @@ from mlops_stack.stack import Stack
 
 from .servers import wait_for
 
-DELAY = 0.25
-"""Seconds the challenger's first step sleeps on every call."""
+DELAY = 1.0
+"""Seconds the challenger's first step sleeps on every call: long enough that a loaded CI machine
+(two cores, several test processes) cannot blur a request that waited for it with one that did
+not."""
 GATE = threading.Event()
 """Set: the challenger answers after DELAY. Cleared by a test: it waits until set again."""
 GATE.set()
