@@ -45,6 +45,7 @@ STACK_MODULES = {
     "test_serving_registry",
     "test_serving_stack",
     "test_serving_tasks",
+    "test_shadow",  # the predictor over a trained champion and a slow challenger
     "test_train_flow",
     "test_worker",
 }

@@ -159,7 +159,8 @@ class StreamWriter:
 
     def _write(self, entries: list[Entry]) -> int:
         records: list[PredictionRecord] = []
-        entry_of: dict[tuple[str, int], bytes] = {}
+        # by the record object: a row's champion and shadow records share (request_id, row)
+        entry_of: dict[int, bytes] = {}
         dead: list[Entry] = []
         for entry_id, fields in entries:
             if not fields:  # deleted from the stream while pending: nothing left to write
@@ -170,7 +171,7 @@ class StreamWriter:
                 dead.append((entry_id, fields))
                 continue
             records.append(record)
-            entry_of[record.key] = entry_id
+            entry_of[id(record)] = entry_id
         try:  # the database migrates itself before its first write
             inserted, rejected = write_isolating(self.store, records)
         except Exception as exc:  # any database failure: leave the batch pending, retry later
@@ -179,7 +180,7 @@ class StreamWriter:
                 log.warning("log_writer.database_failed", error=str(exc), pending=len(entries))
             self.failing = True
             return 0
-        dead += [(entry_of[r.key], {RECORD_FIELD.encode(): r.to_json().encode()}) for r in rejected]
+        dead += [(entry_of[id(r)], {RECORD_FIELD.encode(): r.to_json().encode()}) for r in rejected]
         self._acknowledge([entry_id for entry_id, _ in entries], dead)
         if self.failing:
             log.info("log_writer.database_recovered")

@@ -75,21 +75,25 @@ def assemble(predictor: Predictor, keys: KeyRing) -> FastAPI:
 
 
 def _lifespan(predictor: Predictor) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """Start the log sink and the model's reload loop with the server, stop them with it."""
+    """Start the log sink, the model's reload loop and the shadow scorer with the server, stop
+    them with it (the scorer before the sink, so its last records are flushed too)."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         predictor.sink.start()
         predictor.holder.refresh()
         predictor.holder.start()
+        predictor.shadow.start()
         log.info(
             "predictor_started",
             model=predictor.settings.model_name,
             alias=predictor.settings.model_alias,
             version=predictor.holder.version,
+            shadow=predictor.holder.shadow_version,
         )
         yield
         predictor.holder.stop()
+        predictor.shadow.stop()
         predictor.sink.stop()
         predictor.stack.close()
 

@@ -16,7 +16,7 @@ NUMBER = "number"
 
 class PredictorMetrics:
     """The series /metrics exposes: traffic, latency, predictions, unseen categories, log queue,
-    reloads."""
+    reloads, and the challenger's shadow scoring."""
 
     def __init__(self, queue_depth: Callable[[], float]):
         self.registry = CollectorRegistry()
@@ -65,6 +65,35 @@ class PredictorMetrics:
             ["outcome"],
             registry=self.registry,
         )
+
+        self.shadow_predictions = Counter(
+            "mlops_shadow_predictions",
+            "Rows the challenger scored in shadow (logged, never answered), by its version.",
+            ["version"],
+            registry=self.registry,
+        )
+        self.shadow_dropped = Counter(
+            "mlops_shadow_dropped",
+            "Rows not scored in shadow, by reason: queue_full (the challenger could not keep "
+            "up; MLOPS_SHADOW_QUEUE_ROWS), failed (the challenger raised), stopped (shut down).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.shadow_latency = Histogram(
+            "mlops_shadow_scoring_seconds",
+            "Time the challenger took to score one shadow batch (the rows queued together).",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=self.registry,
+        )
+        self._shadow_queue = Gauge(
+            "mlops_shadow_queue_depth",
+            "Rows waiting to be scored by the challenger in shadow.",
+            registry=self.registry,
+        )
+
+    def track_shadow_queue(self, depth: Callable[[], float]) -> None:
+        """Read the shadow queue's depth at each scrape (the scorer is built after the metrics)."""
+        self._shadow_queue.set_function(depth)
 
     def reloaded(self, outcome: str) -> None:
         self.reloads.labels(outcome=outcome).inc()

@@ -7,6 +7,12 @@ logged with the model (``schema/schema.json``) its task and the categories train
 current one behind a single reference: a request reads it once and uses that object to the end,
 so a swap in the middle of a request changes nothing for it, and the next request sees the new
 version. Loading happens on a background thread; the swap itself is one assignment.
+
+The holder also keeps the ``challenger`` alias's version (``shadow``), which
+``serving.shadow`` scores live rows with, off the request path. It moves on the same poll and
+notice as the champion and is swapped the same way; it is loaded only when it can answer the
+champion's rows (same task, the features it needs present with the same types), and nothing
+about it (lookup, load, refusal) ever touches the champion.
 """
 
 from __future__ import annotations
@@ -221,6 +227,25 @@ def load_version(
     )
 
 
+def shadow_mismatch(champion: ServedModel, challenger: ServedModel) -> str | None:
+    """Why ``challenger`` cannot answer the rows the champion validated; None when it can.
+
+    Shadow rows are the champion's validated rows: the challenger must predict the same kind of
+    thing and find every feature it takes in them, typed as it expects (a row the champion
+    accepted with an int where the challenger wants a string would fail or, worse, be cast).
+    """
+    if challenger.task is not champion.task:
+        return f"it predicts {challenger.task}, the champion {champion.task}"
+    given = {f.name: f.dtype for f in champion.fields}
+    missing = [f.name for f in challenger.fields if f.name not in given]
+    if missing:
+        return f"it takes features the champion's rows lack: {', '.join(missing[:5])}"
+    retyped = [f.name for f in challenger.fields if given[f.name] != f.dtype]
+    if retyped:
+        return f"features typed differently from the champion's: {', '.join(retyped[:5])}"
+    return None
+
+
 @dataclass
 class RegistryStatus:
     """Whether the last look at the registry worked, for /ready and the logs."""
@@ -233,50 +258,128 @@ class RegistryStatus:
 
 @dataclass
 class ModelHolder:
-    """The current model, swapped atomically when the registry alias moves."""
+    """The current model, swapped atomically when the registry alias moves, and the challenger
+    scored in shadow (``shadow``; None when there is none, or shadow scoring is off)."""
 
     registry: Registry
     settings: Settings
     current: ServedModel | None = None
+    shadow: ServedModel | None = None
     registry_status: RegistryStatus = field(default_factory=RegistryStatus)
     on_reload: Callable[[str], None] = lambda outcome: None
+    _refused: tuple[str, str] | None = None  # (challenger, champion) judged unfit: not reloaded
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _wake: threading.Event = field(default_factory=threading.Event)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
     def refresh(self) -> bool:
-        """Look up the alias and load it if it moved; True when a new version was swapped in.
+        """Look up the aliases and load what moved; True when a new champion was swapped in.
 
         Never raises: an unreachable registry or a version that fails to load leaves the
-        current model serving and is recorded for /ready and the logs.
+        current model serving and is recorded for /ready and the logs. The challenger is looked
+        at after the champion, so nothing about it can delay or prevent a champion swap.
         """
         with self._lock:  # one refresh at a time (poll thread, notice thread, start-up)
-            name = self.registry.model_name
             try:
                 mv = self.registry.champion()  # the served alias (MLOPS_MODEL_ALIAS)
             except Exception as exc:  # network, server or database errors alike
                 self._registry_failed(exc)
                 return False
             self._registry_ok()
-            if mv is None:
-                return False
-            version = version_of(mv)
-            if self.current is not None and self.current.version == version:
-                return False
+            swapped = mv is not None and self._take_champion(version_of(mv))
+            self._refresh_shadow()
+            return swapped
+
+    def _load(self, version: str) -> ServedModel:
+        return load_version(
+            self.registry.client,
+            self.registry.model_name,
+            version,
+            max_batch_rows=self.settings.max_batch_rows,
+        )
+
+    def _take_champion(self, version: str) -> bool:
+        """Serve ``version`` unless it already is; True when swapped in.
+
+        A promoted challenger is already loaded (as ``shadow``): that object is served as is,
+        so a promotion swaps at once, without a load in between.
+        """
+        name = self.registry.model_name
+        if self.current is not None and self.current.version == version:
+            return False
+        loaded = self.shadow if self.shadow is not None and self.shadow.version == version else None
+        if loaded is None:
             try:
-                loaded = load_version(
-                    self.registry.client, name, version, max_batch_rows=self.settings.max_batch_rows
-                )
+                loaded = self._load(version)
             except Exception as exc:
                 self.on_reload("failed")
                 log.error("model_load_failed", model=name, version=version, error=str(exc))
                 return False
-            previous = self.current.version if self.current else None
-            self.current = loaded  # the swap: one reference assignment
-            self.on_reload("ok")
-            log.info("model_swapped", model=name, version=version, previous=previous)
-            return True
+        previous = self.current.version if self.current else None
+        self.current = loaded  # the swap: one reference assignment
+        self.on_reload("ok")
+        log.info("model_swapped", model=name, version=version, previous=previous)
+        return True
+
+    def _refresh_shadow(self) -> None:
+        """Follow the ``challenger`` alias: load its version, or stop scoring the one loaded.
+
+        Never raises and never touches ``current``. A failed lookup keeps the shadow as it is
+        (the registry hiccuped; the alias has not been seen to move); a challenger that fails to
+        load or cannot answer the champion's rows leaves no shadow, with the reason in the log.
+        """
+        champion = self.current
+        if not self.settings.shadow_enabled or champion is None:
+            self._set_shadow(None, "shadow scoring is off" if champion else "no champion")
+            return
+        try:
+            mv = self.registry.challenger()
+        except Exception as exc:
+            log.warning(
+                "challenger_lookup_failed", error=str(exc)[:300], shadow=self.shadow_version
+            )
+            return
+        version = version_of(mv) if mv is not None else None
+        if version is None or version == champion.version:
+            self._set_shadow(None, "no challenger" if version is None else "it is the champion")
+            return
+        if self._refused == (version, champion.version):
+            return  # judged unfit for this champion already: not loaded again every poll
+        loaded = self.shadow if self.shadow is not None and self.shadow.version == version else None
+        if loaded is None:
+            try:
+                loaded = self._load(version)
+            except Exception as exc:
+                log.error("challenger_load_failed", version=version, error=str(exc)[:300])
+                self._set_shadow(None, f"v{version} failed to load")
+                return
+        reason = shadow_mismatch(champion, loaded)
+        if reason is not None:
+            self._refused = (version, champion.version)
+            log.warning("challenger_not_shadowed", version=version, reason=reason)
+            self._set_shadow(None, reason)
+            return
+        self._set_shadow(loaded, "")
+
+    def _set_shadow(self, model: ServedModel | None, why: str) -> None:
+        previous = self.shadow
+        if previous is model:
+            return
+        self.shadow = model  # the swap: one reference assignment, as for the champion
+        if model is not None:
+            log.info(
+                "shadow_loaded",
+                version=model.version,
+                champion=self.version,
+                previous=previous.version if previous else None,
+            )
+        elif previous is not None:
+            log.info("shadow_stopped", version=previous.version, reason=why)
+
+    @property
+    def shadow_version(self) -> str | None:
+        return self.shadow.version if self.shadow else None
 
     def _registry_failed(self, exc: Exception) -> None:
         now = datetime.now(UTC).isoformat(timespec="seconds")

@@ -19,6 +19,7 @@ from mlops_stack.prediction_log.sinks import PredictionSink
 from mlops_stack.serving.metrics import NUMBER, PredictorMetrics
 from mlops_stack.serving.model import Answer, ModelHolder, ServedModel
 from mlops_stack.serving.requests import FeedbackItem
+from mlops_stack.serving.shadow import ShadowScorer
 from mlops_stack.stack import Stack
 
 RECENT_KEYS = 100_000
@@ -37,7 +38,8 @@ class FeedbackOutcome(NamedTuple):
 
 
 class Predictor:
-    """The app's state: model holder, log sink, log store, metrics and recent request ids."""
+    """The app's state: model holder, log sink, shadow scorer, log store, metrics and recent
+    request ids."""
 
     def __init__(self, stack: Stack, sink: PredictionSink):
         self.stack = stack
@@ -46,6 +48,7 @@ class Predictor:
         self.store = stack.monitoring
         self.metrics = PredictorMetrics(queue_depth=sink.depth)
         self.holder = ModelHolder(stack.registry, self.settings, on_reload=self.metrics.reloaded)
+        self.shadow = ShadowScorer(self.holder, sink, self.metrics, self.settings)
         self.recent: OrderedDict[tuple[str, int], None] = OrderedDict()
 
     def model(self) -> ServedModel:
@@ -65,7 +68,11 @@ class Predictor:
     def answer(
         self, request_id: str, model: ServedModel, rows: list[dict[str, Any]], started: float
     ) -> list[Answer]:
-        """Predict, count and log the rows of one request."""
+        """Predict, count and log the rows of one request, then queue them for the challenger.
+
+        The client's answer and latency are the champion's: the challenger scores the rows
+        later, on the shadow scorer's thread (``serving.shadow``).
+        """
         results = model.predict(rows)
         latency_ms = (time.perf_counter() - started) * 1000
         now = datetime.now(UTC)
@@ -85,6 +92,7 @@ class Predictor:
                 )
             )
         self.remember(request_id, len(rows))
+        self.shadow.submit(request_id, model.version, rows)
         return results
 
     def count(self, model: ServedModel, results: list[Answer]) -> None:

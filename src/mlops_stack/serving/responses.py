@@ -126,8 +126,24 @@ class FeatureInfo(BaseModel):
     nullable: bool
 
 
+class ShadowInfo(BaseModel):
+    """The challenger scored in shadow: its answers are logged, never sent to a client."""
+
+    version: str
+    run_id: str
+    trained_at: str
+    loaded_at: str
+    metrics: dict[str, float] = Field(description="Its holdout metrics from training.")
+    queued_rows: int = Field(description="Rows waiting for it now.")
+    scored_rows: int = Field(description="Rows it scored since the predictor started.")
+    dropped_rows: int = Field(
+        description="Rows not scored since the predictor started (queue full, or it failed)."
+    )
+
+
 class ModelInfo(BaseModel):
-    """``/model``: the served version, its task, run, metrics, classes and features."""
+    """``/model``: the served version, its task, run, metrics, classes and features, and the
+    challenger scored in shadow."""
 
     name: str
     version: str
@@ -139,6 +155,13 @@ class ModelInfo(BaseModel):
     metrics: dict[str, float]
     classes: list[str] = Field(description="The classes as text; empty for a regression model.")
     features: list[FeatureInfo]
+    shadow: ShadowInfo | None = Field(
+        default=None,
+        description=(
+            "The `challenger` version scoring live rows in shadow; null when there is none (no "
+            "challenger, it cannot answer the champion's rows, or MLOPS_SHADOW_ENABLED=false)."
+        ),
+    )
 
 
 class ErrorMessage(BaseModel):

@@ -40,6 +40,7 @@ from mlops_stack.serving.responses import (
     RegistryReachability,
     Responses,
     RowPrediction,
+    ShadowInfo,
 )
 
 log = get_logger("mlops_stack.api")
@@ -200,7 +201,8 @@ def readiness(predictor: Predictor) -> ReadyResponse:
     responses=NO_MODEL,
 )
 async def model_info(predictor: PredictorDep, model: ModelDep) -> ModelInfo:
-    """What is served: version, task, run, training metrics, classes and input features."""
+    """What is served: version, task, run, training metrics, classes and input features, and
+    the challenger scored in shadow."""
     return ModelInfo(
         name=model.name,
         version=model.version,
@@ -214,6 +216,24 @@ async def model_info(predictor: PredictorDep, model: ModelDep) -> ModelInfo:
         features=[
             FeatureInfo(name=f.name, type=f.dtype, nullable=not f.required) for f in model.fields
         ],
+        shadow=shadow_info(predictor),
+    )
+
+
+def shadow_info(predictor: Predictor) -> ShadowInfo | None:
+    """The challenger in shadow and what its scorer did since start; None without one."""
+    challenger, scorer = predictor.holder.shadow, predictor.shadow
+    if challenger is None:
+        return None
+    return ShadowInfo(
+        version=challenger.version,
+        run_id=challenger.run_id,
+        trained_at=challenger.trained_at,
+        loaded_at=challenger.loaded_at,
+        metrics=challenger.metrics,
+        queued_rows=scorer.depth(),
+        scored_rows=scorer.scored,
+        dropped_rows=scorer.dropped,
     )
 
 
