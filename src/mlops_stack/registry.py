@@ -296,8 +296,10 @@ class Registry:
         return previous
 
     def make_challenger(self, version: str) -> None:
-        """Give ``challenger`` to the newest version the gate did not promote."""
+        """Give ``challenger`` to the newest version the gate did not promote, and announce it:
+        the predictors start scoring it in shadow now, not at their next poll."""
         self.client.set_registered_model_alias(self.model_name, Alias.CHALLENGER, version)
+        self.notifier.model_changed(str(version))
 
     def promote(self, version: str | int) -> str | None:
         """A person's explicit promotion: bypasses the gate, and is recorded as such."""
