@@ -109,6 +109,9 @@ def test_monitor_compares_on_the_same_rows_and_promotes_a_live_winner(
 ):
     """Three runs on one window: too few rows needed -> stored, no decision; promotion off ->
     stored, kept; on -> the challenger is champion, the decision recorded and announced."""
+    from typer.testing import CliRunner
+
+    from mlops_stack.cli import app
     from mlops_stack.flows.monitor import monitor_flow
     from mlops_stack.flows.parameters import MonitorParameters
     from mlops_stack.monitoring_db import MonitoringDB
@@ -161,6 +164,13 @@ def test_monitor_compares_on_the_same_rows_and_promotes_a_live_winner(
     )
     assert logged.metrics["live.labelled_rows"] == 300
     assert logged.tags["challenger.version"] == "2"
+    listing = CliRunner(env={"COLUMNS": "220"}).invoke(app, ["models"], catch_exceptions=False)
+    roc_auc = f"roc_auc {expected['challenger']['roc_auc']:.4f} vs "
+    roc_auc += f"{expected['champion']['roc_auc']:.4f}"
+    assert f"live (monitor run {newest.id}): v2 vs champion v1 on 300 labelled rows, " in (
+        listing.output
+    )
+    assert roc_auc in listing.output
 
     promoted = run().challenger
     assert promoted["promoted"] and promoted["decision"].endswith("v2 promoted to champion")

@@ -194,6 +194,31 @@ def models() -> None:
         created = row.created_at.replace("T", " ").removesuffix("+00:00")
         reason = row.reason or row.decision
         console.print(f"v{row.version}, {created} UTC: {reason}", highlight=False)
+    _print_live_comparison(stack)
+
+
+def _print_live_comparison(stack: Stack) -> None:
+    """The latest monitor run's champion-challenger comparison on live rows, in one line; no
+    line when there is none, or when the monitoring database cannot be read (the registry
+    listing above stands on its own)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        found = stack.monitoring.latest_comparison(stack.settings.model_name)
+    except SQLAlchemyError:
+        return
+    if found is None:
+        return
+    run, comparison = found
+    metric = comparison.get("metric", "")
+    figures = [(comparison.get(side) or {}).get(metric) for side in ("challenger", "champion")]
+    versus = " vs ".join("n/a" if v is None else f"{v:.4f}" for v in figures)
+    console.print(
+        f"live (monitor run {run.id}): v{comparison.get('version')} vs champion "
+        f"v{comparison.get('champion_version')} on {comparison.get('labelled_rows')} labelled "
+        f"rows, {metric} {versus}: {comparison.get('decision')}",
+        highlight=False,
+    )
 
 
 @app.command()
