@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import mlflow
@@ -76,6 +77,112 @@ def test_an_undefined_metric_decides_nothing():
     assert not one_class.promote and "roc_auc is undefined on these rows" in one_class.reason
     assert math.isnan(decide(0.8, math.nan).candidate_score)
     assert not decide(0.8, math.nan).promote
+
+
+# --- the rows compared -----------------------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    """A migrated monitoring database on each dialect."""
+    from mlops_stack.monitoring_db import MonitoringDB
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'monitoring.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    db = MonitoringDB(url)
+    db.migrate()
+    yield db
+    db.dispose()
+
+
+def _record(i: int, version: str, *, shadow: bool, model: str = "m", numeric: bool = False):
+    from mlops_stack.prediction_log.records import PredictionRecord
+
+    answer = 100 + i if shadow else i  # the challenger's answers are told apart by +100
+    return PredictionRecord(
+        request_id=f"{model}-{i}",
+        row=0,
+        created_at=START + timedelta(seconds=i),
+        model_name=model,
+        model_version=version,
+        features={} if shadow else {"x": float(i)},
+        prediction=answer + 0.5 if numeric else answer,
+        probabilities=None if numeric else {"a": answer / 1000, "b": 1 - answer / 1000},
+        latency_ms=1.0,
+        shadow=shadow,
+    )
+
+
+START = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+def _write(store, *, numeric: bool = False) -> None:
+    """Rows 0-9 of model m by v1; v2 answered rows whose number is not a multiple of 3, v3
+    row 9; labels on even rows. Model n: the same keys' shapes, all answered and labelled."""
+    records = [_record(i, "1", shadow=False, numeric=numeric) for i in range(10)]
+    records += [_record(i, "2", shadow=True, numeric=numeric) for i in range(10) if i % 3]
+    records += [_record(9, "3", shadow=True, numeric=numeric)]
+    for i in range(10):
+        records += [
+            _record(i, "1", shadow=False, model="n"),
+            _record(i, "2", shadow=True, model="n"),
+        ]
+    store.write_predictions(records)
+    store.record_feedback([(f"{m}-{i}", 0, f"L{i}") for m in "mn" for i in range(0, 10, 2)])
+
+
+def test_shadow_pairs_are_the_labelled_window_rows_both_versions_answered(store):
+    _write(store)
+    pairs = store.shadow_pairs(None, 6, model_name="m", challenger_version="2", chunk_rows=1)
+    # the window: rows 4-9; v2 answered 4, 5, 7, 8 of them; 4 and 8 are labelled
+    assert (pairs.shadow_rows, pairs.labelled_rows) == (4, 2)
+    order = pairs.labels.argsort().to_numpy()
+    assert list(pairs.labels.iloc[order]) == ["L4", "L8"]
+    assert list(pairs.champion.predictions.iloc[order]) == [4, 8]  # row for row
+    assert list(pairs.challenger.predictions.iloc[order]) == [104, 108]
+    assert list(pairs.champion.probabilities["a"].iloc[order]) == [0.004, 0.008]
+    assert list(pairs.challenger.probabilities["b"].iloc[order]) == [0.896, 0.892]
+
+    since = store.shadow_pairs(
+        START + timedelta(seconds=6.5), None, model_name="m", challenger_version="2"
+    )
+    assert (since.shadow_rows, list(since.labels)) == (2, ["L8"])  # rows 7, 8, 9
+    other = store.shadow_pairs(None, 6, model_name="m", challenger_version="3")
+    assert (other.shadow_rows, other.labelled_rows) == (1, 0)
+    assert other.champion.probabilities is None
+    assert store.shadow_rows("m", "2") == 6 and store.shadow_rows("n", "2") == 10
+
+
+def test_a_regressors_pairs_are_numbers_without_probabilities(store):
+    _write(store, numeric=True)
+    pairs = store.shadow_pairs(None, None, model_name="m", challenger_version="2")
+    assert (pairs.shadow_rows, pairs.labelled_rows) == (6, 3)  # labelled: 2, 4, 8
+    assert sorted(pairs.challenger.predictions) == [102.5, 104.5, 108.5]
+    assert pairs.champion.probabilities is None and pairs.challenger.probabilities is None
+
+
+def test_the_latest_comparison_is_the_newest_run_that_stored_one(store):
+    from mlops_stack.monitoring_db import MonitorRunRow
+
+    assert store.latest_comparison("m") is None
+
+    def run(challenger=None):
+        row = MonitorRunRow(
+            started_at=START, finished_at=START, model_name="m", window_rows=10,
+            analysed_rows=10, status="ok", reason="",
+        )  # fmt: skip
+        if challenger is not None:
+            row.challenger = challenger
+        return store.save_run(row, [])
+
+    compared = run({"version": "2", "labelled_rows": 300})
+    run()  # a later run without a challenger
+    found = store.latest_comparison("m")
+    assert found is not None and found[0].id == compared
+    assert found[1] == {"version": "2", "labelled_rows": 300}
+    assert store.latest_comparison("n") is None
 
 
 # --- the monitor flow ------------------------------------------------------------------------
