@@ -616,6 +616,7 @@ def test_models_page_shows_champion_and_challenger_on_the_same_live_rows(stack, 
     assert table.loc["gate's reason", "challenger"].startswith("tie (roc_auc")
     assert float(table.loc["holdout roc_auc", "challenger"]) > 0.9
     assert list(table.loc["shadow rows"]) == ["0", "0"]
+    assert not any(str(figure).startswith("live ") for figure in table.index)  # none measured
     assert any("no live comparison yet" in n for n in notices(dashboard))
 
     traffic = log_shadow_traffic(settings, champion="1", challenger="2")

@@ -148,8 +148,9 @@ def side_by_side(
     shadow: dict[str, int | None],
 ) -> pd.DataFrame:
     """Champion and challenger in two columns: version, trained at, holdout figures, live
-    figures on the same labelled rows (only from a comparison of exactly these two versions),
-    shadow rows, and the gate's recorded decision and reason.
+    figures on the same labelled rows (only from a comparison of exactly these two versions
+    that had labelled rows: else no such line), shadow rows, and the gate's recorded decision
+    and reason.
 
     ``roles`` maps a column ("champion", "challenger") to its version (None: no such version);
     every value is text, as the page shows it, and a figure nobody measured stays empty.
@@ -167,8 +168,9 @@ def side_by_side(
             "trained at": str(row.get("created_at", "")),
             **{f"holdout {m}": _figure(row.get(m)) for m in metrics},
         }
-        measured = live.comparison.get(role, {}) if live is not None and compared else {}
-        column |= {f"live {m} (same {rows} rows)": _figure(measured.get(m)) for m in metrics}
+        if live is not None and compared and rows:
+            measured = live.comparison.get(role) or {}
+            column |= {f"live {m} (same {rows} rows)": _figure(measured.get(m)) for m in metrics}
         count = shadow.get(role)
         column["shadow rows"] = "" if count is None else f"{count:,}"
         column["gate decision"] = str(row.get("decision", "") or "")
