@@ -149,6 +149,14 @@ def test_shadow_pairs_are_the_labelled_window_rows_both_versions_answered(store)
         START + timedelta(seconds=6.5), None, model_name="m", challenger_version="2"
     )
     assert (since.shadow_rows, list(since.labels)) == (2, ["L8"])  # rows 7, 8, 9
+    served = store.shadow_pairs(
+        None, 6, model_name="m", challenger_version="2", champion_version="1"
+    )
+    assert (served.shadow_rows, served.labelled_rows) == (4, 2)
+    older = store.shadow_pairs(  # rows another champion served are no answers of this one
+        None, 6, model_name="m", challenger_version="2", champion_version="7"
+    )
+    assert (older.shadow_rows, older.labelled_rows) == (0, 0)
     other = store.shadow_pairs(None, 6, model_name="m", challenger_version="3")
     assert (other.shadow_rows, other.labelled_rows) == (1, 0)
     assert other.champion.probabilities is None

@@ -236,7 +236,11 @@ def judge_challenger(
         logger.info("challenger v%s not compared: it is not a %s challenger", version, schema.task)
         return None
     pairs = stack.monitoring.shadow_pairs(
-        since, limit, model_name=registry.model_name, challenger_version=version
+        since,
+        limit,
+        model_name=registry.model_name,
+        challenger_version=version,
+        champion_version=champion_version,
     )
     if pairs.shadow_rows == 0:
         logger.info("challenger v%s answered no row of the window in shadow", version)

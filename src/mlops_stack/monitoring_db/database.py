@@ -465,6 +465,7 @@ class MonitoringDB:
         *,
         model_name: str,
         challenger_version: str,
+        champion_version: str | None = None,
         chunk_rows: int = CHUNK_ROWS,
     ) -> ShadowPairs:
         """The labelled rows of the monitor's window that ``challenger_version`` also answered.
@@ -475,7 +476,9 @@ class MonitoringDB:
         ``since``), so the comparison covers the rows the monitor judged; its shadow answers
         are found through the unique ``(request_id, row, model_version)`` index. Streamed in
         chunks of ``chunk_rows`` and kept compact (probabilities as float columns), like the
-        window's own labelled rows.
+        window's own labelled rows. ``champion_version`` keeps the window rows that version
+        served: a window spanning a change of champion holds an older version's answers too,
+        and those are no answers of the champion in question.
         """
         self.ensure_schema()
         window = self._window_query(
@@ -486,6 +489,7 @@ class MonitoringDB:
             [
                 PREDICTIONS.c.request_id,
                 PREDICTIONS.c.row,
+                PREDICTIONS.c.model_version,
                 cast(PREDICTIONS.c.prediction, Text).label("champion_prediction"),
                 cast(PREDICTIONS.c.probabilities, Text).label("champion_probabilities"),
                 FEEDBACK.c.label,
@@ -499,7 +503,12 @@ class MonitoringDB:
                 SHADOW_PREDICTIONS.c.model_version == str(challenger_version),
             ),
         )
-        counted = select(func.count()).select_from(joined)
+        served = (
+            [window.c.model_version == str(champion_version)]
+            if champion_version is not None
+            else []
+        )
+        counted = select(func.count()).select_from(joined).where(*served)
         query = (
             select(
                 window.c.label,
@@ -509,7 +518,7 @@ class MonitoringDB:
                 cast(SHADOW_PREDICTIONS.c.probabilities, Text).label("challenger_probabilities"),
             )
             .select_from(joined)
-            .where(window.c.label.is_not(None))
+            .where(window.c.label.is_not(None), *served)
         )
         parts: list[pd.DataFrame] = []
         with self.engine.connect() as connection:
