@@ -79,6 +79,47 @@ def test_an_undefined_metric_decides_nothing():
     assert not decide(0.8, math.nan).promote
 
 
+def test_a_regressors_comparison_scores_both_sides_by_error_on_the_same_rows():
+    """Labels come back as text, predictions as numbers: both sides are scored with the
+    monitor's own quality function, and a lower RMSE wins."""
+    import numpy as np
+    import pandas as pd
+
+    from mlops_stack.data import Dataset, infer_schema
+    from mlops_stack.flows.challenger import compare
+    from mlops_stack.flows.parameters import MonitorParameters
+    from mlops_stack.monitoring_db.database import Answers, ShadowPairs
+    from mlops_stack.names import Task
+
+    truth = np.arange(40, dtype=float)
+    frame = pd.DataFrame({"x": truth, "y": truth})
+    schema = infer_schema(Dataset(frame=frame, target="y", source="test"), Task.REGRESSION)
+    pairs = ShadowPairs(
+        shadow_rows=50,
+        labels=pd.Series([str(v) for v in truth]),
+        champion=Answers(pd.Series(truth + 10.0), None),  # off by 10: RMSE 10
+        challenger=Answers(pd.Series(truth - 2.0), None),  # off by 2: RMSE 2
+    )
+    params = MonitorParameters(live_promotion_min_labelled=40)
+    comparison = compare(pairs, schema, version="2", champion_version="1", params=params)
+    assert comparison.metric == "rmse" and not comparison.higher_is_better
+    assert comparison.champion["rmse"] == pytest.approx(10.0)
+    assert comparison.challenger["rmse"] == pytest.approx(2.0)
+    assert comparison.challenger["error_bias"] == pytest.approx(-2.0)
+    assert comparison.promote and comparison.labelled_rows == 40
+    assert comparison.decision == (
+        "better (rmse 2.0000 vs champion v1 10.0000, lower is better) on 40 live labelled rows"
+    )
+    swapped = ShadowPairs(50, pairs.labels, pairs.challenger, pairs.champion)
+    kept = compare(swapped, schema, version="2", champion_version="1", params=params)
+    assert not kept.promote and kept.decision.startswith("worse (rmse 10.0000")
+    few = compare(
+        pairs, schema, version="2", champion_version="1",
+        params=MonitorParameters(live_promotion_min_labelled=41),
+    )  # fmt: skip
+    assert not few.promote and few.decision.startswith("no decision on 40 live labelled rows")
+
+
 # --- the rows compared -----------------------------------------------------------------------
 
 

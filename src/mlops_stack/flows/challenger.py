@@ -18,7 +18,7 @@ bounds), not the monitor's own types.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -60,7 +60,7 @@ class Comparison:
     promoted: bool = False  # what this run did about it
     min_labelled: int = 0
     higher_is_better: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
+    gate: GateDecision | None = None  # the live gate's decision, for the version's record
 
     def as_json(self) -> dict[str, Any]:
         """What ``monitor_runs.challenger`` stores (JSON) and the dashboard reads."""
@@ -139,7 +139,7 @@ def compare(
         promote=decision.promote,
         min_labelled=params.live_promotion_min_labelled,
         higher_is_better=higher_is_better(metric),
-        extra={"gate": decision},
+        gate=decision,
     )
 
 
@@ -156,7 +156,9 @@ def promote_live(stack: Stack, comparison: Comparison, window: str) -> Compariso
             comparison,
             decision=f"{comparison.decision}; not promoted: the aliases changed meanwhile",
         )
-    decision: GateDecision = comparison.extra["gate"]
+    decision = comparison.gate
+    if decision is None:  # nothing decided: nothing to record (a caller's mistake)
+        raise ValueError(f"no live gate decision to promote v{comparison.version} on")
     registry.record_decision(
         comparison.version,
         decision,
