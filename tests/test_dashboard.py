@@ -44,6 +44,7 @@ from mlops_stack.stack import Stack, current_stack
 
 from .conftest import mixed_table
 from .servers import wait_for
+from .shadow import expected_figures, log_shadow_traffic
 from .traffic import SHIFTED, Traffic
 
 APP = Path(__file__).resolve().parents[1] / "src" / "mlops_stack" / "dashboard" / "app.py"
@@ -575,3 +576,73 @@ def test_stored_run_metrics_become_columns_without_replacing_existing_ones():
     assert list(merged["rmse"].fillna(-1)) == [-1, 3.0]
     older = results.assign(task=None, metrics=None)  # runs stored before the columns existed
     assert "rmse" not in queries.with_results(runs, older)
+
+
+# --- champion and challenger side by side ----------------------------------------------------
+
+
+def side_by_side(app: AppTest) -> pd.DataFrame:
+    """The Models page's second table: one column per role, one row per figure."""
+    [table] = [t.value for t in app.table if list(t.value.columns)[:1] == ["champion"]]
+    return table
+
+
+@pytest.mark.timeout(900)
+def test_models_page_shows_champion_and_challenger_on_the_same_live_rows(stack, dashboard):
+    """One version: the page says what makes a challenger. Two (the gate refused the second):
+    side by side with the gate's reason; after shadow traffic and a monitor run, both versions'
+    live figures on the same labelled rows, the shadow row count, then Promote moves the alias."""
+    settings = stack(
+        candidates="logistic_regression",
+        monitor_window_rows="320",
+        monitor_min_rows="100",
+        live_promotion_enabled="false",  # compared and shown, promoted by the button only
+    )
+    train_flow()
+    open_page(dashboard, "models")
+    said = notices(dashboard)
+    assert any("no challenger" in n and "a retrain the gate refuses leaves one" in n for n in said)
+    assert any("no live comparison" in n and "MLOPS_LIVE_PROMOTION_MIN_LABELLED" in n for n in said)
+    assert list(side_by_side(dashboard).columns) == ["champion"]
+    [promote] = [b for b in dashboard.button if b.key == "promote"]
+    assert promote.disabled
+
+    train_flow()  # the same table again: a tie, the gate keeps v2 as challenger
+    st.cache_data.clear()
+    open_page(dashboard, "models")
+    table = side_by_side(dashboard)
+    assert list(table.loc["version"]) == ["v1", "v2"]
+    assert table.loc["gate decision", "challenger"] == "kept-as-challenger"
+    assert table.loc["gate's reason", "challenger"].startswith("tie (roc_auc")
+    assert float(table.loc["holdout roc_auc", "challenger"]) > 0.9
+    assert list(table.loc["shadow rows"]) == ["0", "0"]
+    assert not any(str(figure).startswith("live ") for figure in table.index)  # none measured
+    assert any("no live comparison yet" in n for n in notices(dashboard))
+
+    traffic = log_shadow_traffic(settings, champion="1", challenger="2")
+    expected = expected_figures(traffic)
+    summary = monitor_flow()
+    assert summary.challenger is not None and summary.challenger["labelled_rows"] == 300
+    st.cache_data.clear()
+    open_page(dashboard, "models")
+    table = side_by_side(dashboard)
+    for role in ("champion", "challenger"):
+        for name in ("accuracy", "roc_auc"):
+            shown = table.loc[f"live {name} (same 300 rows)", role]
+            assert float(shown) == pytest.approx(expected[role][name], abs=5e-5), (role, name)
+    assert float(table.loc["live roc_auc (same 300 rows)", "challenger"]) > float(
+        table.loc["live roc_auc (same 300 rows)", "champion"]
+    )
+    assert list(table.loc["shadow rows"]) == ["0", "340"]  # 40 older rows, outside the window
+    [latest] = [m.value for m in dashboard.markdown if "Latest live comparison" in m.value]
+    assert "v2 against champion v1 on 300 labelled rows" in latest and "better (roc_auc" in latest
+    assert "MLOPS_LIVE_PROMOTION_ENABLED=false" in latest
+    assert not any("no live comparison yet" in n for n in notices(dashboard))
+
+    dashboard.checkbox(key="promote_confirm").check().run()
+    dashboard.button(key="promote").click().run()
+    assert [s.value for s in dashboard.success][-1] == (
+        "v2 is champion (replacing v1), promoted by hand."
+    )
+    champion = current_stack().registry.champion()
+    assert champion is not None and version_of(champion) == "2"

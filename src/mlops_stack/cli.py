@@ -8,7 +8,7 @@ Prefect's environment is prepared from the settings before Prefect is first impo
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -194,6 +194,35 @@ def models() -> None:
         created = row.created_at.replace("T", " ").removesuffix("+00:00")
         reason = row.reason or row.decision
         console.print(f"v{row.version}, {created} UTC: {reason}", highlight=False)
+    _print_live_comparison(stack)
+
+
+def _print_live_comparison(stack: Stack) -> None:
+    """The latest monitor run's champion-challenger comparison on live rows, in one line; no
+    line when there is none, or when the monitoring database cannot be read (the registry
+    listing above stands on its own)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        found = stack.monitoring.latest_comparison(stack.settings.model_name)
+    except SQLAlchemyError:
+        return
+    if found is None:
+        return
+    run, comparison = found
+    console.print(f"live (monitor run {run.id}): {_comparison_line(comparison)}", highlight=False)
+
+
+def _comparison_line(comparison: dict[str, Any]) -> str:
+    """A stored champion-challenger comparison in words and figures, on one line."""
+    metric = comparison.get("metric", "")
+    figures = [(comparison.get(side) or {}).get(metric) for side in ("challenger", "champion")]
+    versus = " vs ".join("n/a" if v is None else f"{v:.4f}" for v in figures)
+    return (
+        f"v{comparison.get('version')} vs champion v{comparison.get('champion_version')} on "
+        f"{comparison.get('labelled_rows')} labelled rows, {metric} {versus}: "
+        f"{comparison.get('decision')}"
+    )
 
 
 @app.command()
@@ -254,6 +283,8 @@ def monitor() -> None:
         console.print(f"report: {summary.report_uri}", highlight=False)
     if summary.quality_report_uri:
         console.print(f"quality report: {summary.quality_report_uri}", highlight=False)
+    if summary.challenger:
+        console.print(_comparison_line(summary.challenger), highlight=False)
     if summary.retrain:
         _print_retrain(summary.retrain)
 

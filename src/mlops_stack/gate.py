@@ -144,3 +144,48 @@ def _compare(decision: GateDecision, min_improvement: float) -> GateDecision:
             decision, reason=f"not enough better ({versus}; needs > {min_improvement:.4f})"
         )
     return replace(decision, reason=f"worse ({versus})")
+
+
+LIVE_ROWS_SETTING = "MLOPS_LIVE_PROMOTION_MIN_LABELLED"
+
+
+def live_decision(
+    champion: dict[str, float | None],
+    challenger: dict[str, float | None],
+    labelled_rows: int,
+    *,
+    metric: str,
+    min_improvement: float,
+    min_labelled: int,
+    champion_version: str | None = None,
+) -> GateDecision:
+    """Should the shadow challenger replace the champion, judged on the same live labelled rows?
+
+    Both metric sets come from the same rows (every labelled row of the monitor's window that
+    both versions answered), so the comparison is the gate's own rule 3, in the metric's
+    direction: promoted only when better by more than ``min_improvement``, a tie keeps the
+    champion. Why the minimum of rows: on a few dozen rows a difference of a few points is
+    noise, and a promotion on noise would churn the served model back and forth. With fewer
+    than ``min_labelled`` rows, or a metric undefined on these rows (ROC AUC of one class),
+    nothing is decided and the reason says so. Absolute bounds are the holdout gate's: here
+    only the two versions are compared, on data neither trained on.
+    """
+    live = f"on {labelled_rows} live labelled rows"
+    score, best = challenger.get(metric), champion.get(metric)
+    undecided = GateDecision(
+        False,
+        "",
+        metric,
+        math.nan if score is None else float(score),
+        champion_version,
+        None if best is None else float(best),
+    )
+    if labelled_rows < min_labelled:
+        return replace(
+            undecided,
+            reason=f"no decision {live}: {min_labelled} needed ({LIVE_ROWS_SETTING})",
+        )
+    if score is None or best is None or math.isnan(score) or math.isnan(best):
+        return replace(undecided, reason=f"no decision {live}: {metric} is undefined on these rows")
+    compared = _compare(undecided, min_improvement)
+    return replace(compared, reason=f"{compared.reason} {live}")

@@ -1,9 +1,11 @@
-"""What the dashboard's buttons do: start a retrain (Prefect) and roll back (MLflow).
+"""What the dashboard's buttons do: start a retrain (Prefect), promote the challenger and roll
+back (MLflow).
 
-Both go through the same parts as the CLI and the worker, never around them: a retrain is a flow
-run of the worker's ``retrain/retrain`` deployment (so it shows in Prefect's UI with its logs),
-a rollback is the registry's own ``rollback`` (so the registry records who replaced whom, and
-the predictors hear of it at once, exactly as after ``mlops rollback``). Whether a button may
+Each goes through the same parts as the CLI and the worker, never around them: a retrain is a
+flow run of the worker's ``retrain/retrain`` deployment (so it shows in Prefect's UI with its
+logs), a promotion and a rollback are the registry's own ``promote`` and ``rollback`` (so the
+registry records who replaced whom, and the predictors hear of it at once, exactly as after
+``mlops promote`` / ``mlops rollback``). Whether a button may
 act is decided here too, with the reason a disabled button shows.
 """
 
@@ -71,6 +73,22 @@ def rollback_permission(settings: Settings, previous: str | None) -> Permission:
             False, "The champion replaced no earlier champion: there is nothing to roll back to."
         )
     return Permission(True)
+
+
+def promote_permission(settings: Settings, challenger: str | None) -> Permission:
+    """Promoting by hand needs a challenger to promote (the registry records it as such)."""
+    general = actions_permission(settings)
+    if not general.allowed:
+        return general
+    if challenger is None:
+        return Permission(False, "There is no challenger to promote.")
+    return Permission(True)
+
+
+def promote(stack: Stack, version: str) -> str | None:
+    """Make ``version`` champion by hand, as ``mlops promote`` does, and tell the predictors;
+    returns the version it replaced."""
+    return stack.registry.promote(version)
 
 
 def start_retrain(stack: Stack, reason: str) -> StartedRun:

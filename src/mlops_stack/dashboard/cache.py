@@ -52,6 +52,16 @@ def champion() -> ChampionInfo | None:
 
 
 @st.cache_data(ttl=FAST, show_spinner=False)
+def live_comparison(model_name: str) -> queries.LiveComparison | None:
+    return queries.live_comparison(stack(), model_name)
+
+
+@st.cache_data(ttl=FAST, show_spinner=False)
+def shadow_rows(model_name: str, version: str) -> int:
+    return queries.shadow_rows(stack(), model_name, version)
+
+
+@st.cache_data(ttl=FAST, show_spinner=False)
 def runs(model_name: str, since: datetime | None, version: str | None) -> pd.DataFrame:
     return queries.monitor_runs(stack(), _scope(model_name, since, version))
 

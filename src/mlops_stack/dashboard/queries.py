@@ -10,7 +10,7 @@ a :class:`Scope` (model, time window, model version): the filters all pages hono
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -100,6 +100,91 @@ def holdout_of(versions: pd.DataFrame, version: str | None) -> dict[str, float]:
         return {}
     row = found.iloc[0]
     return {m: float(row[m]) for m in VERSION_METRICS if m in row and pd.notna(row[m])}
+
+
+@dataclass(frozen=True)
+class LiveComparison:
+    """The newest stored champion-challenger comparison (``monitor_runs.challenger``) and the
+    monitor run that made it."""
+
+    run_id: int
+    started_at: datetime
+    comparison: dict[str, Any]
+
+    def covers(self, champion: str | None, challenger: str | None) -> bool:
+        """Whether it compared exactly these two versions (an older one is about others)."""
+        return str(self.comparison.get("champion_version")) == str(champion) and str(
+            self.comparison.get("version")
+        ) == str(challenger)
+
+
+def live_comparison(stack: Stack, model_name: str) -> LiveComparison | None:
+    """The latest monitor run's comparison of the champion with the shadow challenger."""
+    found = stack.monitoring.latest_comparison(model_name)
+    if found is None:
+        return None
+    run, comparison = found
+    return LiveComparison(run.id, run.started_at, comparison)
+
+
+def shadow_rows(stack: Stack, model_name: str, version: str) -> int:
+    """Rows ``version`` answered in shadow (all time): what the live comparison draws on."""
+    return stack.monitoring.shadow_rows(model_name, version)
+
+
+def version_with_alias(versions: pd.DataFrame, alias: str) -> str | None:
+    """The version whose aliases (the frame's comma-joined text) include ``alias``."""
+    if versions.empty or "aliases" not in versions:
+        return None
+    for version, aliases in zip(versions["version"], versions["aliases"], strict=True):
+        if alias in str(aliases).split(", "):
+            return str(version)
+    return None
+
+
+def side_by_side(
+    versions: pd.DataFrame,
+    roles: dict[str, str | None],
+    live: LiveComparison | None,
+    shadow: dict[str, int | None],
+) -> pd.DataFrame:
+    """Champion and challenger in two columns: version, trained at, holdout figures, live
+    figures on the same labelled rows (only from a comparison of exactly these two versions
+    that had labelled rows: else no such line), shadow rows, and the gate's recorded decision
+    and reason.
+
+    ``roles`` maps a column ("champion", "challenger") to its version (None: no such version);
+    every value is text, as the page shows it, and a figure nobody measured stays empty.
+    """
+    present = {role: v for role, v in roles.items() if v is not None}
+    task = task_of(versions, present.get("champion") or next(iter(present.values()), None))
+    metrics = quality_metrics(task or Task.CLASSIFICATION)
+    compared = live is not None and live.covers(roles.get("champion"), roles.get("challenger"))
+    rows = live.comparison.get("labelled_rows", 0) if live is not None and compared else 0
+    table: dict[str, dict[str, str]] = {}
+    for role, version in present.items():
+        row = versions[versions["version"].astype(str) == version].iloc[0]
+        column = {
+            "version": f"v{version}",
+            "trained at": str(row.get("created_at", "")),
+            **{f"holdout {m}": _figure(row.get(m)) for m in metrics},
+        }
+        if live is not None and compared and rows:
+            measured = live.comparison.get(role) or {}
+            column |= {f"live {m} (same {rows} rows)": _figure(measured.get(m)) for m in metrics}
+        count = shadow.get(role)
+        column["shadow rows"] = "" if count is None else f"{count:,}"
+        column["gate decision"] = str(row.get("decision", "") or "")
+        column["gate's reason"] = str(row.get("reason", "") or "")
+        table[role] = column
+    return pd.DataFrame(table)
+
+
+def _figure(value: Any) -> str:
+    """A metric as the page shows it: four decimals; empty when not measured."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    return f"{float(value):.4f}"
 
 
 def champion(stack: Stack) -> ChampionInfo | None:

@@ -19,6 +19,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import pandas as pd
@@ -27,6 +28,7 @@ from prefect.cache_policies import NO_CACHE
 
 from mlops_stack import modelstore
 from mlops_stack.data import DatasetSchema
+from mlops_stack.flows.challenger import judge_challenger
 from mlops_stack.flows.parameters import MonitorParameters
 from mlops_stack.flows.retrain import RetrainSummary, retrain_flow
 from mlops_stack.monitoring.checks import CheckResult, ModelQuality, Reference, check_sample
@@ -80,6 +82,7 @@ class MonitorSummary:
     retrain: RetrainSummary | None = None  # what the retrain flow did, when it ran
     # a classifier's estimated accuracy / F1, as stored in monitor_runs.estimated
     estimated: dict[str, float] = field(default_factory=dict)
+    challenger: dict[str, Any] | None = None  # the shadow challenger vs the champion (JSON)
 
 
 @task(cache_policy=NO_CACHE)
@@ -275,6 +278,24 @@ def _skip(
     return MonitorSummary(run_id, MonitorStatus.SKIPPED, why, version, extent.rows, 0)
 
 
+def _challenger_comparison(
+    stack: Stack, params: MonitorParameters, champion: Champion, mlflow_run: str
+) -> dict[str, Any] | None:
+    """The shadow challenger against the champion on the window's labelled rows, a winner
+    promoted (``flows.challenger``); the comparison as stored, None without a challenger."""
+    since, limit = window_bounds(params)
+    comparison = judge_challenger(
+        stack,
+        params,
+        champion_version=champion.version,
+        schema=champion.schema,
+        since=since,
+        limit=limit,
+        mlflow_run_id=mlflow_run,
+    )
+    return comparison.as_json() if comparison is not None else None
+
+
 @flow(name="monitor")
 def monitor_flow(params: MonitorParameters | None = None) -> MonitorSummary:
     """Check the latest window of logged predictions once; store, report and alert.
@@ -308,6 +329,9 @@ def monitor_flow(params: MonitorParameters | None = None) -> MonitorSummary:
     report_uri = reports.get(DRIFT_REPORT)
     row = _run_row(name, started, window.extent, status, champion, result)
     row.baseline, row.report_uri, row.mlflow_run_id = champion.baseline, report_uri, mlflow_run
+    challenger = _challenger_comparison(stack, params, champion, mlflow_run)
+    if challenger is not None:
+        row.challenger = challenger
     run_id = stack.monitoring.save_run(row, _drift_rows(result))
     changes = stack.monitoring.update_alerts(name, status.conditions, run_id)
     for sent in stack.notifier.alerts(changes, status=status.status, run_id=run_id):
@@ -334,4 +358,5 @@ def monitor_flow(params: MonitorParameters | None = None) -> MonitorSummary:
         sample_note=result.sample_note,
         retrain=retrain,
         estimated=stored_estimate(result.estimated, result.estimated_labelled) or {},
+        challenger=challenger,
     )

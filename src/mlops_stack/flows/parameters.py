@@ -136,7 +136,9 @@ class RetrainParameters(_Parameters):
 
 
 class MonitorParameters(_Parameters):
-    """One monitor run: the window, the thresholds, and whether an alert starts a retrain."""
+    """One monitor run: the window, the thresholds, whether an alert starts a retrain, and
+    whether a shadow challenger that wins on the window's labelled rows is promoted (judged by
+    the gate's metric and minimum improvement)."""
 
     window_rows: int = _setting("monitor_window_rows", ge=1)
     window_minutes: float | None = _setting("monitor_window_minutes", gt=0)
@@ -148,5 +150,9 @@ class MonitorParameters(_Parameters):
     quality_error_rise: float = _setting("quality_error_rise", ge=0)
     min_labelled: int = _setting("monitor_min_labelled", ge=1)
     random_seed: int = _setting("random_seed")
+    live_promotion_enabled: bool = _setting("live_promotion_enabled")
+    live_promotion_min_labelled: int = _setting("live_promotion_min_labelled", ge=10)
+    gate_metric: str = _setting("gate_metric")
+    gate_min_improvement: float = _setting("gate_min_improvement", ge=0)
     retrain_enabled: bool = _setting("retrain_enabled")
     retrain: RetrainParameters = Field(default_factory=lambda: RetrainParameters())

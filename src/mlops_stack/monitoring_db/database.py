@@ -140,6 +140,32 @@ class WindowExtent:
 
 
 @dataclass(frozen=True)
+class Answers:
+    """One version's answers on the compared rows: predictions (JSON values: classes or
+    numbers) and, for a classifier, one float column of probability per class (else None)."""
+
+    predictions: pd.Series
+    probabilities: pd.DataFrame | None
+
+
+@dataclass(frozen=True)
+class ShadowPairs:
+    """The champion's and the challenger's answers on the same labelled rows, row for row.
+
+    ``shadow_rows`` counts every window row the challenger answered, labelled or not.
+    """
+
+    shadow_rows: int
+    labels: pd.Series
+    champion: Answers
+    challenger: Answers
+
+    @property
+    def labelled_rows(self) -> int:
+        return len(self.labels)
+
+
+@dataclass(frozen=True)
 class Scope:
     """The filters the dashboard's reads honour: one model, since when, which version."""
 
@@ -432,6 +458,108 @@ class MonitoringDB:
             query = query.order_by(PREDICTIONS.c.created_at.desc(), PREDICTIONS.c.id.desc())
             return query.limit(limit)
         return query.order_by(PREDICTIONS.c.created_at, PREDICTIONS.c.id)
+
+    def shadow_pairs(
+        self,
+        since: datetime | None,
+        limit: int | None,
+        *,
+        model_name: str,
+        challenger_version: str,
+        champion_version: str | None = None,
+        chunk_rows: int = CHUNK_ROWS,
+    ) -> ShadowPairs:
+        """The labelled rows of the monitor's window that ``challenger_version`` also answered.
+
+        Why one join: the champion and the challenger must be scored on exactly the same rows,
+        or a difference in their figures may only be a difference in their rows. The window is
+        :meth:`window_chunks`'s (the newest ``limit`` rows of the model, or those since
+        ``since``), so the comparison covers the rows the monitor judged; its shadow answers
+        are found through the unique ``(request_id, row, model_version)`` index. Streamed in
+        chunks of ``chunk_rows`` and kept compact (probabilities as float columns), like the
+        window's own labelled rows. ``champion_version`` keeps the window rows that version
+        served: a window spanning a change of champion holds an older version's answers too,
+        and those are no answers of the champion in question.
+        """
+        self.ensure_schema()
+        window = self._window_query(
+            since,
+            limit,
+            model_name,
+            False,
+            [
+                PREDICTIONS.c.request_id,
+                PREDICTIONS.c.row,
+                PREDICTIONS.c.model_version,
+                cast(PREDICTIONS.c.prediction, Text).label("champion_prediction"),
+                cast(PREDICTIONS.c.probabilities, Text).label("champion_probabilities"),
+                FEEDBACK.c.label,
+            ],
+        ).subquery()
+        joined = window.join(
+            SHADOW_PREDICTIONS,
+            and_(
+                SHADOW_PREDICTIONS.c.request_id == window.c.request_id,
+                SHADOW_PREDICTIONS.c.row == window.c.row,
+                SHADOW_PREDICTIONS.c.model_version == str(challenger_version),
+            ),
+        )
+        served = (
+            [window.c.model_version == str(champion_version)]
+            if champion_version is not None
+            else []
+        )
+        counted = select(func.count()).select_from(joined).where(*served)
+        query = (
+            select(
+                window.c.label,
+                window.c.champion_prediction,
+                window.c.champion_probabilities,
+                cast(SHADOW_PREDICTIONS.c.prediction, Text).label("challenger_prediction"),
+                cast(SHADOW_PREDICTIONS.c.probabilities, Text).label("challenger_probabilities"),
+            )
+            .select_from(joined)
+            .where(window.c.label.is_not(None), *served)
+        )
+        parts: list[pd.DataFrame] = []
+        with self.engine.connect() as connection:
+            answered = connection.execute(counted).scalar_one()
+            streaming = connection.execution_options(stream_results=True, yield_per=chunk_rows)
+            for rows in streaming.execute(query).partitions():
+                parts.append(_pairs_frame(rows))
+        frame = pd.concat(parts, ignore_index=True) if parts else _pairs_frame([])
+        return ShadowPairs(
+            shadow_rows=int(answered),
+            labels=frame["label"],
+            champion=_answers(frame, "champion"),
+            challenger=_answers(frame, "challenger"),
+        )
+
+    def shadow_rows(self, model_name: str, version: str) -> int:
+        """How many rows ``version`` of the model answered in shadow, all time (the dashboard)."""
+        self.ensure_schema()
+        query = select(func.count()).where(
+            SHADOW_PREDICTIONS.c.model_name == model_name,
+            SHADOW_PREDICTIONS.c.model_version == str(version),
+        )
+        with self.engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
+
+    def latest_comparison(self, model_name: str) -> tuple[MonitorRunRow, dict[str, Any]] | None:
+        """The newest monitor run of the model that stored a champion-challenger comparison,
+        and that comparison; None when no run has one yet."""
+        self.ensure_schema()
+        query = (
+            select(MonitorRunRow)
+            .where(MonitorRunRow.model_name == model_name, MonitorRunRow.challenger.is_not(None))
+            .order_by(MonitorRunRow.id.desc())
+            .limit(20)  # a JSON null (not SQL NULL) passes IS NOT NULL: skip those few
+        )
+        with Session(self.engine, expire_on_commit=False) as session:
+            for run in session.scalars(query):
+                if isinstance(run.challenger, dict):
+                    return run, dict(run.challenger)
+        return None
 
     @staticmethod
     def features(frame: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
@@ -739,6 +867,48 @@ def _chunk_frame(rows: Sequence[Any], start: int, names: Sequence[str]) -> pd.Da
     expanded = pd.DataFrame.from_records(features).set_axis(index)
     expanded.columns = [_feature_column(str(name)) for name in expanded.columns]
     return pd.concat([frame, expanded], axis=1)
+
+
+PAIR_COLUMNS = (
+    "label",
+    "champion_prediction",
+    "champion_probabilities",
+    "challenger_prediction",
+    "challenger_probabilities",
+)
+
+
+def _pairs_frame(rows: Sequence[Any]) -> pd.DataFrame:
+    """Rows of :meth:`MonitoringDB.shadow_pairs` as label, predictions and probability columns
+    ``<side>:p:<class>`` (floats: a dict per row would cost ten times the memory)."""
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(PAIR_COLUMNS)
+    values = dict(zip(PAIR_COLUMNS, columns, strict=True))
+    frame = pd.DataFrame(
+        {
+            "label": pd.Series(values["label"], dtype=object),
+            "champion": pd.Series([_json(v) for v in values["champion_prediction"]], dtype=object),
+            "challenger": pd.Series(
+                [_json(v) for v in values["challenger_prediction"]], dtype=object
+            ),
+        }
+    )
+    for side in ("champion", "challenger"):
+        parsed = [_json(v) or {} for v in values[f"{side}_probabilities"]]
+        if any(parsed):
+            probabilities = pd.DataFrame.from_records(parsed).astype(float)
+            probabilities.columns = [f"{side}:p:{c}" for c in probabilities.columns]
+            frame = pd.concat([frame, probabilities.set_axis(frame.index)], axis=1)
+    return frame
+
+
+def _answers(frame: pd.DataFrame, side: str) -> Answers:
+    """One side's predictions and probability columns (named by class) of a pairs frame."""
+    prefix = f"{side}:p:"
+    columns = [c for c in frame.columns if str(c).startswith(prefix)]
+    probabilities = None
+    if columns:
+        probabilities = frame[columns].set_axis([c.removeprefix(prefix) for c in columns], axis=1)
+    return Answers(frame[side], probabilities)
 
 
 def write_isolating(
