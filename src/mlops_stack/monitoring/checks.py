@@ -440,7 +440,7 @@ def _check_drift(
     cur = _drift_frame(features, schema, current_pos, predictions, predicted)
     ref = _drift_frame(reference.features, schema, reference_pos, reference.predictions, predicted)
     specs = _analysable(schema, cur, ref)
-    kinds = {spec.name: spec.kind for spec in specs}
+    kinds: dict[str, str] = {spec.name: spec.kind for spec in specs}
     if predicted is not None:
         kinds[predicted] = prediction_kind(schema)
     rule = replace(rule, tests=len(kinds))
