@@ -111,7 +111,7 @@ class DriftRule:
     """When a column counts as drifted: significant after the correction, and moved enough.
 
     Why both: ``tests`` p-values at ``alpha`` each would flag some column of a clean window
-    most of the time (30 columns at 0.05: 1 - 0.95**30 = 79 % of runs), so each runs at
+    most of the time (30 independent columns at 0.05: 1 - 0.95**30 = 79 % of runs), so each runs at
     ``alpha / tests`` (Bonferroni: at most ``alpha`` of clean runs flag anything, whatever the
     tests' dependence). And a p-value measures evidence, not size: on 20,000 rows a move of
     0.05 standard deviations is significant and harmless, so the column must also have moved
