@@ -173,6 +173,14 @@ def test_pages_show_what_a_seeded_stack_holds(stack, dashboard, monkeypatch):
     [table] = dashboard.table
     top = table.value.index[0]
     assert top in SHIFTED and "drifted" in table.value.iloc[0]["status"]
+    shown = table.value.iloc[0]
+    assert (
+        float(shown["p-value"])
+        <= float(shown["corrected threshold"])
+        == pytest.approx(0.05 / 31, rel=1e-2)
+    )
+    assert float(shown["effect"]) >= float(shown["min effect"]) == 0.1
+    assert metrics(dashboard)["Warning threshold"] == "any feature"
 
     open_page(dashboard, "quality")
     assert float(metrics(dashboard)["Latest accuracy"]) > 0.8

@@ -100,6 +100,9 @@ def test_monitor_detects_drift_alerts_once_and_resolves(stack, webhook):
     features = store.feature_drift(drifted_run.id)
     assert {f.feature for f in features if f.drifted} == set(SHIFTED)
     assert features[0].drifted  # drifted features first
+    assert all(f.effect >= 0.1 and f.score <= f.threshold for f in features if f.drifted)
+    assert {f.threshold for f in features} == {0.05 / 31}  # 30 features and the prediction
+    assert "(corrected for 31 tests at alpha 0.05: p <= 0.0016 and effect >= 0.1)" in drift.reason
     assert drifted_run.report_uri.endswith("drift_report.html")
     assert drift.quality_report_uri is None  # a classifier's window: no regression report
     report = Path(mlflow.artifacts.download_artifacts(drifted_run.report_uri)).read_text()

@@ -215,6 +215,42 @@ def test_a_regression_run_stores_its_task_and_metrics_by_name(store: MonitoringD
     assert (run.accuracy, run.f1, run.roc_auc) == (None, None, None)
 
 
+def test_feature_drift_stores_each_tests_effect(store: MonitoringDB):
+    """The effect next to the p-value; infinity (a constant reference that moved) and None (a
+    run stored before migration 0005) read back as themselves."""
+    from mlops_stack.monitoring_db import FeatureDriftRow
+
+    when = datetime(2025, 1, 1, tzinfo=UTC)
+    run = MonitorRunRow(
+        started_at=when, finished_at=when, model_name="m", window_rows=300, analysed_rows=300,
+        status="warning", reason="r", labelled_rows=0,
+    )  # fmt: skip
+    threshold = 0.05 / 31
+    rows = [
+        FeatureDriftRow(
+            feature=name,
+            kind="numeric",
+            method="K-S p_value",
+            threshold=threshold,
+            score=score,
+            drifted=drifted,
+            effect=effect,
+        )  # fmt: skip
+        for name, score, drifted, effect in (
+            ("a", 1e-9, True, 0.42),
+            ("b", 1e-12, True, float("inf")),
+            ("c", 0.5, False, None),
+        )
+    ]
+    run_id = store.save_run(run, rows)
+    frame = store.feature_drift_frame(run_id).set_index("feature")
+    assert list(frame.columns) == ["kind", "method", "threshold", "score", "drifted", "effect"]
+    assert frame.loc["a", "effect"] == pytest.approx(0.42)
+    assert frame.loc["b", "effect"] == float("inf")
+    assert pd.isna(frame.loc["c", "effect"])
+    assert (frame["threshold"] == threshold).all()
+
+
 def test_write_predictions_is_idempotent(store: MonitoringDB):
     batch = records(20)
     assert store.write_predictions(batch) == 20

@@ -140,6 +140,8 @@ def check(window: Window, champion: Champion, params: MonitorParameters) -> Chec
         champion.schema,
         max_rows=params.max_rows,
         seed=params.random_seed,
+        drift_alpha=params.drift_alpha,
+        drift_min_effect=params.drift_min_effect,
     )
 
 
@@ -251,6 +253,7 @@ def _drift_rows(result: CheckResult) -> list[FeatureDriftRow]:
             threshold=f.threshold,
             score=f.score,
             drifted=f.drifted,
+            effect=f.effect,
         )
         for f in result.features
     ]

@@ -144,6 +144,8 @@ class MonitorParameters(_Parameters):
     window_minutes: float | None = _setting("monitor_window_minutes", gt=0)
     min_rows: int = _setting("monitor_min_rows", ge=10)
     max_rows: int = _setting("monitor_max_rows", ge=100)
+    drift_alpha: float = _setting("drift_alpha", gt=0, lt=1)
+    drift_min_effect: float = _setting("drift_min_effect", ge=0)
     drift_warning_share: float = _setting("drift_warning_share", ge=0, le=1)
     drift_share: float = _setting("drift_share", ge=0, le=1)
     quality_drop: float = _setting("quality_drop", ge=0, le=1)

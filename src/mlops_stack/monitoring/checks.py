@@ -3,11 +3,20 @@
 Pure computation over pandas frames, so the monitor flow owns every side effect (database,
 MLflow, alerts) and these checks can be tested on plain tables.
 
-- **Drift** runs through Evidently on a uniform random sample of the window: drift tests gain
-  nothing from a million rows that 50,000 do not already show, and Evidently's cost grows with
-  rows. Each feature gets the test Evidently picks by default for its kind and the reference size
-  (K-S / chi-square / Z-test p-values up to 1000 reference rows; Wasserstein / Jensen-Shannon
-  distances above), and Evidently's own test status says whether it drifted.
+- **Drift** runs on a uniform random sample of the window: drift tests gain nothing from a
+  million rows that 50,000 do not already show. Every column (each feature, and the model's
+  prediction) gets one two-sample test of its kind: Kolmogorov-Smirnov for numbers, a
+  chi-square test of the 2 x k contingency table for categories (:func:`column_drift`). The
+  tests are corrected for being run together (Bonferroni): with m columns each runs at
+  ``alpha / m``, so that clean traffic flags any column at all in at most ``alpha`` of runs.
+  Significance alone is not drift: a large window makes a harmless move significant, so a
+  column drifts only when it also moved by at least ``min_effect`` (:class:`DriftRule`): the
+  Wasserstein distance in reference standard deviations, or the total variation distance of
+  the category shares. The verdicts are computed here with SciPy, milliseconds a window;
+  Evidently builds the HTML report with the very same tests and thresholds (its own chi-square
+  is a goodness-of-fit test that takes the reference's shares as exact, which false-alarms when
+  the window is much larger than the reference, so the two-sample test is registered with it).
+  docs/monitoring.md, "Can you trust a drift alarm?", has the measured false-alarm rate and power.
 - **Data quality** (missing share, values outside the training range, categories training never
   saw) is checked against the schema saved with the model, in plain pandas over every row: it is
   cheap, and a handful of bad rows must not be sampled away.
@@ -17,7 +26,7 @@ MLflow, alerts) and these checks can be tested on plain tables.
   regressor, named as ``mlops_stack.names`` (and Evidently's regression metrics) name them.
 - **Prediction drift** compares the model's outputs with its outputs on the reference: the mix
   of predicted classes (a categorical test), or the distribution of a regressor's predicted
-  numbers (a numeric test).
+  numbers (a numeric test), as one of the m corrected tests.
 
 A window too large to hold in memory is read in chunks (``monitoring.window``): the quality
 counts accumulate chunk by chunk (:class:`QualityCounter`) and arrive here precomputed
@@ -30,16 +39,20 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from evidently import DataDefinition, Dataset, Regression, Report
+from evidently.legacy.calculations.stattests.registry import StatTest, register_stattest
+from evidently.legacy.core import ColumnType
 from evidently.metrics import ValueDrift
 from evidently.presets import DataDriftPreset, RegressionPreset
 from pandas.api import types as ptypes
+from scipy import stats
 from sklearn.metrics import (
     accuracy_score,
     f1_score,
@@ -62,6 +75,17 @@ PREDICTION_COLUMN = "prediction"
 LABEL_COLUMN = "label"
 MAX_UNSEEN_EXAMPLES = 5
 
+DEFAULT_DRIFT_ALPHA = 0.05  # MLOPS_DRIFT_ALPHA's default
+DEFAULT_DRIFT_MIN_EFFECT = 0.1  # MLOPS_DRIFT_MIN_EFFECT's default
+MIN_EXPECTED = 5.0  # chi-square: categories expected fewer times than this are pooled
+
+# The tests, by the display name stored with each column's result (Evidently's for K-S)
+KS_TEST = "K-S p_value"
+CHI_SQUARE_TEST = "chi-square two-sample p_value"
+# ... and by the name Evidently's report knows them under ("ks" is its own; the chi-square is
+# registered below, since Evidently's "chisquare" takes the reference's shares as exact)
+EVIDENTLY_METHODS = {"numeric": "ks", "categorical": "chisquare_two_sample"}
+
 # Evidently's drift methods (by the display name it reports) whose score is a p-value: drift
 # means a small score. Every other method reports a distance: drift means a large score.
 P_VALUE_METHODS = frozenset(
@@ -78,13 +102,56 @@ P_VALUE_METHODS = frozenset(
         "empirical_mmd",
         "t_test",
         "Total-Variation-Distance",
+        CHI_SQUARE_TEST,
     }
 )
 
 
 @dataclass(frozen=True)
+class DriftRule:
+    """When a column counts as drifted: significant after the correction, and moved enough.
+
+    Why both: ``tests`` p-values at ``alpha`` each would flag some column of a clean window
+    most of the time (30 independent columns at 0.05: 1 - 0.95**30 = 79 % of runs), so each runs at
+    ``alpha / tests`` (Bonferroni: at most ``alpha`` of clean runs flag anything, whatever the
+    tests' dependence). And a p-value measures evidence, not size: on 20,000 rows a move of
+    0.05 standard deviations is significant and harmless, so the column must also have moved
+    by at least ``min_effect``.
+    """
+
+    alpha: float = DEFAULT_DRIFT_ALPHA
+    min_effect: float = DEFAULT_DRIFT_MIN_EFFECT
+    tests: int = 1  # columns tested together: the features and the prediction
+
+    def __post_init__(self) -> None:
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"drift alpha must lie between 0 and 1, not {self.alpha}")
+        if self.min_effect < 0:
+            raise ValueError(f"drift min effect must be at least 0, not {self.min_effect}")
+
+    @property
+    def threshold(self) -> float:
+        """The p-value at or below which one column's test is significant."""
+        return self.alpha / max(self.tests, 1)
+
+    def describe(self) -> str:
+        """The rule in words, for the status reason and the alert."""
+        return (
+            f"corrected for {self.tests} tests at alpha {self.alpha:g}: "
+            f"p <= {self.threshold:.2g} and effect >= {self.min_effect:g}"
+        )
+
+
+@dataclass(frozen=True)
 class FeatureDrift:
-    """One column's drift test: Evidently's method, threshold, score and verdict."""
+    """One column's drift test: the method, its threshold, score, verdict and effect size.
+
+    ``score`` is the test's p-value (runs stored before the correction may hold an Evidently
+    distance: see :attr:`p_value`); ``threshold`` the corrected significance level;
+    ``effect`` how far the column moved (Wasserstein distance in reference standard deviations
+    for numbers, total variation distance for categories; None for runs stored before it).
+    ``drifted``: significant and an effect of at least the rule's ``min_effect``.
+    """
 
     feature: str
     kind: str  # "numeric" | "categorical"
@@ -92,11 +159,19 @@ class FeatureDrift:
     threshold: float
     score: float
     drifted: bool
+    effect: float | None = None
 
     @property
     def p_value(self) -> bool:
         """True when the score is a p-value (drift = small score), False for a distance."""
         return self.method in P_VALUE_METHODS
+
+    @property
+    def significant(self) -> bool:
+        """The test alone says the column changed (before the effect floor)."""
+        if self.p_value:
+            return self.score <= self.threshold
+        return self.score >= self.threshold
 
     @property
     def severity(self) -> float:
@@ -182,6 +257,8 @@ class CheckResult:
     # a classifier's estimated accuracy / F1 (WholeWindow.estimated, .estimated_labelled)
     estimated: EstimatedQuality | None = None
     estimated_labelled: EstimatedQuality | None = None
+    # how the drift verdicts were reached (the correction, the effect floor); None: no test ran
+    drift_rule: DriftRule | None = None
 
     def drifted_features(self) -> list[str]:
         """Names of the drifted features, most drifted first."""
@@ -259,13 +336,16 @@ def check_window(
     max_rows: int = 50_000,
     seed: int = 42,
     build_report: bool = True,
+    drift_alpha: float = DEFAULT_DRIFT_ALPHA,
+    drift_min_effect: float = DEFAULT_DRIFT_MIN_EFFECT,
 ) -> CheckResult:
     """Drift, data quality and model quality of a window held whole in memory.
 
     Drift runs on a uniform random sample of at most ``max_rows`` rows of each side; data
     quality counts every row of ``current``, model quality every labelled one.
-    ``build_report=False`` skips Evidently's full preset (its HTML report costs as much as the
-    tests) and runs the per-column drift tests only; the result then has no snapshot.
+    ``build_report=False`` skips Evidently's report (its plots cost seconds; the tests
+    milliseconds); the result then has no snapshot. ``drift_alpha`` and ``drift_min_effect``
+    make the :class:`DriftRule` (``MLOPS_DRIFT_ALPHA``, ``MLOPS_DRIFT_MIN_EFFECT``).
     """
     started = time.perf_counter()
     _check_inputs(reference, current.features, current.predictions, current.labels, schema)
@@ -295,6 +375,7 @@ def check_window(
         seed=seed,
         build_report=build_report,
         started=started,
+        rule=DriftRule(drift_alpha, drift_min_effect),
     )
 
 
@@ -306,12 +387,15 @@ def check_sample(
     max_rows: int = 50_000,
     seed: int = 42,
     build_report: bool = True,
+    drift_alpha: float = DEFAULT_DRIFT_ALPHA,
+    drift_min_effect: float = DEFAULT_DRIFT_MIN_EFFECT,
 ) -> CheckResult:
     """Drift on a sample of a window whose quality was counted over every row already.
 
     The result reports ``sample.whole``'s data quality, model quality and size, and says in
-    its sample note what was sampled and what was not. ``max_rows``, ``seed`` and
-    ``build_report`` as for :func:`check_window` (the sample may be sampled again).
+    its sample note what was sampled and what was not. ``max_rows``, ``seed``,
+    ``build_report`` and the drift rule as for :func:`check_window` (the sample may be sampled
+    again).
     """
     started = time.perf_counter()
     _check_inputs(reference, sample.features, sample.predictions, None, schema)
@@ -327,6 +411,7 @@ def check_sample(
         seed=seed,
         build_report=build_report,
         started=started,
+        rule=DriftRule(drift_alpha, drift_min_effect),
     )
 
 
@@ -342,6 +427,7 @@ def _check_drift(
     seed: int,
     build_report: bool,
     started: float,
+    rule: DriftRule,
 ) -> CheckResult:
     """Drift of ``features`` (and ``predictions``) against the reference; quality from ``whole``.
 
@@ -366,9 +452,15 @@ def _check_drift(
     cur = _drift_frame(features, schema, current_pos, predictions, predicted)
     ref = _drift_frame(reference.features, schema, reference_pos, reference.predictions, predicted)
     specs = _analysable(schema, cur, ref)
-    kind = prediction_kind(schema)
-    snapshot = _run_evidently(cur, ref, specs, predicted, kind, build_report)
-    drifts = _drift_results(snapshot, specs, predicted, kind) if snapshot is not None else {}
+    kinds: dict[str, str] = {spec.name: spec.kind for spec in specs}
+    if predicted is not None:
+        kinds[predicted] = prediction_kind(schema)
+    rule = replace(rule, tests=len(kinds))
+    drifts = {
+        column: column_drift(column, kind, ref[column], cur[column], rule)
+        for column, kind in kinds.items()
+    }
+    snapshot = _evidently_report(cur, ref, kinds, predicted, rule) if build_report else None
     drift_features = sorted(
         (drifts[spec.name] for spec in specs),
         key=lambda d: (not d.drifted, -d.severity, d.feature),
@@ -391,7 +483,7 @@ def _check_drift(
         prediction_drift=drifts.get(predicted) if predicted else None,
         quality=whole.quality,
         model_quality=whole.model_quality,
-        snapshot=snapshot if build_report else None,
+        snapshot=snapshot,
         quality_snapshot=(
             None
             if regression is None
@@ -399,6 +491,7 @@ def _check_drift(
         ),
         estimated=whole.estimated,
         estimated_labelled=whole.estimated_labelled,
+        drift_rule=rule if kinds else None,
     )
     log.info(
         "checks.done",
@@ -536,11 +629,13 @@ def _as_text(values: pd.Series) -> pd.Series:
 
 
 def _analysable(schema: DatasetSchema, cur: pd.DataFrame, ref: pd.DataFrame) -> list[FeatureSpec]:
-    """Features with values on both sides; Evidently refuses a column that is all missing."""
+    """Features with values on both sides: a column all missing (or infinite) has no test."""
     specs = []
     for spec in schema.features:
         empty = [
-            name for name, f in (("current", cur), ("reference", ref)) if f[spec.name].isna().all()
+            name
+            for name, f in (("current", cur), ("reference", ref))
+            if _testable(f[spec.name], spec.kind).empty
         ]
         if empty:
             log.warning("checks.feature_skipped", feature=spec.name, empty_in=empty)
@@ -549,79 +644,147 @@ def _analysable(schema: DatasetSchema, cur: pd.DataFrame, ref: pd.DataFrame) -> 
     return specs
 
 
-def _run_evidently(
+def _testable(values: pd.Series, kind: str) -> pd.Series:
+    """The values a test compares: missing and infinite values dropped (as Evidently does)."""
+    if kind == "numeric":
+        numbers = _numeric(values).astype(float)
+        return numbers[np.isfinite(numbers.to_numpy())]
+    return values.dropna().astype(str)
+
+
+def column_drift(
+    column: str, kind: str, reference: pd.Series, current: pd.Series, rule: DriftRule
+) -> FeatureDrift:
+    """One column's two-sample test, effect size and verdict under ``rule``.
+
+    Numbers: Kolmogorov-Smirnov (SciPy's ``ks_2samp``, the function Evidently's ``ks`` calls)
+    and the Wasserstein distance in reference standard deviations. Categories:
+    :func:`chi_square_two_sample` and :func:`total_variation`.
+    """
+    ref, cur = _testable(reference, kind), _testable(current, kind)
+    if kind == "numeric":
+        with warnings.catch_warnings():
+            # with many ties SciPy falls back to the asymptotic p-value, and says so each time
+            warnings.filterwarnings("ignore", "ks_2samp: Exact calculation unsuccessful")
+            p = float(stats.ks_2samp(ref.to_numpy(), cur.to_numpy()).pvalue)
+        method, effect = KS_TEST, normed_wasserstein(ref, cur)
+    else:
+        method, p, effect = (
+            CHI_SQUARE_TEST,
+            chi_square_two_sample(ref, cur),
+            total_variation(ref, cur),
+        )
+    drifted = p <= rule.threshold and effect >= rule.min_effect
+    return FeatureDrift(column, kind, method, rule.threshold, p, drifted, effect)
+
+
+def normed_wasserstein(reference: pd.Series, current: pd.Series) -> float:
+    """Wasserstein distance between the samples in reference standard deviations.
+
+    How far, on average, values had to move: 1.0 for a whole-distribution shift of one std.
+    A constant reference has no scale: 0 if nothing moved, else infinity.
+    """
+    distance = float(stats.wasserstein_distance(reference.to_numpy(), current.to_numpy()))
+    spread = float(np.std(reference.to_numpy()))
+    if spread > 0:
+        return distance / spread
+    return 0.0 if distance == 0 else math.inf
+
+
+def total_variation(reference: pd.Series, current: pd.Series) -> float:
+    """Total variation distance of the category shares: the share of rows that would have to
+    change category to turn one mix into the other (0 to 1)."""
+    shares = pd.concat(
+        [reference.value_counts(normalize=True), current.value_counts(normalize=True)], axis=1
+    ).fillna(0.0)
+    return float(0.5 * np.abs(shares.iloc[:, 0] - shares.iloc[:, 1]).sum())
+
+
+def chi_square_two_sample(reference: pd.Series, current: pd.Series) -> float:
+    """P-value of Pearson's chi-square test that both samples share one category mix.
+
+    Both sides are samples: the 2 x k contingency table's test accounts for the reference's
+    own noise, where a goodness-of-fit test against the reference's shares (Evidently's
+    ``chisquare``) does not and false-alarms once the window outgrows the reference (35 % of
+    clean runs for a 2-class column, 5000 window rows against 455: docs/monitoring.md).
+    Categories expected fewer than ``MIN_EXPECTED`` times on the smaller side are pooled into
+    one, where the chi-square approximation holds; one category left means nothing to test.
+    """
+    counts = pd.concat([reference.value_counts(), current.value_counts()], axis=1).fillna(0.0)
+    counts = _pool_rare(counts)
+    if len(counts) < 2:
+        return 1.0
+    table = counts.to_numpy(dtype=float).T
+    return float(stats.chi2_contingency(table, correction=False).pvalue)
+
+
+def _pool_rare(counts: pd.DataFrame) -> pd.DataFrame:
+    """``counts`` (category x side) with the rarely expected categories summed into one row."""
+    sides = counts.sum(axis=0)
+    expected_low = counts.sum(axis=1) * float(sides.min()) / float(sides.sum())
+    rare = expected_low < MIN_EXPECTED
+    if rare.sum() < 2:
+        return counts
+    pooled = counts[rare].sum(axis=0).to_frame().T
+    return pd.concat([counts[~rare], pooled], ignore_index=True)
+
+
+def _chi_square_for_evidently(
+    reference_data: pd.Series, current_data: pd.Series, feature_type: Any, threshold: float
+) -> tuple[float, bool]:
+    p = chi_square_two_sample(reference_data.astype(str), current_data.astype(str))
+    return p, p <= threshold
+
+
+register_stattest(
+    StatTest(
+        name=EVIDENTLY_METHODS["categorical"],
+        display_name=CHI_SQUARE_TEST,
+        allowed_feature_types=[ColumnType.Categorical],
+    ),
+    default_impl=_chi_square_for_evidently,
+)
+
+
+def _evidently_report(
     cur: pd.DataFrame,
     ref: pd.DataFrame,
-    specs: list[FeatureSpec],
+    kinds: dict[str, str],
     prediction_column: str | None,
-    prediction_kind: str,
-    build_report: bool,
+    rule: DriftRule,
 ) -> Any:
-    """Evidently's drift preset (or its per-column tests only), with tests for the verdicts.
-
-    The prediction column is declared numeric or categorical as ``prediction_kind`` says, so
-    Evidently picks the test of that kind (K-S / Wasserstein for numbers, chi-square /
-    Jensen-Shannon for classes).
-    """
-    names = [s.name for s in specs]
-    if not names and prediction_column is None:
+    """Evidently's drift preset over the features (and a ValueDrift for the prediction), each
+    column tested as :func:`column_drift` tests it, at the corrected threshold, so that the
+    report's p-values and significance agree with the stored verdicts. The effect floor is
+    the monitor's own: the report shows significance, the run's rows the verdict."""
+    if not kinds:
         return None
-    kinds: dict[str, str] = {s.name: s.kind for s in specs}
-    if prediction_column is not None:
-        kinds[prediction_column] = prediction_kind
     definition = DataDefinition(
         numerical_columns=[c for c, kind in kinds.items() if kind == "numeric"],
         categorical_columns=[c for c, kind in kinds.items() if kind == "categorical"],
     )
+    features = [c for c in kinds if c != prediction_column]
     metrics: list[Any] = []
-    if names:
-        if build_report:
-            metrics.append(DataDriftPreset(columns=names))
-        else:
-            metrics += [ValueDrift(column=name) for name in names]
-    if prediction_column is not None:
-        metrics.append(ValueDrift(column=prediction_column))
-    started = time.perf_counter()
-    # A category the reference never had divides by zero in the chi-square test: the p-value
-    # is 0 and the column drifted, which is the right verdict; numpy's warning adds nothing.
-    with np.errstate(divide="ignore", invalid="ignore"):
-        snapshot = Report(metrics, include_tests=True).run(
-            current_data=Dataset.from_pandas(cur, data_definition=definition),
-            reference_data=Dataset.from_pandas(ref, data_definition=definition),
+    if features:
+        metrics.append(
+            DataDriftPreset(
+                columns=features,
+                per_column_method={c: EVIDENTLY_METHODS[kinds[c]] for c in features},
+                per_column_threshold=dict.fromkeys(features, rule.threshold),
+            )
         )
+    if prediction_column is not None:
+        method = EVIDENTLY_METHODS[kinds[prediction_column]]
+        metrics.append(
+            ValueDrift(column=prediction_column, method=method, threshold=rule.threshold)
+        )
+    started = time.perf_counter()
+    snapshot = Report(metrics, include_tests=True).run(
+        current_data=Dataset.from_pandas(cur, data_definition=definition),
+        reference_data=Dataset.from_pandas(ref, data_definition=definition),
+    )
     log.debug("checks.evidently", seconds=round(time.perf_counter() - started, 3))
     return snapshot
-
-
-def _drift_results(
-    snapshot: Any, specs: list[FeatureSpec], prediction_column: str | None, prediction_kind: str
-) -> dict[str, FeatureDrift]:
-    """One FeatureDrift per ValueDrift metric of the snapshot, keyed by column."""
-    exported = snapshot.dict()
-    verdicts = {
-        test["metric_config"]["params"].get("column"): test["status"] == "FAIL"
-        for test in exported["tests"]
-        if test["metric_config"]["params"].get("type", "").endswith(":ValueDrift")
-    }
-    kinds: dict[str, str] = {s.name: s.kind for s in specs}
-    if prediction_column is not None:
-        kinds[prediction_column] = prediction_kind
-    drifts = {}
-    for metric in exported["metrics"]:
-        config = metric.get("config", {})
-        column = config.get("column")
-        if not config.get("type", "").endswith(":ValueDrift") or column not in kinds:
-            continue
-        method, threshold, score = (
-            str(config["method"]),
-            float(config["threshold"]),
-            float(metric["value"]),
-        )
-        drifted = verdicts.get(column)
-        if drifted is None:  # no test result: apply the method's own rule
-            drifted = score < threshold if method in P_VALUE_METHODS else score >= threshold
-        drifts[column] = FeatureDrift(column, kinds[column], method, threshold, score, drifted)
-    return drifts
 
 
 class QualityCounter:

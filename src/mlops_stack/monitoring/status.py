@@ -1,7 +1,12 @@
 """From check results to one status, with the reason in words.
 
-One threshold table (settings): ``MLOPS_DRIFT_WARNING_SHARE`` (share of drifted features that
-warns), ``MLOPS_DRIFT_SHARE`` (share that counts as drift), and how far quality on labelled rows
+One threshold table (settings). Drift: each column's test is already corrected for testing
+every column at once (``MLOPS_DRIFT_ALPHA`` over the m columns, Bonferroni) and needs an effect
+of at least ``MLOPS_DRIFT_MIN_EFFECT`` (:class:`~mlops_stack.monitoring.checks.DriftRule`), so a
+drifted column is news: ``MLOPS_DRIFT_WARNING_SHARE`` (default 0: any drifted feature warns),
+``MLOPS_DRIFT_SHARE`` (the share of drifted features that counts as drift, an alert); a drifted
+prediction (one of the m corrected tests) warns. Every drift reason names the correction
+("corrected for 31 tests at alpha 0.05"). Quality: how far quality on labelled rows
 may move from the champion's holdout figure before the model counts as degraded:
 ``MLOPS_QUALITY_DROP`` for the metrics where higher is better (accuracy, F1, ROC AUC), an
 absolute drop, and ``MLOPS_QUALITY_ERROR_RISE`` for the errors where lower is better (a
@@ -26,7 +31,7 @@ MAX_NAMED_FEATURES = 8  # features named in a reason; the rest are counted
 
 @dataclass(frozen=True)
 class Thresholds:
-    warning_share: float
+    warning_share: float  # 0: any drifted feature warns (the tests are corrected)
     drift_share: float
     quality_drop: float
     min_labelled: int = 1  # fewer labelled rows: quality is reported, not judged
@@ -108,6 +113,26 @@ def unseen_categories(quality: list[FeatureQuality]) -> str | None:
     return f"unseen categories: {text}"
 
 
+def drift_text(result: CheckResult) -> str:
+    """How many features drifted, which (the most drifted first) and under which rule."""
+    drifted = result.drifted_features()
+    text = f"{len(drifted)} of {len(result.features)} features drifted ({result.drift_share:.0%})"
+    if drifted:
+        more = len(drifted) - MAX_NAMED_FEATURES
+        text += ": " + ", ".join(drifted[:MAX_NAMED_FEATURES])
+        text += f" and {more} more" if more > 0 else ""
+    if result.drift_rule is not None:
+        text += f" ({result.drift_rule.describe()})"
+    return text
+
+
+def warning_text(limits: Thresholds) -> str:
+    """Where the warning starts: any drifted feature (share 0), or a share of them."""
+    if limits.warning_share <= 0:
+        return "any drifted feature"
+    return f"{limits.warning_share:.0%}"
+
+
 def classify(result: CheckResult, baseline: dict[str, float], limits: Thresholds) -> Status:
     """The run's status and why, naming the features and metrics behind it."""
     conditions: dict[str, str] = {}
@@ -131,20 +156,19 @@ def classify(result: CheckResult, baseline: dict[str, float], limits: Thresholds
         )
         reasons.append(conditions[MonitorStatus.DEGRADED])
     drifted = result.drifted_features()
-    share_text = (
-        f"{len(drifted)} of {len(result.features)} features drifted "
-        f"({result.drift_share:.0%})"
-        + (f": {', '.join(drifted[:MAX_NAMED_FEATURES])}" if drifted else "")
-    )
+    share_text = drift_text(result)
     if result.drift_share >= limits.drift_share and drifted:
         conditions[MonitorStatus.DRIFT] = f"{share_text}; drift from {limits.drift_share:.0%}"
         reasons.append(conditions[MonitorStatus.DRIFT])
     elif result.drift_share >= limits.warning_share and drifted:
-        reasons.append(f"{share_text}; warning from {limits.warning_share:.0%}")
+        reasons.append(f"{share_text}; warning from {warning_text(limits)}")
     prediction = result.prediction_drift
     if prediction is not None and prediction.drifted:
         what = "predicted values" if prediction.kind == "numeric" else "predicted classes"
-        reasons.append(f"{what} drifted ({prediction.method} {prediction.score:.3g})")
+        effect = f", effect {prediction.effect:.2f}" if prediction.effect is not None else ""
+        named = any(share_text in reason for reason in reasons)  # the rule is said once
+        rule = f"; {result.drift_rule.describe()}" if result.drift_rule and not named else ""
+        reasons.append(f"{what} drifted ({prediction.method} {prediction.score:.3g}{effect}){rule}")
     unseen = unseen_categories(result.quality)
     if unseen:
         reasons.append(unseen)

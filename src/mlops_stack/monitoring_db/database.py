@@ -194,7 +194,7 @@ ALERT_HISTORY_COLUMNS = (
     "id", "condition", "state", "reason", "opened_at", "last_seen_at", "resolved_at",
     "opened_by_run", "resolved_by_run",
 )  # fmt: skip
-DRIFT_COLUMNS = ("feature", "kind", "method", "threshold", "score", "drifted")
+DRIFT_COLUMNS = ("feature", "kind", "method", "threshold", "score", "drifted", "effect")
 # Results of a run newer than RUN_COLUMNS (the task, the quality figures by metric name, the
 # estimated accuracy / F1 of migration 0005): read when the table has them, None for runs stored
 # before (see monitor_run_results_frame).
@@ -676,7 +676,8 @@ class MonitoringDB:
         return frame.sort_values("started_at").reset_index(drop=True)
 
     def feature_drift_frame(self, run_id: int) -> pd.DataFrame:
-        """One run's per-feature drift as a frame: :data:`DRIFT_COLUMNS`."""
+        """One run's per-feature drift as a frame: :data:`DRIFT_COLUMNS` (``effect`` None for runs
+        stored before migration 0005)."""
         rows = self.feature_drift(run_id)
         records = [{c: getattr(r, c) for c in DRIFT_COLUMNS} for r in rows]
         return pd.DataFrame(records, columns=list(DRIFT_COLUMNS))

@@ -1,8 +1,10 @@
 """Drift: is the data the champion sees still like the data it learned from?
 
 Drift share per monitor run against the thresholds; the categories the latest run saw that
-training never did; one run's per-feature scores, most drifted first; one feature's reference
-and current distributions; the run's Evidently report.
+training never did; one run's per-feature tests, most drifted first, each with its p-value, the
+corrected threshold, its effect and the effect floor (a column drifts when both say so: see
+``monitoring.checks.DriftRule``); one feature's reference and current distributions; the run's
+Evidently report.
 """
 
 from __future__ import annotations
@@ -74,6 +76,13 @@ def share_chart(measured: pd.DataFrame) -> alt.LayerChart:
     return chart
 
 
+def warning_line() -> str:
+    """What the warning line means: any drifted feature (share 0) or a share of them."""
+    if settings.drift_warning_share <= 0:
+        return "MLOPS_DRIFT_WARNING_SHARE 0: any drifted feature warns"
+    return f"MLOPS_DRIFT_WARNING_SHARE {settings.drift_warning_share:.2f}"
+
+
 def history_section(runs: pd.DataFrame) -> pd.DataFrame | None:
     st.subheader("Drift share per monitor run")
     measured = runs.dropna(subset=["drift_share"])
@@ -89,12 +98,20 @@ def history_section(runs: pd.DataFrame) -> pd.DataFrame | None:
     cols[0].metric(
         "Latest drift share", f"{last['drift_share']:.2f}", help=f"monitor run #{last['id']}"
     )
-    cols[1].metric("Warning threshold", f"{settings.drift_warning_share:.2f}")
-    cols[2].metric("Drift threshold", f"{settings.drift_share:.2f}")
+    warning = (
+        "any feature"
+        if settings.drift_warning_share <= 0
+        else f"{settings.drift_warning_share:.2f}"
+    )
+    cols[1].metric("Warning threshold", warning, help="MLOPS_DRIFT_WARNING_SHARE")
+    cols[2].metric("Drift threshold", f"{settings.drift_share:.2f}", help="MLOPS_DRIFT_SHARE")
     above = measured[measured["drift_share"] >= settings.drift_share]
     st.caption(
         f"{len(measured)} measured runs, {len(above)} at or above the drift threshold "
-        "(MLOPS_DRIFT_SHARE; MLOPS_DRIFT_WARNING_SHARE for the warning line)"
+        f"(MLOPS_DRIFT_SHARE); warning line: {warning_line()}. Each feature's test is "
+        "corrected for testing every column at once "
+        f"(MLOPS_DRIFT_ALPHA {settings.drift_alpha:g} over the columns tested), so a single "
+        "drifted feature is news, not noise."
     )
     st.altair_chart(share_chart(measured), use_container_width=True)
     return measured
@@ -153,18 +170,50 @@ def features_section(run: dict[str, Any]) -> pd.DataFrame | None:
     if features is None or features.empty:
         widgets.no_data("this run stored no per-feature scores", widgets.MONITOR_HINT)
         return None
-    shown = features.assign(
-        status=features["drifted"].map({True: "🔴 drifted", False: "🟢 stable"}),
-        score=features["score"].map("{:.3g}".format),
-        threshold=features["threshold"].map("{:.3g}".format),
-        severity=features["severity"].map("{:+.2f}".format),
-    )[["feature", "status", "severity", "score", "threshold", "method", "kind"]]
+    st.table(feature_table(features).set_index("feature"))
     st.caption(
-        "Most drifted first. Severity: how far past (+) or short of (−) its threshold a "
-        "feature's score is, in log10 units (p-values and distances on one scale)."
+        "Most drifted first. A feature drifted when its test is significant (p-value at or "
+        "below the corrected threshold: MLOPS_DRIFT_ALPHA divided by the number of columns "
+        "tested, the prediction included) and it moved by at least the min effect "
+        f"(MLOPS_DRIFT_MIN_EFFECT, now {settings.drift_min_effect:g}): the Wasserstein distance "
+        "in reference standard deviations for numbers, the total variation distance of the "
+        "category shares for categories. 🟡: significant, but too small a move to matter (large "
+        "windows make tiny moves significant). Runs stored before the correction show "
+        "Evidently's own score and no effect."
     )
-    st.table(shown.set_index("feature"))
     return features
+
+
+def feature_table(features: pd.DataFrame) -> pd.DataFrame:
+    """The stored tests as shown: status, p-value, corrected threshold, effect, min effect."""
+    from mlops_stack.monitoring.checks import P_VALUE_METHODS, FeatureDrift  # imports Evidently
+
+    significant = [
+        FeatureDrift(*row).significant
+        for row in features[
+            ["feature", "kind", "method", "threshold", "score", "drifted"]
+        ].itertuples(index=False)
+    ]
+    status = [
+        "🔴 drifted" if drifted else "🟡 small effect" if sig else "🟢 stable"
+        for drifted, sig in zip(features["drifted"], significant, strict=True)
+    ]
+    effect = features["effect"] if "effect" in features else pd.Series(None, index=features.index)
+    return pd.DataFrame(
+        {
+            "feature": features["feature"],
+            "status": status,
+            "p-value": [
+                f"{score:.3g}" if method in P_VALUE_METHODS else f"score {score:.3g}"
+                for score, method in zip(features["score"], features["method"], strict=True)
+            ],
+            "corrected threshold": features["threshold"].map("{:.3g}".format),
+            "effect": effect.map(lambda e: "—" if pd.isna(e) else f"{e:.3f}"),
+            "min effect": f"{settings.drift_min_effect:g}",
+            "method": features["method"],
+            "kind": features["kind"],
+        }
+    )
 
 
 def distribution_chart(reference: pd.Series, current: pd.Series, kind: str) -> alt.Chart:
