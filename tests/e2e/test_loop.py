@@ -6,8 +6,9 @@ shift arrives: fresh rows whose label follows a moved boundary of ``worst radius
 ``synthetic.ConceptShift``), labelled through ``/api/feedback``. Then the monitor deployment runs
 (as Prefect's "run" button does) and the test checks, in this order: an alert opens -> a retrain
 flow run completes in Prefect -> the gate promotes the retrained version (MLflow alias and the
-version's gate decision) -> the predictor serves it -> no answer of the whole sequence was
-non-2xx, and every one named its version.
+version's gate decision) -> the predictor serves it -> `mlops rollback` under the same load
+brings the old version back -> no answer of the whole sequence was non-2xx, and every one named
+its version.
 
 The stack runs with retraining on (docker-compose.yml's default) and the dev stage's env file
 (compose-e2e.sh: cool-down 0); the monitor's default window (5000 rows) holds every row the
@@ -18,6 +19,7 @@ test sends, the labelled ones included. This module runs after the others
 from __future__ import annotations
 
 import contextlib
+import subprocess
 import threading
 import time
 import uuid
@@ -34,7 +36,7 @@ from mlflow import MlflowClient
 from sklearn.datasets import load_breast_cancer
 
 from mlops_stack.synthetic import ConceptShift, RowGenerator
-from tests.e2e.conftest import psql
+from tests.e2e.conftest import REPO, psql
 from tests.e2e.test_stack import MODEL
 
 LOAD_RATE = 20.0  # requests a second through nginx, at least (the "Done when")
@@ -43,6 +45,7 @@ PACE = 1.25  # each thread aims above its share, so that slow spells still avera
 BACKLOG_S = 2.0  # how far behind its schedule a thread may catch up (in a burst)
 LABELLED_ROWS = 800  # past MLOPS_RETRAIN_MIN_LABELLED (100) and MLOPS_MONITOR_MIN_LABELLED (50)
 BATCH_ROWS = 100
+SETTLED_S = 3.0  # a version "is served" when every answer of the last 3 s names it
 SHIFTED_FEATURE, SHIFT_STDS = "worst radius", 1.0
 TARGET = "target"
 
@@ -281,9 +284,8 @@ def test_concept_shift_under_load_retrains_promotes_and_serves_without_a_failed_
 
     # 4. the predictor serves it: the load's answers name the new version
     new = str(champion.version)
-    switched = time.monotonic()
     until(
-        lambda: load.versions_since(time.monotonic() - 1.0) == {new},
+        lambda: load.versions_since(time.monotonic() - SETTLED_S) == {new},
         60,
         f"the load's answers to name v{new} only",
         every=0.5,
@@ -291,29 +293,44 @@ def test_concept_shift_under_load_retrains_promotes_and_serves_without_a_failed_
     _mark(began, f"the load's answers name v{new}")
     ready = http.get("/api/ready").json()
     assert ready["model"]["version"] == new, ready
-    # a few seconds more of load on the new champion, then stop and count
-    until(lambda: time.monotonic() - switched >= 3, 10, "3 s of load on the new champion")
+
+    # 5. a rollback under the same load, as an operator runs it (`mlops rollback` in the stack)
+    rolled_at = time.monotonic()
+    done = subprocess.run(
+        ["docker", "compose", "exec", "-T", "worker", "mlops", "rollback"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"v{new} -> v{before}" in done.stdout, done.stdout
+    until(
+        lambda: load.versions_since(time.monotonic() - SETTLED_S) == {before},
+        60,
+        f"the load's answers to name v{before} again",
+        every=0.5,
+    )
+    _mark(began, f"rolled back: the load's answers name v{before}")
     load.stop()
 
-    # 5. over the whole sequence: no non-2xx answer, every answer named its version
+    # 6. over the whole sequence: no non-2xx answer, every answer named its version, and each
+    # swap is one assignment: a second after a version's first answer, only it answers
     answers = load.answers
     failed = [a for a in answers if a.status is None or not 200 <= a.status < 300]
     unnamed = [a for a in answers if not a.version]
     ordered = sorted(answers, key=lambda a: a.sent_at)
-    first_new = next(i for i, a in enumerate(ordered) if a.version == new)
-    swapped_at = ordered[first_new].sent_at
+    promoted = next(a.sent_at for a in ordered if a.version == new)
+    restored = next(a.sent_at for a in ordered if a.version == before and a.sent_at >= rolled_at)
     took = time.monotonic() - began
     with capsys.disabled():  # in CI's log even when the test passes
         print(
             f"\nloop: {len(answers)} answers in {load.stopped - load.started:.0f}s "
-            f"({load.rate:.1f}/s); v{before} then v{new} from answer {first_new}; "
-            f"{len(failed)} failed, {len(unnamed)} without a version; the test took {took:.0f}s"
+            f"({load.rate:.1f}/s): v{before}, promoted v{new} at {promoted - load.started:.0f}s, "
+            f"rolled back to v{before} at {restored - load.started:.0f}s; {len(failed)} failed, "
+            f"{len(unnamed)} without a version; the test took {took:.0f}s"
         )
     assert not failed, [(a.status, a.error) for a in failed[:5]]
     assert not unnamed, unnamed[:5]
     assert load.rate >= LOAD_RATE, f"{load.rate:.1f} requests/s, {LOAD_RATE} needed"
-    assert {a.version for a in ordered[:first_new]} == {before}
-    # the swap is one assignment: requests sent a second after the first answer of the new
-    # version are all answered by it (no answer from the old version again)
-    after = {a.version for a in ordered[first_new:] if a.sent_at >= swapped_at + 1.0}
-    assert after == {new}, after
+    assert {a.version for a in ordered if a.sent_at < promoted} == {before}
+    served_new = {a.version for a in ordered if promoted + 1 <= a.sent_at < rolled_at}
+    assert served_new == {new}, served_new
+    assert {a.version for a in ordered if a.sent_at >= restored + 1} == {before}
