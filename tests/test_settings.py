@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from mlops_stack.env_example import COMPOSE_VARIABLES, PROD_SETTING_DEFAULTS, render_env_example
+from mlops_stack.env_example import (
+    COMPOSE_SETTING_DEFAULTS,
+    COMPOSE_VARIABLES,
+    PROD_SETTING_DEFAULTS,
+    render_env_example,
+)
 from mlops_stack.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +49,7 @@ def test_env_example_documents_every_compose_variable_with_its_default():
     compose_only = {k: v for k, v in used.items() if k not in settings}
     assert compose_only == {name: {default} for name, default, _ in COMPOSE_VARIABLES}
     assert {k: v for k, v in used.items() if k in settings} == {
-        k: {v} for k, v in PROD_SETTING_DEFAULTS.items()
+        k: {v} for k, v in (PROD_SETTING_DEFAULTS | COMPOSE_SETTING_DEFAULTS).items()
     }
     assert not COMPOSE_NAMES & settings
 

@@ -1,8 +1,9 @@
 """``.env.example``: every variable the stack reads, rendered from the code that reads it.
 
 Two kinds: the variables the compose files interpolate themselves (``COMPOSE_VARIABLES``,
-``PROD_SETTING_DEFAULTS``; tests/test_settings.py holds them to the ``${...}`` in both files)
-and the ``MLOPS_*`` settings, from the fields of :class:`mlops_stack.settings.Settings`.
+``COMPOSE_SETTING_DEFAULTS``, ``PROD_SETTING_DEFAULTS``; tests/test_settings.py holds them to
+the ``${...}`` in both files) and the ``MLOPS_*`` settings, from the fields of
+:class:`mlops_stack.settings.Settings`.
 Regenerate with ``python -m mlops_stack.env_example > .env.example``.
 """
 
@@ -71,6 +72,12 @@ PROD_SETTING_DEFAULTS: dict[str, str] = {
     "MLOPS_RATE_LIMIT_PER_MINUTE": "600",
 }
 
+# Settings that docker-compose.yml gives the whole stack a default of its own (a value in .env
+# still wins): ${MLOPS_X:-stack default}. Retraining closes the loop in the stack.
+COMPOSE_SETTING_DEFAULTS: dict[str, str] = {
+    "MLOPS_RETRAIN_ENABLED": "true",
+}
+
 
 def render_env_example() -> str:
     """``.env.example`` from the fields themselves, so the documentation cannot drift.
@@ -88,6 +95,9 @@ def render_env_example() -> str:
         else:
             shown = str(default).lower() if isinstance(default, bool) else str(default)
         description = field.description or ""
+        stack_default = COMPOSE_SETTING_DEFAULTS.get(f"MLOPS_{name.upper()}")
+        if stack_default is not None:
+            description += f" docker-compose.yml's default: {stack_default}."
         prod_default = PROD_SETTING_DEFAULTS.get(f"MLOPS_{name.upper()}")
         if prod_default is not None:
             description += f" docker-compose.prod.yml's default: {prod_default}."

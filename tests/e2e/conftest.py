@@ -51,3 +51,12 @@ def psql(query: str, database: str = "monitoring") -> str:
         cwd=REPO, capture_output=True, text=True, check=True, timeout=60,
     )  # fmt: skip
     return done.stdout.strip()
+
+
+LAST = "test_loop.py"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The loop test (a retrain promotes a new champion) runs after the others, which expect
+    the stack as the first champion left it; otherwise file order."""
+    items.sort(key=lambda item: item.path.name == LAST)

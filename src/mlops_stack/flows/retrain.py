@@ -4,7 +4,14 @@ Started by the monitor flow on drift or degradation (``MLOPS_RETRAIN_ENABLED``) 
 rows that came back labelled through ``/feedback`` are split in two: one half joins the
 original training table, the other half is kept out of training and is where the gate compares
 the candidate with the champion. That is the data the champion is in question on; comparing on
-the old holdout could keep a champion that is good only at yesterday's data. A cool-down
+the old holdout could keep a champion that is good only at yesterday's data.
+
+The fresh half counts at least as much as the old table (:func:`training_table`): the original
+rows are sampled down to as many as there are fresh training rows (never below
+``MLOPS_RETRAIN_MIN_LABELLED``). After a concept change the old table's labels contradict the
+new ones wherever the concept moved; with all 569 old rows against a few hundred fresh ones the
+candidate learns mostly yesterday's rule, and the gate rightly refuses it on today's rows
+(measured in docs/monitoring.md, "Retraining after a concept change"). A cool-down
 (``MLOPS_RETRAIN_COOLDOWN_MINUTES``) stops a persisting alert from retraining on every run.
 
 The new model does the champion's task (its schema says which): a regressor's labels come back
@@ -82,6 +89,27 @@ def _as_training_table(
     return table
 
 
+def training_table(
+    original: pd.DataFrame, fresh: pd.DataFrame, *, target: str, task: Task, floor: int, seed: int
+) -> pd.DataFrame:
+    """The original table sampled down to ``max(len(fresh), floor)`` rows, then ``fresh``.
+
+    Recent labels weigh at least as much as the old table's, so a changed relationship between
+    features and label is learnt rather than outvoted; ``floor`` keeps enough old rows to train
+    on when few fresh ones came. A classifier's sample keeps every class's share.
+    """
+    keep = max(len(fresh), floor)
+    if keep >= len(original):
+        old = original
+    elif task is Task.CLASSIFICATION:
+        old = original.groupby(target, group_keys=False).sample(
+            frac=keep / len(original), random_state=seed
+        )
+    else:
+        old = original.sample(n=keep, random_state=seed)
+    return pd.concat([old, fresh], ignore_index=True)
+
+
 def _task(stack: Stack, params: RetrainParameters, original: Dataset) -> Task:
     """The task the retrained model does: the champion's (its schema says), else the one
     ``MLOPS_TASK`` sets or the original table's target implies, as training would pick."""
@@ -105,7 +133,8 @@ def _cooling_down(stack: Stack, params: RetrainParameters, now: datetime) -> str
 
 @flow(name="retrain")
 def retrain_flow(params: RetrainParameters | None = None) -> RetrainSummary:
-    """Retrain on the original data plus the labelled rows; the gate decides on fresh rows.
+    """Retrain on the labelled rows plus the original data (sampled down to as many rows as
+    the labelled half, so that recent labels weigh as much); the gate decides on fresh rows.
 
     ``params`` None takes every option from the settings (``MLOPS_*``).
     """
@@ -147,7 +176,14 @@ def retrain_flow(params: RetrainParameters | None = None) -> RetrainSummary:
     folder = stack.settings.data_dir / "retrain" / now.strftime("%Y%m%dT%H%M%S")
     folder.mkdir(parents=True, exist_ok=True)
     train_path, eval_path = folder / "train.parquet", folder / "evaluation.parquet"
-    pd.concat([original.frame, fresh_train], ignore_index=True).to_parquet(train_path)
+    training_table(
+        original.frame,
+        fresh_train,
+        target=original.target,
+        task=task,
+        floor=params.min_labelled,
+        seed=params.train.random_seed,
+    ).to_parquet(train_path)
     fresh_eval.to_parquet(eval_path)
 
     result = train_flow(
