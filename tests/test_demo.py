@@ -54,7 +54,7 @@ def test_demo_runs_the_loop_on_the_built_in_regression_table(stack, tmp_path):
     assert "the built-in diabetes table (442 rows, 10 columns besides 'target', regression)" in out
     assert re.search(r"holdout rmse \d+\.\d{3}", out), out
     assert re.search(r"3\. clean traffic: 600 fresh rows, \d+ with their true labels", out), out
-    assert "monitor: ok" in out
+    assert "monitor: ok" in out, out
     assert "the effect of 'bmi' on the target grew" in out
     assert re.search(r"monitor: (drift|degraded) - ", out), out
     assert re.search(r"retrain: promoted - better \(rmse [\d.]+ vs champion v1", out), out

@@ -136,6 +136,8 @@ def test_fresh_traffic_never_repeats_a_row_and_labels_only_rows_drawn_from_the_h
     assert (sent.loc[labelled, "island"] == "Biscoe").all()
     assert abs(labelled.mean() - gentoo.mean()) < 0.04, labelled.mean()
     assert traffic.labelled == int(labelled.sum()) and traffic.concept is None
+    # a discrete number (3 years) is copied from the source row, not jittered to 2008.3
+    assert set(sent["year"]) == {2007, 2008, 2009} and sent["year"].dtype == table["year"].dtype
     assert fresh_traffic(_dataset(table, "species"), held, 50, seed=4).features.equals(
         fresh_traffic(_dataset(table, "species"), held, 50, seed=4).features
     )  # the seed decides everything
