@@ -433,12 +433,14 @@ def demo(
 ) -> None:
     """Run the whole loop embedded, no Docker and no servers to install, and narrate it.
 
-    Trains a champion, starts the predictor, sends clean traffic (monitor: ok), then shifted
-    traffic whose labels follow a changed relationship (monitor: drift or degradation, an
-    alert, a retrain on the labelled rows, the gate's decision), and shows the predictor
-    answering with the new version. Ends with a summary table and where to look. Runs on the
-    built-in breast cancer table, the built-in diabetes table (--task regression) or your own
-    (--data FILE --target COLUMN; classification or regression).
+    Prints the settings it changes (with their defaults) and the scenario first. Trains a
+    champion, starts the predictor, sends clean fresh rows (monitor: ok), then fresh rows whose
+    labels follow a concept moved on the feature most related to the label (monitor:
+    degradation, an alert, a retrain on the labelled rows, the gate's decision), and shows the
+    predictor answering with the new version once a /predict answer names it. Ends with a
+    summary table and where to look. Runs on the built-in breast cancer table, the built-in
+    diabetes table (--task regression) or your own (--data FILE --target COLUMN;
+    classification or regression).
     """
     settings = _prepare()
     from datetime import UTC, datetime
