@@ -225,7 +225,7 @@ def _run(directory: Path, stack: Stack, console: Console, dataset: Dataset) -> D
         serving = _send(console, base, clean)
         first = monitor_flow(monitor)
         result.phases.append(_phase("clean traffic", first, serving, task))
-        console.print(f"   monitor: {first.status} - {first.reason}", highlight=False)
+        _print_monitor(console, first)
 
         shifted = scenario.traffic(dataset, held, rows, seed=2, shifted=True)
         step(
@@ -234,12 +234,8 @@ def _run(directory: Path, stack: Stack, console: Console, dataset: Dataset) -> D
         )
         serving = _send(console, base, shifted)
         drifted = monitor_flow(monitor)
-        console.print(f"   monitor: {drifted.status} - {drifted.reason}", highlight=False)
-        for alert in drifted.alerts:
-            console.print(f"   alert: {alert}", highlight=False)
+        _print_monitor(console, drifted)
         retrain = drifted.retrain
-        if retrain is not None:
-            console.print(f"   retrain: {retrain.status} - {retrain.reason}", highlight=False)
         after = serving
         if retrain is not None and retrain.status == RetrainStatus.PROMOTED:
             after = _await_version(console, step, base, scenario.probe(dataset, held), retrain)
@@ -248,6 +244,16 @@ def _run(directory: Path, stack: Stack, console: Console, dataset: Dataset) -> D
         result.reports = [p for p in (first.report_uri, drifted.report_uri) if p]
     _summary(console, result, settings)
     return result
+
+
+def _print_monitor(console: Console, summary: MonitorSummary) -> None:
+    """What a monitor run found, its alerts and its retrain, as the run returned them."""
+    console.print(f"   monitor: {summary.status} - {summary.reason}", highlight=False)
+    for alert in summary.alerts:
+        console.print(f"   alert: {alert}", highlight=False)
+    if summary.retrain is not None:
+        retrain = summary.retrain
+        console.print(f"   retrain: {retrain.status} - {retrain.reason}", highlight=False)
 
 
 def phase_rows(settings: Settings) -> int:
