@@ -55,6 +55,20 @@ MODEL = "mlops-classifier"
 # Bad rows on features the drift leaves alone: values far out of range, missing values.
 BAD_ROWS = {"mean symmetry": 3, "mean fractal dimension": 4}
 
+# Ten size and texture features of the built-in table (the shift the figures were measured on).
+SHIFTED = (
+    "mean radius",
+    "mean texture",
+    "mean perimeter",
+    "mean area",
+    "mean smoothness",
+    "worst radius",
+    "worst texture",
+    "worst perimeter",
+    "worst area",
+    "worst smoothness",
+)
+
 
 def temporary_database(server_url: str) -> tuple[str, Callable[[], None]]:
     """A new empty PostgreSQL database on the server (its URL), and a function dropping it."""
@@ -74,12 +88,10 @@ def temporary_database(server_url: str) -> tuple[str, Callable[[], None]]:
 def logged_rows(rows: int, drifted: float, labelled: float, seed: int):
     """Feature rows (bootstrap of the table), their labels, and which rows are labelled.
 
-    The newest ``drifted`` share is shifted by 1.5 standard deviations on the demo's ten
+    The newest ``drifted`` share is shifted by 1.5 standard deviations on ``SHIFTED``'s ten
     features; the bad rows of ``BAD_ROWS`` sit at random positions.
     """
     from sklearn.datasets import load_breast_cancer
-
-    from mlops_stack.demo import SHIFTED
 
     table = load_breast_cancer(as_frame=True).frame
     features, target = table.drop(columns="target"), table["target"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -22,9 +23,25 @@ def test_demo_runs_the_loop_and_promotes_a_retrained_model(stack, tmp_path):
     setup_logging(incremental=False)  # CliRunner's stderr is closed now
     assert result.exit_code == 0, result.output
     out = result.output
+    # every setting the demo changes, with its default, before anything runs
+    settings = out.index("settings the demo changes")
+    assert "MLOPS_MONITOR_WINDOW_ROWS=600 [default 5000]" in out
+    assert "MLOPS_RETRAIN_ENABLED=true [default false]" in out
+    assert "MLOPS_RELOAD_POLL_SECONDS=1 [default 10]" in out
+    assert "MLOPS_RETRAIN_MIN_LABELLED=100" in out and "MLOPS_MONITOR_MIN_ROWS=200" in out
+    # the mechanism, stated before any traffic: a moved boundary, not flipped labels
+    mechanism = out.index("scenario: a clean phase, then a concept shift alone")
+    assert re.search(r"the boundary on 'worst concave points' moved from 0\.1417 to 0\.2074", out)
+    assert settings < mechanism < out.index("1. train") < out.index("3. clean traffic")
     assert "monitor: ok" in out
-    assert "retrain: promoted - better (roc_auc" in out and "vs champion v1" in out
-    assert "the predictor picks up v2 by itself" in out
+    changed = re.search(r"600 fresh rows, (\d+) with labels, (\d+) of them changed by", out)
+    assert changed and 10 <= int(changed[2]) < int(changed[1]), out
+    assert re.search(r"monitor: degraded - quality degraded: accuracy 0\.[0-8]", out), out
+    promoted = out.index("retrain: promoted - better (roc_auc")
+    assert "vs champion v1" in out
+    # claimed only once a /predict answer named it, after the promotion
+    answered = re.search(r"the predictor answers with v2: a /predict answer named it [\d.]+s", out)
+    assert answered and answered.start() > promoted, out
     assert "champion: v1 -> v2" in out
     assert "drift report: file://" in out
 
@@ -36,10 +53,9 @@ def test_demo_runs_the_loop_on_the_built_in_regression_table(stack, tmp_path):
     out = result.output
     assert "the built-in diabetes table (442 rows, 10 columns besides 'target', regression)" in out
     assert re.search(r"holdout rmse \d+\.\d{3}", out), out
-    # 89 held-out rows are below the demo monitor's 100: topped up, not repeated
-    assert "89 held-out rows with their true labels, 11 unlabelled rows of the table" in out
-    assert "monitor: ok" in out
-    assert "labels follow a changed relationship (+2 std of the target)" in out
+    assert re.search(r"3\. clean traffic: 600 fresh rows, \d+ with their true labels", out), out
+    assert "monitor: ok" in out, out
+    assert "the effect of 'bmi' on the target grew" in out
     assert re.search(r"monitor: (drift|degraded) - ", out), out
     assert re.search(r"retrain: promoted - better \(rmse [\d.]+ vs champion v1", out), out
     assert "rmse (labels)" in out and "champion: v1 -> v2" in out
@@ -53,8 +69,7 @@ def test_demo_runs_the_loop_on_your_own_regression_table(stack, tmp_path):
     assert result.exit_code == 0, result.output
     out = result.output
     assert f"{table} (600 rows, 4 columns besides 'price', regression)" in out
-    assert "120 held-out rows with their true labels" in out and "unlabelled" not in out
-    assert "3 features +3 std" in out  # the numeric ones; the district stays categorical
+    assert "the effect of 'size_m2' on the target grew" in out  # the most related feature
     assert re.search(r"retrain: promoted - better \(rmse", out), out
     assert "champion: v1 -> v2" in out
 
@@ -74,7 +89,7 @@ def test_demo_runs_the_loop_on_a_multiclass_table_with_class_names(stack, tmp_pa
     assert result.exit_code == 0, result.output
     out = result.output
     assert f"{table} (178 rows, 13 columns besides 'cultivar', classification)" in out
-    assert "36 held-out rows with their true labels" in out
+    assert re.search(r"concept shift alone .*: the boundary on '[a-z_/]+' moved", out), out
     assert "monitor: ok" in out
     assert re.search(r"monitor: (drift|degraded) - ", out), out
     assert re.search(r"retrain: promoted - better \(roc_auc [\d.]+ vs champion v1", out), out
@@ -113,21 +128,21 @@ def test_demo_refuses_what_it_cannot_run_on_naming_it(stack, tmp_path):
     assert not (tmp_path / "demo").exists()  # refused before anything was made
 
 
-def test_the_second_batch_labels_follow_a_changed_relationship():
-    from mlops_stack.demo import LABEL_SHIFT_STDS, _changed
+def test_the_scenario_moves_the_concept_on_the_feature_most_related_to_the_label():
+    from mlops_stack.data import Dataset
+    from mlops_stack.demo import Scenario, phase_rows
     from mlops_stack.names import Task
-    from mlops_stack.training import Split
+    from mlops_stack.settings import Settings
 
-    def split(y_train: list) -> Split:
-        frame = pd.DataFrame({"x": range(len(y_train))})
-        return Split(frame, frame, pd.Series(y_train), pd.Series(y_train))
-
-    sent = pd.Series(["b", None, "c", "a"], dtype=object)
-    changed = _changed(sent, split(["a", "b", "c", "a"]), Task.CLASSIFICATION)
-    assert list(changed) == ["c", None, "a", "b"]  # each class the next; no label stays none
-    binary = _changed(pd.Series([0, 1, 1], dtype=object), split([0, 1, 0, 1]), Task.CLASSIFICATION)
-    assert list(binary) == [1, 0, 0]  # two classes: flipped
-    y_train = [10.0, 20.0, 30.0, 40.0]
-    numbers = _changed(pd.Series([15.0, None], dtype=object), split(y_train), Task.REGRESSION)
-    assert numbers[0] == pytest.approx(15.0 + LABEL_SHIFT_STDS * pd.Series(y_train).std())
-    assert numbers[1] is None
+    frame = houses()
+    assert Scenario.choose(Dataset(frame, "price", "t"), Task.REGRESSION).feature == "size_m2"
+    rng = np.random.default_rng(0)
+    x, noise = rng.normal(0, 1, 500), rng.normal(0, 1, 500)
+    table = pd.DataFrame({"noise": noise, "x": x, "y": np.where(x > 0.3, "yes", "no")})
+    scenario = Scenario.choose(Dataset(table, "y", "t"), Task.CLASSIFICATION)
+    assert scenario.feature == "x"
+    concept = scenario.concept(Dataset(table, "y", "t"))
+    assert concept.threshold == pytest.approx(0.3, abs=0.05) and concept.high_class == "yes"
+    # enough rows that the labelled ones (the holdout's share) clear the retrain's minimum
+    assert phase_rows(Settings(_env_file=None)) == 600  # 1.2 x 100 labels / 0.2
+    assert phase_rows(Settings(_env_file=None, retrain_min_labelled=10)) == 200  # min rows

@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from mlops_stack.cli import app
-from mlops_stack.simulate import Drift, DriftError, apply_drift, plan_traffic
+from mlops_stack.data import Dataset
+from mlops_stack.simulate import (
+    Concept,
+    Drift,
+    DriftError,
+    SimulationError,
+    apply_drift,
+    fresh_traffic,
+)
 from mlops_stack.training import Split
 
-SHIFTED = [
-    "mean radius",
-    "mean perimeter",
-    "mean area",
-    "worst radius",
-    "worst perimeter",
-    "worst area",
-    "mean concavity",
-    "worst concavity",
-    "mean texture",
-    "worst texture",
-]
+SIZE = ["mean radius", "mean perimeter", "mean area", "worst radius", "worst perimeter"]
+"""Features that a shift of mean radius moves most (correlations 0.97-1 with it)."""
 
 
 @pytest.mark.parametrize(
@@ -110,32 +110,109 @@ def test_a_numeric_feature_mixes_only_a_number():
     assert drifted["body_mass_g"].dtype == float and (drifted["body_mass_g"] == 0.0).all()
 
 
-def _split(table: pd.DataFrame, holdout: int) -> Split:
-    features, labels = table.drop(columns="species"), table["species"]
-    train, held = slice(holdout, None), slice(None, holdout)
-    return Split(features.iloc[train], features.iloc[held], labels.iloc[train], labels.iloc[held])
+def _dataset(table: pd.DataFrame, target: str) -> Dataset:
+    return Dataset(table, target, "test")
 
 
-def test_a_small_holdout_is_topped_up_with_unlabelled_rows_of_the_table_not_repeated():
-    table = penguins_like().assign(row_id=lambda f: np.arange(len(f)))
-    split = _split(table, holdout=69)
-    traffic = plan_traffic(split, 500, seed=3)
-    assert (traffic.held_out, traffic.extra) == (69, 431)
-    assert len(traffic.features) == len(traffic.labels) == 500
-    # the holdout first, each row once, with its label
-    first = traffic.features.iloc[:69]
-    assert set(first["row_id"]) == set(range(69))
-    assert list(traffic.labels.iloc[:69]) == list(
-        table.set_index("row_id").loc[first["row_id"], "species"]
+def _held_out(table: pd.DataFrame, target: str, rows: pd.Series) -> Split:
+    """A split whose holdout is the rows where ``rows`` is true."""
+    features, labels = table.drop(columns=target), table[target]
+    return Split(features[~rows], features[rows], labels[~rows], labels[rows])
+
+
+def test_fresh_traffic_never_repeats_a_row_and_labels_only_rows_drawn_from_the_holdout():
+    table = penguins_like()
+    gentoo = table["species"] == "Gentoo"  # the holdout: every Gentoo row (all on Biscoe)
+    held = _held_out(table, "species", gentoo)
+    traffic = fresh_traffic(_dataset(table, "species"), held, 2000, seed=4)
+    sent = traffic.features
+    assert len(sent) == len(traffic.labels) == 2000
+    assert list(sent.columns) == list(table.drop(columns="species").columns)
+    numbers = ["bill_depth_mm", "flipper_length_mm", "body_mass_g"]
+    assert not sent.duplicated(subset=numbers).any()  # no row sent twice
+    assert not sent[numbers].round(9).isin(table[numbers].round(9)).all(axis=1).any()  # all new
+    labelled = traffic.labels.notna()
+    assert set(traffic.labels[labelled]) == {"Gentoo"}  # only rows drawn from held-out rows
+    assert (sent.loc[labelled, "island"] == "Biscoe").all()
+    assert abs(labelled.mean() - gentoo.mean()) < 0.04, labelled.mean()
+    assert traffic.labelled == int(labelled.sum()) and traffic.concept is None
+    # a discrete number (3 years) is copied from the source row, not jittered to 2008.3
+    assert set(sent["year"]) == {2007, 2008, 2009} and sent["year"].dtype == table["year"].dtype
+    assert fresh_traffic(_dataset(table, "species"), held, 50, seed=4).features.equals(
+        fresh_traffic(_dataset(table, "species"), held, 50, seed=4).features
+    )  # the seed decides everything
+
+
+def correlated(rows: int = 3000, seed: int = 0) -> pd.DataFrame:
+    """x; y follows x (corr about 0.9); z and the class have nothing to do with either."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(10, 2, rows)
+    return pd.DataFrame(
+        {
+            "x": x,
+            "y": 0.5 * x + rng.normal(0, 0.5, rows),
+            "z": rng.normal(0, 1, rows),
+            "label": rng.choice(["a", "b"], rows),
+        }
     )
-    # then no row repeats until every row of the table has gone once; none of those has a label
-    assert traffic.features["row_id"].iloc[:344].nunique() == 344
-    assert traffic.labels.iloc[69:].isna().all()
-    assert "the holdout has 69 rows; the other 431" in traffic.note
 
-    enough = plan_traffic(split, 50, seed=3)
-    assert (enough.held_out, enough.extra, enough.note) == (69, 0, "")
-    assert enough.labels.notna().all()
+
+def test_a_shift_moves_the_feature_and_its_correlates_and_nothing_else():
+    table = correlated()
+    held = _held_out(table, "label", pd.Series(True, index=table.index))
+    drifts = [Drift("x", "shift", 2.0), Drift("z", "scale", 3.0)]
+    traffic = fresh_traffic(_dataset(table, "label"), held, 3000, seed=1, drifts=drifts)
+    sent, stds = traffic.features, table[["x", "y", "z"]].std()
+    moved = (sent[["x", "y", "z"]].mean() - table[["x", "y", "z"]].mean()) / stds
+    corr = table["x"].corr(table["y"])
+    assert moved["x"] == pytest.approx(2.0, abs=0.08)
+    assert moved["y"] == pytest.approx(2.0 * corr, abs=0.08) and corr > 0.85
+    assert abs(moved["z"]) < 0.1  # uncorrelated: not moved (only scaled, around 0)
+    assert sent["z"].std() == pytest.approx(3.0 * stds["z"], rel=0.08)
+    listed = dict(traffic.movements())
+    assert set(listed) == {"x", "y"} and listed["x"] == 2.0  # z moves less than 0.1 std
+    assert set(traffic.labels) == {"a", "b"}  # every row held out: all labelled, as drawn
+
+
+def test_a_concept_shift_relabels_the_rows_between_the_two_cuts():
+    rng = np.random.default_rng(2)
+    x = rng.normal(0, 1, 4000)
+    table = pd.DataFrame({"x": x, "w": rng.normal(0, 1, 4000), "label": np.where(x > 0, 1, 0)})
+    held = _held_out(table, "label", pd.Series(True, index=table.index))
+    dataset = _dataset(table, "label")
+    concept = Concept.parse("x:threshold=0.5").fit(dataset)
+    assert concept.threshold == pytest.approx(0.0, abs=0.01) and concept.high_class == 1
+    traffic = fresh_traffic(dataset, held, 3000, seed=5, concept=concept)
+    sent, labels = traffic.features["x"], traffic.labels.astype(int)
+    band = (sent > concept.threshold) & (sent <= concept.new_threshold)
+    assert (labels[band] == 0).all()  # were 1 above the old cut: now below the boundary
+    assert (labels[sent > concept.new_threshold + 0.4] == 1).all()  # jitter: 0.1 std
+    assert (labels[sent <= concept.threshold - 0.4] == 0).all()
+    # those of the band drawn from rows above the old cut (a few came from below it: jitter)
+    assert 0.8 * band.sum() < traffic.relabelled <= band.sum()
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("x", "cannot read concept 'x'"),
+        ("x:shift=1", "use FEATURE:threshold=STDS"),
+        ("x:threshold=far", "not a number"),
+        ("x:threshold=nan", "must be finite"),
+    ],
+)
+def test_bad_concept_specs_say_what_is_wrong(text, reason):
+    with pytest.raises(SimulationError, match=reason):
+        Concept.parse(text)
+
+
+def test_a_concept_on_a_feature_the_table_lacks_or_cannot_cut_is_refused_by_name():
+    table = penguins_like()
+    dataset = _dataset(table, "species")
+    with pytest.raises(SimulationError, match="no feature 'beak' for --concept"):
+        Concept("beak", 1.0).fit(dataset)
+    with pytest.raises(SimulationError, match="'island': not a numeric feature"):
+        Concept("island", 1.0).fit(dataset)
 
 
 def test_apply_drift_changes_only_the_named_features():
@@ -173,8 +250,7 @@ def test_simulated_drifted_traffic_with_labels_is_logged_and_detected(stack):
     )
     train_flow()
     args = ["--rows", "300", "--rate", "0", "--label-delay", "0.2"]
-    for feature in SHIFTED:
-        args += ["--drift", f"{feature}:shift=2"]
+    args += ["--drift", "mean radius:shift=2", "--concept", "worst radius:threshold=2"]
     store = MonitoringDB(settings.resolved_monitoring_db_url)
     with serving(create_app(Stack(settings))) as base:
         result = CliRunner().invoke(app, ["simulate", "--url", base, *args])
@@ -182,23 +258,43 @@ def test_simulated_drifted_traffic_with_labels_is_logged_and_detected(stack):
         # so a monitor run started right after it counts them all
         frame = store.predictions_with_feedback()
     assert result.exit_code == 0, result.output
-    assert "sent 300" in result.output and "300 answered, 0 failed" in result.output
-    # the built-in table holds out 114 rows: the other 186 are unlabelled rows of the table
-    assert "the holdout has 114 rows; the other 186" in result.output
-    assert "labels accepted 114, unknown 0" in result.output
-    assert "not logged yet" not in result.output
-    assert len(frame) == 300 and frame["label"].notna().sum() == 114
+    out = result.output
+    assert "300 fresh rows (none repeated)" in out
+    assert "sent 300" in out and "300 answered, 0 failed" in out
+    # rows drawn from the 114 held-out rows of 569 carry labels: about a fifth
+    labelled = int(re.search(r"labels: (\d+) of 300 rows \(those drawn from held-out", out)[1])
+    assert 40 <= labelled <= 80, out
+    assert f"labels accepted {labelled}, unknown 0" in out
+    # the population moves along mean radius's correlations: its size features by about 2 std
+    assert "population shift:" in out and "mean radius +2.00, mean perimeter +2.00" in out, out
+    assert re.search(
+        r"concept shift: the boundary on 'worst radius' moved from 16\.8 to 26\.\d+ \(\+2 std\)",
+        out,
+    )
+    assert int(re.search(r"(\d+) changed by the concept\)", out)[1]) >= 1
+    assert "not logged yet" not in out
+    assert len(frame) == 300 and frame["label"].notna().sum() == labelled
+    assert not frame.duplicated(subset=SIZE).any()
+    # the moved concept: no labelled row between the two cuts is malignant (0) any more
+    radius = frame["worst radius"].astype(float)
+    between = frame["label"].notna() & (radius > 16.8) & (radius <= 26.4)
+    assert between.sum() >= 10 and set(frame.loc[between, "label"].astype(str)) == {"1"}
     store.dispose()
     summary = monitor_flow()
     assert summary.status in {"drift", "degraded"}, summary.reason
-    assert set(SHIFTED) <= set(summary.drifted_features)
-    assert summary.labelled_rows == 114
+    assert set(SIZE) <= set(summary.drifted_features)
+    assert summary.labelled_rows == labelled
 
 
 def test_simulate_refuses_a_bad_drift_spec(stack):
     stack()
     result = CliRunner().invoke(app, ["simulate", "--drift", "nonsense"])
     assert result.exit_code == 2 and "cannot read drift 'nonsense'" in result.output
+    result = CliRunner().invoke(app, ["simulate", "--concept", "worst radius:threshold=x"])
+    assert result.exit_code == 2 and "cannot read concept" in result.output
+    result = CliRunner().invoke(app, ["simulate", "--concept", "radius:threshold=1"])
+    assert result.exit_code == 2 and "no feature 'radius' for --concept" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_simulate_names_the_kinds_a_categorical_feature_takes(stack, tmp_path):
@@ -217,7 +313,7 @@ def test_simulate_names_the_kinds_a_categorical_feature_takes(stack, tmp_path):
 
 
 def test_clean_traffic_from_a_small_table_raises_no_drift(stack, prefect_server, tmp_path):
-    """344 rows hold out 69: the rest of the 500 sent rows must not be repeats of those."""
+    """500 fresh rows of a 344-row table: no repeats, so no drift read into them."""
     from mlops_stack.flows.monitor import monitor_flow
     from mlops_stack.flows.train import train_flow
     from mlops_stack.serving.app import create_app
@@ -239,11 +335,12 @@ def test_clean_traffic_from_a_small_table_raises_no_drift(stack, prefect_server,
         result = CliRunner().invoke(app, ["simulate", "--url", base, "--rate", "0"])
     assert result.exit_code == 0, result.output
     assert "sent 500" in result.output and "500 answered, 0 failed" in result.output
-    assert "the holdout has 69 rows; the other 431" in result.output
-    assert "labels accepted 69, unknown 0" in result.output
+    assert "population shift" not in result.output and "concept shift" not in result.output
+    labelled = int(re.search(r"labels accepted (\d+), unknown 0", result.output)[1])
+    assert 70 <= labelled <= 130  # 69 of 344 rows held out: about a fifth of 500
 
     summary = monitor_flow()
-    assert summary.window_rows == 500 and summary.labelled_rows == 69
+    assert summary.window_rows == 500 and summary.labelled_rows == labelled
     assert summary.drifted_features == [], summary.reason
     assert summary.status == "ok", summary.reason
 
@@ -292,8 +389,13 @@ def test_regression_traffic_sends_numbers_and_drifts_numeric_and_categorical_fea
         result = CliRunner().invoke(app, ["simulate", "--url", base, *args])
     assert result.exit_code == 0, result.output
     assert "150 answered, 0 failed" in result.output
-    assert "the holdout has 120 rows; the other 30" in result.output
-    assert "labels accepted 120, unknown 0" in result.output  # the whole holdout (20 % of 600)
+    labelled = int(re.search(r"labels accepted (\d+), unknown 0", result.output)[1])
+    assert 15 <= labelled <= 45  # rows drawn from the holdout (20 % of 600)
+    # rooms follows size; age is unrelated, but its sample correlation with size moves it a bit
+    corr = frame[["size_m2", "rooms", "age"]].corr()["size_m2"]
+    assert corr["rooms"] > 0.7 and abs(corr["age"]) < 0.1
+    moved = rf"size_m2 \+2\.00, rooms \+{2 * corr['rooms']:.2f}"
+    assert re.search(moved, result.output), result.output
 
     store = MonitoringDB(settings.resolved_monitoring_db_url)
     logged = store.predictions_with_feedback()
@@ -301,7 +403,7 @@ def test_regression_traffic_sends_numbers_and_drifts_numeric_and_categorical_fea
     assert len(logged) == 150
     assert all(isinstance(p, float) for p in logged["prediction"])
     labels = pd.to_numeric(logged["label"].dropna())  # stored as text, sent as numbers
-    assert len(labels) == 120
+    assert len(labels) == labelled
     gaps = np.abs(labels.to_numpy()[:, None] - frame["price"].to_numpy()[None, :]).min(axis=1)
     assert gaps.max() < 1e-9  # each one a true price of the table
     assert (logged["district"] == "harbour").mean() > 0.85  # mixed in 90 % of the rows

@@ -20,6 +20,7 @@ from mlops_stack.settings import Settings, get_settings
 if TYPE_CHECKING:
     from mlops_stack.data import ColumnTreatment
     from mlops_stack.flows.retrain import RetrainSummary
+    from mlops_stack.simulate import Traffic
     from mlops_stack.stack import Stack
 
 app = typer.Typer(
@@ -327,9 +328,21 @@ def simulate(
     drift: Annotated[
         list[str] | None,
         typer.Option(
-            help="Covariate drift, repeatable. Numeric features: FEATURE:shift=STDS or "
-            "FEATURE:scale=FACTOR; categorical ones: FEATURE:mix=CATEGORY@SHARE (that share of "
-            "rows set to CATEGORY)"
+            help="Covariate drift, repeatable. FEATURE:shift=STDS moves the population: FEATURE "
+            "by STDS standard deviations and every numeric feature correlated with it in "
+            "proportion (corr x STDS of its own); FEATURE:scale=FACTOR multiplies one numeric "
+            "feature; FEATURE:mix=CATEGORY@SHARE sets that share of rows to CATEGORY. Labels "
+            "stay the source rows': the shift is in what is measured, the true outcome is "
+            "unchanged"
+        ),
+    ] = None,
+    concept: Annotated[
+        str | None,
+        typer.Option(
+            help="Concept shift, FEATURE:threshold=STDS: the class boundary on FEATURE (the "
+            "best single cut of it in the table) moves STDS standard deviations and the sent "
+            "rows between the two cuts change class; for a numeric target, FEATURE's effect on "
+            "it grows by STDS target stds per std of FEATURE"
         ),
     ] = None,
     label_delay: Annotated[
@@ -338,42 +351,43 @@ def simulate(
     labels: Annotated[bool, typer.Option(help="Send the true labels to /feedback")] = True,
     data: Annotated[Path | None, typer.Option(help="Table [default: as training]")] = None,
     target: Annotated[str | None, typer.Option(help="Label column [default: as training]")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for row order and category mixing")] = 0,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the fresh rows, their order and category mixing")
+    ] = 0,
 ) -> None:
-    """Send held-out rows to the predictor over HTTP, optionally drifted, with their labels.
+    """Send fresh rows of the table to the predictor over HTTP, optionally shifted, with labels.
 
-    The rows are the holdout of the same seeded split training uses, in a shuffled order, so
-    the model has not seen them. When the holdout has fewer rows than --rows, the rest come
-    from the training rows (then the whole table) and go without labels, rather than repeating
-    the holdout. Drift changes the features sent (not the labels): numeric features take a
-    shift in standard deviations or a scale factor, categorical ones a share of rows switched
-    to one category (mix).
+    Every row is new: drawn from the whole table with a small jitter (a smoothed bootstrap), so
+    none repeats. Only rows drawn from the holdout of the split training makes carry a label
+    (the model has not seen them; labels of rows near training rows would flatter its
+    quality). --drift shifts the population, --concept moves the relationship between a
+    feature and the label; both are printed before anything is sent.
     """
     settings = _prepare()
     from mlops_stack.data import DataValidationError, load_dataset
     from mlops_stack.simulate import (
+        Concept,
         SimulationError,
         Simulator,
-        apply_drift,
+        fresh_traffic,
         parse_drifts,
-        plan_traffic,
         split_like_training,
     )
 
     try:
         drifts = parse_drifts(drift or [])
+        wanted = Concept.parse(concept) if concept else None
         dataset = load_dataset(data or settings.dataset_path, target or settings.target_column)
         held_out = split_like_training(dataset, settings)
-        traffic = plan_traffic(held_out, rows, seed)
-        features = apply_drift(traffic.features, drifts, held_out.X_train, seed)
+        moved = wanted.fit(dataset) if wanted else None
+        traffic = fresh_traffic(dataset, held_out, rows, seed=seed, drifts=drifts, concept=moved)
     except (SimulationError, DataValidationError) as exc:
         raise _fail(str(exc), code=2) from None
-    if traffic.note:
-        console.print(f"note: {traffic.note}", highlight=False)
+    _print_traffic(traffic, labels)
     base = url or f"http://{settings.api_host}:{settings.api_port}"
     simulator = Simulator(
         base,
-        features,
+        traffic.features,
         traffic.labels if labels else None,
         rate=rate,
         label_delay=label_delay,
@@ -395,6 +409,31 @@ def simulate(
         console.print(f"errors: {dict(report.errors)}", highlight=False)
     if report.failed:
         raise typer.Exit(1)
+
+
+def _print_traffic(traffic: Traffic, labels: bool) -> None:
+    """What the traffic is, before it is sent: fresh rows, what moved, the concept, labels."""
+    rows = len(traffic.features)
+    console.print(f"{rows} fresh rows (none repeated)", highlight=False, soft_wrap=True)
+    if len(traffic.moved):
+        moved = traffic.movements()
+        listed = ", ".join(f"{feature} {stds:+.2f}" for feature, stds in moved)
+        console.print(
+            f"population shift: {len(moved)} of {len(traffic.moved)} numeric features move by "
+            f"0.1 std or more (in stds): {listed}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if traffic.concept is not None:
+        line = f"concept shift: {traffic.concept.describe()}"
+        console.print(line, highlight=False, soft_wrap=True)
+    if labels:
+        changed = f", {traffic.relabelled} changed by the concept" if traffic.concept else ""
+        console.print(
+            f"labels: {traffic.labelled} of {rows} rows (those drawn from held-out rows{changed})",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command()
@@ -425,12 +464,14 @@ def demo(
 ) -> None:
     """Run the whole loop embedded, no Docker and no servers to install, and narrate it.
 
-    Trains a champion, starts the predictor, sends clean traffic (monitor: ok), then shifted
-    traffic whose labels follow a changed relationship (monitor: drift or degradation, an
-    alert, a retrain on the labelled rows, the gate's decision), and shows the predictor
-    answering with the new version. Ends with a summary table and where to look. Runs on the
-    built-in breast cancer table, the built-in diabetes table (--task regression) or your own
-    (--data FILE --target COLUMN; classification or regression).
+    Prints the settings it changes (with their defaults) and the scenario first. Trains a
+    champion, starts the predictor, sends clean fresh rows (monitor: ok), then fresh rows whose
+    labels follow a concept moved on the feature most related to the label (monitor:
+    degradation, an alert, a retrain on the labelled rows, the gate's decision), and shows the
+    predictor answering with the new version once a /predict answer names it. Ends with a
+    summary table and where to look. Runs on the built-in breast cancer table, the built-in
+    diabetes table (--task regression) or your own (--data FILE --target COLUMN;
+    classification or regression).
     """
     settings = _prepare()
     from datetime import UTC, datetime
