@@ -11,7 +11,7 @@ distribution (issue 13: 17 of 30 features "drifted" on clean traffic). ``--drift
 is a population shift through the generator: X moves D standard deviations, each numeric
 feature correlated with it moves ``D * corr`` of its own, nothing else moves. ``scale`` and
 ``mix`` apply to the fresh rows as given. Discrete numeric columns (few distinct values: flags,
-counts, codes) are copied from the source row, not jittered (:func:`discrete_columns`).
+counts, codes) are copied from the source row, not jittered (``synthetic.discrete_columns``).
 
 Labels. Under a covariate shift a row's label is its source row's: the shift is in what is
 measured, the true outcome is unchanged. ``--concept X:threshold=D`` changes the outcome
@@ -254,28 +254,6 @@ class Concept:
             raise SimulationError(str(exc)) from None
 
 
-DISCRETE_SHARE = 0.2
-"""A numeric column with at most this share of the table's rows as distinct values (or at most
-20) is discrete: a count, a code, a flag, a rounded measure."""
-
-
-def discrete_columns(frame: pd.DataFrame, numeric: tuple[str, ...]) -> list[str]:
-    """The numeric columns of ``frame`` whose values are few and repeated.
-
-    Jitter would invent values such a column never takes (a 0/1 flag at 0.37), a change of
-    distribution the drift tests rightly notice, and on the built-in diabetes table clean
-    traffic then read as drift (sex, s4, s6). So their values come from the source row as
-    they are; a population shift still moves them.
-    """
-    most = max(20, int(DISCRETE_SHARE * len(frame)))
-    return [c for c in numeric if frame[c].nunique() <= most]
-
-
-SOURCE = "__mlops_source_row__"
-"""A column carried through the generator (text: copied from the picked row, never jittered)
-that says which row of the table each fresh row was drawn from."""
-
-
 @dataclass(frozen=True)
 class Traffic:
     """Fresh rows to send, in order, and each one's label (None: send no label for it).
@@ -324,24 +302,14 @@ def fresh_traffic(
     for drift in drifts:
         if drift.kind == "shift":
             shifts[drift.feature] = shifts.get(drift.feature, 0.0) + drift.value
-    whole = RowGenerator.fit(dataset.frame, target=dataset.target)
-    moved = whole.movement(shifts) if shifts else pd.Series(dtype=float)
-    # discrete columns go through as text: copied from the source row, never jittered
-    discrete = discrete_columns(dataset.frame, whole.numeric)
-    frame = dataset.frame.astype({c: object for c in discrete})
-    frame[SOURCE] = dataset.frame.index.astype(str)
-    sample = RowGenerator.fit(frame, target=dataset.target).sample(count, seed=seed)
+    generator = RowGenerator.fit(dataset.frame, target=dataset.target)
+    moved = generator.movement(shifts) if shifts else pd.Series(dtype=float)
+    sample, sources = generator.sample_with_sources(count, seed=seed, shifts=shifts)
     features = sample[list(reference.columns)].copy()
-    for column in discrete:
-        features[column] = pd.to_numeric(features[column]).astype(dataset.frame[column].dtype)
-    for column, stds in moved.items():  # the population shift, as RowGenerator.sample makes it
-        if stds:
-            step = float(stds) * float(whole.stds[column])
-            features[column] = features[column].astype(float) + step
     others = [d for d in drifts if d.kind != "shift"]
     features = apply_drift(features, others, reference, seed)
     labels = sample[dataset.target].astype(object)
-    held = sample[SOURCE].isin(set(held_out.X_test.index.astype(str))).to_numpy()
+    held = dataset.frame.index[sources].isin(held_out.X_test.index)
     relabelled = 0
     if concept is not None:
         changed = concept.relabel(features, sample[dataset.target]).astype(object)

@@ -29,11 +29,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from pandas.api import types as ptypes
 
 DEFAULT_JITTER = 0.1
 """Noise added to each number, in the column's standard deviations (before the shrink)."""
+
+DISCRETE_SHARE = 0.2
+"""A numeric column with at most this share of the table's rows as distinct values (or at most
+20) is discrete: a count, a code, a flag, a rounded measure. Its values are copied from the
+source row, never jittered: jitter would invent values it never takes (a 0/1 flag at 0.37), a
+change of distribution the drift tests rightly notice (diabetes' ``sex``, ``s4``, ``s6``)."""
+
+
+def discrete_columns(frame: pd.DataFrame, numeric: tuple[str, ...]) -> tuple[str, ...]:
+    """The numeric columns of ``frame`` whose values are few and repeated (see DISCRETE_SHARE)."""
+    most = max(20, int(DISCRETE_SHARE * len(frame)))
+    return tuple(c for c in numeric if frame[c].nunique() <= most)
 
 
 def _is_number(column: pd.Series) -> bool:
@@ -46,7 +59,8 @@ class RowGenerator:
 
     table: pd.DataFrame
     target: str | None
-    numeric: tuple[str, ...]  # columns that are numbers (jittered, shiftable)
+    numeric: tuple[str, ...]  # columns that are numbers (shiftable)
+    discrete: tuple[str, ...]  # numeric columns copied from the source row, not jittered
     means: pd.Series
     stds: pd.Series
     lows: pd.Series
@@ -73,6 +87,7 @@ class RowGenerator:
             table=table,
             target=target,
             numeric=numeric,
+            discrete=discrete_columns(table, numeric),
             means=values.mean(),
             stds=values.std().fillna(0.0),
             lows=values.min(),
@@ -106,6 +121,13 @@ class RowGenerator:
 
         ``shifts`` ({feature: stds}) moves the population as the module docstring says.
         """
+        return self.sample_with_sources(n, seed=seed, shifts=shifts)[0]
+
+    def sample_with_sources(
+        self, n: int, *, seed: int, shifts: Mapping[str, float] | None = None
+    ) -> tuple[pd.DataFrame, npt.NDArray[np.int64]]:
+        """:meth:`sample`, and the position in the fitted table of each fresh row's source row
+        (so a caller can tell, e.g., which rows were drawn from held-out rows)."""
         if n < 0:
             raise ValueError(f"cannot draw {n} rows")
         shifts = dict(shifts or {})
@@ -117,15 +139,16 @@ class RowGenerator:
         moved = self.movement(shifts) if shifts else None
         for column in self.numeric:
             rows[column] = self._fresh(rows[column], column, rng, moved)
-        return rows
+        return rows, picked
 
     def _fresh(
         self, source: pd.Series, column: str, rng: np.random.Generator, moved: pd.Series | None
     ) -> pd.Series:
-        """Jitter, shrink to the column's variance, clip into its range, then shift."""
+        """Jitter (not a discrete column), shrink to the column's variance, clip into its range,
+        then shift."""
         mean, std = float(self.means[column]), float(self.stds[column])
         values = source.astype(float).to_numpy()
-        if std > 0 and self.jitter > 0:
+        if std > 0 and self.jitter > 0 and column not in self.discrete:
             noisy = values + rng.normal(0.0, self.jitter * std, size=len(values))
             values = mean + (noisy - mean) / np.sqrt(1.0 + self.jitter**2)
             values = np.clip(values, float(self.lows[column]), float(self.highs[column]))
