@@ -184,3 +184,22 @@ def test_serve_api_in_its_own_process_answers_the_readme_examples(stack, tmp_pat
         server.terminate()
         server.wait(timeout=30)
     assert "Traceback" not in (tmp_path / "serve.log").read_text()
+
+
+def test_monitor_prints_the_estimate_next_to_the_realised_figure_on_the_same_rows():
+    from mlops_stack.cli import _estimate_line
+
+    estimated = {
+        "accuracy": 0.968,
+        "f1": 0.975,
+        "rows": 400,
+        "labelled_accuracy": 0.931,
+        "labelled_f1": 0.94,
+        "labelled_rows": 91,
+    }
+    line = _estimate_line(estimated, {"accuracy": 0.945, "f1": 0.95})
+    assert "accuracy 0.968, f1 0.975 over 400 rows" in line
+    assert "on the 91 labelled rows: estimated accuracy 0.931, realised 0.945" in line
+    # before labels arrive: the estimate alone
+    unlabelled = _estimate_line({"accuracy": 0.9, "f1": 0.8, "rows": 50}, {})
+    assert unlabelled.endswith("over 50 rows")

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mlops_stack.names import LATENCY_P95, RetrainStatus, holdout_metrics
+from mlops_stack.names import ACCURACY, F1, LATENCY_P95, RetrainStatus, holdout_metrics
 from mlops_stack.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -276,6 +276,8 @@ def monitor() -> None:
         f"analysed {summary.analysed_rows}, labelled {summary.labelled_rows}",
         highlight=False,
     )
+    if summary.estimated:
+        console.print(_estimate_line(summary.estimated, summary.quality), highlight=False)
     if summary.sample_note:
         console.print(summary.sample_note, highlight=False)
     for change in summary.alerts:
@@ -288,6 +290,24 @@ def monitor() -> None:
         console.print(_comparison_line(summary.challenger), highlight=False)
     if summary.retrain:
         _print_retrain(summary.retrain)
+
+
+def _estimate_line(estimated: dict[str, float], realised: dict[str, float | None]) -> str:
+    """The classifier's accuracy / F1 estimated from its probabilities (no labels needed), and
+    the realised figures on the labelled rows next to the estimate on those same rows."""
+    from mlops_stack.monitoring.estimate import LABELLED, ROWS
+
+    line = (
+        f"estimated from the model's probabilities: accuracy {estimated[ACCURACY]:.3f}, "
+        f"f1 {estimated[F1]:.3f} over {int(estimated[ROWS])} rows"
+    )
+    labelled = LABELLED + ROWS
+    if labelled in estimated and realised.get(ACCURACY) is not None:
+        line += (
+            f"; on the {int(estimated[labelled])} labelled rows: estimated accuracy "
+            f"{estimated[LABELLED + ACCURACY]:.3f}, realised {realised[ACCURACY]:.3f}"
+        )
+    return line
 
 
 def _print_retrain(result: RetrainSummary) -> None:
