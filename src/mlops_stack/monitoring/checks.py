@@ -463,7 +463,9 @@ def _check_drift(
     snapshot = _evidently_report(cur, ref, kinds, predicted, rule) if build_report else None
     drift_features = sorted(
         (drifts[spec.name] for spec in specs),
-        key=lambda d: (not d.drifted, -d.severity, d.feature),
+        # most moved first: p-values saturate (many are 0.0 under a large shift), the effect
+        # says how far a column moved; the test's severity breaks ties
+        key=lambda d: (not d.drifted, -(d.effect or 0.0), -d.severity, d.feature),
     )
     drifted = sum(f.drifted for f in drift_features)
     regression = whole.regression_rows if build_report else None
