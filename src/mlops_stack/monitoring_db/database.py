@@ -11,7 +11,9 @@ after a failure, so a record may arrive twice and must still be stored once.
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -90,16 +92,34 @@ def alembic_config(connection: Any = None) -> Config:
     return config
 
 
+SQLITE_BUSY_SECONDS = 30.0
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     """WAL lets readers (monitoring, tests) read while the predictor's writer thread writes;
     the busy timeout makes a second writer wait instead of failing with 'database is locked'.
-    The timeout comes first: switching a new file to WAL takes a lock too, and a connection
-    opened while another one migrates the file must wait for it as long as any writer would."""
+
+    Switching a file to WAL needs an exclusive lock, and SQLite does not always wait for it
+    through the busy timeout: a connection opened while another one migrates the file (a long
+    write transaction) can fail at once with 'database is locked'. WAL is a property of the
+    file, set once for every connection, so the switch is skipped when the file is in WAL
+    already and otherwise retried for as long as a writer would wait."""
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_SECONDS * 1000)}")
+        deadline = time.monotonic() + SQLITE_BUSY_SECONDS
+        while True:
+            try:
+                if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    cursor.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)  # another connection holds the file: retry the switch
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cursor.close()
 
 
 def _create_engine(url: URL) -> Engine:
