@@ -7,11 +7,8 @@ rows written as the predictor writes them.
 
 from __future__ import annotations
 
-import json
 import math
-import threading
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import mlflow
 import pytest
@@ -235,28 +232,6 @@ def test_the_latest_comparison_is_the_newest_run_that_stored_one(store):
 
 
 # --- the monitor flow ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def webhook():
-    """A real HTTP server on loopback that records what is POSTed to it."""
-    received: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 (http.server's naming)
-            length = int(self.headers["Content-Length"])
-            received.append(json.loads(self.rfile.read(length)))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
-    server.shutdown()
 
 
 @pytest.mark.timeout(600)

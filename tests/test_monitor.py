@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import mlflow
@@ -18,28 +15,6 @@ from mlops_stack.names import AlertState
 from .regression import SHIFTED as REGRESSION_SHIFTED
 from .regression import RegressionTraffic, register_regression_champion
 from .traffic import SHIFTED, Traffic
-
-
-@pytest.fixture
-def webhook():
-    """A real HTTP server on loopback that records what is POSTed to it."""
-    received: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 (http.server's naming)
-            length = int(self.headers["Content-Length"])
-            received.append(json.loads(self.rfile.read(length)))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
-    server.shutdown()
 
 
 def test_monitor_detects_drift_alerts_once_and_resolves(stack, webhook):
