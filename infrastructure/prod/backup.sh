@@ -69,7 +69,9 @@ restore() {
   local name=${1:-latest} src
   if [ "$name" = latest ]; then name=$(backups | tail -1); fi
   src="$dir/$name"
-  [ -n "$name" ] && [ -d "$src" ] || { log "no backup '$name' in $dir (see: mlops-backup list)"; exit 1; }
+  if [ -z "$name" ] || [ ! -d "$src" ]; then
+    log "no backup '$name' in $dir (see: mlops-backup list)"; exit 1
+  fi
   (cd "$src" && sha256sum --quiet -c SHA256SUMS) || { log "$name fails its checksums"; exit 1; }
   for db in $databases; do
     # WITH (FORCE): the services stay up and reconnect once the database is back
