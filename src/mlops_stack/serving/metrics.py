@@ -1,4 +1,4 @@
-"""Prometheus metrics of the predictor, on a registry of its own per app instance.
+"""Prometheus metrics of the predictor: a registry per app, or every worker's files summed.
 
 One worker (the default, and every app built in tests or benchmarks): the series live in memory
 in a registry per app (not the global one), so several apps in one process never clash with
