@@ -48,6 +48,7 @@ STACK_MODULES = {
     "test_serving_registry",
     "test_serving_stack",
     "test_serving_tasks",
+    "test_serving_workers",  # `mlops serve api --workers 2` in its own process
     "test_shadow",  # the predictor over a trained champion and a slow challenger
     "test_train_flow",
     "test_worker",

@@ -552,26 +552,30 @@ def serve_api(
         configured_keys(settings)
     except ValueError as exc:
         raise _fail(str(exc), code=2) from None
-    if workers > 1:
-        uvicorn.run(
-            "mlops_stack.serving.app:app_from_environment",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_config=None,
-            access_log=False,
-        )
-    else:
-        from mlops_stack.serving.app import create_app
+    from mlops_stack.serving.multiprocess import metrics_directory
 
-        uvicorn.run(
-            create_app(_installed(settings)),
-            host=host,
-            port=port,
-            log_config=None,
-            access_log=False,
-        )
+    # before anything imports prometheus_client: it reads PROMETHEUS_MULTIPROC_DIR at import
+    with metrics_directory(workers):
+        if workers > 1:
+            uvicorn.run(
+                "mlops_stack.serving.app:app_from_environment",
+                factory=True,
+                host=host,
+                port=port,
+                workers=workers,
+                log_config=None,
+                access_log=False,
+            )
+        else:
+            from mlops_stack.serving.app import create_app
+
+            uvicorn.run(
+                create_app(_installed(settings)),
+                host=host,
+                port=port,
+                log_config=None,
+                access_log=False,
+            )
 
 
 @app.command("log-writer")

@@ -224,7 +224,14 @@ class Settings(BaseSettings):
         ),
     )
     api_workers: int = Field(
-        1, ge=1, le=32, description="uvicorn worker processes of `mlops serve api`."
+        1,
+        ge=1,
+        le=32,
+        description=(
+            "uvicorn worker processes of `mlops serve api`. Above 1, /metrics sums every "
+            "worker (prometheus_client's multiprocess mode, files in a fresh directory under "
+            "TMPDIR per start)."
+        ),
     )
     api_keys: str | None = Field(
         None,

@@ -75,11 +75,14 @@ def assemble(predictor: Predictor, keys: KeyRing) -> FastAPI:
 
 
 def _lifespan(predictor: Predictor) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """Start the log sink, the model's reload loop and the shadow scorer with the server, stop
-    them with it (the scorer before the sink, so its last records are flushed too)."""
+    """Start the metrics sampler, the log sink, the model's reload loop and the shadow scorer
+    with the server, stop them with it (the scorer before the sink, so its last records are
+    flushed too; the metrics last, which takes this worker's queue depths out of the sum).
+    ``pid`` in ``predictor_started`` tells the workers of one server apart in the log."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        predictor.metrics.start()
         predictor.sink.start()
         predictor.holder.refresh()
         predictor.holder.start()
@@ -90,11 +93,13 @@ def _lifespan(predictor: Predictor) -> Callable[[FastAPI], AbstractAsyncContextM
             alias=predictor.settings.model_alias,
             version=predictor.holder.version,
             shadow=predictor.holder.shadow_version,
+            pid=os.getpid(),
         )
         yield
         predictor.holder.stop()
         predictor.shadow.stop()
         predictor.sink.stop()
+        predictor.metrics.stop()
         predictor.stack.close()
 
     return lifespan

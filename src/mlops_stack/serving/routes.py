@@ -15,7 +15,7 @@ import time
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from mlops_stack.logs import get_logger
 from mlops_stack.serving.dependencies import ModelDep, PredictorDep
@@ -244,5 +244,6 @@ def shadow_info(predictor: Predictor) -> ShadowInfo | None:
     tags=["status"],
 )
 async def metrics(predictor: PredictorDep) -> Response:
-    """This app's series in the Prometheus text format (each app has a registry of its own)."""
-    return Response(generate_latest(predictor.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    """The series in the Prometheus text format: this app's, or every worker's summed when
+    `mlops serve api` runs several (``serving.metrics``)."""
+    return Response(predictor.metrics.render(), media_type=CONTENT_TYPE_LATEST)
