@@ -63,6 +63,9 @@ def test_other_libraries_go_through_the_same_renderer(json_logging, capsys):
 
 
 FLOW_MODULE = """
+import logging
+
+import mlflow  # configures its own loggers at import unless told not to
 from prefect import flow, get_run_logger, task
 
 from mlops_stack.logs import get_logger
@@ -81,6 +84,7 @@ def step(x: int) -> int:
 def demo(where: str) -> int:
     get_run_logger().info("prefect flow line")
     log.info("project_flow_line", where=where)
+    logging.getLogger("mlflow.tracking").warning("an mlflow line")
     return step(1)
 """
 
@@ -169,6 +173,8 @@ def test_a_flow_run_prints_one_json_object_per_line_prefect_and_ours(prefect_ser
             "the flow run's log in Prefect's API",
         )
         assert "prefect flow line" in messages
+    mlflow_lines = [e for e in events if e["event"] == "an mlflow line"]
+    assert len(mlflow_lines) == 2 and all(e["logger"] == "mlflow.tracking" for e in mlflow_lines)
 
 
 def test_on_a_terminal_prefect_lines_are_structlog_console_lines(prefect_server, tmp_path):

@@ -156,13 +156,22 @@ def _configure_prefect(level: str, json: bool) -> None:
     os.environ["PREFECT_LOGGING_LOGGERS_MLOPS_STACK_LEVEL"] = level.upper()
 
 
-def configure_logging(level: str = "INFO", json: bool = False) -> None:
-    """Set up structlog, the standard library and Prefect's logging for this process.
+def _leave_mlflow_loggers_alone() -> None:
+    """MLflow gives its loggers a handler of its own at ``import mlflow`` unless told not to
+    (``MLFLOW_CONFIGURE_LOGGING``): told, its lines ("Successfully registered model ...")
+    reach the one console handler like everyone else's. A user's own choice wins."""
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
 
-    Call it before Prefect is imported (the CLI does): Prefect reads its logging file then.
+
+def configure_logging(level: str = "INFO", json: bool = False) -> None:
+    """Set up structlog, the standard library, Prefect's and MLflow's logging for this process.
+
+    Call it before Prefect and MLflow are imported (the CLI does): they read their logging
+    settings then, here and in the processes they start.
     """
     _route_structlog()
     _configure_prefect(level, json)
+    _leave_mlflow_loggers_alone()
     handler = StderrHandler()
     handler.setFormatter(formatter(json))
     handler.set_name(_HANDLER_NAME)
