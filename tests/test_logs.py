@@ -1,16 +1,38 @@
-"""The stack's log lines: one renderer, and not silenced when Prefect sets up its logging."""
+"""The stack's log lines: one renderer, and not silenced when Prefect sets up its logging.
+
+The flow tests run a small flow the way the stack does (settings, then logging, then Prefect;
+once in the process and once in a subprocess Prefect starts, as the worker's runner does)
+against the session's Prefect API, and read every line the processes printed.
+"""
 
 import json
 import logging
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 from prefect.logging.configuration import setup_logging
 
 from mlops_stack.logs import configure_logging, get_logger
 
+from .servers import wait_for
+
+# what configure_logging exports for the processes Prefect starts: not for the next test
+PREFECT_LOGGING_ENV = (
+    "PREFECT_LOGGING_SETTINGS_PATH",
+    "PREFECT_LOGGING_HANDLERS_CONSOLE_FORMATTER",
+    "PREFECT_LOGGING_LOGGERS_MLOPS_STACK_LEVEL",
+)
+
 
 @pytest.fixture
-def json_logging():
+def json_logging(monkeypatch):
+    for key in PREFECT_LOGGING_ENV:
+        monkeypatch.setenv(key, "")  # recorded, so the teardown restores the original
+        monkeypatch.delenv(key)
     configure_logging("INFO", json=True)
     yield
     for logger in (logging.getLogger(), logging.getLogger("mlops_stack")):
@@ -38,3 +60,129 @@ def test_other_libraries_go_through_the_same_renderer(json_logging, capsys):
     logging.getLogger("some_library.module").warning("from_the_standard_library")
     events = _events(capsys.readouterr().err, "from_the_standard_library")
     assert len(events) == 1 and events[0]["logger"] == "some_library.module"
+
+
+FLOW_MODULE = """
+import logging
+
+import mlflow  # configures its own loggers at import unless told not to
+from prefect import flow, get_run_logger, task
+
+from mlops_stack.logs import get_logger
+
+log = get_logger("mlops_stack.logflow")
+
+
+@task
+def step(x: int) -> int:
+    get_run_logger().info("prefect task line")
+    log.info("project_task_line", x=x)
+    return x + 1
+
+
+@flow
+def demo(where: str) -> int:
+    get_run_logger().info("prefect flow line")
+    log.info("project_flow_line", where=where)
+    logging.getLogger("mlflow.tracking").warning("an mlflow line")
+    return step(1)
+"""
+
+# As `mlops worker` starts: settings, logging, and only then Prefect; the flow runs here and
+# in a subprocess started the way Prefect's runner starts a deployment's run.
+DRIVER = """
+if __name__ == "__main__":
+    from mlops_stack.logs import configure_logging
+    from mlops_stack.settings import get_settings
+
+    settings = get_settings()
+    settings.prepare_environment()
+    configure_logging(settings.log_level, settings.log_json)
+
+    from prefect.flow_engine import run_flow_in_subprocess
+
+    from logflow import demo
+
+    demo("in-process")
+    child = run_flow_in_subprocess(demo, parameters={"where": "subprocess"})
+    child.join()
+    raise SystemExit(child.exitcode)
+"""
+
+
+def _run_flows(tmp_path: Path, log_json: bool) -> list[str]:
+    """Every non-empty line the driver and its flow subprocess printed, stdout and stderr."""
+    from prefect.settings import PREFECT_API_URL
+
+    (tmp_path / "logflow.py").write_text(textwrap.dedent(FLOW_MODULE))
+    (tmp_path / "driver.py").write_text(textwrap.dedent(DRIVER))
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("MLOPS_", "PREFECT_LOGGING_"))
+    }
+    env.update(
+        MLOPS_DATA_DIR=str(tmp_path / "data"),
+        MLOPS_LOG_JSON=str(log_json).lower(),
+        PREFECT_HOME=str(tmp_path / "prefect"),
+        PREFECT_API_URL=str(PREFECT_API_URL.value()),
+        PYTHONPATH=os.pathsep.join(filter(None, [str(tmp_path), env.get("PYTHONPATH")])),
+    )
+    done = subprocess.run(
+        [sys.executable, "driver.py"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+
+
+FINISHED = "Finished in state Completed()"
+
+
+def _api_messages(flow_run_id: str) -> list[str]:
+    """The log messages Prefect's API holds for a flow run (what its UI shows)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
+        )
+    return [log.message for log in logs]
+
+
+def test_a_flow_run_prints_one_json_object_per_line_prefect_and_ours(prefect_server, tmp_path):
+    events = [json.loads(line) for line in _run_flows(tmp_path, log_json=True)]  # each line
+
+    for where in ("in-process", "subprocess"):
+        [ours] = [e for e in events if e["event"] == "project_flow_line" and e["where"] == where]
+        assert ours["logger"] == "mlops_stack.logflow" and ours["level"] == "info"
+        assert ours["flow_name"] == "demo" and ours["flow_run_name"] and ours["flow_run_id"]
+        run = ours["flow_run_id"]
+        finished = [e for e in events if e.get("flow_run_id") == run and e["event"] == FINISHED]
+        # the flow's and the task's, from Prefect's own loggers, with the run they belong to
+        assert {e["logger"] for e in finished} == {"prefect.flow_runs", "prefect.task_runs"}
+        assert all(e["flow_run_name"] == ours["flow_run_name"] for e in finished)
+        [task_line] = [e for e in events if e["event"] == "project_task_line" and
+                       e["flow_run_id"] == run]  # fmt: skip
+        assert task_line["task_name"] == "step" and task_line["task_run_name"].startswith("step")
+        # the Prefect UI still gets the run's log, as plain messages
+        messages = wait_for(
+            lambda run=run: FINISHED in (m := _api_messages(run)) and m,
+            30,
+            "the flow run's log in Prefect's API",
+        )
+        assert "prefect flow line" in messages
+    mlflow_lines = [e for e in events if e["event"] == "an mlflow line"]
+    assert len(mlflow_lines) == 2 and all(e["logger"] == "mlflow.tracking" for e in mlflow_lines)
+
+
+def test_on_a_terminal_prefect_lines_are_structlog_console_lines(prefect_server, tmp_path):
+    lines = _run_flows(tmp_path, log_json=False)
+
+    assert not [line for line in lines if "{'event'" in line or line.startswith("{")]
+    ours = [line for line in lines if "project_flow_line" in line]
+    assert len(ours) == 2 and all("[mlops_stack.logflow]" in line for line in ours)
+    assert all("flow_run_name=" in line and "flow_run_id" not in line for line in ours)
+    finished = [line for line in lines if FINISHED in line and "[prefect.flow_runs]" in line]
+    assert len(finished) == 2 and all("[info" in line for line in finished)

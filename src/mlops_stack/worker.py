@@ -121,7 +121,7 @@ def _runs_in_states(
                 type=FlowRunFilterStateType(any_=[StateType(s) for s in states])
             )
         ),
-        sort=FlowRunSort.ID_DESC,  # the sync client sends null without one: 422
+        sort=FlowRunSort.ID_DESC,  # newest first
         limit=limit,
     )
     return runs
