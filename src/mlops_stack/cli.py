@@ -120,9 +120,9 @@ def train(
         settings, **overrides, target=target or settings.target_column
     )
     try:
-        # Fail fast, before Prefect starts: a bad table is refused in a second with every
-        # problem named, not after a server start and a task traceback. The flow validates
-        # again, because deployments run it without this command.
+        # Fail fast, before the flow runs: a bad table is refused in a second with every
+        # problem named, not as a task's traceback. The flow validates again, because
+        # deployments run it without this command.
         dataset = load_dataset(params.data_path, params.target)
         validate_dataset(
             dataset,
