@@ -8,7 +8,7 @@ Prefect's environment is prepared from the settings before Prefect is first impo
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -23,6 +23,18 @@ if TYPE_CHECKING:
     from mlops_stack.simulate import Traffic
     from mlops_stack.stack import Stack
 
+
+def _from_setting(name: str, unset: object | None = None) -> str:
+    """An option's shown default when its default is a setting: the setting's variable, and
+    what applies when that is not set either (the setting's own default, or ``unset``)."""
+    default = Settings.model_fields[name].default if unset is None else unset
+    return f"MLOPS_{name.upper()}, else {default}"
+
+
+# Markdown: a docstring's paragraphs are wrapped in the source and re-flowed by Rich to the
+# terminal's width (Typer's "rich" mode keeps the source's line breaks and wraps them again).
+HELP_MARKUP: Literal["markdown"] = "markdown"
+
 app = typer.Typer(
     name="mlops",
     help=(
@@ -31,6 +43,7 @@ app = typer.Typer(
         "(see .env.example)."
     ),
     no_args_is_help=True,
+    rich_markup_mode=HELP_MARKUP,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
@@ -81,19 +94,19 @@ def train(
     data: Annotated[
         Path | None,
         typer.Option(
-            help="CSV or Parquet table to train on [default: MLOPS_DATASET_PATH, else "
-            "the built-in breast cancer table]"
+            help="CSV or Parquet table to train on",
+            show_default=_from_setting("dataset_path", "the built-in breast cancer table"),
         ),
     ] = None,
     target: Annotated[
         str | None,
-        typer.Option(help="Label column of the table [default: MLOPS_TARGET_COLUMN]"),
+        typer.Option(help="Label column of the table", show_default=_from_setting("target_column")),
     ] = None,
     task: Annotated[
         str | None,
         typer.Option(
-            help="auto, classification or regression [default: MLOPS_TASK; auto infers it "
-            "from the target]"
+            help="auto, classification or regression; auto infers it from the target",
+            show_default=_from_setting("task"),
         ),
     ] = None,
 ) -> None:
@@ -227,7 +240,11 @@ def _comparison_line(comparison: dict[str, Any]) -> str:
 
 
 @app.command()
-def promote(version: Annotated[int, typer.Argument(help="Model version to make champion")]) -> None:
+def promote(
+    version: Annotated[
+        int, typer.Argument(help="Model version to make champion", metavar="VERSION")
+    ],
+) -> None:
     """Make VERSION the champion by hand, bypassing the gate (recorded on the version)."""
     from mlops_stack.registry import RegistryError
 
@@ -341,36 +358,48 @@ def retrain() -> None:
 @app.command()
 def simulate(
     url: Annotated[
-        str | None, typer.Option(help="Predictor base URL [default: http://MLOPS_API_HOST:PORT]")
+        str | None,
+        typer.Option(
+            help="Predictor base URL",
+            show_default="from MLOPS_API_HOST and MLOPS_API_PORT, else "
+            f"http://{Settings.model_fields['api_host'].default}:"
+            f"{Settings.model_fields['api_port'].default}",
+        ),
     ] = None,
-    rows: Annotated[int, typer.Option(help="Requests to send", min=1)] = 500,
+    rows: Annotated[int, typer.Option(help="Requests to send", min=1, metavar="N")] = 500,
     rate: Annotated[float, typer.Option(help="Requests per second (0: as fast as possible)")] = 20,
     drift: Annotated[
         list[str] | None,
         typer.Option(
-            help="Covariate drift, repeatable. FEATURE:shift=STDS moves the population: FEATURE "
-            "by STDS standard deviations and every numeric feature correlated with it in "
-            "proportion (corr x STDS of its own); FEATURE:scale=FACTOR multiplies one numeric "
-            "feature; FEATURE:mix=CATEGORY@SHARE sets that share of rows to CATEGORY. Labels "
-            "stay the source rows': the shift is in what is measured, the true outcome is "
-            "unchanged"
+            help="Covariate drift, repeatable: FEATURE:shift=STDS, FEATURE:scale=FACTOR or "
+            "FEATURE:mix=CATEGORY@SHARE (see above)",
+            metavar="SPEC",
+            show_default="none: the table's population",
         ),
     ] = None,
     concept: Annotated[
         str | None,
         typer.Option(
-            help="Concept shift, FEATURE:threshold=STDS: the class boundary on FEATURE (the "
-            "best single cut of it in the table) moves STDS standard deviations and the sent "
-            "rows between the two cuts change class; for a numeric target, FEATURE's effect on "
-            "it grows by STDS target stds per std of FEATURE"
+            help="Concept shift: FEATURE:threshold=STDS (see above)",
+            metavar="SPEC",
+            show_default="none: the table's labels",
         ),
     ] = None,
     label_delay: Annotated[
         float, typer.Option(help="Seconds before each row's true label goes to /feedback")
     ] = 0.0,
     labels: Annotated[bool, typer.Option(help="Send the true labels to /feedback")] = True,
-    data: Annotated[Path | None, typer.Option(help="Table [default: as training]")] = None,
-    target: Annotated[str | None, typer.Option(help="Label column [default: as training]")] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Table the rows come from",
+            show_default=_from_setting("dataset_path", "the built-in table"),
+        ),
+    ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(help="Label column", show_default=_from_setting("target_column")),
+    ] = None,
     seed: Annotated[
         int, typer.Option(help="Seed of the fresh rows, their order and category mixing")
     ] = 0,
@@ -382,6 +411,17 @@ def simulate(
     (the model has not seen them; labels of rows near training rows would flatter its
     quality). --drift shifts the population, --concept moves the relationship between a
     feature and the label; both are printed before anything is sent.
+
+    --drift FEATURE:shift=STDS moves the population: FEATURE by STDS standard deviations and
+    every numeric feature correlated with it in proportion (corr x STDS of its own);
+    FEATURE:scale=FACTOR multiplies one numeric feature; FEATURE:mix=CATEGORY@SHARE sets that
+    share of rows to CATEGORY. Labels stay the source rows': the shift is in what is measured,
+    the true outcome is unchanged.
+
+    --concept FEATURE:threshold=STDS moves the class boundary on FEATURE (the best single cut
+    of it in the table) by STDS standard deviations, and the sent rows between the two cuts
+    change class; for a numeric target, FEATURE's effect on it grows by STDS target stds per
+    std of FEATURE.
     """
     settings = _prepare()
     from mlops_stack.data import DataValidationError, load_dataset
@@ -462,24 +502,30 @@ def demo(
         Path | None,
         typer.Option(
             "--dir",
-            help="Fresh directory for the demo's state [default: MLOPS_DATA_DIR/demo-<time>]",
+            help="Fresh directory for the demo's state",
+            show_default="a new demo-YYYYmmdd-HHMMSS in MLOPS_DATA_DIR, else in "
+            f"{Settings.model_fields['data_dir'].default}",
         ),
     ] = None,
     task: Annotated[
         str | None,
         typer.Option(
             help="classification or regression. Alone, regression runs on the built-in "
-            "diabetes table; with --data, the task of that table [default: the built-in breast "
-            "cancer table (classification), or inferred from --data's target]",
+            "diabetes table; with --data, the task of that table",
+            show_default="classification on the built-in breast cancer table; with --data, "
+            "inferred from its target",
         ),
     ] = None,
     data: Annotated[
         Path | None,
-        typer.Option(help="Your own CSV or Parquet table to run the loop on"),
+        typer.Option(
+            help="Your own CSV or Parquet table to run the loop on",
+            show_default="the built-in table of --task",
+        ),
     ] = None,
     target: Annotated[
         str | None,
-        typer.Option(help="Label column of --data [default: MLOPS_TARGET_COLUMN]"),
+        typer.Option(help="Label column of --data", show_default=_from_setting("target_column")),
     ] = None,
 ) -> None:
     """Run the whole loop embedded, no Docker and no servers to install, and narrate it.
@@ -519,6 +565,7 @@ def demo(
 serve_app = typer.Typer(
     help="Run a stack service in the foreground (each is one process of the one image).",
     no_args_is_help=True,
+    rich_markup_mode=HELP_MARKUP,
 )
 app.add_typer(serve_app, name="serve")
 
@@ -526,11 +573,20 @@ app.add_typer(serve_app, name="serve")
 @serve_app.command("api")
 def serve_api(
     host: Annotated[
-        str | None, typer.Option(help="Listen address [default: MLOPS_API_HOST]")
+        str | None, typer.Option(help="Listen address", show_default=_from_setting("api_host"))
     ] = None,
-    port: Annotated[int | None, typer.Option(help="Listen port [default: MLOPS_API_PORT]")] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Listen port", show_default=_from_setting("api_port"))
+    ] = None,
     workers: Annotated[
-        int | None, typer.Option(help="uvicorn worker processes [default: MLOPS_API_WORKERS]")
+        int | None,
+        typer.Option(
+            help="uvicorn worker processes",
+            show_default=_from_setting("api_workers"),
+            min=1,
+            max=32,
+            metavar="N",
+        ),
     ] = None,
 ) -> None:
     """Serve the registry's champion over HTTP (FastAPI + uvicorn).
@@ -623,13 +679,17 @@ def worker() -> None:
     run_worker(_installed(settings))
 
 
-api_key_app = typer.Typer(help="Predictor API keys (MLOPS_API_KEYS).", no_args_is_help=True)
+api_key_app = typer.Typer(
+    help="Predictor API keys (MLOPS_API_KEYS).", no_args_is_help=True, rich_markup_mode=HELP_MARKUP
+)
 app.add_typer(api_key_app, name="api-key")
 
 
 @api_key_app.command("new")
 def api_key_new(
-    name: Annotated[str, typer.Argument(help="Who the key is for; shown in logs and limits")],
+    name: Annotated[
+        str, typer.Argument(help="Who the key is for; shown in logs and limits", metavar="NAME")
+    ],
 ) -> None:
     """Make a key: prints the key (give it to the client, once) and the line to store.
 
@@ -653,7 +713,11 @@ def serve_dashboard(
     port: Annotated[int, typer.Option(help="Listen port")] = 8501,
     host: Annotated[str, typer.Option(help="Listen address")] = "127.0.0.1",
     base_path: Annotated[
-        str, typer.Option(help="Path prefix behind a reverse proxy, e.g. 'dashboard'")
+        str,
+        typer.Option(
+            help="Path prefix behind a reverse proxy, e.g. 'dashboard'",
+            show_default="none: served at /",
+        ),
     ] = "",
 ) -> None:
     """Serve the Streamlit dashboard: champion, status and drift from the stack's stores."""
