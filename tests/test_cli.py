@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -79,6 +80,17 @@ def test_train_models_promote_rollback(stack):
     }
     assert "champion" in lines["1"] and "challenger" in lines["2"]
     assert "kept-as-challenger" in lines["2"] and "promoted" in lines["1"]
+    narrow = CliRunner(env={"COLUMNS": "80"}).invoke(app, ["models"]).output
+    assert max(len(line) for line in narrow.splitlines()) <= 80, narrow
+    assert not any(line.startswith(("│", "┃")) for line in narrow.splitlines()), narrow
+    # one block per version, newest first: roles and model, metrics, the decision and why
+    blocks = re.findall(r"^v(\d+) +(\S.*)\n +(accuracy .*)\n +(\S.*)$", narrow, re.MULTILINE)
+    assert [b[0] for b in blocks] == ["2", "1"], narrow
+    assert blocks[0][1].startswith("challenger; classification, ")
+    assert blocks[1][1].startswith("champion; classification, ")
+    assert re.fullmatch(r"accuracy \d\.\d{4}  f1 \d\.\d{4}  roc_auc \d\.\d{4} *", blocks[0][2])
+    assert blocks[0][3].startswith("kept-as-challenger, 20") and " UTC: tie" in blocks[0][3]
+    assert blocks[1][3].startswith("promoted, 20") and " UTC: first model" in blocks[1][3]
 
     promoted = invoke("promote", "2")
     assert promoted.exit_code == 0 and "v2 is champion (was v1)" in promoted.output

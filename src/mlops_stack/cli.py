@@ -13,13 +13,16 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from mlops_stack.names import ACCURACY, F1, LATENCY_P95, RetrainStatus, holdout_metrics
 from mlops_stack.settings import Settings, get_settings
+from mlops_stack.terminal import fits, records, table_or_records, wrapped
 
 if TYPE_CHECKING:
     from mlops_stack.data import ColumnTreatment
     from mlops_stack.flows.retrain import RetrainSummary
+    from mlops_stack.registry import VersionRow
     from mlops_stack.simulate import Traffic
     from mlops_stack.stack import Stack
 
@@ -153,13 +156,18 @@ def train(
     with stack:
         result = train_flow(params)
     columns = (*holdout_metrics(result.task), LATENCY_P95)
-    table = Table(title=f"{result.model_name} v{result.version} ({result.candidate})")
+    table = Table(title=f"{result.model_name}: holdout metrics")
+    table.add_column("version")
     for column in columns:
         table.add_column(column, justify="right")
-    table.add_row(*(f"{result.metrics[c]:.4f}" for c in columns))
-    console.print(table)
+    cells = [
+        f"v{result.version} ({result.candidate})",
+        *(f"{result.metrics[c]:.4f}" for c in columns),
+    ]
+    table.add_row(*cells)
+    table_or_records(console, table, [cells])
     verdict = "promoted to champion" if result.promoted else "kept as challenger"
-    console.print(f"v{result.version} {verdict}: {result.reason}", highlight=False)
+    wrapped(console, f"v{result.version} {verdict}: {result.reason}")
     console.print(f"champion is now v{result.champion_after}", highlight=False)
     _print_columns(result.columns)
 
@@ -173,7 +181,7 @@ def _print_columns(columns: list[ColumnTreatment]) -> None:
             f"columns ({len(noted)} of {len(columns)} not kept as they came):", highlight=False
         )
     for column in noted:
-        console.print(f"  {column}", highlight=False, markup=False, soft_wrap=True)
+        wrapped(console, str(column), indent=2)
 
 
 @app.command()
@@ -181,8 +189,8 @@ def models() -> None:
     """List the registered versions: aliases, task, holdout metrics and the gate's decision.
 
     Each version shows its own task's metrics (accuracy, F1, ROC AUC for a classifier; RMSE,
-    MAE, R^2 for a regressor); when each was created and the gate's reason follow the table,
-    one line per version, so the listing reads on an 80-column terminal.
+    MAE, R^2 for a regressor), when it was created and the gate's reason. A terminal too
+    narrow for the table (80 columns) gets one block per version instead.
     """
     stack = _stack()
     settings = stack.settings
@@ -190,25 +198,51 @@ def models() -> None:
     if not rows:
         console.print(f"no versions of '{settings.model_name}' yet: run `mlops train` first")
         return
-    table = Table(title=f"{settings.model_name} ({settings.resolved_tracking_uri})", pad_edge=False)
-    table.add_column("v", no_wrap=True)
-    table.add_column("aliases", no_wrap=True)
-    for column in ("task / candidate", "metrics", "decision"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(
-            row.version,
-            ", ".join(row.aliases),
-            f"{row.task}\n{row.candidate}",
-            "\n".join(f"{name} {value:.4f}" for name, value in row.metrics.items()),
-            row.decision,
+    title = f"{settings.model_name} ({settings.resolved_tracking_uri})"
+    table = _versions_table(title, rows)
+    if fits(console, table):
+        console.print(table)
+        for row in rows:  # newest first, like the table
+            wrapped(console, f"v{row.version}, {_created(row)}: {row.reason or row.decision}")
+    else:
+        console.print(Text(title))  # a tracking URI longer than a line is folded
+        console.print(
+            records([(f"v{row.version}", _version_lines(row)) for row in rows], spaced=True)
         )
-    console.print(table)
-    for row in rows:  # newest first, like the table
-        created = row.created_at.replace("T", " ").removesuffix("+00:00")
-        reason = row.reason or row.decision
-        console.print(f"v{row.version}, {created} UTC: {reason}", highlight=False)
     _print_live_comparison(stack)
+
+
+def _versions_table(title: str, rows: list[VersionRow]) -> Table:
+    """One line per version, a column per metric of the tasks listed (blank where a version's
+    task has no such metric); the reasons follow the table."""
+    metrics = list(dict.fromkeys(name for row in rows for name in row.metrics))
+    table = Table(title=title)
+    for column in ("v", "aliases", "task", "candidate"):
+        table.add_column(column, no_wrap=True)
+    for metric in metrics:
+        table.add_column(metric, justify="right", no_wrap=True)
+    table.add_column("decision", no_wrap=True)
+    for row in rows:
+        figures = [f"{row.metrics[m]:.4f}" if m in row.metrics else "" for m in metrics]
+        cells = [row.version, ", ".join(row.aliases), row.task, row.candidate, *figures]
+        table.add_row(*(Text(cell) for cell in (*cells, row.decision)))
+    return table
+
+
+def _version_lines(row: VersionRow) -> list[str]:
+    """A version as a narrow block: roles and model, metrics, the gate's decision and why."""
+    roles = ", ".join(row.aliases) or "no alias"
+    figures = "  ".join(f"{name} {value:.4f}" for name, value in row.metrics.items())
+    why = row.reason or row.decision
+    return [
+        f"{roles}; {row.task}, {row.candidate}",
+        figures,
+        f"{row.decision}, {_created(row)}: {why}",
+    ]
+
+
+def _created(row: VersionRow) -> str:
+    return row.created_at.replace("T", " ").removesuffix("+00:00") + " UTC"
 
 
 def _print_live_comparison(stack: Stack) -> None:
@@ -224,7 +258,7 @@ def _print_live_comparison(stack: Stack) -> None:
     if found is None:
         return
     run, comparison = found
-    console.print(f"live (monitor run {run.id}): {_comparison_line(comparison)}", highlight=False)
+    wrapped(console, f"live (monitor run {run.id}): {_comparison_line(comparison)}")
 
 
 def _comparison_line(comparison: dict[str, Any]) -> str:
@@ -287,24 +321,25 @@ def monitor() -> None:
 
     with stack:
         summary = monitor_flow()
-    console.print(f"status: [bold]{summary.status}[/] - {summary.reason}", highlight=False)
-    console.print(
+    # one item per paragraph, its wrapped lines indented under its first
+    wrapped(console, f"status: {summary.status} - {summary.reason}")
+    wrapped(
+        console,
         f"model v{summary.model_version}, window {summary.window_rows} rows, "
         f"analysed {summary.analysed_rows}, labelled {summary.labelled_rows}",
-        highlight=False,
     )
     if summary.estimated:
-        console.print(_estimate_line(summary.estimated, summary.quality), highlight=False)
+        wrapped(console, _estimate_line(summary.estimated, summary.quality))
     if summary.sample_note:
-        console.print(summary.sample_note, highlight=False)
+        wrapped(console, summary.sample_note)
     for change in summary.alerts:
-        console.print(f"alert {change}", highlight=False)
+        wrapped(console, f"alert {change}")
     if summary.report_uri:
-        console.print(f"report: {summary.report_uri}", highlight=False)
+        wrapped(console, f"report: {summary.report_uri}")
     if summary.quality_report_uri:
-        console.print(f"quality report: {summary.quality_report_uri}", highlight=False)
+        wrapped(console, f"quality report: {summary.quality_report_uri}")
     if summary.challenger:
-        console.print(_comparison_line(summary.challenger), highlight=False)
+        wrapped(console, _comparison_line(summary.challenger))
     if summary.retrain:
         _print_retrain(summary.retrain)
 
@@ -328,14 +363,14 @@ def _estimate_line(estimated: dict[str, float], realised: dict[str, float | None
 
 
 def _print_retrain(result: RetrainSummary) -> None:
-    console.print(f"retrain: [bold]{result.status}[/] - {result.reason}", highlight=False)
+    wrapped(console, f"retrain: {result.status} - {result.reason}")
     if result.status != RetrainStatus.SKIPPED:
-        console.print(
+        wrapped(
+            console,
             f"v{result.version} trained on the original data + "
             f"{result.labelled_rows - result.evaluation_rows} labelled rows, gated on "
             f"{result.evaluation_rows} fresh ones; champion v{result.champion_before} -> "
             f"v{result.champion_after}",
-            highlight=False,
         )
 
 
@@ -453,20 +488,21 @@ def simulate(
         label_delay=label_delay,
     )
     report = simulator.run(rows)
-    console.print(
-        f"sent {report.sent} in {report.seconds:.1f}s: {report.answered} answered, "
-        f"{report.failed} failed; labels accepted {report.labels_sent}, "
-        f"unknown {report.labels_unknown}; versions {dict(report.versions)}",
-        highlight=False,
+    versions = ", ".join(f"v{version} {count}" for version, count in report.versions.items())
+    wrapped(
+        console,
+        f"sent {report.sent} in {report.seconds:.1f}s: {report.answered} answered "
+        f"({versions or 'none'}), {report.failed} failed; labels accepted "
+        f"{report.labels_sent}, unknown {report.labels_unknown}",
     )
     if report.unlogged:
-        console.print(
+        wrapped(
+            console,
             f"note: {report.unlogged} answered rows were not logged yet after 30 s "
             "(GET /ready: prediction_log); a monitor run now would not count them",
-            highlight=False,
         )
     if report.errors:
-        console.print(f"errors: {dict(report.errors)}", highlight=False)
+        wrapped(console, f"errors: {dict(report.errors)}")
     if report.failed:
         raise typer.Exit(1)
 
@@ -474,25 +510,22 @@ def simulate(
 def _print_traffic(traffic: Traffic, labels: bool) -> None:
     """What the traffic is, before it is sent: fresh rows, what moved, the concept, labels."""
     rows = len(traffic.features)
-    console.print(f"{rows} fresh rows (none repeated)", highlight=False, soft_wrap=True)
+    wrapped(console, f"{rows} fresh rows (none repeated)")
     if len(traffic.moved):
         moved = traffic.movements()
         listed = ", ".join(f"{feature} {stds:+.2f}" for feature, stds in moved)
-        console.print(
+        wrapped(
+            console,
             f"population shift: {len(moved)} of {len(traffic.moved)} numeric features move by "
             f"0.1 std or more (in stds): {listed}",
-            highlight=False,
-            soft_wrap=True,
         )
     if traffic.concept is not None:
-        line = f"concept shift: {traffic.concept.describe()}"
-        console.print(line, highlight=False, soft_wrap=True)
+        wrapped(console, f"concept shift: {traffic.concept.describe()}")
     if labels:
         changed = f", {traffic.relabelled} changed by the concept" if traffic.concept else ""
-        console.print(
+        wrapped(
+            console,
             f"labels: {traffic.labelled} of {rows} rows (those drawn from held-out rows{changed})",
-            highlight=False,
-            soft_wrap=True,
         )
 
 
@@ -704,8 +737,13 @@ def api_key_new(
         KeyRing.parse(line)
     except ValueError:
         raise _fail("a key name is 1-64 of A-Z a-z 0-9 _ . @ -", code=2) from None
-    console.print(f"key (X-API-Key header; shown once): {key}", highlight=False, soft_wrap=True)
-    console.print(f"line for MLOPS_API_KEYS:           {line}", highlight=False, soft_wrap=True)
+    # each value alone on its line, never wrapped: it is copied whole
+    for label, value in (
+        ("key (X-API-Key header; shown once):", key),
+        ("line for MLOPS_API_KEYS:", line),
+    ):
+        console.print(label, highlight=False)
+        console.print(f"  {value}", highlight=False, markup=False, soft_wrap=True)
 
 
 @serve_app.command("dashboard")
