@@ -489,12 +489,13 @@ def simulate(
     )
     report = simulator.run(rows)
     versions = ", ".join(f"v{version} {count}" for version, count in report.versions.items())
+    # two short lines: scripts read these figures, a wrap inside one would break them
     wrapped(
         console,
         f"sent {report.sent} in {report.seconds:.1f}s: {report.answered} answered "
-        f"({versions or 'none'}), {report.failed} failed; labels accepted "
-        f"{report.labels_sent}, unknown {report.labels_unknown}",
+        f"({versions or 'none'}), {report.failed} failed",
     )
+    wrapped(console, f"labels accepted {report.labels_sent}, unknown {report.labels_unknown}")
     if report.unlogged:
         wrapped(
             console,
