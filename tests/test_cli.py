@@ -88,7 +88,7 @@ def test_train_models_promote_rollback(stack):
     assert [b[0] for b in blocks] == ["2", "1"], narrow
     assert blocks[0][1].startswith("challenger; classification, ")
     assert blocks[1][1].startswith("champion; classification, ")
-    assert re.fullmatch(r"accuracy \d\.\d{4}  f1 \d\.\d{4}  roc_auc \d\.\d{4} *", blocks[0][2])
+    assert re.fullmatch(r"accuracy \d\.\d{4}; f1 \d\.\d{4}; roc_auc \d\.\d{4} *", blocks[0][2])
     assert blocks[0][3].startswith("kept-as-challenger, 20") and " UTC: tie" in blocks[0][3]
     assert blocks[1][3].startswith("promoted, 20") and " UTC: first model" in blocks[1][3]
 

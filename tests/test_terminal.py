@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import io
+import re
 
 from rich.console import Console
 from rich.table import Table
 
-from mlops_stack.terminal import table_or_records, wrapped
+from mlops_stack.terminal import pack, table_or_records, wrapped
 
 HEADERS = ("phase", "rows", "status", "drift share", "accuracy (labels)", "retrain", "after")
 ROWS = [
@@ -57,3 +58,12 @@ def test_wrapped_text_indents_its_continuation_and_keeps_a_long_word_whole():
     assert lines[0].startswith("   monitor: degraded") and len(lines[0]) <= 40
     assert all(line.startswith("     ") for line in lines[1:])  # indent + hanging
     assert lines[-1].strip() == uri  # longer than a line: on its own, not cut
+
+
+def test_a_record_line_of_items_breaks_between_items_only():
+    items = [f"{name} 0.{n}000" for n, name in enumerate(("accuracy", "precision", "recall") * 3)]
+    lines = pack(items, 30).splitlines()
+    assert all(len(line) <= 30 for line in lines)
+    assert " ".join(" ".join(lines).split()) == "; ".join(items)  # nothing lost or reordered
+    for line in lines:  # each line ends on a value, never on a name left without it
+        assert re.fullmatch(r"([a-z]+ 0\.\d{4}; )*[a-z]+ 0\.\d{4};?", line), line

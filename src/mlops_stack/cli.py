@@ -17,11 +17,12 @@ from rich.text import Text
 
 from mlops_stack.names import ACCURACY, F1, LATENCY_P95, RetrainStatus, holdout_metrics
 from mlops_stack.settings import Settings, get_settings
-from mlops_stack.terminal import fits, records, table_or_records, wrapped
+from mlops_stack.terminal import Line, fields, fits, records, wrapped
 
 if TYPE_CHECKING:
     from mlops_stack.data import ColumnTreatment
     from mlops_stack.flows.retrain import RetrainSummary
+    from mlops_stack.flows.train import TrainResult
     from mlops_stack.registry import VersionRow
     from mlops_stack.simulate import Traffic
     from mlops_stack.stack import Stack
@@ -155,21 +156,28 @@ def train(
 
     with stack:
         result = train_flow(params)
-    columns = (*holdout_metrics(result.task), LATENCY_P95)
-    table = Table(title=f"{result.model_name}: holdout metrics")
-    table.add_column("version")
-    for column in columns:
-        table.add_column(column, justify="right")
-    cells = [
-        f"v{result.version} ({result.candidate})",
-        *(f"{result.metrics[c]:.4f}" for c in columns),
-    ]
-    table.add_row(*cells)
-    table_or_records(console, table, [cells])
+    _print_holdout(result)
     verdict = "promoted to champion" if result.promoted else "kept as challenger"
     wrapped(console, f"v{result.version} {verdict}: {result.reason}")
     console.print(f"champion is now v{result.champion_after}", highlight=False)
     _print_columns(result.columns)
+
+
+def _print_holdout(result: TrainResult) -> None:
+    """The new version's holdout metrics: a one-row table (72 columns wide for a classifier),
+    or the same figures as one wrapped line on a terminal narrower than that."""
+    columns = (*holdout_metrics(result.task), LATENCY_P95)
+    title = f"{result.model_name} v{result.version} ({result.candidate})"
+    figures = [f"{result.metrics[c]:.4f}" for c in columns]
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, justify="right")
+    table.add_row(*figures)
+    if fits(console, table):
+        console.print(table)
+    else:
+        console.print(Text(f"{title}, holdout metrics"))
+        console.print(records(console, [("", fields(columns, figures))]))
 
 
 def _print_columns(columns: list[ColumnTreatment]) -> None:
@@ -207,7 +215,9 @@ def models() -> None:
     else:
         console.print(Text(title))  # a tracking URI longer than a line is folded
         console.print(
-            records([(f"v{row.version}", _version_lines(row)) for row in rows], spaced=True)
+            records(
+                console, [(f"v{row.version}", _version_lines(row)) for row in rows], spaced=True
+            )
         )
     _print_live_comparison(stack)
 
@@ -229,10 +239,10 @@ def _versions_table(title: str, rows: list[VersionRow]) -> Table:
     return table
 
 
-def _version_lines(row: VersionRow) -> list[str]:
+def _version_lines(row: VersionRow) -> list[Line]:
     """A version as a narrow block: roles and model, metrics, the gate's decision and why."""
     roles = ", ".join(row.aliases) or "no alias"
-    figures = "  ".join(f"{name} {value:.4f}" for name, value in row.metrics.items())
+    figures = [f"{name} {value:.4f}" for name, value in row.metrics.items()]
     why = row.reason or row.decision
     return [
         f"{roles}; {row.task}, {row.candidate}",

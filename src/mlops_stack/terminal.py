@@ -28,21 +28,49 @@ def fits(console: Console, renderable: RenderableType) -> bool:
     return Measurement.get(console, options, renderable).maximum <= console.width
 
 
-def records(rows: Sequence[tuple[str, Sequence[str]]], spaced: bool = False) -> Table:
-    """One block per record: its key, then its lines, each wrapped beside the key; ``spaced``
-    puts a blank line between blocks (of several lines each)."""
-    grid = Table.grid(padding=(0, 2))
-    grid.leading = 1 if spaced else 0
+Line = str | Sequence[str]
+"""A line of a record: text (wrapped at words), or items kept whole, packed ``; ``-separated."""
+
+GAP = 2
+"""Spaces between a record's key and its lines."""
+
+
+def records(
+    console: Console, rows: Sequence[tuple[str, Sequence[Line]]], spaced: bool = False
+) -> Table:
+    """One block per record: its key, then its lines beside it; ``spaced`` puts a blank line
+    between blocks (of several lines each). A line of items breaks only between items, so a
+    name is never left without its value at the end of a line."""
+    width = console.width - max((len(key) for key, _ in rows), default=0) - GAP
+    grid = Table.grid(padding=(0, GAP))
     grid.add_column(no_wrap=True, style="bold")
     grid.add_column(ratio=1, overflow="fold")
-    for key, lines in rows:
-        grid.add_row(Text(key), Text("\n".join(lines)))
+    for number, (key, lines) in enumerate(rows):
+        if spaced and number:
+            grid.add_row()  # a blank line (a grid has no box to draw Table's ``leading``)
+        text = [line if isinstance(line, str) else pack(line, width) for line in lines]
+        grid.add_row(Text(key), Text("\n".join(text)))
     return grid
 
 
-def fields(names: Sequence[str], values: Sequence[str]) -> str:
-    """A record's fields as one line, ``name value; ...``, empty values left out."""
-    return "; ".join(f"{name} {value}" for name, value in zip(names, values, strict=True) if value)
+def pack(items: Sequence[str], width: int, separator: str = "; ") -> str:
+    """``items`` joined by ``separator`` on lines of at most ``width``, breaking only between
+    items (an item longer than a line gets a line of its own)."""
+    lines: list[str] = []
+    mark = separator.rstrip()  # ends every line but the last
+    for item in items:
+        if lines and len(lines[-1]) + len(separator) + len(item) + len(mark) <= width:
+            lines[-1] += separator + item
+        else:
+            if lines:
+                lines[-1] += mark
+            lines.append(item)
+    return "\n".join(lines)
+
+
+def fields(names: Sequence[str], values: Sequence[str]) -> list[str]:
+    """A record's fields, ``name value`` each, empty values left out."""
+    return [f"{name} {value}" for name, value in zip(names, values, strict=True) if value]
 
 
 def table_or_records(console: Console, table: Table, rows: Sequence[Sequence[str]]) -> None:
@@ -54,7 +82,7 @@ def table_or_records(console: Console, table: Table, rows: Sequence[Sequence[str
     if table.title:
         console.print(Text(str(table.title), style="italic"))
     headers = [str(column.header) for column in table.columns[1:]]
-    console.print(records([(row[0], [fields(headers, row[1:])]) for row in rows]))
+    console.print(records(console, [(row[0], [fields(headers, row[1:])]) for row in rows]))
 
 
 def wrapped(console: Console, text: str, indent: int = 0, hanging: int = 2) -> None:
