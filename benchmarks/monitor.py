@@ -8,8 +8,8 @@ monitoring database, then measures, each in a fresh child process:
 
   - ``monitor_flow()`` end to end, the real flow (Prefect, MLflow run, Evidently HTML report),
     with ``MLOPS_MONITOR_WINDOW_ROWS`` = the rows inserted: once against a running Prefect
-    server (as the compose stack's worker runs it) and once in Prefect's ephemeral mode (as
-    ``mlops monitor`` runs it embedded, starting a temporary server in the process first);
+    server (as the compose stack's worker runs it) and once with no Prefect API (as
+    ``mlops monitor`` runs it embedded: the flow runs in the process, no Prefect server);
   - read + checks only, streamed with a sample (what the flow does now);
   - read + checks only, the full read the flow did before (every row and its JSON in memory,
     then ``check_window`` over the whole frame): the baseline.
@@ -18,8 +18,8 @@ monitoring database, then measures, each in a fresh child process:
 
 ``--db-url`` points at a PostgreSQL server: a temporary database is created on it and dropped
 afterwards. Without it the embedded SQLite file is used. Insert time is reported separately.
-Peak memory is the largest resident set of the child process and its children (Prefect's
-ephemeral server), sampled every 50 ms. Not a test: record the figures in docs/performance.md.
+Peak memory is the largest resident set of the child process and its children, sampled every
+50 ms. Not a test: record the figures in docs/performance.md.
 """
 
 from __future__ import annotations
@@ -446,7 +446,7 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(timeout=30)
-        print("== monitor_flow() end to end, ephemeral Prefect", flush=True)
+        print("== monitor_flow() end to end, embedded (no Prefect API)", flush=True)
         runs["flow"] = measure(FLOW, [], env, workdir)
         print("== read + checks, streamed", flush=True)
         runs["streamed"] = measure(CHECKS, ["streamed"], env, workdir)
@@ -479,8 +479,8 @@ def report(args, backend: str, inserted: dict, runs: dict) -> None:
     lines = [
         ("monitor_flow(), Prefect server: process", served["wall"], None, served["peak_mb"]),
         ("  of which the flow run", served["flow_seconds"], None, None),
-        ("monitor_flow(), ephemeral Prefect: process", flow["wall"], None, flow["peak_mb"]),
-        ("  of which Prefect start + flow run", flow["flow_seconds"], None, None),
+        ("monitor_flow(), embedded: process", flow["wall"], None, flow["peak_mb"]),
+        ("  of which the flow run", flow["flow_seconds"], None, None),
     ]
     for key, name in (
         ("streamed", "read + checks, streamed (now)"),

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
+from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+import mlops_stack
 from mlops_stack.cli import app
 
 from .conftest import mixed_table
@@ -75,6 +80,17 @@ def test_train_models_promote_rollback(stack):
     }
     assert "champion" in lines["1"] and "challenger" in lines["2"]
     assert "kept-as-challenger" in lines["2"] and "promoted" in lines["1"]
+    narrow = CliRunner(env={"COLUMNS": "80"}).invoke(app, ["models"]).output
+    assert max(len(line) for line in narrow.splitlines()) <= 80, narrow
+    assert not any(line.startswith(("│", "┃")) for line in narrow.splitlines()), narrow
+    # one block per version, newest first: roles and model, metrics, the decision and why
+    blocks = re.findall(r"^v(\d+) +(\S.*)\n +(accuracy .*)\n +(\S.*)$", narrow, re.MULTILINE)
+    assert [b[0] for b in blocks] == ["2", "1"], narrow
+    assert blocks[0][1].startswith("challenger; classification, ")
+    assert blocks[1][1].startswith("champion; classification, ")
+    assert re.fullmatch(r"accuracy \d\.\d{4}; f1 \d\.\d{4}; roc_auc \d\.\d{4} *", blocks[0][2])
+    assert blocks[0][3].startswith("kept-as-challenger, 20") and " UTC: tie" in blocks[0][3]
+    assert blocks[1][3].startswith("promoted, 20") and " UTC: first model" in blocks[1][3]
 
     promoted = invoke("promote", "2")
     assert promoted.exit_code == 0 and "v2 is champion (was v1)" in promoted.output
@@ -203,3 +219,69 @@ def test_monitor_prints_the_estimate_next_to_the_realised_figure_on_the_same_row
     # before labels arrive: the estimate alone
     unlabelled = _estimate_line({"accuracy": 0.9, "f1": 0.8, "rows": 50}, {})
     assert unlabelled.endswith("over 50 rows")
+
+
+def _embedded(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mlops_stack.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_embedded_commands_run_their_flows_without_starting_a_prefect_server(stack, tmp_path):
+    """`mlops train`, `monitor` and `retrain` as a user runs them without a stack: no Prefect
+    API, so no temporary Prefect server either (the flows run in the command's process)."""
+    stack(candidates="logistic_regression")
+    env = {k: v for k, v in os.environ.items() if not k.endswith("PREFECT_API_URL")}
+    # Prefect may not start its temporary server: any use of its API would fail the command
+    env |= {"PREFECT_SERVER_ALLOW_EPHEMERAL_MODE": "false", "COLUMNS": "80"}
+    # the package under test, wherever the environment's install points
+    package = str(Path(mlops_stack.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package, env.get("PYTHONPATH")]))
+    prefect_home = Path(env["PREFECT_HOME"])
+
+    train = _embedded(env, "train")
+    assert train.returncode == 0, train.stderr[-3000:]
+    assert "v1 promoted to champion: first model" in train.stdout
+    monitor = _embedded(env, "monitor")
+    assert monitor.returncode == 0, monitor.stderr[-3000:]
+    assert "status: skipped - not enough data: 0 logged rows" in monitor.stdout
+    retrain = _embedded(env, "retrain")
+    assert retrain.returncode == 0, retrain.stderr[-3000:]
+    assert "retrain: skipped - not enough labelled rows: 0" in retrain.stdout
+
+    logs = train.stderr + monitor.stderr + retrain.stderr
+    for flow in ("train", "monitor", "retrain"):
+        assert f"flow {flow} runs in this process without Prefect" in logs
+    assert "temporary server" not in logs
+    assert not list(prefect_home.glob("*.db")), "a Prefect server made its database"
+
+
+def test_with_a_prefect_api_a_command_s_flow_is_a_prefect_run_with_its_tasks(stack):
+    """The stack's way (the tests' Prefect server here): the same flow is orchestrated, its
+    run and task runs recorded in Prefect, as its UI shows them."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowRunFilter
+    from prefect.client.schemas.sorting import FlowRunSort, TaskRunSort
+
+    stack()
+    started = datetime.now(UTC)
+    result = invoke("monitor")  # no champion yet: the run is a skip, quickly
+    assert result.exit_code == 0 and "status: skipped - no champion yet" in result.output
+    with get_client(sync_client=True) as client:
+        [run] = client.read_flow_runs(
+            flow_filter=FlowFilter(name={"any_": ["monitor"]}),
+            sort=FlowRunSort.START_TIME_DESC,
+            limit=1,
+        )
+        tasks = client.read_task_runs(  # sort and limit given: the server refuses nulls
+            flow_run_filter=FlowRunFilter(id={"any_": [run.id]}),
+            sort=TaskRunSort.EXPECTED_START_TIME_DESC,
+            limit=50,
+        )
+    assert run.state is not None and run.state.is_completed()
+    assert run.start_time is not None and run.start_time >= started
+    assert any(t.name.startswith("load_champion") for t in tasks), [t.name for t in tasks]

@@ -184,13 +184,11 @@ def test_models_lists_the_task_and_its_metrics_in_80_columns(stack, diabetes_csv
     assert max(len(line) for line in output.splitlines()) <= 80, output
     assert "regression" in output and "classification" in output
     for metric in ("rmse", "mae", "r2", "roc_auc", "f1", "accuracy"):  # name and value unfolded
-        assert re.search(rf"│ {metric} \d+\.\d{{4}} ", output), metric
-    reasons = output.split("└")[1]
-    assert (
-        reasons.index("v2, ")
-        < reasons.index("champion v1 cannot be scored")
-        < reasons.index("v1, ")
-    )
+        assert re.search(rf"(^| ){metric} \d+\.\d{{4}}(;| *$)", output, re.MULTILINE), metric
+    # one block per version, newest first, each with its own reason
+    v2, v1 = (re.search(rf"^v{n}  ", output, re.MULTILINE) for n in (2, 1))
+    assert v2 and v1 and v2.start() < v1.start(), output
+    assert "champion v1 cannot be scored" in " ".join(output[v2.start() : v1.start()].split())
 
 
 def test_train_command_refuses_a_gate_metric_of_the_other_task_before_training(stack, diabetes_csv):

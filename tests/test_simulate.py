@@ -258,9 +258,9 @@ def test_simulated_drifted_traffic_with_labels_is_logged_and_detected(stack):
         # so a monitor run started right after it counts them all
         frame = store.predictions_with_feedback()
     assert result.exit_code == 0, result.output
-    out = result.output
+    out = " ".join(result.output.split())  # as read, whatever the terminal wrapped
     assert "300 fresh rows (none repeated)" in out
-    assert "sent 300" in out and "300 answered, 0 failed" in out
+    assert "sent 300" in out and "300 answered (v1 300), 0 failed" in out
     # rows drawn from the 114 held-out rows of 569 carry labels: about a fifth
     labelled = int(re.search(r"labels: (\d+) of 300 rows \(those drawn from held-out", out)[1])
     assert 40 <= labelled <= 80, out
@@ -334,9 +334,10 @@ def test_clean_traffic_from_a_small_table_raises_no_drift(stack, prefect_server,
     with serving(create_app(Stack(settings))) as base:
         result = CliRunner().invoke(app, ["simulate", "--url", base, "--rate", "0"])
     assert result.exit_code == 0, result.output
-    assert "sent 500" in result.output and "500 answered, 0 failed" in result.output
-    assert "population shift" not in result.output and "concept shift" not in result.output
-    labelled = int(re.search(r"labels accepted (\d+), unknown 0", result.output)[1])
+    out = " ".join(result.output.split())  # as read, whatever the terminal wrapped
+    assert "sent 500" in out and "500 answered (v1 500), 0 failed" in out
+    assert "population shift" not in out and "concept shift" not in out
+    labelled = int(re.search(r"labels accepted (\d+), unknown 0", out)[1])
     assert 70 <= labelled <= 130  # 69 of 344 rows held out: about a fifth of 500
 
     summary = monitor_flow()
@@ -388,8 +389,9 @@ def test_regression_traffic_sends_numbers_and_drifts_numeric_and_categorical_fea
     with serving(create_app(Stack(settings))) as base:
         result = CliRunner().invoke(app, ["simulate", "--url", base, *args])
     assert result.exit_code == 0, result.output
-    assert "150 answered, 0 failed" in result.output
-    labelled = int(re.search(r"labels accepted (\d+), unknown 0", result.output)[1])
+    out = " ".join(result.output.split())  # as read, whatever the terminal wrapped
+    assert "150 answered (v1 150), 0 failed" in out
+    labelled = int(re.search(r"labels accepted (\d+), unknown 0", out)[1])
     assert 15 <= labelled <= 45  # rows drawn from the holdout (20 % of 600)
     # rooms follows size; age is unrelated, but its sample correlation with size moves it a bit
     corr = frame[["size_m2", "rooms", "age"]].corr()["size_m2"]

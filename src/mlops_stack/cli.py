@@ -8,20 +8,36 @@ Prefect's environment is prepared from the settings before Prefect is first impo
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from mlops_stack.names import ACCURACY, F1, LATENCY_P95, RetrainStatus, holdout_metrics
 from mlops_stack.settings import Settings, get_settings
+from mlops_stack.terminal import Line, fields, fits, records, wrapped
 
 if TYPE_CHECKING:
     from mlops_stack.data import ColumnTreatment
     from mlops_stack.flows.retrain import RetrainSummary
+    from mlops_stack.flows.train import TrainResult
+    from mlops_stack.registry import VersionRow
     from mlops_stack.simulate import Traffic
     from mlops_stack.stack import Stack
+
+
+def _from_setting(name: str, unset: object | None = None) -> str:
+    """An option's shown default when its default is a setting: the setting's variable, and
+    what applies when that is not set either (the setting's own default, or ``unset``)."""
+    default = Settings.model_fields[name].default if unset is None else unset
+    return f"MLOPS_{name.upper()}, else {default}"
+
+
+# Markdown: a docstring's paragraphs are wrapped in the source and re-flowed by Rich to the
+# terminal's width (Typer's "rich" mode keeps the source's line breaks and wraps them again).
+HELP_MARKUP: Literal["markdown"] = "markdown"
 
 app = typer.Typer(
     name="mlops",
@@ -31,6 +47,7 @@ app = typer.Typer(
         "(see .env.example)."
     ),
     no_args_is_help=True,
+    rich_markup_mode=HELP_MARKUP,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
@@ -81,19 +98,19 @@ def train(
     data: Annotated[
         Path | None,
         typer.Option(
-            help="CSV or Parquet table to train on [default: MLOPS_DATASET_PATH, else "
-            "the built-in breast cancer table]"
+            help="CSV or Parquet table to train on",
+            show_default=_from_setting("dataset_path", "the built-in breast cancer table"),
         ),
     ] = None,
     target: Annotated[
         str | None,
-        typer.Option(help="Label column of the table [default: MLOPS_TARGET_COLUMN]"),
+        typer.Option(help="Label column of the table", show_default=_from_setting("target_column")),
     ] = None,
     task: Annotated[
         str | None,
         typer.Option(
-            help="auto, classification or regression [default: MLOPS_TASK; auto infers it "
-            "from the target]"
+            help="auto, classification or regression; auto infers it from the target",
+            show_default=_from_setting("task"),
         ),
     ] = None,
 ) -> None:
@@ -120,9 +137,9 @@ def train(
         settings, **overrides, target=target or settings.target_column
     )
     try:
-        # Fail fast, before Prefect starts: a bad table is refused in a second with every
-        # problem named, not after a server start and a task traceback. The flow validates
-        # again, because deployments run it without this command.
+        # Fail fast, before the flow runs: a bad table is refused in a second with every
+        # problem named, not as a task's traceback. The flow validates again, because
+        # deployments run it without this command.
         dataset = load_dataset(params.data_path, params.target)
         validate_dataset(
             dataset,
@@ -139,16 +156,28 @@ def train(
 
     with stack:
         result = train_flow(params)
-    columns = (*holdout_metrics(result.task), LATENCY_P95)
-    table = Table(title=f"{result.model_name} v{result.version} ({result.candidate})")
-    for column in columns:
-        table.add_column(column, justify="right")
-    table.add_row(*(f"{result.metrics[c]:.4f}" for c in columns))
-    console.print(table)
+    _print_holdout(result)
     verdict = "promoted to champion" if result.promoted else "kept as challenger"
-    console.print(f"v{result.version} {verdict}: {result.reason}", highlight=False)
+    wrapped(console, f"v{result.version} {verdict}: {result.reason}")
     console.print(f"champion is now v{result.champion_after}", highlight=False)
     _print_columns(result.columns)
+
+
+def _print_holdout(result: TrainResult) -> None:
+    """The new version's holdout metrics: a one-row table (72 columns wide for a classifier),
+    or the same figures as one wrapped line on a terminal narrower than that."""
+    columns = (*holdout_metrics(result.task), LATENCY_P95)
+    title = f"{result.model_name} v{result.version} ({result.candidate})"
+    figures = [f"{result.metrics[c]:.4f}" for c in columns]
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, justify="right")
+    table.add_row(*figures)
+    if fits(console, table):
+        console.print(table)
+    else:
+        console.print(Text(f"{title}, holdout metrics"))
+        console.print(records(console, [("", fields(columns, figures))]))
 
 
 def _print_columns(columns: list[ColumnTreatment]) -> None:
@@ -160,7 +189,7 @@ def _print_columns(columns: list[ColumnTreatment]) -> None:
             f"columns ({len(noted)} of {len(columns)} not kept as they came):", highlight=False
         )
     for column in noted:
-        console.print(f"  {column}", highlight=False, markup=False, soft_wrap=True)
+        wrapped(console, str(column), indent=2)
 
 
 @app.command()
@@ -168,8 +197,8 @@ def models() -> None:
     """List the registered versions: aliases, task, holdout metrics and the gate's decision.
 
     Each version shows its own task's metrics (accuracy, F1, ROC AUC for a classifier; RMSE,
-    MAE, R^2 for a regressor); when each was created and the gate's reason follow the table,
-    one line per version, so the listing reads on an 80-column terminal.
+    MAE, R^2 for a regressor), when it was created and the gate's reason. A terminal too
+    narrow for the table (80 columns) gets one block per version instead.
     """
     stack = _stack()
     settings = stack.settings
@@ -177,25 +206,53 @@ def models() -> None:
     if not rows:
         console.print(f"no versions of '{settings.model_name}' yet: run `mlops train` first")
         return
-    table = Table(title=f"{settings.model_name} ({settings.resolved_tracking_uri})", pad_edge=False)
-    table.add_column("v", no_wrap=True)
-    table.add_column("aliases", no_wrap=True)
-    for column in ("task / candidate", "metrics", "decision"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(
-            row.version,
-            ", ".join(row.aliases),
-            f"{row.task}\n{row.candidate}",
-            "\n".join(f"{name} {value:.4f}" for name, value in row.metrics.items()),
-            row.decision,
+    title = f"{settings.model_name} ({settings.resolved_tracking_uri})"
+    table = _versions_table(title, rows)
+    if fits(console, table):
+        console.print(table)
+        for row in rows:  # newest first, like the table
+            wrapped(console, f"v{row.version}, {_created(row)}: {row.reason or row.decision}")
+    else:
+        console.print(Text(title))  # a tracking URI longer than a line is folded
+        console.print(
+            records(
+                console, [(f"v{row.version}", _version_lines(row)) for row in rows], spaced=True
+            )
         )
-    console.print(table)
-    for row in rows:  # newest first, like the table
-        created = row.created_at.replace("T", " ").removesuffix("+00:00")
-        reason = row.reason or row.decision
-        console.print(f"v{row.version}, {created} UTC: {reason}", highlight=False)
     _print_live_comparison(stack)
+
+
+def _versions_table(title: str, rows: list[VersionRow]) -> Table:
+    """One line per version, a column per metric of the tasks listed (blank where a version's
+    task has no such metric); the reasons follow the table."""
+    metrics = list(dict.fromkeys(name for row in rows for name in row.metrics))
+    table = Table(title=title)
+    for column in ("v", "aliases", "task", "candidate"):
+        table.add_column(column, no_wrap=True)
+    for metric in metrics:
+        table.add_column(metric, justify="right", no_wrap=True)
+    table.add_column("decision", no_wrap=True)
+    for row in rows:
+        figures = [f"{row.metrics[m]:.4f}" if m in row.metrics else "" for m in metrics]
+        cells = [row.version, ", ".join(row.aliases), row.task, row.candidate, *figures]
+        table.add_row(*(Text(cell) for cell in (*cells, row.decision)))
+    return table
+
+
+def _version_lines(row: VersionRow) -> list[Line]:
+    """A version as a narrow block: roles and model, metrics, the gate's decision and why."""
+    roles = ", ".join(row.aliases) or "no alias"
+    figures = [f"{name} {value:.4f}" for name, value in row.metrics.items()]
+    why = row.reason or row.decision
+    return [
+        f"{roles}; {row.task}, {row.candidate}",
+        figures,
+        f"{row.decision}, {_created(row)}: {why}",
+    ]
+
+
+def _created(row: VersionRow) -> str:
+    return row.created_at.replace("T", " ").removesuffix("+00:00") + " UTC"
 
 
 def _print_live_comparison(stack: Stack) -> None:
@@ -211,7 +268,7 @@ def _print_live_comparison(stack: Stack) -> None:
     if found is None:
         return
     run, comparison = found
-    console.print(f"live (monitor run {run.id}): {_comparison_line(comparison)}", highlight=False)
+    wrapped(console, f"live (monitor run {run.id}): {_comparison_line(comparison)}")
 
 
 def _comparison_line(comparison: dict[str, Any]) -> str:
@@ -227,7 +284,11 @@ def _comparison_line(comparison: dict[str, Any]) -> str:
 
 
 @app.command()
-def promote(version: Annotated[int, typer.Argument(help="Model version to make champion")]) -> None:
+def promote(
+    version: Annotated[
+        int, typer.Argument(help="Model version to make champion", metavar="VERSION")
+    ],
+) -> None:
     """Make VERSION the champion by hand, bypassing the gate (recorded on the version)."""
     from mlops_stack.registry import RegistryError
 
@@ -270,24 +331,25 @@ def monitor() -> None:
 
     with stack:
         summary = monitor_flow()
-    console.print(f"status: [bold]{summary.status}[/] - {summary.reason}", highlight=False)
-    console.print(
+    # one item per paragraph, its wrapped lines indented under its first
+    wrapped(console, f"status: {summary.status} - {summary.reason}")
+    wrapped(
+        console,
         f"model v{summary.model_version}, window {summary.window_rows} rows, "
         f"analysed {summary.analysed_rows}, labelled {summary.labelled_rows}",
-        highlight=False,
     )
     if summary.estimated:
-        console.print(_estimate_line(summary.estimated, summary.quality), highlight=False)
+        wrapped(console, _estimate_line(summary.estimated, summary.quality))
     if summary.sample_note:
-        console.print(summary.sample_note, highlight=False)
+        wrapped(console, summary.sample_note)
     for change in summary.alerts:
-        console.print(f"alert {change}", highlight=False)
+        wrapped(console, f"alert {change}")
     if summary.report_uri:
-        console.print(f"report: {summary.report_uri}", highlight=False)
+        wrapped(console, f"report: {summary.report_uri}")
     if summary.quality_report_uri:
-        console.print(f"quality report: {summary.quality_report_uri}", highlight=False)
+        wrapped(console, f"quality report: {summary.quality_report_uri}")
     if summary.challenger:
-        console.print(_comparison_line(summary.challenger), highlight=False)
+        wrapped(console, _comparison_line(summary.challenger))
     if summary.retrain:
         _print_retrain(summary.retrain)
 
@@ -311,14 +373,14 @@ def _estimate_line(estimated: dict[str, float], realised: dict[str, float | None
 
 
 def _print_retrain(result: RetrainSummary) -> None:
-    console.print(f"retrain: [bold]{result.status}[/] - {result.reason}", highlight=False)
+    wrapped(console, f"retrain: {result.status} - {result.reason}")
     if result.status != RetrainStatus.SKIPPED:
-        console.print(
+        wrapped(
+            console,
             f"v{result.version} trained on the original data + "
             f"{result.labelled_rows - result.evaluation_rows} labelled rows, gated on "
             f"{result.evaluation_rows} fresh ones; champion v{result.champion_before} -> "
             f"v{result.champion_after}",
-            highlight=False,
         )
 
 
@@ -341,36 +403,48 @@ def retrain() -> None:
 @app.command()
 def simulate(
     url: Annotated[
-        str | None, typer.Option(help="Predictor base URL [default: http://MLOPS_API_HOST:PORT]")
+        str | None,
+        typer.Option(
+            help="Predictor base URL",
+            show_default="from MLOPS_API_HOST and MLOPS_API_PORT, else "
+            f"http://{Settings.model_fields['api_host'].default}:"
+            f"{Settings.model_fields['api_port'].default}",
+        ),
     ] = None,
-    rows: Annotated[int, typer.Option(help="Requests to send", min=1)] = 500,
+    rows: Annotated[int, typer.Option(help="Requests to send", min=1, metavar="N")] = 500,
     rate: Annotated[float, typer.Option(help="Requests per second (0: as fast as possible)")] = 20,
     drift: Annotated[
         list[str] | None,
         typer.Option(
-            help="Covariate drift, repeatable. FEATURE:shift=STDS moves the population: FEATURE "
-            "by STDS standard deviations and every numeric feature correlated with it in "
-            "proportion (corr x STDS of its own); FEATURE:scale=FACTOR multiplies one numeric "
-            "feature; FEATURE:mix=CATEGORY@SHARE sets that share of rows to CATEGORY. Labels "
-            "stay the source rows': the shift is in what is measured, the true outcome is "
-            "unchanged"
+            help="Covariate drift, repeatable: FEATURE:shift=STDS, FEATURE:scale=FACTOR or "
+            "FEATURE:mix=CATEGORY@SHARE (see above)",
+            metavar="SPEC",
+            show_default="none: the table's population",
         ),
     ] = None,
     concept: Annotated[
         str | None,
         typer.Option(
-            help="Concept shift, FEATURE:threshold=STDS: the class boundary on FEATURE (the "
-            "best single cut of it in the table) moves STDS standard deviations and the sent "
-            "rows between the two cuts change class; for a numeric target, FEATURE's effect on "
-            "it grows by STDS target stds per std of FEATURE"
+            help="Concept shift: FEATURE:threshold=STDS (see above)",
+            metavar="SPEC",
+            show_default="none: the table's labels",
         ),
     ] = None,
     label_delay: Annotated[
         float, typer.Option(help="Seconds before each row's true label goes to /feedback")
     ] = 0.0,
     labels: Annotated[bool, typer.Option(help="Send the true labels to /feedback")] = True,
-    data: Annotated[Path | None, typer.Option(help="Table [default: as training]")] = None,
-    target: Annotated[str | None, typer.Option(help="Label column [default: as training]")] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Table the rows come from",
+            show_default=_from_setting("dataset_path", "the built-in table"),
+        ),
+    ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(help="Label column", show_default=_from_setting("target_column")),
+    ] = None,
     seed: Annotated[
         int, typer.Option(help="Seed of the fresh rows, their order and category mixing")
     ] = 0,
@@ -382,6 +456,17 @@ def simulate(
     (the model has not seen them; labels of rows near training rows would flatter its
     quality). --drift shifts the population, --concept moves the relationship between a
     feature and the label; both are printed before anything is sent.
+
+    --drift FEATURE:shift=STDS moves the population: FEATURE by STDS standard deviations and
+    every numeric feature correlated with it in proportion (corr x STDS of its own);
+    FEATURE:scale=FACTOR multiplies one numeric feature; FEATURE:mix=CATEGORY@SHARE sets that
+    share of rows to CATEGORY. Labels stay the source rows': the shift is in what is measured,
+    the true outcome is unchanged.
+
+    --concept FEATURE:threshold=STDS moves the class boundary on FEATURE (the best single cut
+    of it in the table) by STDS standard deviations, and the sent rows between the two cuts
+    change class; for a numeric target, FEATURE's effect on it grows by STDS target stds per
+    std of FEATURE.
     """
     settings = _prepare()
     from mlops_stack.data import DataValidationError, load_dataset
@@ -413,20 +498,22 @@ def simulate(
         label_delay=label_delay,
     )
     report = simulator.run(rows)
-    console.print(
-        f"sent {report.sent} in {report.seconds:.1f}s: {report.answered} answered, "
-        f"{report.failed} failed; labels accepted {report.labels_sent}, "
-        f"unknown {report.labels_unknown}; versions {dict(report.versions)}",
-        highlight=False,
+    versions = ", ".join(f"v{version} {count}" for version, count in report.versions.items())
+    # two short lines: scripts read these figures, a wrap inside one would break them
+    wrapped(
+        console,
+        f"sent {report.sent} in {report.seconds:.1f}s: {report.answered} answered "
+        f"({versions or 'none'}), {report.failed} failed",
     )
+    wrapped(console, f"labels accepted {report.labels_sent}, unknown {report.labels_unknown}")
     if report.unlogged:
-        console.print(
+        wrapped(
+            console,
             f"note: {report.unlogged} answered rows were not logged yet after 30 s "
             "(GET /ready: prediction_log); a monitor run now would not count them",
-            highlight=False,
         )
     if report.errors:
-        console.print(f"errors: {dict(report.errors)}", highlight=False)
+        wrapped(console, f"errors: {dict(report.errors)}")
     if report.failed:
         raise typer.Exit(1)
 
@@ -434,25 +521,22 @@ def simulate(
 def _print_traffic(traffic: Traffic, labels: bool) -> None:
     """What the traffic is, before it is sent: fresh rows, what moved, the concept, labels."""
     rows = len(traffic.features)
-    console.print(f"{rows} fresh rows (none repeated)", highlight=False, soft_wrap=True)
+    wrapped(console, f"{rows} fresh rows (none repeated)")
     if len(traffic.moved):
         moved = traffic.movements()
         listed = ", ".join(f"{feature} {stds:+.2f}" for feature, stds in moved)
-        console.print(
+        wrapped(
+            console,
             f"population shift: {len(moved)} of {len(traffic.moved)} numeric features move by "
             f"0.1 std or more (in stds): {listed}",
-            highlight=False,
-            soft_wrap=True,
         )
     if traffic.concept is not None:
-        line = f"concept shift: {traffic.concept.describe()}"
-        console.print(line, highlight=False, soft_wrap=True)
+        wrapped(console, f"concept shift: {traffic.concept.describe()}")
     if labels:
         changed = f", {traffic.relabelled} changed by the concept" if traffic.concept else ""
-        console.print(
+        wrapped(
+            console,
             f"labels: {traffic.labelled} of {rows} rows (those drawn from held-out rows{changed})",
-            highlight=False,
-            soft_wrap=True,
         )
 
 
@@ -462,24 +546,30 @@ def demo(
         Path | None,
         typer.Option(
             "--dir",
-            help="Fresh directory for the demo's state [default: MLOPS_DATA_DIR/demo-<time>]",
+            help="Fresh directory for the demo's state",
+            show_default="a new demo-YYYYmmdd-HHMMSS in MLOPS_DATA_DIR, else in "
+            f"{Settings.model_fields['data_dir'].default}",
         ),
     ] = None,
     task: Annotated[
         str | None,
         typer.Option(
             help="classification or regression. Alone, regression runs on the built-in "
-            "diabetes table; with --data, the task of that table [default: the built-in breast "
-            "cancer table (classification), or inferred from --data's target]",
+            "diabetes table; with --data, the task of that table",
+            show_default="classification on the built-in breast cancer table; with --data, "
+            "inferred from its target",
         ),
     ] = None,
     data: Annotated[
         Path | None,
-        typer.Option(help="Your own CSV or Parquet table to run the loop on"),
+        typer.Option(
+            help="Your own CSV or Parquet table to run the loop on",
+            show_default="the built-in table of --task",
+        ),
     ] = None,
     target: Annotated[
         str | None,
-        typer.Option(help="Label column of --data [default: MLOPS_TARGET_COLUMN]"),
+        typer.Option(help="Label column of --data", show_default=_from_setting("target_column")),
     ] = None,
 ) -> None:
     """Run the whole loop embedded, no Docker and no servers to install, and narrate it.
@@ -519,6 +609,7 @@ def demo(
 serve_app = typer.Typer(
     help="Run a stack service in the foreground (each is one process of the one image).",
     no_args_is_help=True,
+    rich_markup_mode=HELP_MARKUP,
 )
 app.add_typer(serve_app, name="serve")
 
@@ -526,11 +617,20 @@ app.add_typer(serve_app, name="serve")
 @serve_app.command("api")
 def serve_api(
     host: Annotated[
-        str | None, typer.Option(help="Listen address [default: MLOPS_API_HOST]")
+        str | None, typer.Option(help="Listen address", show_default=_from_setting("api_host"))
     ] = None,
-    port: Annotated[int | None, typer.Option(help="Listen port [default: MLOPS_API_PORT]")] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Listen port", show_default=_from_setting("api_port"))
+    ] = None,
     workers: Annotated[
-        int | None, typer.Option(help="uvicorn worker processes [default: MLOPS_API_WORKERS]")
+        int | None,
+        typer.Option(
+            help="uvicorn worker processes",
+            show_default=_from_setting("api_workers"),
+            min=1,
+            max=32,
+            metavar="N",
+        ),
     ] = None,
 ) -> None:
     """Serve the registry's champion over HTTP (FastAPI + uvicorn).
@@ -627,13 +727,17 @@ def worker() -> None:
     run_worker(_installed(settings))
 
 
-api_key_app = typer.Typer(help="Predictor API keys (MLOPS_API_KEYS).", no_args_is_help=True)
+api_key_app = typer.Typer(
+    help="Predictor API keys (MLOPS_API_KEYS).", no_args_is_help=True, rich_markup_mode=HELP_MARKUP
+)
 app.add_typer(api_key_app, name="api-key")
 
 
 @api_key_app.command("new")
 def api_key_new(
-    name: Annotated[str, typer.Argument(help="Who the key is for; shown in logs and limits")],
+    name: Annotated[
+        str, typer.Argument(help="Who the key is for; shown in logs and limits", metavar="NAME")
+    ],
 ) -> None:
     """Make a key: prints the key (give it to the client, once) and the line to store.
 
@@ -648,8 +752,13 @@ def api_key_new(
         KeyRing.parse(line)
     except ValueError:
         raise _fail("a key name is 1-64 of A-Z a-z 0-9 _ . @ -", code=2) from None
-    console.print(f"key (X-API-Key header; shown once): {key}", highlight=False, soft_wrap=True)
-    console.print(f"line for MLOPS_API_KEYS:           {line}", highlight=False, soft_wrap=True)
+    # each value alone on its line, never wrapped: it is copied whole
+    for label, value in (
+        ("key (X-API-Key header; shown once):", key),
+        ("line for MLOPS_API_KEYS:", line),
+    ):
+        console.print(label, highlight=False)
+        console.print(f"  {value}", highlight=False, markup=False, soft_wrap=True)
 
 
 @serve_app.command("dashboard")
@@ -657,7 +766,11 @@ def serve_dashboard(
     port: Annotated[int, typer.Option(help="Listen port")] = 8501,
     host: Annotated[str, typer.Option(help="Listen address")] = "127.0.0.1",
     base_path: Annotated[
-        str, typer.Option(help="Path prefix behind a reverse proxy, e.g. 'dashboard'")
+        str,
+        typer.Option(
+            help="Path prefix behind a reverse proxy, e.g. 'dashboard'",
+            show_default="none: served at /",
+        ),
     ] = "",
 ) -> None:
     """Serve the Streamlit dashboard: champion, status and drift from the stack's stores."""

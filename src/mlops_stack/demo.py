@@ -38,6 +38,7 @@ from mlops_stack.flows.monitor import MonitorSummary
 from mlops_stack.names import RetrainStatus, Task, holdout_metrics, quality_metrics
 from mlops_stack.settings import Settings
 from mlops_stack.stack import Stack, install
+from mlops_stack.terminal import table_or_records, wrapped
 
 if TYPE_CHECKING:
     from mlops_stack.data import Dataset
@@ -73,6 +74,8 @@ CONCEPT_STDS = 1.0
 stds gained per std of the feature)."""
 LABEL_MARGIN = 1.2
 """Each phase carries this many times MLOPS_RETRAIN_MIN_LABELLED labelled rows (expected)."""
+DETAIL = 3
+"""Indent of what a step found, under the step's line."""
 
 
 @dataclass(frozen=True)
@@ -205,16 +208,17 @@ def _run(directory: Path, stack: Stack, console: Console, dataset: Dataset) -> D
     _print_settings(console, settings, changed)
     held = split_like_training(dataset, settings)
     scenario = Scenario.choose(dataset, task)
-    console.print(f"scenario: {scenario.describe(dataset)}", highlight=False)
+    wrapped(console, f"scenario: {scenario.describe(dataset)}")
     step = _stepper(console)
 
     step(f"1. train a champion on {_describe(dataset, task)}")
     trained = train_flow(TrainParameters.from_settings(settings))
     metric = holdout_metrics(task)[0]
-    console.print(
-        f"   v{trained.version} ({trained.candidate}): {trained.reason}; "
+    wrapped(
+        console,
+        f"v{trained.version} ({trained.candidate}): {trained.reason}; "
         f"holdout {metric} {trained.metrics[metric]:.3f}",
-        highlight=False,
+        indent=DETAIL,
     )
     monitor = MonitorParameters.from_settings(settings, window_rows=rows, retrain_enabled=True)
 
@@ -248,12 +252,12 @@ def _run(directory: Path, stack: Stack, console: Console, dataset: Dataset) -> D
 
 def _print_monitor(console: Console, summary: MonitorSummary) -> None:
     """What a monitor run found, its alerts and its retrain, as the run returned them."""
-    console.print(f"   monitor: {summary.status} - {summary.reason}", highlight=False)
+    wrapped(console, f"monitor: {summary.status} - {summary.reason}", indent=DETAIL)
     for alert in summary.alerts:
-        console.print(f"   alert: {alert}", highlight=False)
+        wrapped(console, f"alert: {alert}", indent=DETAIL)
     if summary.retrain is not None:
         retrain = summary.retrain
-        console.print(f"   retrain: {retrain.status} - {retrain.reason}", highlight=False)
+        wrapped(console, f"retrain: {retrain.status} - {retrain.reason}", indent=DETAIL)
 
 
 def phase_rows(settings: Settings) -> int:
@@ -273,13 +277,14 @@ def _print_settings(console: Console, settings: Settings, changed: dict[str, obj
             highlight=False,
             markup=False,
         )
-    console.print(
-        f"   and its own embedded stack in the demo directory (MLOPS_DATA_DIR; "
+    wrapped(
+        console,
+        f"and its own embedded stack in the demo directory (MLOPS_DATA_DIR; "
         f"{', '.join(_env(n) for n in EMBEDDED)} unset)",
-        highlight=False,
+        indent=DETAIL,
     )
     kept = ", ".join(f"{_env(n)}={_shown(getattr(settings, n))}" for n in KEPT)
-    console.print(f"settings as configured: {kept}", highlight=False, markup=False)
+    wrapped(console, f"settings as configured: {kept}")
 
 
 def _env(name: str) -> str:
@@ -300,10 +305,11 @@ def _send(console: Console, base: str, traffic: Traffic) -> str:
     rows = len(traffic.features)
     report = Simulator(base, traffic.features, traffic.labels, rate=0).run(rows)
     versions = ", ".join(f"v{v} {n}" for v, n in report.versions.items())
-    console.print(
-        f"   sent {report.sent} in {report.seconds:.1f}s: {report.answered} answered "
+    wrapped(
+        console,
+        f"sent {report.sent} in {report.seconds:.1f}s: {report.answered} answered "
         f"({versions}), {report.failed} failed; labels accepted {report.labels_sent}",
-        highlight=False,
+        indent=DETAIL,
     )
     return report.last_version or ""
 
@@ -338,10 +344,11 @@ def _await_version(
             "after the retrain returned, without a restart"
         )
     else:
-        console.print(
-            f"   the predictor still answered with v{seen} {waited:.0f}s after v{promoted} "
+        wrapped(
+            console,
+            f"the predictor still answered with v{seen} {waited:.0f}s after v{promoted} "
             "was promoted",
-            highlight=False,
+            indent=DETAIL,
         )
     return seen
 
@@ -431,14 +438,15 @@ def _stepper(console: Console) -> Callable[[str], None]:
     started = time.monotonic()
 
     def step(text: str) -> None:
-        console.print(f"[bold][{time.monotonic() - started:5.1f}s][/] {text}", highlight=False)
+        # wrapped lines start under the text, after the elapsed time
+        wrapped(console, f"[{time.monotonic() - started:5.1f}s] {text}", hanging=9)
 
     return step
 
 
 def _summary(console: Console, result: DemoResult, settings: Settings) -> None:
     table = Table(title="what the loop did")
-    for column in (
+    headers = (
         "phase",
         "rows",
         "status",
@@ -446,10 +454,11 @@ def _summary(console: Console, result: DemoResult, settings: Settings) -> None:
         f"{quality_metrics(result.task)[0]} (labels)",
         "retrain",
         "serving after",
-    ):
+    )
+    for column in headers:
         table.add_column(column)
-    for p in result.phases:
-        table.add_row(
+    rows = [
+        [
             p.name,
             str(p.rows),
             p.status,
@@ -457,17 +466,22 @@ def _summary(console: Console, result: DemoResult, settings: Settings) -> None:
             "" if p.quality is None else f"{p.quality:.3f}",
             p.note,
             f"v{p.serving}",
-        )
-    console.print(table)
+        ]
+        for p in result.phases
+    ]
+    for row in rows:
+        table.add_row(*row)
+    table_or_records(console, table, rows)
     first, last = result.versions
     console.print(f"champion: v{first} -> v{last}", highlight=False)
+    wrapped(console, f"state: {result.directory} (stamped {datetime.now(UTC):%Y-%m-%d %H:%M} UTC)")
+    console.print("MLflow UI:", highlight=False)
+    # a command to copy: whole on its line, however long (the terminal wraps it, not us)
     console.print(
-        f"state: {result.directory} (stamped {datetime.now(UTC):%Y-%m-%d %H:%M} UTC)",
+        f"  mlflow ui --backend-store-uri {settings.resolved_tracking_uri}",
         highlight=False,
-    )
-    console.print(
-        f"MLflow UI: mlflow ui --backend-store-uri {settings.resolved_tracking_uri}",
-        highlight=False,
+        markup=False,
+        soft_wrap=True,
     )
     for report in result.reports:
-        console.print(f"drift report: {report}", highlight=False)
+        wrapped(console, f"drift report: {report}")

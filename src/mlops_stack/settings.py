@@ -425,7 +425,11 @@ class Settings(BaseSettings):
 
     # --- Prefect -------------------------------------------------------------------------
     prefect_api_url: str | None = Field(
-        None, description="Prefect API URL; empty runs flows on a temporary local Prefect."
+        None,
+        description=(
+            "Prefect API URL; empty runs flows in the calling process without Prefect (no "
+            "server, no run records)."
+        ),
     )
 
     bootstrap_champion: bool = Field(
@@ -607,9 +611,6 @@ class Settings(BaseSettings):
         # Keep the embedded run quiet and offline: no analytics calls from a laptop.
         os.environ.setdefault("DO_NOT_TRACK", "1")
         os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-        # Embedded, the first flow starts a temporary Prefect server that migrates its SQLite
-        # database; on a slow or busy 2-core machine that exceeds Prefect's 20 s default.
-        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 @lru_cache

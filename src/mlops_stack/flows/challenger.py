@@ -23,10 +23,10 @@ from datetime import datetime
 from typing import Any
 
 from mlflow.entities import Metric, RunTag
-from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from mlops_stack.data import DatasetSchema
+from mlops_stack.flows.orchestration import run_logger, task
 from mlops_stack.flows.parameters import MonitorParameters
 from mlops_stack.gate import GateConfigError, GateDecision, live_decision, resolve_metric
 from mlops_stack.monitoring.checks import ModelQuality, model_quality
@@ -227,7 +227,7 @@ def judge_challenger(
     scoring off, or it became challenger after these rows), or when it predicts another task
     than the champion (nothing to compare).
     """
-    logger = get_run_logger()
+    logger = run_logger()
     registry = stack.registry
     mv = registry.challenger()
     if mv is None:

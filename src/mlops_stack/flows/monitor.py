@@ -23,12 +23,12 @@ from typing import Any
 
 import mlflow
 import pandas as pd
-from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from mlops_stack import modelstore
 from mlops_stack.data import DatasetSchema
 from mlops_stack.flows.challenger import judge_challenger
+from mlops_stack.flows.orchestration import flow, run_logger, task
 from mlops_stack.flows.parameters import MonitorParameters
 from mlops_stack.flows.retrain import RetrainSummary, retrain_flow
 from mlops_stack.monitoring.checks import CheckResult, ModelQuality, Reference, check_sample
@@ -277,7 +277,7 @@ def _skip(
     version = champion.version if champion else None
     status = Status(MonitorStatus.SKIPPED, why, {})
     run_id = stack.monitoring.save_run(_run_row(name, started, extent, status, champion), [])
-    get_run_logger().info("monitor skipped: %s", why)
+    run_logger().info("monitor skipped: %s", why)
     return MonitorSummary(run_id, MonitorStatus.SKIPPED, why, version, extent.rows, 0)
 
 
@@ -307,7 +307,7 @@ def monitor_flow(params: MonitorParameters | None = None) -> MonitorSummary:
     """
     stack = current_stack()
     params = params or MonitorParameters.from_settings(stack.settings)
-    logger = get_run_logger()
+    logger = run_logger()
     started = datetime.now(UTC)
     name = stack.settings.model_name
     champion = load_champion(stack)

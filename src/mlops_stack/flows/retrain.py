@@ -25,11 +25,11 @@ from datetime import UTC, datetime, timedelta
 
 import mlflow
 import pandas as pd
-from prefect import flow, get_run_logger
 from sklearn.model_selection import train_test_split
 
 from mlops_stack import modelstore
 from mlops_stack.data import Dataset, infer_task, load_dataset
+from mlops_stack.flows.orchestration import flow, run_logger
 from mlops_stack.flows.parameters import RetrainParameters
 from mlops_stack.flows.train import train_flow
 from mlops_stack.monitoring_db import MonitoringDB
@@ -140,7 +140,7 @@ def retrain_flow(params: RetrainParameters | None = None) -> RetrainSummary:
     """
     stack = current_stack()
     params = params or RetrainParameters.from_settings(stack.settings)
-    logger = get_run_logger()
+    logger = run_logger()
     stack.registry.use_experiment(stack.settings.experiment_name)
     now = datetime.now(UTC)
     why = _cooling_down(stack, params, now)

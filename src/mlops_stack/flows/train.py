@@ -22,12 +22,12 @@ import pandas as pd
 from mlflow.data.pandas_dataset import PandasDataset
 from mlflow.models import infer_signature
 from mlflow.types.schema import ColSpec, Schema
-from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from sklearn.pipeline import Pipeline
 
 from mlops_stack import data as datamod
 from mlops_stack import modelstore, training
+from mlops_stack.flows.orchestration import flow, run_logger, task
 from mlops_stack.flows.parameters import TrainParameters
 from mlops_stack.gate import GateDecision, decide, resolve_metric
 from mlops_stack.names import Task
@@ -73,7 +73,7 @@ class Progress:
     def __init__(self) -> None:
         self.started = time.perf_counter()
         self.step_started = self.started
-        self.logger = get_run_logger()
+        self.logger = run_logger()
 
     def start(self, message: str, *args: object) -> None:
         self.step_started = time.perf_counter()
@@ -108,7 +108,7 @@ def load_and_validate(
     schema = datamod.infer_schema(dataset, task, max_categories=params.max_categories)
     for column in schema.columns:
         if not column.plain:
-            get_run_logger().info("column %s", column)
+            run_logger().info("column %s", column)
     return dataset, schema
 
 
@@ -411,7 +411,7 @@ def train_flow(params: TrainParameters | None = None) -> TrainResult:
     """
     stack = current_stack()
     params = params or TrainParameters.from_settings(stack.settings)
-    logger = get_run_logger()
+    logger = run_logger()
     stack.registry.use_experiment(stack.settings.experiment_name)
     progress = Progress()
     progress.start("loading and validating the table")
