@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio.to_thread
 import httpx
@@ -38,7 +38,9 @@ from starlette.routing import Route
 from mlops_stack.dashboard import slo
 from mlops_stack.names import MONITOR_DEPLOYMENT, AlertState
 from mlops_stack.settings import Settings
-from mlops_stack.stack import Stack, current_stack
+
+if TYPE_CHECKING:  # imported when the first round runs: MLflow and pandas are 100 MB of an
+    from mlops_stack.stack import Stack  # idle dashboard process that nobody looked at yet
 
 CACHE_SECONDS = 5.0
 REFRESH_SECONDS = 15  # the page reloads itself this often
@@ -351,10 +353,16 @@ async def collect(stack: Stack) -> StackStatus:
     )
 
 
+def _process_stack() -> Stack:
+    from mlops_stack.stack import current_stack
+
+    return current_stack()
+
+
 class StatusCache:
     """The last round for ``CACHE_SECONDS``; concurrent requests share the round in flight."""
 
-    def __init__(self, stack: Callable[[], Stack] = current_stack, ttl: float = CACHE_SECONDS):
+    def __init__(self, stack: Callable[[], Stack] = _process_stack, ttl: float = CACHE_SECONDS):
         self._stack, self._ttl = stack, ttl
         self._lock = asyncio.Lock()
         self._kept: tuple[float, StackStatus] | None = None
