@@ -60,23 +60,40 @@ def test_the_slo_rules_are_loaded_and_evaluate(http):
     )
 
 
-def test_predictions_through_nginx_become_slo_figures(http, base_url, tmp_path):
-    # fresh rows of the population (`mlops simulate`), not one row repeated: the monitor runs
-    # of test_stack.py judge drift over a window these rows join
+def _simulate(base_url: str, cwd, rows: int) -> None:
+    """Fresh rows of the population (`mlops simulate`), not one row repeated: the monitor runs
+    of test_stack.py judge drift over a window these rows join."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_")}
     sent = subprocess.run(
         [sys.executable, "-m", "mlops_stack.cli", "simulate", "--url", f"{base_url}/api",
-         "--rows", "20", "--rate", "0", "--no-labels"],
-        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
+         "--rows", str(rows), "--rate", "0", "--no-labels"],
+        capture_output=True, text=True, timeout=300, env=env, cwd=cwd,
     )  # fmt: skip
-    assert sent.returncode == 0 and "20 answered" in sent.stdout, sent.stdout + sent.stderr
+    assert sent.returncode == 0 and f"{rows} answered" in sent.stdout, sent.stdout + sent.stderr
+
+
+def _instant(http: httpx.Client, query: str) -> list[dict]:
+    answer = http.get("/prometheus/api/v1/query", params={"query": query})
+    assert answer.status_code == 200, answer.text
+    return answer.json()["data"]["result"]
+
+
+def test_predictions_through_nginx_become_slo_figures(http, base_url, tmp_path):
+    # A rate counts what a counter gained between two scrapes: requests made before the first
+    # scrape that sees a new series (a fresh predictor's /predict counter) are in no rate. So:
+    # traffic until Prometheus holds the series, then the traffic the figure is made of.
+    _simulate(base_url, tmp_path, 10)
+    wait_for(
+        lambda: _instant(http, 'mlops_http_requests_total{job="predictor", route="/predict"}'),
+        timeout=60,
+        what="the predictor's /predict counter scraped",
+    )
+    _simulate(base_url, tmp_path, 10)
 
     def availability() -> float | None:
-        answer = http.get(
-            "/prometheus/api/v1/query", params={"query": "mlops:predict_availability:ratio_rate5m"}
-        ).json()["data"]["result"]
-        value = float(answer[0]["value"][1]) if answer else math.nan
-        return None if math.isnan(value) else value  # NaN: no request in the last 5 min yet
+        found = _instant(http, "mlops:predict_availability:ratio_rate5m")
+        value = float(found[0]["value"][1]) if found else math.nan
+        return None if math.isnan(value) else value  # NaN: no request counted in 5 min yet
 
     # one scrape (15 s) and one evaluation (15 s) after the requests
     assert wait_for(availability, timeout=90, what="an availability figure") == 1.0
