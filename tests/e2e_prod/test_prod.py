@@ -5,13 +5,16 @@ File order matters: the rate-limit burst runs last, so that it cannot starve the
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
+import ssl
 import uuid
 
 import httpx
 import pytest
+from websockets.sync.client import connect
 
 from tests.e2e_prod.conftest import REPO, compose, psql
 from tests.servers import wait_for
@@ -51,6 +54,19 @@ def test_the_uis_ask_for_a_login(https: httpx.Client, ui_login, path: str):
     assert https.get(path, auth=(ui_login[0], "wrong")).status_code == 401
     if path != "/jupyter/":  # JupyterLab is in the `notebooks` profile, not started here
         assert https.get(path, auth=ui_login).status_code == 200
+
+
+def test_the_dashboard_websocket_upgrades_behind_the_login(https_url: str, ui_login):
+    """The UIs' locations set a header of their own (Authorization), so nginx inherits none of
+    routes.conf's: ui-auth.conf repeats them, the upgrade among them (Streamlit, Prefect and
+    JupyterLab keep a websocket open)."""
+    token = base64.b64encode(":".join(ui_login).encode()).decode()
+    url = https_url.replace("https://", "wss://") + "/dashboard/_stcore/stream"
+    unverified = ssl.create_default_context()
+    unverified.check_hostname, unverified.verify_mode = False, ssl.CERT_NONE  # CI's own cert
+    headers = {"Authorization": f"Basic {token}"}
+    with connect(url, ssl=unverified, additional_headers=headers, open_timeout=30) as stream:
+        assert stream.protocol.state.name == "OPEN"
 
 
 def test_the_landing_page_and_prometheus_are_behind_the_login(https: httpx.Client, ui_login):
