@@ -39,6 +39,7 @@ STACK_MODULES = {
     "test_dashboard",  # the pages over embedded MLflow stores and a monitoring database
     "test_dashboard_browser",
     "test_demo",
+    "test_landing",  # the landing page over a served predictor, PostgreSQL, Redis and Prefect
     "test_monitor",
     "test_monitoring_db",
     "test_notebooks",
@@ -242,4 +243,52 @@ def webhook():
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
+    server.shutdown()
+
+
+RECORDED_PROMETHEUS = Path(__file__).parent / "data" / "prometheus"
+
+
+class PrometheusReplay:
+    """Which recorded answers ``prometheus_replay`` gives, and the queries it was asked."""
+
+    def __init__(self) -> None:
+        self.query, self.alerts = "query-traffic", "alerts-none"
+        self.asked: list[str] = []
+
+
+@pytest.fixture
+def prometheus_replay():
+    """A loopback HTTP server answering /prometheus/api/v1/query and /alerts with the recorded
+    answers of the compose stack's real Prometheus (tests/data/prometheus/README.md): no
+    Prometheus binary runs where the unit tests do. Yields its base URL and the replay."""
+    from urllib.parse import parse_qs, urlsplit
+
+    replay = PrometheusReplay()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's naming)
+            url = urlsplit(self.path)
+            if url.path == "/prometheus/api/v1/query":
+                replay.asked += parse_qs(url.query)["query"]
+                name = replay.query
+            elif url.path == "/prometheus/api/v1/alerts":
+                name = replay.alerts
+            else:
+                self.send_error(404)
+                return
+            body = (RECORDED_PROMETHEUS / f"{name}.json").read_bytes()
+            self.send_response(400 if name == "query-bad" else 200)  # as Prometheus did
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/prometheus", replay
     server.shutdown()

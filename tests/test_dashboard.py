@@ -8,10 +8,12 @@ pages compute them. The browser, nginx and the worker are covered by tests/e2e.
 from __future__ import annotations
 
 import json
+import socket
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import mlflow
 import numpy as np
 import pandas as pd
@@ -43,7 +45,7 @@ from mlops_stack.serving.app import create_app
 from mlops_stack.stack import Stack, current_stack
 
 from .conftest import mixed_table
-from .servers import wait_for
+from .servers import serving, wait_for
 from .shadow import expected_figures, log_shadow_traffic
 from .traffic import SHIFTED, Traffic
 
@@ -654,3 +656,46 @@ def test_models_page_shows_champion_and_challenger_on_the_same_live_rows(stack, 
     )
     champion = current_stack().registry.champion()
     assert champion is not None and version_of(champion) == "2"
+
+
+# --- the service level: Prometheus' SLO figures, or the predictor's /metrics --------------------
+
+
+def test_overview_shows_prometheus_slo_figures_and_its_firing_alerts(
+    stack, dashboard, prometheus_replay
+):
+    """Prometheus' answers are recorded real ones (tests/data/prometheus/README.md)."""
+    url, replay = prometheus_replay
+    replay.query, replay.alerts = "query-firing", "alerts-firing"
+    stack(dashboard_prometheus_url=url)
+    open_page(dashboard, "overview")
+    shown = metrics(dashboard)
+    assert shown["Availability, 5 min"] == "100.00%" and shown["Availability, 1 h"] == "100.00%"
+    assert shown["p99 latency, 5 min"].endswith(" ms") and shown["SLO alerts firing"] == "2"
+    [warning] = [w.value for w in dashboard.warning]
+    assert (
+        "PredictorLatencyBudgetFastBurn" in warning and "PredictorLatencyBudgetSlowBurn" in warning
+    )
+    assert "Error rate (5xx)" not in shown
+
+
+def test_overview_without_prometheus_says_so_and_falls_back_to_the_predictors_metrics(
+    stack, dashboard
+):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = stack(dashboard_prometheus_url=f"http://127.0.0.1:{port}/prometheus")
+    wine = load_wine(as_frame=True).frame
+    log_champion(settings, wine, "target", LogisticRegression(max_iter=500), "classification")
+    row = {k: float(v) for k, v in wine.drop(columns="target").iloc[0].items()}
+    with serving(create_app(Stack(settings))) as api:
+        stack(dashboard_api_url=api)
+        answered = httpx.post(f"{api}/predict", json={"features": row}, timeout=30)
+        assert answered.status_code == 200, answered.text
+        open_page(dashboard, "overview")
+    [warning] = [w.value for w in dashboard.warning]
+    assert warning.startswith(f"Prometheus unreachable at http://127.0.0.1:{port}/prometheus")
+    assert "the predictor's own /metrics" in warning
+    assert metrics(dashboard)["Error rate (5xx)"] == "0.00%"
+    assert "Availability, 5 min" not in metrics(dashboard)

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # CI's compose stage, in three parts on a real Docker engine, each torn down after itself:
-#   dev:   docker-compose.yml; the lifecycle through nginx only (tests/e2e), ending with the
-#          loop under load: concept shift -> alert -> retrain -> promotion (test_loop.py)
+#   dev:   docker-compose.yml with both profiles (notebooks, observability); the lifecycle
+#          through nginx only (tests/e2e): the live landing page, Prometheus' targets and SLO
+#          rules, ending with the loop under load: concept shift -> alert -> retrain ->
+#          promotion (test_loop.py)
 #   table: docker-compose.yml again, on a user's regression table by configuration alone (a
 #          diabetes CSV in a mounted directory, its path, target and model name in an env
 #          file); a champion and a numeric prediction through nginx (tests/e2e_table). It
 #          reuses dev's images and boots only the dev stack.
 #   prod:  docker-compose.yml + docker-compose.prod.yml with generated secrets and a self-signed
-#          certificate; TLS, keys, logins, limits, hardening and backup/restore (tests/e2e_prod)
+#          certificate; TLS, keys, logins, limits, hardening and backup/restore (tests/e2e_prod);
+#          with the observability profile (dev's image, a few seconds): Prometheus hardened and
+#          behind the login
 # Called by .ci/run; runs as is on a laptop with Docker too (as root, or a user in the docker
 # group). MLOPS_E2E_STAGES="dev table prod" (the default) picks the parts.
 #
@@ -66,7 +70,7 @@ on_exit() {
 teardown() {
   [ -n "$current" ] || return 0
   step "docker compose down -v ($current)"
-  docker compose --profile notebooks down -v --remove-orphans >/dev/null 2>&1 || true
+  docker compose --profile notebooks --profile observability down -v --remove-orphans >/dev/null 2>&1 || true
   current=""
 }
 
@@ -75,7 +79,9 @@ if [ -n "$tools" ]; then
   step "Docker engine ($tools/engine-up.sh)"
   "$tools/engine-up.sh"
   step "base images: stand-ins where no registry can be reached"
-  "$tools/stand-in-images.sh" --compose docker-compose.yml --compose docker-compose.prod.yml
+  # the profiles' services too: Prometheus is built FROM debian:bookworm-slim
+  COMPOSE_PROFILES=notebooks,observability \
+    "$tools/stand-in-images.sh" --compose docker-compose.yml --compose docker-compose.prod.yml
 elif ! docker info >/dev/null 2>&1; then
   echo "no Docker engine and no ../shared/docker to start one (set MLOPS_DOCKER_TOOLS)" >&2
   exit 2
@@ -124,7 +130,7 @@ print_resources() {
 # the same name left by an aborted run (or restarted by the engine) is removed first.
 build_and_up() {
   local t0 build_log
-  docker compose --profile notebooks down -v --remove-orphans >/dev/null 2>&1 || true
+  docker compose --profile notebooks --profile observability down -v --remove-orphans >/dev/null 2>&1 || true
   step "$current: docker compose build"
   t0=$(now)
   build_log=$(mktemp)
@@ -155,7 +161,9 @@ dev_stage() {
   export COMPOSE_PROJECT_NAME=$PROJECT
   current=dev
   dev_env
-  build_and_up --profile notebooks  # the runtime and jupyter targets of infrastructure/Dockerfile
+  # `up` starts Prometheus with the stack (COMPOSE_PROFILES); the build adds the jupyter target
+  export COMPOSE_PROFILES=observability
+  build_and_up --profile notebooks --profile observability
   step "dev: waiting for the first champion (the worker's bootstrap train run)"
   wait_champion "$MLOPS_E2E_URL"
   step "dev: resources: images and idle memory"
@@ -165,7 +173,7 @@ dev_stage() {
   step "dev: end-to-end tests through nginx (tests/e2e)"
   python -m pytest tests/e2e -v -p no:cacheprovider --durations=5
   teardown
-  unset MLOPS_ENV_FILE
+  unset MLOPS_ENV_FILE COMPOSE_PROFILES
 }
 
 # A user's table by configuration alone, as README's "Your own data" tells it: the table in a
@@ -207,6 +215,7 @@ ENV
 prod_stage() {
   export COMPOSE_PROJECT_NAME=$PROJECT-prod
   export COMPOSE_FILE=docker-compose.yml:docker-compose.prod.yml
+  export COMPOSE_PROFILES=observability  # Prometheus hardened, behind the login
   secrets_tmp=$(mktemp -d)
   export MLOPS_SECRETS_DIR=$secrets_tmp/secrets
   current=prod
@@ -221,7 +230,7 @@ prod_stage() {
   step "prod: end-to-end tests over https (tests/e2e_prod)"
   python -m pytest tests/e2e_prod -v -p no:cacheprovider
   teardown
-  unset COMPOSE_FILE
+  unset COMPOSE_FILE COMPOSE_PROFILES
 }
 
 for stage in $STAGES; do

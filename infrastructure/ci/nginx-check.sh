@@ -2,8 +2,9 @@
 # Checks the nginx configs with a real nginx, without Docker: each stack's files are laid out
 # as its compose file mounts them (docker-compose.yml, docker-compose.prod.yml), over a copy
 # of /etc/nginx in a private mount and network namespace; `nginx -t`, then a few requests that
-# need no upstream (landing page, health, redirects, the prod login, /api/metrics refused).
-# Proxied routes answer 502 here: no Docker DNS at 127.0.0.11, which shows the route matched.
+# need no upstream (health, redirects, the prod login, /api/metrics refused, the landing page's
+# static fallback). Proxied routes answer 502 here: no Docker DNS at 127.0.0.11, which shows the
+# route matched.
 #
 # Needs root (unshare), nginx (apt-get install nginx-light), curl, envsubst and openssl.
 # The stand-in nginx image's nginx.conf is taken from MLOPS_DOCKER_TOOLS or ../shared/docker.
@@ -61,7 +62,11 @@ echo "== dev: docker-compose.yml's files"
 mount --bind "$work/dev" /etc/nginx
 nginx -t 2>&1 | tail -1
 nginx >>"$work/nginx.log" 2>&1
-expect 200 http://127.0.0.1/
+# the landing page is the dashboard's: without it, the static links saying so, with the 502
+expect 502 http://127.0.0.1/
+if curl -s http://127.0.0.1/ | grep -q 'Status unavailable'; then echo "  ok   / falls back to html/index.html"
+else echo "  FAIL / does not fall back to html/index.html"; failed=1; fi
+expect 404 http://127.0.0.1/index.html
 expect 200 http://127.0.0.1/nginx-health
 expect 301 http://127.0.0.1/api
 expect 502 http://127.0.0.1/api/health
@@ -71,6 +76,10 @@ expect 502 http://127.0.0.1/mlflow/
 expect 502 http://127.0.0.1/dashboard/
 expect 502 http://127.0.0.1/prefect/
 expect 502 http://127.0.0.1/jupyter/
+expect 301 http://127.0.0.1/prometheus
+expect 502 http://127.0.0.1/prometheus/
+if curl -s http://127.0.0.1/prometheus/ | grep -qF -- '--profile observability up -d'; then echo "  ok   /prometheus/ says how to start it"
+else echo "  FAIL /prometheus/ does not say how to start it"; failed=1; fi
 nginx -s stop; sleep 1
 umount /etc/nginx
 
@@ -83,10 +92,11 @@ nginx -t 2>&1 | tail -1
 nginx >>"$work/nginx.log" 2>&1
 expect 200 http://127.0.0.1:8080/nginx-health
 expect 301 http://127.0.0.1:8080/mlflow/
-expect 200 https://127.0.0.1:8443/
+expect 401 https://127.0.0.1:8443/
+expect 502 -u admin:check https://127.0.0.1:8443/
 expect 404 https://127.0.0.1:8443/api/metrics
 expect 502 https://127.0.0.1:8443/api/health
-for ui in mlflow prefect dashboard jupyter; do
+for ui in mlflow prefect dashboard jupyter prometheus; do
   expect 401 "https://127.0.0.1:8443/$ui/"
   expect 502 -u admin:check "https://127.0.0.1:8443/$ui/"
 done

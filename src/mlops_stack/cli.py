@@ -773,12 +773,14 @@ def serve_dashboard(
         ),
     ] = "",
 ) -> None:
-    """Serve the Streamlit dashboard: champion, status and drift from the stack's stores."""
+    """Serve the Streamlit dashboard: champion, status and drift from the stack's stores, and
+    the stack's landing page at <base-path>/status."""
     _prepare()  # fail early on bad settings; the Streamlit script reads the same environment
     import os
     import sys
 
-    script = Path(__file__).parent / "dashboard" / "app.py"
+    # dashboard/server.py: the pages (app.py) and the landing page's routes, one ASGI app
+    script = Path(__file__).parent / "dashboard" / "server.py"
     argv = [
         sys.executable, "-m", "streamlit", "run", str(script),
         "--server.port", str(port), "--server.address", host,

@@ -51,6 +51,23 @@ COMPOSE_VARIABLES: tuple[tuple[str, str, str], ...] = (
     ),
     ("MLOPS_IMAGE", "mlops-stack:0.1.0", "Tag of the stack's Python image (built locally)."),
     ("MLOPS_JUPYTER_IMAGE", "mlops-stack-jupyter:0.1.0", "Tag of the JupyterLab image."),
+    # the observability profile's Prometheus (infrastructure/prometheus/, docs/observability.md)
+    (
+        "MLOPS_PROMETHEUS_IMAGE",
+        "mlops-stack-prometheus:0.1.0",
+        "Tag of the Prometheus image, built from Debian's package (upstream: prom/prometheus).",
+    ),
+    ("MLOPS_PROMETHEUS_RETENTION", "15d", "How long Prometheus keeps its samples."),
+    (
+        "MLOPS_SLO_AVAILABILITY",
+        "0.995",
+        "Predictor SLO: share of /predict and /predict/batch answers that are not 5xx.",
+    ),
+    (
+        "MLOPS_SLO_LATENCY_SECONDS",
+        "0.25",
+        "Predictor SLO: p99 latency bound (s), a bucket bound of its histogram: 0.1, 0.25, 0.5...",
+    ),
     # docker-compose.prod.yml only
     ("MLOPS_PUBLIC_BIND", "0.0.0.0", "Prod: address nginx publishes 80 and 443 on."),
     ("MLOPS_PUBLIC_HTTP_PORT", "80", "Prod: host port of plain HTTP (redirects to HTTPS)."),

@@ -462,6 +462,32 @@ class Settings(BaseSettings):
             "leaves the error rate out (the predictor logs no failed request elsewhere)."
         ),
     )
+    dashboard_prometheus_url: str | None = Field(
+        None,
+        description=(
+            "Dashboard: Prometheus' base URL (compose, profile observability: "
+            "http://prometheus:9090/prometheus). The Overview and the landing page show the "
+            "predictor's SLO figures it records (availability and p99 over 5 min and 1 h, "
+            "burn-rate alerts); empty or unreachable, the Overview falls back to the error rate "
+            "from MLOPS_DASHBOARD_API_URL's /metrics and says so."
+        ),
+    )
+    dashboard_jupyter_url: str | None = Field(
+        None,
+        description=(
+            "Landing page: JupyterLab's base URL to probe (compose, profile notebooks: "
+            "http://jupyter:8888/jupyter); empty leaves JupyterLab out of the service list."
+        ),
+    )
+    status_probe_timeout: float = Field(
+        2.0,
+        gt=0,
+        le=30,
+        description=(
+            "Landing page: seconds each service's health probe may take (they run at once); "
+            "one that takes longer shows as down with the timeout as its reason."
+        ),
+    )
 
     # --- logging -------------------------------------------------------------------------
     log_level: str = Field("INFO", description="Log level of the stack's structured logs.")
@@ -479,6 +505,8 @@ class Settings(BaseSettings):
         "api_keys",
         "dashboard_api_url",
         "dashboard_prefect_ui_url",
+        "dashboard_prometheus_url",
+        "dashboard_jupyter_url",
         "gate_min_r2",
         "gate_max_rmse",
         "gate_max_mae",

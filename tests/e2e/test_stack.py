@@ -65,11 +65,38 @@ def _run_deployment(http: httpx.Client, name: str, parameters: dict | None = Non
     return run_id
 
 
-def test_landing_page_links_every_ui(http):
+# Every service the landing page lists; compose-e2e.sh starts both profiles (notebooks,
+# observability), so none of them is "off".
+SERVICES = ("Predictor", "MLflow", "Prefect server", "Worker", "Dashboard", "PostgreSQL", "Redis",
+            "Prometheus", "JupyterLab")  # fmt: skip
+
+
+def _landing(http: httpx.Client) -> tuple[str, dict[str, str]]:
+    """The landing page at / and its services' states (its rows' data-state)."""
     page = http.get("/")
-    assert page.status_code == 200
-    for link in ("dashboard/", "api/docs", "mlflow/", "prefect/", "jupyter/"):
-        assert f'href="{link}"' in page.text
+    assert page.status_code == 200, page.text
+    return page.text, dict(re.findall(r'data-service="([^"]+)" data-state="([^"]+)"', page.text))
+
+
+def test_the_landing_page_shows_the_champion_and_every_service_up(http):
+    """The live page at / (the dashboard renders it): every service up, the champion's version
+    and its holdout metrics, and the links to each UI."""
+    served = http.get("/api/ready").json()["model"]["version"]
+
+    # the page keeps a round of probes for 5 s: a service still settling is up within a refresh
+    def all_up() -> tuple[str, dict[str, str]] | None:
+        text, states = _landing(http)
+        return (text, states) if set(states.values()) == {"up"} else None
+
+    text, states = wait_for(all_up, timeout=60, what="every service up on the landing page")
+    assert set(states) == set(SERVICES), states
+    assert f'id="champion" data-version="{served}"' in text
+    assert re.search(r"<td>roc_auc</td><td>0\.\d{4}</td>", text), "no holdout metric shown"
+    for link in ("/dashboard/", "/api/docs", "/mlflow/", "/prefect/", "/prometheus/", "/jupyter/"):
+        assert f'href="{link}"' in text
+    status = http.get("/dashboard/status.json").json()  # the same, for scripts
+    assert status["champion"]["value"]["version"] == served
+    assert {s["name"]: s["state"] for s in status["services"]} == states
 
 
 def test_a_champion_is_served(http):

@@ -5,19 +5,24 @@ File order matters: the rate-limit burst runs last, so that it cannot starve the
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
+import ssl
 import uuid
 
 import httpx
 import pytest
+from websockets.sync.client import connect
 
 from tests.e2e_prod.conftest import REPO, compose, psql
 from tests.servers import wait_for
 
 EXAMPLE = json.loads((REPO / "examples" / "predict.json").read_text())
 SERVICES = ["postgres", "redis", "mlflow", "prefect-server", "worker", "api", "dashboard", "nginx"]
+# compose-e2e.sh runs the prod stage with the observability profile
+PROFILE_SERVICES = ["prometheus"]
 
 
 def test_predict_needs_a_key_and_health_stays_open(https: httpx.Client, api_key: str):
@@ -51,6 +56,32 @@ def test_the_uis_ask_for_a_login(https: httpx.Client, ui_login, path: str):
         assert https.get(path, auth=ui_login).status_code == 200
 
 
+def test_the_dashboard_websocket_upgrades_behind_the_login(https_url: str, ui_login):
+    """The UIs' locations set a header of their own (Authorization), so nginx inherits none of
+    routes.conf's: ui-auth.conf repeats them, the upgrade among them (Streamlit, Prefect and
+    JupyterLab keep a websocket open)."""
+    token = base64.b64encode(":".join(ui_login).encode()).decode()
+    url = https_url.replace("https://", "wss://") + "/dashboard/_stcore/stream"
+    unverified = ssl.create_default_context()
+    unverified.check_hostname, unverified.verify_mode = False, ssl.CERT_NONE  # CI's own cert
+    headers = {"Authorization": f"Basic {token}"}
+    with connect(url, ssl=unverified, additional_headers=headers, open_timeout=30) as stream:
+        assert stream.protocol.state.name == "OPEN"
+
+
+def test_the_landing_page_and_prometheus_are_behind_the_login(https: httpx.Client, ui_login):
+    """Both show the stack's internal state: services, versions, alerts, every series."""
+    for path in ("/", "/dashboard/status.json", "/prometheus/", "/prometheus/api/v1/targets"):
+        assert https.get(path).status_code == 401, path
+    landing = https.get("/", auth=ui_login)
+    assert landing.status_code == 200
+    assert 'data-service="Prometheus" data-state="up"' in landing.text
+    targets = https.get("/prometheus/api/v1/targets", auth=ui_login)
+    assert targets.status_code == 200
+    jobs = {t["labels"]["job"] for t in targets.json()["data"]["activeTargets"]}
+    assert {"predictor", "dashboard", "prometheus"} <= jobs
+
+
 def test_only_nginx_publishes_ports_and_only_80_and_443():
     published = {}
     for line in compose("ps", "--format", "json").stdout.splitlines():
@@ -60,20 +91,20 @@ def test_only_nginx_publishes_ports_and_only_80_and_443():
                 published[entry["Service"]] = ports
     assert published == {"nginx": {8080, 8443}}
     # and nothing answers on the services' own ports on the host's loopback
-    for port in (5000, 4200, 8000, 8501, 8888):
+    for port in (5000, 4200, 8000, 8501, 8888, 9090):
         with socket.socket() as probe:
             probe.settimeout(2)
             assert probe.connect_ex(("127.0.0.1", port)) != 0, f"something listens on {port}"
 
 
-@pytest.mark.parametrize("service", [*SERVICES, "backup"])
+@pytest.mark.parametrize("service", [*SERVICES, *PROFILE_SERVICES, "backup"])
 def test_containers_run_as_non_root(service: str):
     uid = compose("exec", "-T", service, "id", "-u").stdout.strip()
     assert uid.isdigit() and uid != "0", f"{service} runs as uid {uid}"
 
 
 def test_root_filesystems_are_read_only():
-    for service in ["mlflow", "api", "worker", "nginx", "postgres"]:
+    for service in ["mlflow", "api", "worker", "nginx", "postgres", "prometheus"]:
         done = compose("exec", "-T", service, "touch", "/probe-write", check=False)
         assert done.returncode != 0 and "Read-only file system" in done.stderr, service
 

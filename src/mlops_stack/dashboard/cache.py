@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from mlops_stack.dashboard import queries
+from mlops_stack.dashboard import queries, slo
 from mlops_stack.registry import ChampionInfo
 from mlops_stack.settings import Settings, get_settings
 from mlops_stack.stack import Stack
@@ -101,6 +101,11 @@ def latency(
 @st.cache_data(ttl=FAST, show_spinner=False)
 def error_rate(api_url: str) -> dict[str, float]:
     return queries.error_rate(api_url)
+
+
+@st.cache_data(ttl=FAST, show_spinner=False)
+def service_level(prometheus_url: str) -> slo.ServiceLevel:
+    return slo.read(prometheus_url)
 
 
 @st.cache_data(ttl=FAST, show_spinner=False)

@@ -1,8 +1,10 @@
 """Overview: is the champion healthy right now, and how much is it used.
 
 The champion (version, what it predicts, since when, the holdout metrics of its task), the
-latest monitor run's status with its reason, open alerts, traffic, latency and the predictor's
-error rate.
+latest monitor run's status with its reason, open alerts, traffic, latency, and the service
+level: with Prometheus (profile observability) the SLO figures it records, availability and p99
+over 5 min and 1 h and the burn-rate alerts; without it, the error rate from the predictor's
+/metrics, saying why.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import pandas as pd
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from mlops_stack.dashboard import cache, filters, widgets
+from mlops_stack.dashboard import cache, filters, slo, widgets
 from mlops_stack.names import Task, quality_metrics
 
 settings = cache.settings()
@@ -77,7 +79,7 @@ def traffic_section() -> None:
     )
     if counts is None:
         return
-    cols = st.columns(5)
+    cols = st.columns(4)
     cols[0].metric("Predictions, last hour", counts["last_hour"])
     cols[1].metric("Predictions, last day", counts["last_day"])
     cols[2].metric(f"Predictions, {chosen.window.lower()}", counts["window"])
@@ -93,7 +95,65 @@ def traffic_section() -> None:
             f"{timing['p50_ms']:.1f} / {timing['p95_ms']:.1f} ms",
             help=f"model time per request, over {timing['rows']} logged rows",
         )
-    error_rate(cols[4])
+
+
+def service_level_section() -> None:
+    """Prometheus' SLO figures when it answers; else the predictor's own error rate, and why."""
+    st.subheader("Service level")
+    url = settings.dashboard_prometheus_url
+    if url:
+        try:
+            level = cache.service_level(url)
+        except Exception as exc:  # not started (profile off), down, or answering errors
+            st.warning(
+                f"Prometheus unreachable at {url} ({exc}): no SLO figures. The error rate "
+                "below is the predictor's own /metrics since it started. Prometheus runs in "
+                "the compose profile `observability`."
+            )
+        else:
+            slo_figures(level)
+            return
+    else:
+        st.caption(
+            "No Prometheus configured (MLOPS_DASHBOARD_PROMETHEUS_URL; the compose profile "
+            "`observability` runs one): the error rate from the predictor's /metrics."
+        )
+    error_rate(st.columns(4)[0])
+
+
+def slo_figures(level: slo.ServiceLevel) -> None:
+    """Availability and p99 over 5 min and 1 h against their targets, and the SLO alerts."""
+    cols = st.columns(5)
+    target = level.availability_target
+    target_text = "no target recorded" if target is None else f"target {slo.percent(target)}"
+    bound = level.latency_target_seconds
+    bound_text = "no target recorded" if bound is None else f"target < {slo.milliseconds(bound)}"
+    for col, window, label in ((cols[0], "5m", "5 min"), (cols[1], "1h", "1 h")):
+        value = level.availability[window]
+        col.metric(
+            f"Availability, {label}",
+            slo.percent(value),
+            help=f"non-5xx share of /predict and /predict/batch answers; {target_text}"
+            + ("" if value is not None else f"; no prediction request in the last {label}"),
+        )
+    for col, window, label in ((cols[2], "5m", "5 min"), (cols[3], "1h", "1 h")):
+        value = level.p99_seconds[window]
+        col.metric(
+            f"p99 latency, {label}",
+            slo.milliseconds(value),
+            help=f"from the predictor's latency histogram; {bound_text}"
+            + ("" if value is not None else f"; no prediction request in the last {label}"),
+        )
+    cols[4].metric("SLO alerts firing", len(level.firing))
+    st.caption(
+        f"Targets: availability ≥ {slo.percent(target)}, p99 < {slo.milliseconds(bound)}. "
+        f"From Prometheus (`{settings.dashboard_prometheus_url}`, [/prometheus/](/prometheus/) "
+        "through nginx): its recording rules over the predictor's /metrics and its burn-rate "
+        "alerts (infrastructure/prometheus/rules/slo.yml)."
+    )
+    if level.alerts:
+        listed = (f"**{a.name}** ({a.state}, {a.severity}): {a.summary}" for a in level.alerts)
+        st.warning("SLO alerts: " + "; ".join(listed))
 
 
 def error_rate(col: DeltaGenerator) -> None:
@@ -117,3 +177,4 @@ def error_rate(col: DeltaGenerator) -> None:
 champion_section()
 status_section()
 traffic_section()
+service_level_section()
