@@ -13,6 +13,7 @@ import asyncio
 import socket
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 from prefect.settings import PREFECT_API_URL
 from sklearn.datasets import load_wine
@@ -103,8 +104,11 @@ def test_the_page_shows_each_service_the_champion_and_what_is_not_running(served
         services["MLflow"]["state"] == "unknown"
         and "MLOPS_TRACKING_URI" in services["MLflow"]["detail"]
     )
-    # no worker serves the deployments of this temporary Prefect: unknown, and why
-    assert services["Worker"]["state"] == "unknown"
+    # no worker polls this session's Prefect server: "unknown" while no monitor/monitor
+    # deployment exists, "down" once an earlier test's worker registered one and stopped
+    registered = httpx.get(f"{PREFECT_API_URL.value()}/deployments/name/monitor/monitor")
+    expected = "down" if registered.status_code == 200 else "unknown"
+    assert services["Worker"]["state"] == expected, (registered.status_code, services["Worker"])
     assert "monitor/monitor" in services["Worker"]["detail"]
     # an optional service whose host does not exist is off, one that refuses is down
     assert services["Prometheus"]["state"] == "off", services["Prometheus"]
