@@ -20,8 +20,10 @@
 # found next to the repository. Where `docker` already works and the images can be pulled,
 # nothing is installed.
 #
-# Prints each step with timings, the measured resources (image sizes, time to healthy, time
-# to the first champion, idle memory) and, on failure, `docker compose ps` and the logs.
+# Prints each step with timings, the measured resources (image sizes, the Python image's three
+# largest packages, time to healthy, time to the first champion, idle memory) and, on
+# failure, `docker compose ps` and the logs. The dev stage fails unless the Python image was
+# built once (one image, no dangling one).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -74,14 +76,27 @@ teardown() {
   current=""
 }
 
+# base_images TOOLS: the registry images the dev and prod stacks need, as the tools' own
+# compose_base_images.py reads them, less the tags a service here builds: the Python services
+# without `build:` run the image `mlflow` builds (pull_policy: never), which no registry has.
+base_images() {
+  docker compose -f docker-compose.yml -f docker-compose.prod.yml config --format json \
+    | python3 -c 'import json, sys
+config = json.load(sys.stdin)
+built = {s.get("image") for s in config["services"].values() if s.get("build")}
+services = config["services"].items()
+config["services"] = {n: s for n, s in services if s.get("build") or s.get("image") not in built}
+json.dump(config, sys.stdout)' | python3 "$1/compose_base_images.py"
+}
+
 tools=$(docker_tools)
 if [ -n "$tools" ]; then
   step "Docker engine ($tools/engine-up.sh)"
   "$tools/engine-up.sh"
   step "base images: stand-ins where no registry can be reached"
   # the profiles' services too: Prometheus is built FROM debian:bookworm-slim
-  COMPOSE_PROFILES=notebooks,observability \
-    "$tools/stand-in-images.sh" --compose docker-compose.yml --compose docker-compose.prod.yml
+  mapfile -t bases < <(COMPOSE_PROFILES=notebooks,observability base_images "$tools")
+  "$tools/stand-in-images.sh" "${bases[@]}"
 elif ! docker info >/dev/null 2>&1; then
   echo "no Docker engine and no ../shared/docker to start one (set MLOPS_DOCKER_TOOLS)" >&2
   exit 2
@@ -111,8 +126,68 @@ print(urllib.request.urlopen(sys.argv[1], timeout=5, context=context).read().dec
   ready
 }
 
+# python_image: the name of the stack's Python image, which the mlflow service builds and the
+# other Python services run (docker-compose.yml, x-python-image).
+python_image() {
+  docker compose config --format json | python3 -c 'import json, sys
+print(json.load(sys.stdin)["services"]["mlflow"]["image"])'
+}
+
+# images_before COMPOSE_ARGS...: what assert_one_build compares with, taken before the build:
+# the IDs the built tags point at (a rebuild after a change leaves those dangling, as README
+# says) and the project's dangling images that earlier runs left.
+images_before() {
+  local tags
+  tags=$(docker compose "$@" config --format json | python3 -c 'import json, sys
+print("\n".join(s["image"] for s in json.load(sys.stdin)["services"].values() if s.get("build")))')
+  # shellcheck disable=SC2086
+  previous_images=$(docker image inspect -f '{{.Id}}' $tags 2>/dev/null || true)
+  dangling_before=$(docker image ls -q --no-trunc -f dangling=true \
+    -f "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" | sort -u)
+}
+
+# assert_one_build: after build and up, one service builds the Python image, its repository
+# holds one image, which every Python service runs, and the build left no dangling image but
+# the built tags' previous ones; those are pruned as README tells users to, then none is left.
+assert_one_build() {
+  local image repo builders in_repo running dangling left
+  image=$(python_image)
+  repo=${image%:*}
+  builders=$(docker compose config --format json | python3 -c 'import json, sys
+services = json.load(sys.stdin)["services"]
+image = services["mlflow"]["image"]
+print(" ".join(sorted(n for n, s in services.items() if s.get("build") and s.get("image") == image)))')
+  in_repo=$(docker image ls -q --no-trunc "$repo" | sort -u)
+  # shellcheck disable=SC2046
+  running=$(docker inspect -f '{{.Image}}' $(docker compose ps -q mlflow prefect-server worker api dashboard) | sort -u)
+  dangling=$(docker image ls -q --no-trunc -f dangling=true \
+    -f "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" | sort -u |
+    comm -23 - <(printf '%s\n' "$dangling_before" "$previous_images" | sort -u))
+  printf '%s: built by [%s]; images in %s: %s; run by the Python services: %s; new dangling: %s\n' \
+    "$image" "$builders" "$repo" "$(grep -c . <<<"$in_repo")" "$(grep -c . <<<"$running")" \
+    "$(grep -c . <<<"$dangling")"
+  if [ "$builders" != mlflow ] || [ "$(grep -c . <<<"$in_repo")" != 1 ] ||
+     [ "$running" != "$in_repo" ] || [ -n "$dangling" ]; then
+    echo "not one build of $image: see the line above" >&2
+    docker image ls -a >&2
+    exit 1
+  fi
+  docker image prune -f --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" >/dev/null
+  left=$(docker image ls -q -f dangling=true -f "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME")
+  if [ -n "$left" ]; then
+    echo "dangling images of $COMPOSE_PROJECT_NAME after the prune: $left" >&2
+    exit 1
+  fi
+}
+
 print_resources() {
+  local image
   docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E '^(mlops-stack|postgres|redis|nginx)' || true
+  # the Python image's size and its three largest packages (docs/dependencies.md, "The image")
+  image=$(python_image)
+  printf '%s: %s; largest: %s\n' "$image" "$(docker image ls --format '{{.Size}}' "$image")" \
+    "$(docker run --rm -i --entrypoint python "$image" - --top 3 <infrastructure/image/sizes.py |
+      awk '{ printf "%s%s %s MB", sep, $3, $1; sep = ", " }')"
   local ids
   ids=$(docker compose ps -q)  # this stack's containers only
   # shellcheck disable=SC2086
@@ -163,7 +238,10 @@ dev_stage() {
   dev_env
   # `up` starts Prometheus with the stack (COMPOSE_PROFILES); the build adds the jupyter target
   export COMPOSE_PROFILES=observability
+  images_before --profile notebooks --profile observability
   build_and_up --profile notebooks --profile observability
+  step "dev: one build of the Python image, no dangling image"
+  assert_one_build
   step "dev: waiting for the first champion (the worker's bootstrap train run)"
   wait_champion "$MLOPS_E2E_URL"
   step "dev: resources: images and idle memory"
