@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +24,8 @@ import pandas as pd
 import pytest
 
 from mlops_stack.settings import get_settings
+
+from .servers import QuietHandler, loopback_http
 
 # Prefect's test server must not try to phone home from a machine without internet.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -229,21 +229,15 @@ def webhook():
     """A real HTTP server on loopback that records what is POSTed to it."""
     received: list[dict] = []
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self):  # noqa: N802 (http.server's naming)
             length = int(self.headers["Content-Length"])
             received.append(json.loads(self.rfile.read(length)))
             self.send_response(200)
             self.end_headers()
 
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
-    server.shutdown()
+    with loopback_http(Handler) as url:
+        yield f"{url}/hook", received
 
 
 RECORDED_PROMETHEUS = Path(__file__).parent / "data" / "prometheus"
@@ -266,7 +260,7 @@ def prometheus_replay():
 
     replay = PrometheusReplay()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self):  # noqa: N802 (http.server's naming)
             url = urlsplit(self.path)
             if url.path == "/prometheus/api/v1/query":
@@ -284,11 +278,5 @@ def prometheus_replay():
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/prometheus", replay
-    server.shutdown()
+    with loopback_http(Handler) as url:
+        yield f"{url}/prometheus", replay

@@ -1,4 +1,5 @@
-"""Real servers for tests: the predictor under uvicorn on a loopback port."""
+"""Real servers for tests on loopback ports: the predictor under uvicorn, and small HTTP
+servers of the standard library standing where the stack calls out (webhooks, recorded answers)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import uvicorn
 from fastapi import FastAPI
@@ -39,3 +41,23 @@ def serving(app: FastAPI) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """A request handler that keeps http.server's per-request lines out of the test output."""
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (http.server's name)
+        pass
+
+
+@contextmanager
+def loopback_http(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve ``handler`` with http.server in a thread; yields its base URL."""
+    server = HTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

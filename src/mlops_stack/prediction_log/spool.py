@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO
 
 from mlops_stack.logs import get_logger
+from mlops_stack.processes import process_alive
 
 log = get_logger(__name__)
 
@@ -35,13 +36,7 @@ def _owner_alive(owner: str) -> bool:
     pid = int(pid_text)
     if pid == os.getpid():
         return owner in _LIVE
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return process_alive(pid)
 
 
 def _owner_of(path: Path) -> str:

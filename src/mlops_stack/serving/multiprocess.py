@@ -27,6 +27,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from mlops_stack.processes import process_alive
+
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 """The variable prometheus_client reads at import to switch to multiprocess mode."""
 PREFIX = "mlops-metrics-"
@@ -74,17 +76,6 @@ def remove_leftovers(parent: Path) -> list[Path]:
                 shutil.rmtree(path, ignore_errors=True)
                 removed.append(path)
     return removed
-
-
-def process_alive(pid: int) -> bool:
-    """Whether a process with this id exists (another user's counts as alive)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def forget_dead_workers(directory: Path) -> list[int]:
