@@ -13,6 +13,14 @@ therefore points Prefect at ``prefect_logging.yml`` next to this module (Prefect
 configuration with :func:`formatter` on its console handler) through environment variables,
 which those subprocesses inherit. Prefect's API handlers are untouched: the Prefect UI still
 shows each flow run's log.
+
+A traceback in the log never carries local variables (they can hold keys, passwords, request
+bodies) and never more than the innermost :data:`TRACEBACK_FRAMES` frames of each exception:
+both renderers format it with :func:`bounded_traceback`, not with structlog's default for
+consoles (Rich, which prints every frame's locals). An error storm cannot flood the log
+either: an error event is one line, and its traceback is attached to at most
+:data:`TRACEBACKS_PER_MINUTE` events per exception type and minute (:class:`TracebackBudget`);
+the others say ``traceback_suppressed=true`` and the next traceback shown counts them.
 """
 
 from __future__ import annotations
@@ -20,17 +28,27 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
+import time
+import traceback
 from pathlib import Path
+from types import TracebackType
 from typing import TextIO
 
 import structlog
-from structlog.types import EventDict, Processor, WrappedLogger
+from structlog.types import EventDict, ExcInfo, Processor, WrappedLogger
 
 _HANDLER_NAME = "mlops-stack"
 PREFECT_LOGGING_CONFIG = Path(__file__).with_name("prefect_logging.yml")
 # The run a record belongs to, as Prefect's run loggers attach it (``extra``) to each record.
 RUN_NAMES = ("flow_name", "flow_run_name", "task_name", "task_run_name")
 RUN_IDS = ("flow_run_id", "task_run_id")
+TRACEBACK_FRAMES = 20
+"""Innermost frames kept per exception of a traceback (where it failed, not how it got there)."""
+TRACEBACK_CHARS = 20_000
+"""Longest traceback text kept (its end, where the exception is)."""
+TRACEBACKS_PER_MINUTE = 5
+"""Tracebacks logged per exception type and minute; further errors of that type log one line."""
 
 
 class StderrHandler(logging.StreamHandler[TextIO]):
@@ -87,6 +105,93 @@ def _run_names_only(_logger: WrappedLogger, _method: str, event_dict: EventDict)
     return event_dict
 
 
+def bounded_traceback(exc_info: ExcInfo) -> str:
+    """The traceback of ``exc_info`` as Python prints it, but without local variables (never
+    captured), at most :data:`TRACEBACK_FRAMES` frames per exception of the chain (the
+    innermost) and :data:`TRACEBACK_CHARS` characters (the end)."""
+    _type, value, tb = exc_info
+    text = "".join(
+        traceback.TracebackException(
+            type(value), value, tb, limit=-TRACEBACK_FRAMES, capture_locals=False
+        ).format()
+    ).rstrip("\n")
+    if len(text) > TRACEBACK_CHARS:
+        cut = len(text) - TRACEBACK_CHARS
+        text = f"[{cut} characters of traceback left out]\n" + text[cut:]
+    return text
+
+
+def _console_traceback(sio: TextIO, exc_info: ExcInfo) -> None:
+    """:func:`bounded_traceback` for structlog's ConsoleRenderer (``exception_formatter``)."""
+    sio.write("\n" + bounded_traceback(exc_info))
+
+
+def _exc_info(value: object) -> ExcInfo | None:
+    """``exc_info`` as a log call may give it (an exception, a tuple, True), as a tuple."""
+    if isinstance(value, BaseException):
+        return type(value), value, value.__traceback__
+    if isinstance(value, tuple) and len(value) == 3 and isinstance(value[1], BaseException):
+        tb = value[2] if isinstance(value[2], TracebackType) else None
+        return type(value[1]), value[1], tb
+    if value is True:
+        current = sys.exc_info()
+        if current[1] is not None:
+            return type(current[1]), current[1], current[2]
+    return None
+
+
+class TracebackBudget:
+    """Lets at most ``per_minute`` tracebacks of each exception type through per minute.
+
+    A structlog processor, before the renderer: an event with ``exc_info`` over the budget
+    loses the traceback (one line instead of dozens) and says ``traceback_suppressed=true``;
+    the next one shown says how many were left out before it (``tracebacks_suppressed``).
+    Every event keeps its ``error_type``, so a storm can still be counted from the log.
+    """
+
+    def __init__(self, per_minute: int = TRACEBACKS_PER_MINUTE, max_types: int = 1000):
+        self.per_minute = per_minute
+        self.max_types = max_types
+        self._lock = threading.Lock()
+        # exception type -> [minute, tracebacks shown in it, suppressed since the last shown]
+        self._seen: dict[str, list[int]] = {}
+
+    def __call__(self, _logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+        exc_info = _exc_info(event_dict.get("exc_info"))
+        if exc_info is None:
+            event_dict.pop("exc_info", None)
+            return event_dict
+        event_dict["exc_info"] = exc_info  # resolved now: True means "the current exception"
+        kind = f"{exc_info[0].__module__}.{exc_info[0].__qualname__}"
+        event_dict.setdefault("error_type", kind)
+        if self._allow(kind, event_dict):
+            return event_dict
+        del event_dict["exc_info"]
+        event_dict["traceback_suppressed"] = True
+        return event_dict
+
+    def _allow(self, kind: str, event_dict: EventDict) -> bool:
+        minute = int(time.monotonic() // 60)
+        with self._lock:
+            if kind not in self._seen and len(self._seen) >= self.max_types:
+                self._seen.clear()  # a flood of distinct types: start counting again
+            state = self._seen.setdefault(kind, [minute, 0, 0])
+            if state[0] != minute:
+                state[0], state[1] = minute, 0
+            if state[1] >= self.per_minute:
+                state[2] += 1
+                return False
+            state[1] += 1
+            if state[2]:
+                event_dict["tracebacks_suppressed"] = state[2]
+                state[2] = 0
+            return True
+
+
+_TRACEBACKS = TracebackBudget()
+"""One budget per process, shared by every formatter (ours and the ones Prefect builds)."""
+
+
 def _shared() -> list[Processor]:
     """What every event gets, whether it came through structlog or a standard logger."""
     return [
@@ -124,13 +229,23 @@ def formatter(json: bool = False) -> structlog.stdlib.ProcessorFormatter:
     """
     _route_structlog()
     renderer: list[Processor] = (
-        [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
+        [
+            structlog.processors.ExceptionRenderer(bounded_traceback),
+            structlog.processors.JSONRenderer(),
+        ]
         if json
-        else [_run_names_only, structlog.dev.ConsoleRenderer(colors=False)]
+        else [
+            _run_names_only,
+            structlog.dev.ConsoleRenderer(colors=False, exception_formatter=_console_traceback),
+        ]
     )
     return structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=_shared(),
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderer],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            _TRACEBACKS,
+            *renderer,
+        ],
     )
 
 

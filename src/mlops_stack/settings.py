@@ -256,6 +256,15 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         2_000_000, ge=1024, description="Largest request body the predictor reads, in bytes."
     )
+    max_json_depth: int = Field(
+        32,
+        ge=3,
+        le=500,
+        description=(
+            "Deepest nesting of arrays and objects a request body may have (a /predict/batch "
+            "body needs 3); deeper bodies get 422 before they are parsed."
+        ),
+    )
     max_feedback_items: int = Field(1000, ge=1, description="Most labels one /feedback may carry.")
     reload_poll_seconds: float = Field(
         10.0, gt=0, description="How often the predictor asks the registry whether the alias moved."

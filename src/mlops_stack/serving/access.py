@@ -32,6 +32,8 @@ from mlops_stack.settings import Settings
 log = get_logger("mlops_stack.api")
 
 API_KEY_HEADER = "X-API-Key"
+KEY_HEADER = API_KEY_HEADER.lower().encode()
+"""The header's name as ASGI gives it (lower-case bytes)."""
 OPEN_PATHS = frozenset(
     {"/health", "/ready", "/metrics", "/docs", "/docs/oauth2-redirect", "/openapi.json"}
 )
@@ -188,9 +190,16 @@ class Denial:
     headers: tuple[tuple[bytes, bytes], ...] = ()
 
 
+DUPLICATE_KEY = Denial(400, f"more than one {API_KEY_HEADER} header")
+
+
 class AccessMiddleware:
     """API keys, then the rate limit, before any route runs (plain ASGI, like the request
-    context middleware around it, which logs and counts what this one refuses)."""
+    context middleware around it, which logs and counts what this one refuses).
+
+    More than one X-API-Key header is refused with 400 on every path, keys on or off: no
+    client sends two, and a proxy and the app could each pick a different one.
+    """
 
     def __init__(self, app: ASGIApp, keys: KeyRing, limiter: Limiter | None, per_minute: int):
         self.app = app
@@ -199,10 +208,19 @@ class AccessMiddleware:
         self.per_minute = per_minute
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or _route_path(scope) in OPEN_PATHS:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope.get("headers") or [])
+        raw_headers = scope.get("headers") or []
+        if sum(name == KEY_HEADER for name, _ in raw_headers) > 1:
+            # never legitimate, and dangerous behind a proxy: nginx would count the first key
+            # against its limits while a dict of the headers keeps the last
+            await _refuse(send, DUPLICATE_KEY)
+            return
+        if route_path(scope) in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        headers = dict(raw_headers)
         denial, caller = self._authenticate(headers)
         if denial is None and self.limiter is not None:
             if caller is None:
@@ -223,7 +241,7 @@ class AccessMiddleware:
     def _authenticate(self, headers: dict[bytes, bytes]) -> tuple[Denial | None, str | None]:
         if not self.keys.enabled:
             return None, None
-        presented = headers.get(API_KEY_HEADER.lower().encode())
+        presented = headers.get(KEY_HEADER)
         if not presented:
             return Denial(
                 401,
@@ -237,7 +255,8 @@ class AccessMiddleware:
         return None, f"key:{name}"
 
 
-def _route_path(scope: Scope) -> str:
+def route_path(scope: Scope) -> str:
+    """The path the routes know, without the proxy's root path (``/api``) if it is there."""
     path: str = scope["path"]
     root: str = scope.get("root_path", "")
     return path[len(root) :] if root and path.startswith(root) else path

@@ -7,7 +7,9 @@ validated against the served model's signature (see ``serving.schema``); the mod
 under the app at any time (see ``serving.model``), so each request reads it exactly once.
 
 This module only assembles: the state (``serving.predictor``), the routes
-(``serving.routes``), the error handlers, the OpenAPI document and the middleware.
+(``serving.routes``), the error handlers, the OpenAPI document and the middleware. No body
+gets a 500 for its shape: a wrong Content-Type is 415, a body nested deeper than
+MLOPS_MAX_JSON_DEPTH is 422 before it is parsed, and anything else that does not fit is 422.
 """
 
 from __future__ import annotations
@@ -18,14 +20,16 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
 from mlops_stack.logs import get_logger
 from mlops_stack.prediction_log.sinks import PredictionSink, make_sink
 from mlops_stack.serving.access import AccessMiddleware, KeyRing, configured_keys, make_limiter
-from mlops_stack.serving.middleware import RequestContextMiddleware
+from mlops_stack.serving.middleware import JsonContentTypeMiddleware, RequestContextMiddleware
 from mlops_stack.serving.openapi import openapi_schema
 from mlops_stack.serving.predictor import NoModel, Predictor
+from mlops_stack.serving.requests import too_deep
 from mlops_stack.serving.routes import router
 from mlops_stack.settings import get_settings
 from mlops_stack.stack import Stack
@@ -55,13 +59,19 @@ def assemble(predictor: Predictor, keys: KeyRing) -> FastAPI:
         version="1",
         lifespan=_lifespan(predictor),
         root_path=settings.api_root_path,
+        # no 307 from /predict/ to /predict: behind nginx its absolute Location names the
+        # container's scheme and port and drops the /api root path; an unknown path is a 404
+        redirect_slashes=False,
     )
     app.state.predictor = predictor
     app.include_router(router)
     app.add_exception_handler(NoModel, _no_model)
+    app.add_exception_handler(RecursionError, _too_deep)
     app.add_exception_handler(Exception, _unexpected)
     app.openapi = lambda: openapi_schema(app, predictor, keys.enabled)  # type: ignore[method-assign]
-    # added first, so it runs inside the request context: refusals are logged and counted
+    # innermost first: a request meets the request context (id, size, log, errors), then
+    # keys and rate limit, then the content type; refusals are logged and counted
+    app.add_middleware(JsonContentTypeMiddleware)
     app.add_middleware(
         AccessMiddleware,
         keys=keys,
@@ -116,10 +126,20 @@ def _no_model(_request: Request, _exc: Exception) -> JSONResponse:
     )
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    """500 with the request id to quote, and the traceback in the log."""
+def _too_deep(request: Request, _exc: Exception) -> JSONResponse:
+    """422, not 500: a RecursionError while handling a request comes from a body nested too
+    deeply for the parser or the validator (``json_body`` bounds the depth before parsing;
+    this is the backstop)."""
+    max_depth = request.app.state.predictor.settings.max_json_depth
+    error = too_deep(max_depth)
+    return JSONResponse(status_code=422, content={"detail": jsonable_encoder(error.errors())})
+
+
+def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    """500 with the request id to quote. Only for an error outside the request context
+    middleware, which answers and logs (once, traceback bounded) everything inside it."""
     request_id: Any = getattr(request.state, "request_id", None)
-    log.exception("unhandled_error", error=str(exc)[:300])
+    log.error("unhandled_error", error=str(exc)[:300], error_type=type(exc).__name__)
     return JSONResponse(
         status_code=500, content={"detail": "internal error", "request_id": request_id}
     )

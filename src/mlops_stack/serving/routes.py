@@ -62,7 +62,9 @@ async def predict(request: Request, predictor: PredictorDep) -> PredictResponse:
     """The served model's answer for one row, with the version that gave it."""
     started = time.perf_counter()
     model = predictor.model()  # once: what served_model does, without a second Depends
-    body = validate_body(model.predict_request, await json_body(request))
+    body = validate_body(
+        model.predict_request, await json_body(request, predictor.settings.max_json_depth)
+    )
     row = body.model_dump(by_alias=True)["features"]
     request_id: str = request.state.request_id
     [(prediction, proba, unseen)] = predictor.answer(request_id, model, [row], started)
@@ -86,7 +88,9 @@ async def predict_batch(request: Request, predictor: PredictorDep) -> BatchPredi
     """One answer per row, all from the same version, under one request id."""
     started = time.perf_counter()
     model = predictor.model()
-    body = validate_body(model.batch_request, await json_body(request))
+    body = validate_body(
+        model.batch_request, await json_body(request, predictor.settings.max_json_depth)
+    )
     rows = body.model_dump(by_alias=True)["rows"]
     request_id: str = request.state.request_id
     results = predictor.answer(request_id, model, rows, started)
@@ -124,7 +128,10 @@ async def post_feedback(
     request: Request, predictor: PredictorDep, response: Response
 ) -> FeedbackResponse:
     """Labels for answered rows (one item, or ``items``); 404 when none matches an answer."""
-    items = feedback_items(await json_body(request), predictor.settings.max_feedback_items)
+    items = feedback_items(
+        await json_body(request, predictor.settings.max_json_depth),
+        predictor.settings.max_feedback_items,
+    )
     items = check_labels(predictor.holder.current, items)
     try:
         outcome = predictor.record_feedback(items)
