@@ -36,6 +36,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 # train/monitor/retrain/demo, the predictor over a trained champion, notebooks, the browser.
 STACK_MODULES = {
     "test_cli",
+    "test_contract",  # schemathesis against the predictor over a trained champion
     "test_dashboard",  # the pages over embedded MLflow stores and a monitoring database
     "test_dashboard_browser",
     "test_demo",

@@ -66,6 +66,22 @@ def test_without_keys_configured_nothing_is_asked():
     assert _app(None).post("/predict").status_code == 200
 
 
+@pytest.mark.parametrize("keys", [KEYS, None], ids=["keys-on", "keys-off"])
+@pytest.mark.parametrize(
+    "presented", [(BOB, ALICE), ("decoy", ALICE), (ALICE, ALICE)], ids=["two", "decoy", "same"]
+)
+def test_more_than_one_key_header_is_400_on_every_path(keys, presented):
+    """A proxy that counts the first key and an app that trusts the last would disagree on
+    who is calling (nginx's per-key limit was escaped that way): two are never accepted."""
+    client = _app(keys)
+    headers = [("X-API-Key", key) for key in presented]
+    for method, path in (("POST", "/predict"), ("GET", "/health")):
+        refused = client.request(method, path, headers=headers)
+        assert refused.status_code == 400, (method, path)
+        assert refused.json() == {"detail": "more than one X-API-Key header"}
+    assert client.post("/predict", headers={"X-API-Key": ALICE}).status_code == 200
+
+
 def test_the_ring_names_the_key_presented_and_refuses_digests_as_keys():
     ring = KeyRing.parse(KEYS)
     assert ring.names == ["alice", "bob"]

@@ -259,11 +259,16 @@ def _schema(docs: dict, ref_or_schema: dict) -> dict:
 @pytest.mark.parametrize(
     ("method", "path", "statuses", "fields"),
     [
-        ("post", "/predict", {200, 413, 422, 503}, {"request_id", "model", "prediction"}),
-        ("post", "/predict/batch", {200, 413, 422, 503}, {"request_id", "model", "predictions"}),
-        ("post", "/feedback", {200, 404, 413, 422, 503}, {"accepted", "unknown"}),
-        ("get", "/ready", {200, 503}, {"ready", "model", "prediction_log", "registry"}),
-        ("get", "/model", {200, 503}, {"name", "version", "metrics", "classes", "features"}),
+        ("post", "/predict", {200, 400, 413, 415, 422, 503}, {"request_id", "model", "prediction"}),
+        (
+            "post",
+            "/predict/batch",
+            {200, 400, 413, 415, 422, 503},
+            {"request_id", "model", "predictions"},
+        ),
+        ("post", "/feedback", {200, 400, 404, 413, 415, 422, 503}, {"accepted", "unknown"}),
+        ("get", "/ready", {200, 400, 503}, {"ready", "model", "prediction_log", "registry"}),
+        ("get", "/model", {200, 400, 503}, {"name", "version", "metrics", "classes", "features"}),
     ],
 )
 def test_openapi_documents_the_answers(client, method, path, statuses, fields):

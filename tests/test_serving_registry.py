@@ -99,10 +99,15 @@ def test_registry_down_serving_continues_and_ready_says_so(stack, mlflow_server)
         assert client.post("/predict", json={"features": row}).json()["model"]["version"] == "1"
         assert client.get("/ready").json()["registry"]["reachable"] is True
         # the README's example bodies are valid requests for a model on the default data
-        single = client.post("/predict", content=(EXAMPLES / "predict.json").read_bytes())
+        json_type = {"Content-Type": "application/json"}  # as the README's curl sends them
+        single = client.post(
+            "/predict", content=(EXAMPLES / "predict.json").read_bytes(), headers=json_type
+        )
         assert single.status_code == 200 and single.json()["prediction"] == 0
         batch = client.post(
-            "/predict/batch", content=(EXAMPLES / "predict_batch.json").read_bytes()
+            "/predict/batch",
+            content=(EXAMPLES / "predict_batch.json").read_bytes(),
+            headers=json_type,
         )
         assert [p["prediction"] for p in batch.json()["predictions"]] == [0, 1, 1]
 

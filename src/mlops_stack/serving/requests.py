@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any, TypeVar
 
 import numpy as np
@@ -43,6 +44,13 @@ class FeedbackBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
     items: list[FeedbackItem] = Field(min_length=1)
 
+
+NUMERIC_TEXT = r"^[ \t\n\r]*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]{1,2})?[ \t\n\r]*$"
+"""A regression label given as text: a decimal number, ASCII digits, an exponent of at most two
+digits (with :data:`NUMERIC_TEXT_MAX_LENGTH`, always finite). Python's ``re`` and the ECMA
+regexes of JSON Schema read it alike."""
+NUMERIC_TEXT_MAX_LENGTH = 40
+_NUMERIC_TEXT = re.compile(NUMERIC_TEXT)
 
 FEEDBACK_BODY: TypeAdapter[FeedbackItem | FeedbackBatch] = TypeAdapter(FeedbackItem | FeedbackBatch)
 """Only for the OpenAPI description of ``/feedback``'s body; validation goes by ``items``."""
@@ -76,12 +84,12 @@ def json_depth(raw: bytes, at_most: int | None = None) -> int:
 
 def too_deep(max_depth: int, depth: int | None = None) -> RequestValidationError:
     """The 422 for a body nested deeper than ``max_depth`` (``depth`` when it is known)."""
-    found = f"{depth} levels" if depth is not None else "too deeply"
+    found = f"{depth} levels deep" if depth is not None else "too deeply to parse"
     return RequestValidationError(
         [
             {
                 "loc": ["body"],
-                "msg": f"body nests arrays and objects {found} deep; at most {max_depth} "
+                "msg": f"body nests arrays and objects {found}; at most {max_depth} levels "
                 "(MLOPS_MAX_JSON_DEPTH)",
                 "type": "json_too_deep",
             }
@@ -180,13 +188,26 @@ def _numeric_labels(items: list[FeedbackItem]) -> list[FeedbackItem]:
 
 
 def _number(label: str | int | float | bool) -> float | None:
-    """The label as a float; None when it is no number (``true`` is not one)."""
+    """The label as a float; None when it is no number (``true`` is not one).
+
+    Text is a number when it matches :data:`NUMERIC_TEXT` (what the OpenAPI document
+    promises, so nothing else passes: not ``"1_0"``, which ``float`` would take); ``"NaN"`` or
+    ``"inf"`` come back as the non-finite floats they are, for the error to say so.
+    """
     if isinstance(label, bool):
         return None
+    if not isinstance(label, str):
+        try:
+            return float(label)
+        except OverflowError:
+            return None
+    if len(label) <= NUMERIC_TEXT_MAX_LENGTH and _NUMERIC_TEXT.fullmatch(label):
+        return float(label)
     try:
-        return float(label.strip() if isinstance(label, str) else label)
-    except (ValueError, OverflowError):
+        value = float(label)
+    except ValueError:
         return None
+    return None if math.isfinite(value) else value
 
 
 def _check_classes(classes: set[str], items: list[FeedbackItem]) -> None:

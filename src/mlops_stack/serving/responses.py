@@ -3,7 +3,9 @@
 The routes return these instances and FastAPI serialises them straight to JSON bytes with
 pydantic's serializer (no intermediate dict, no ``json.dumps``); the field order is the key
 order of the JSON bodies. Error bodies are declared here too, so every status a route can
-answer with (404, 413, 422, 503) has a schema and not only a number.
+answer with (404, 413, 415, 422, 503) has a schema and not only a number; the statuses of
+access control (400, 401, 403, 429), which depend on the configuration, are added to the
+document by ``serving.openapi``.
 """
 
 from __future__ import annotations
@@ -165,7 +167,7 @@ class ModelInfo(BaseModel):
 
 
 class ErrorMessage(BaseModel):
-    """An error explained in one sentence (413, 503)."""
+    """An error explained in one sentence (400, 401, 403, 413, 415, 429, 503)."""
 
     detail: str
 
@@ -190,8 +192,19 @@ Responses = dict[int | str, dict[str, Any]]
 TOO_LARGE: Responses = {
     413: {"model": ErrorMessage, "description": "The body is larger than MLOPS_MAX_BODY_BYTES."}
 }
+NOT_JSON: Responses = {
+    415: {
+        "model": ErrorMessage,
+        "description": "The body is not sent as application/json (or a +json type), or has no "
+        "Content-Type at all.",
+    }
+}
 INVALID: Responses = {
-    422: {"model": InvalidRequest, "description": "The body does not match; every problem listed."}
+    422: {
+        "model": InvalidRequest,
+        "description": "The body does not match, is not JSON, or nests deeper than "
+        "MLOPS_MAX_JSON_DEPTH; every problem listed.",
+    }
 }
 NO_MODEL: Responses = {
     503: {"model": ErrorMessage, "description": "No version holds the alias yet: nothing to serve."}
