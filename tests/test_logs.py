@@ -8,15 +8,23 @@ against the session's Prefect API, and read every line the processes printed.
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 
 import pytest
 from prefect.logging.configuration import setup_logging
 
-from mlops_stack.logs import configure_logging, get_logger
+from mlops_stack.logs import (
+    TRACEBACK_FRAMES,
+    TracebackBudget,
+    bounded_traceback,
+    configure_logging,
+    get_logger,
+)
 
 from .servers import wait_for
 
@@ -54,6 +62,86 @@ def test_our_lines_survive_prefect_replacing_the_root_handlers(json_logging, cap
     events = _events(err, "still_here")
     assert len(events) == 1 and events[0]["answer"] == 42 and events[0]["level"] == "info"
     assert err.count("still_here") == 1  # not printed again by Prefect's console handler
+
+
+def _failure(secret: str) -> Exception:
+    """An exception raised under a frame whose local variable holds ``secret``; of a type of
+    its own, so that the process's traceback budget has not been spent on it yet."""
+    kind = type(f"Failure{uuid.uuid4().hex[:8]}", (ValueError,), {})
+
+    def handler() -> None:
+        api_secret = secret  # noqa: F841 (what a traceback with locals would print)
+        raise kind("the handler failed")
+
+    try:
+        handler()
+    except ValueError as exc:
+        return exc
+    raise AssertionError("unreachable")
+
+
+@pytest.mark.parametrize("json_lines", [True, False], ids=["json", "console"])
+def test_a_traceback_from_any_logger_has_no_local_variable(monkeypatch, capsys, json_lines):
+    for key in PREFECT_LOGGING_ENV:
+        monkeypatch.setenv(key, "")
+        monkeypatch.delenv(key)
+    # uvicorn as `mlops serve api` runs it (log_config=None): its records reach the root's
+    # handler (an earlier test's Prefect logging setup may have given it one of its own)
+    uvicorn = logging.getLogger("uvicorn")
+    monkeypatch.setattr(uvicorn, "handlers", [])
+    monkeypatch.setattr(uvicorn, "propagate", True)
+    configure_logging("INFO", json=json_lines)
+    try:
+        capsys.readouterr()
+        failure = _failure("sk-live-0123456789abcdef")
+        # what uvicorn logs for an exception that escaped the app, and what our code logs
+        logging.getLogger("uvicorn.error").error("Exception in ASGI application", exc_info=failure)
+        get_logger("mlops_stack.api").error("request", exc_info=failure)
+        err = capsys.readouterr().err
+    finally:
+        for logger in (logging.getLogger(), logging.getLogger("mlops_stack")):
+            logger.handlers = [h for h in logger.handlers if h.get_name() != "mlops-stack"]
+        logging.getLogger("mlops_stack").propagate = True
+    assert err.count(": the handler failed") == 2  # both tracebacks, to the exception
+    assert "0123456789abcdef" not in err and "api_secret =" not in err
+    if json_lines:
+        assert len(err.splitlines()) == 2  # one line per error event
+
+
+def test_tracebacks_are_rate_limited_per_type_and_the_suppressed_ones_counted():
+    now = [0.0]
+    budget = TracebackBudget(per_minute=3, clock=lambda: now[0])
+    failure = _failure("x")
+
+    def log(exc: Exception) -> dict:
+        return budget(None, "error", {"event": "request", "exc_info": exc})
+
+    first = [log(failure) for _ in range(10)]
+    assert [("exc_info" in e) for e in first] == [True] * 3 + [False] * 7
+    assert all(e["traceback_suppressed"] for e in first[3:])
+    assert {e["error_type"] for e in first} == {
+        f"{type(failure).__module__}.{type(failure).__qualname__}"
+    }
+    assert "exc_info" in log(KeyError("another type, another budget"))
+    now[0] = 61.0  # the next minute: a traceback again, saying how many were left out
+    assert log(failure)["tracebacks_suppressed"] == 7
+    assert "tracebacks_suppressed" not in log(failure)
+
+
+def test_a_traceback_keeps_its_innermost_frames_only():
+    def recurse(depth: int) -> None:
+        if depth == 0:
+            raise RuntimeError("at the bottom")
+        recurse(depth - 1)
+
+    try:
+        recurse(100)
+    except RuntimeError as exc:
+        text = bounded_traceback((RuntimeError, exc, exc.__traceback__))
+    # identical frames are printed once with "[Previous line repeated N more times]"
+    repeated = sum(int(n) for n in re.findall(r"repeated (\d+) more time", text))
+    assert text.count('File "') + repeated == TRACEBACK_FRAMES
+    assert text.endswith("RuntimeError: at the bottom")
 
 
 def test_other_libraries_go_through_the_same_renderer(json_logging, capsys):

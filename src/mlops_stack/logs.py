@@ -31,6 +31,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import TextIO
@@ -149,9 +150,15 @@ class TracebackBudget:
     Every event keeps its ``error_type``, so a storm can still be counted from the log.
     """
 
-    def __init__(self, per_minute: int = TRACEBACKS_PER_MINUTE, max_types: int = 1000):
+    def __init__(
+        self,
+        per_minute: int = TRACEBACKS_PER_MINUTE,
+        max_types: int = 1000,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.per_minute = per_minute
         self.max_types = max_types
+        self.clock = clock
         self._lock = threading.Lock()
         # exception type -> [minute, tracebacks shown in it, suppressed since the last shown]
         self._seen: dict[str, list[int]] = {}
@@ -171,7 +178,7 @@ class TracebackBudget:
         return event_dict
 
     def _allow(self, kind: str, event_dict: EventDict) -> bool:
-        minute = int(time.monotonic() // 60)
+        minute = int(self.clock() // 60)
         with self._lock:
             if kind not in self._seen and len(self._seen) >= self.max_types:
                 self._seen.clear()  # a flood of distinct types: start counting again
