@@ -13,7 +13,9 @@ answer (``shadow_predictions``: a challenger scoring in shadow answers every row
 without a challenger or without labels reads off the same output.
 
 The figure is measured at half and at all of the rows: a per-row cost that stays the same
-at both is what makes scaling it to a million (and to ``rate x days``) honest.
+at both is what makes scaling it to a million (and to ``rate x days``) honest. Then one
+retention pass deletes the older half (``MonitoringDB.delete_older_than``, batches of
+``MLOPS_RETENTION_BATCH_ROWS`` = 5000): its time says what an hourly pass costs.
 
     python benchmarks/disk.py --db-url postgresql+psycopg2://user@host:5432/postgres
 
@@ -30,10 +32,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import create_engine, func, make_url, select, text
 from sqlalchemy.pool import NullPool
 
 from mlops_stack.monitoring_db import MonitoringDB
+from mlops_stack.monitoring_db.tables import PREDICTIONS
 from mlops_stack.prediction_log.records import PredictionRecord
 
 BATCH = 500  # MLOPS_LOG_BATCH_SIZE's default: rows per write of the log writer
@@ -149,6 +152,23 @@ def report(measured: dict[str, Size], predictions: int) -> None:
           "answer for each and the labels above")  # fmt: skip
 
 
+def delete_half(store: MonitoringDB, batch_rows: int = 5000) -> None:
+    """One retention pass over the older half of the rows: rows per second it deletes."""
+    with store.engine.connect() as connection:
+        times = select(PREDICTIONS.c.created_at).order_by(PREDICTIONS.c.created_at)
+        count = connection.execute(select(func.count()).select_from(PREDICTIONS)).scalar_one()
+        cutoff = connection.execute(times.offset(count // 2).limit(1)).scalar_one()
+    started = time.perf_counter()
+    deleted = store.delete_older_than(cutoff, batch_rows)
+    took = time.perf_counter() - started
+    assert deleted is not None
+    rows = deleted.predictions + deleted.shadow_predictions + deleted.feedback
+    print(
+        f"retention pass: {deleted.counts()} in {took:.1f} s: {deleted.predictions / took:,.0f} "
+        f"predictions/s ({rows / took:,.0f} rows/s with their shadow answers and labels)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db-url", required=True, help="a PostgreSQL server (its admin URL)")
@@ -174,6 +194,7 @@ def main() -> None:
                 inserted = store.count_predictions()
                 print(f"inserted {inserted:,} predictions ({time.perf_counter() - started:.0f} s)")
                 report(sizes(store), inserted)
+            delete_half(store)
     finally:
         drop()
 
