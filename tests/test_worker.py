@@ -27,16 +27,24 @@ def _bootstrap_runs() -> list:
     return [run for run in runs if "bootstrap" in (run.tags or [])]
 
 
-def test_deployments_schedule_only_the_monitor(stack):
-    stack(monitor_interval_minutes="7", monitor_window_rows="123", candidates="random_forest")
+def test_deployments_schedule_only_the_monitor_and_retention(stack):
+    stack(
+        monitor_interval_minutes="7",
+        monitor_window_rows="123",
+        candidates="random_forest",
+        retention_days="30",
+    )
     by_name = {d.name: d for d in worker.deployments(current_stack())}
     # each deployment's parameters are its flow's options, filled from the worker's settings
     assert by_name["monitor"].parameters["params"]["window_rows"] == 123
     assert by_name["train"].parameters["params"]["candidates"] == ["random_forest"]
     assert by_name["retrain"].parameters["params"]["train"]["candidates"] == ["random_forest"]
-    assert set(by_name) == {"train", "monitor", "retrain"}
+    assert by_name["retention"].parameters["params"] == {"days": 30, "batch_rows": 5000}
+    assert set(by_name) == {"train", "monitor", "retrain", "retention"}
     [schedule] = by_name["monitor"].schedules
     assert schedule.schedule.interval.total_seconds() == 7 * 60
+    [hourly] = by_name["retention"].schedules
+    assert hourly.schedule.interval.total_seconds() == 3600
     assert not by_name["train"].schedules and not by_name["retrain"].schedules
 
 

@@ -44,6 +44,10 @@ unset COMPOSE_FILE
 
 started=$(date +%s)
 now() { date +%s; }
+# the prod secrets are files owned by the containers' users (infrastructure/prod/secret-owners.sh)
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo --preserve-env=MLOPS_SECRETS_DIR,COMPOSE_FILE "$@"; fi
+}
 step() { printf '\n==> [%5ss] %s\n' "$(($(now) - started))" "$*"; }
 
 docker_tools() {
@@ -63,7 +67,7 @@ on_exit() {
     docker compose logs --no-color --timestamps --tail 300 || true
   fi
   teardown
-  [ -z "${secrets_tmp:-}" ] || rm -rf "$secrets_tmp"
+  [ -z "${secrets_tmp:-}" ] || as_root rm -rf "$secrets_tmp"  # files of the containers' users
   [ -z "${table_tmp:-}" ] || rm -rf "$table_tmp"
   [ -z "${dev_tmp:-}" ] || rm -rf "$dev_tmp"
   exit $status
@@ -298,8 +302,8 @@ prod_stage() {
   export MLOPS_SECRETS_DIR=$secrets_tmp/secrets
   current=prod
   step "prod: secrets and a self-signed certificate (infrastructure/prod/)"
-  infrastructure/prod/init-secrets.sh
-  infrastructure/prod/self-signed-cert.sh
+  as_root infrastructure/prod/init-secrets.sh
+  as_root infrastructure/prod/self-signed-cert.sh
   build_and_up  # adds the backup target
   step "prod: waiting for the first champion"
   wait_champion "$MLOPS_PROD_URL"

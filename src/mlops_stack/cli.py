@@ -401,6 +401,26 @@ def retrain() -> None:
 
 
 @app.command()
+def retention() -> None:
+    """Delete monitoring rows older than MLOPS_RETENTION_DAYS once (0 keeps everything).
+
+    Predictions with their labels and shadow answers, monitor runs with their drift, resolved
+    alerts; in transactions of MLOPS_RETENTION_BATCH_ROWS rows. The stack's worker does this
+    every hour; embedded (SQLite), run this from cron.
+    """
+    stack = _stack()
+    from mlops_stack.flows.retention import retention_flow
+
+    with stack:
+        summary = retention_flow()
+    if summary.skipped or summary.cutoff is None:  # off, or another pass held the lock
+        wrapped(console, summary.skipped or "nothing deleted")
+        return
+    counts = ", ".join(f"{name} {count}" for name, count in summary.deleted.items())
+    wrapped(console, f"deleted rows older than {summary.cutoff:%Y-%m-%d %H:%M:%S} UTC: {counts}")
+
+
+@app.command()
 def simulate(
     url: Annotated[
         str | None,

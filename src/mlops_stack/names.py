@@ -124,3 +124,4 @@ class RetrainStatus(StrEnum):
 TRAIN_DEPLOYMENT = "train/train"
 MONITOR_DEPLOYMENT = "monitor/monitor"
 RETRAIN_DEPLOYMENT = "retrain/retrain"
+RETENTION_DEPLOYMENT = "retention/retention"

@@ -431,6 +431,24 @@ class Settings(BaseSettings):
     monitoring_experiment: str = Field(
         "mlops-monitoring", description="MLflow experiment holding monitor runs and HTML reports."
     )
+    retention_days: int = Field(
+        90,
+        ge=0,
+        description=(
+            "Days the monitoring database keeps predictions, shadow predictions, feedback and "
+            "monitor results (runs, their per-feature drift, resolved alerts); older rows are "
+            "deleted by the worker's hourly retention/retention deployment (or `mlops "
+            "retention`). 0 keeps everything for ever."
+        ),
+    )
+    retention_batch_rows: int = Field(
+        5000,
+        ge=1,
+        description=(
+            "Rows one retention transaction deletes at most: short transactions, so the log "
+            "writer's inserts never wait long behind a large deletion."
+        ),
+    )
 
     # --- Prefect -------------------------------------------------------------------------
     prefect_api_url: str | None = Field(

@@ -4,7 +4,8 @@ One process per stack, next to the Prefect server:
 
 - serves the flows as Prefect deployments: ``train/train`` and ``retrain/retrain`` on demand
   (the dashboard, the Prefect UI or its API start them), ``monitor/monitor`` on a schedule
-  (``MLOPS_MONITOR_INTERVAL_MINUTES``); each run executes in its own subprocess;
+  (``MLOPS_MONITOR_INTERVAL_MINUTES``) and ``retention/retention`` every hour (deletes rows
+  older than ``MLOPS_RETENTION_DAYS``); each run executes in its own subprocess;
 - drains the predictor's Redis stream into the monitoring database (``mlops log-writer``'s
   loop, in a thread), so predictions land in PostgreSQL with one service fewer;
 - bootstraps: when the registry has no champion it starts the train deployment once, so a
@@ -27,7 +28,12 @@ from typing import Any
 
 from mlops_stack.backoff import Backoff
 from mlops_stack.logs import get_logger
-from mlops_stack.names import MONITOR_DEPLOYMENT, RETRAIN_DEPLOYMENT, TRAIN_DEPLOYMENT
+from mlops_stack.names import (
+    MONITOR_DEPLOYMENT,
+    RETENTION_DEPLOYMENT,
+    RETRAIN_DEPLOYMENT,
+    TRAIN_DEPLOYMENT,
+)
 from mlops_stack.stack import Stack
 
 log = get_logger(__name__)
@@ -37,7 +43,7 @@ RETRY_SECONDS = (1, 2, 5, 10, 15)  # back-off while MLflow or Prefect are still 
 
 
 def deployments(stack: Stack) -> list[Any]:
-    """The stack's flows as Prefect deployments; only the monitor runs on a schedule.
+    """The stack's flows as Prefect deployments; the monitor and retention run on a schedule.
 
     Each deployment's parameters are the flow's options filled from this worker's settings:
     Prefect's UI shows them as the run form, and a run started without parameters uses them.
@@ -45,9 +51,11 @@ def deployments(stack: Stack) -> list[Any]:
     from mlops_stack.flows.monitor import monitor_flow
     from mlops_stack.flows.parameters import (
         MonitorParameters,
+        RetentionParameters,
         RetrainParameters,
         TrainParameters,
     )
+    from mlops_stack.flows.retention import INTERVAL, retention_flow
     from mlops_stack.flows.retrain import retrain_flow
     from mlops_stack.flows.train import train_flow
 
@@ -70,6 +78,13 @@ def deployments(stack: Stack) -> list[Any]:
             name="retrain",
             description="Retrain on the original plus labelled rows; gate on fresh rows.",
             parameters=RetrainParameters.from_settings(settings).as_run_parameters(),
+            tags=["mlops-stack"],
+        ),
+        retention_flow.to_deployment(
+            name="retention",
+            description="Delete monitoring rows older than MLOPS_RETENTION_DAYS, in batches.",
+            interval=INTERVAL,
+            parameters=RetentionParameters.from_settings(settings).as_run_parameters(),
             tags=["mlops-stack"],
         ),
     ]
@@ -149,11 +164,12 @@ def crash_orphaned_runs() -> list[str]:
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
     from prefect.states import Crashed
 
-    names = [d.split("/")[1] for d in (TRAIN_DEPLOYMENT, MONITOR_DEPLOYMENT, RETRAIN_DEPLOYMENT)]
-    ours = DeploymentFilter(name=DeploymentFilterName(any_=names))
+    ours = (TRAIN_DEPLOYMENT, MONITOR_DEPLOYMENT, RETRAIN_DEPLOYMENT, RETENTION_DEPLOYMENT)
+    names = [d.split("/")[1] for d in ours]
+    only_ours = DeploymentFilter(name=DeploymentFilterName(any_=names))
     crashed = []
     with get_client(sync_client=True) as client:
-        for run in _runs_in_states(client, ours, ORPHAN_STATES, limit=200):
+        for run in _runs_in_states(client, only_ours, ORPHAN_STATES, limit=200):
             client.set_flow_run_state(
                 run.id,
                 Crashed(message="the worker that ran it stopped; marked at the next start"),
@@ -233,8 +249,14 @@ def run_worker(stack: Stack) -> None:
     signal.signal(signal.SIGTERM, _terminate)
     log.info(
         "worker_started",
-        deployments=[TRAIN_DEPLOYMENT, MONITOR_DEPLOYMENT, RETRAIN_DEPLOYMENT],
+        deployments=[
+            TRAIN_DEPLOYMENT,
+            MONITOR_DEPLOYMENT,
+            RETRAIN_DEPLOYMENT,
+            RETENTION_DEPLOYMENT,
+        ],
         monitor_every_minutes=settings.monitor_interval_minutes,
+        retention_days=settings.retention_days,
         log_writer=bool(settings.redis_url),
     )
     try:

@@ -116,9 +116,11 @@ def test_a_missing_secret_or_a_development_default_stops_a_service():
     )  # fmt: skip
     assert missing.returncode != 0
     assert "MLOPS_API_KEYS_FILE=/run/secrets/not-created" in missing.stderr
-    # without its secret file, MLflow would fall back to docker-compose.yml's dev password
+    # the prod file removes docker-compose.yml's dev URL; one given back by hand is refused
+    dev_url = "postgresql+psycopg2://mlops:mlops-dev-only@postgres:5432/mlflow"
     dev_default = compose(
-        "run", "--rm", "--no-deps", "-e", "MLFLOW_BACKEND_STORE_URI_FILE=", "mlflow", "true",
+        "run", "--rm", "--no-deps", "-e", "MLFLOW_BACKEND_STORE_URI_FILE=",
+        "-e", f"MLFLOW_BACKEND_STORE_URI={dev_url}", "mlflow", "true",
         check=False, timeout=120,
     )  # fmt: skip
     assert dev_default.returncode != 0

@@ -158,3 +158,11 @@ class MonitorParameters(_Parameters):
     gate_min_improvement: float = _setting("gate_min_improvement", ge=0)
     retrain_enabled: bool = _setting("retrain_enabled")
     retrain: RetrainParameters = Field(default_factory=lambda: RetrainParameters())
+
+
+class RetentionParameters(_Parameters):
+    """One retention pass: how many days of rows the monitoring database keeps (0: all of
+    them) and how many rows one of its transactions deletes at most."""
+
+    days: int = _setting("retention_days", ge=0)
+    batch_rows: int = _setting("retention_batch_rows", ge=1)

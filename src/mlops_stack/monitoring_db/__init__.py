@@ -7,6 +7,7 @@ against its tables; nothing else in the package writes SQL against them.
 
 from mlops_stack.monitoring_db.database import (
     AlertChange,
+    Deleted,
     MonitoringDB,
     Scope,
     WindowExtent,
@@ -16,6 +17,7 @@ from mlops_stack.monitoring_db.tables import FeatureDriftRow, MonitorRunRow
 
 __all__ = [
     "AlertChange",
+    "Deleted",
     "FeatureDriftRow",
     "MonitorRunRow",
     "MonitoringDB",

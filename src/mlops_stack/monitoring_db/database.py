@@ -14,12 +14,13 @@ import json
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import orjson
@@ -34,16 +35,19 @@ from sqlalchemy import (
     and_,
     cast,
     create_engine,
+    delete,
     event,
     func,
     select,
     text,
+    tuple_,
     type_coerce,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.schema import Table
 
 from mlops_stack.logs import get_logger
 from mlops_stack.monitoring_db.tables import (
@@ -58,12 +62,15 @@ from mlops_stack.names import AlertChangeKind, AlertState
 from mlops_stack.prediction_log.records import PredictionRecord, as_utc
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Not Alembic's default name: the monitoring database may be shared with MLflow, which has its own.
 VERSION_TABLE = "logstore_alembic_version"
 # Key of the PostgreSQL advisory lock that serialises migrations across processes.
 MIGRATION_LOCK_KEY = int.from_bytes(b"logstore", "big")
+# Key of the PostgreSQL advisory lock one retention pass holds: a second worker skips.
+RETENTION_LOCK_KEY = int.from_bytes(b"retentio", "big")
 # Columns of predictions_with_feedback() before the expanded features.
 FRAME_COLUMNS = (
     "request_id",
@@ -137,7 +144,7 @@ def _create_engine(url: URL) -> Engine:
     raise ValueError(f"unsupported monitoring database {backend!r}: use sqlite or postgresql")
 
 
-def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -192,6 +199,23 @@ class Scope:
     model_name: str
     since: datetime | None = None
     version: str | None = None
+
+
+@dataclass(frozen=True)
+class Deleted:
+    """What one retention pass deleted, by table, and in how many transactions."""
+
+    predictions: int = 0
+    shadow_predictions: int = 0
+    feedback: int = 0
+    monitor_runs: int = 0
+    feature_drift: int = 0
+    alerts: int = 0
+    transactions: int = 0
+
+    def counts(self) -> dict[str, int]:
+        """The counts by table name (and ``transactions``), for a log line or a run result."""
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -687,6 +711,76 @@ class MonitoringDB:
             if alert is not None:
                 alert.notified = True
 
+    # --- retention ---------------------------------------------------------------------------
+    def delete_older_than(self, cutoff: datetime, batch_rows: int) -> Deleted | None:
+        """Delete what is older than ``cutoff``, at most ``batch_rows`` rows per transaction;
+        None when another pass holds the retention lock (PostgreSQL): two workers never both
+        delete, the second one skips.
+
+        Why in batches: one DELETE of a month of rows would hold its locks (on SQLite the file's
+        write lock) for as long as it runs; short transactions let the log writer's inserts in
+        between. What goes, strictly before ``cutoff`` (a row at ``cutoff`` stays):
+
+        - predictions by ``created_at``, with their label and shadow answers (same
+          ``request_id`` and ``row``) whatever those rows' own times, so nothing refers to a
+          prediction that is gone;
+        - shadow answers by ``created_at`` and labels by ``received_at`` that have no
+          prediction (it never came, or went in an earlier pass); a kept prediction keeps its
+          label;
+        - monitor runs by ``started_at`` with their per-feature drift (deleted explicitly:
+          SQLite does not enforce the foreign key's cascade), and alerts resolved before
+          ``cutoff`` (an open alert stays, however old).
+        """
+        if batch_rows < 1:
+            raise ValueError(f"batch_rows must be at least 1, not {batch_rows}")
+        self.ensure_schema()
+        cutoff = as_utc(cutoff)
+        steps = (
+            _delete_predictions,
+            _delete_shadow_orphans,
+            _delete_feedback_orphans,
+            _delete_runs,
+            _delete_resolved_alerts,
+        )
+        deleted: Counter[str] = Counter()
+        with self.engine.connect() as connection:
+            if not self._lock_retention(connection):
+                log.info("retention.skipped", reason="another retention pass holds the lock")
+                return None
+            try:
+                for step in steps:
+                    while True:  # one short transaction per batch, until a batch comes up short
+                        with connection.begin():
+                            own, counts = step(connection, cutoff, batch_rows)
+                        deleted.update(counts)
+                        deleted["transactions"] += 1
+                        if own < batch_rows:
+                            break
+            finally:
+                try:
+                    self._unlock_retention(connection)
+                except DBAPIError:  # never back to the pool holding the lock: end its session
+                    connection.invalidate()
+        return Deleted(**deleted)
+
+    def _lock_retention(self, connection: Connection) -> bool:
+        """Take the retention lock for this connection's session (PostgreSQL); False if taken.
+
+        A session lock outlives the batches' commits and is released with the connection if
+        the process dies. SQLite is one process's embedded file: nothing to take.
+        """
+        if self.dialect != "postgresql":
+            return True
+        query = text("SELECT pg_try_advisory_lock(:key)")
+        taken = bool(connection.execute(query, {"key": RETENTION_LOCK_KEY}).scalar_one())
+        connection.commit()
+        return taken
+
+    def _unlock_retention(self, connection: Connection) -> None:
+        if self.dialect == "postgresql":
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": RETENTION_LOCK_KEY})
+            connection.commit()
+
     # --- the dashboard's reads, each filtered by a Scope -------------------------------------
     def monitor_runs_frame(self, scope: Scope, limit: int = 500) -> pd.DataFrame:
         """Monitor runs in scope, oldest first (one chart point each): :data:`RUN_COLUMNS`."""
@@ -838,6 +932,94 @@ def _prediction_filters(scope: Scope, with_since: bool = True) -> list[ColumnEle
     if scope.version is not None:
         filters.append(PREDICTIONS.c.model_version == scope.version)
     return filters
+
+
+def _delete_keys(connection: Connection, table: Table, keys: Sequence[tuple[Any, ...]]) -> int:
+    """Delete the rows of ``table`` whose ``(request_id, row)`` is one of ``keys``; how many.
+
+    In chunks of :data:`_IN_CHUNK` keys: SQLite caps the bound parameters of one statement.
+    """
+    columns = tuple_(table.c.request_id, table.c.row)
+    return sum(
+        connection.execute(delete(table).where(columns.in_(list(chunk)))).rowcount
+        for chunk in _chunks(keys, _IN_CHUNK)
+    )
+
+
+def _delete_predictions(
+    connection: Connection, cutoff: datetime, rows: int
+) -> tuple[int, dict[str, int]]:
+    """The oldest ``rows`` predictions before ``cutoff`` with their labels and shadow answers."""
+    oldest = select(PREDICTIONS.c.id).where(PREDICTIONS.c.created_at < cutoff).limit(rows)
+    statement = (
+        delete(PREDICTIONS)
+        .where(PREDICTIONS.c.id.in_(oldest))
+        .returning(PREDICTIONS.c.request_id, PREDICTIONS.c.row)
+    )
+    keys = [tuple(key) for key in connection.execute(statement)]
+    counts = {
+        "predictions": len(keys),
+        "feedback": _delete_keys(connection, FEEDBACK, keys),
+        "shadow_predictions": _delete_keys(connection, SHADOW_PREDICTIONS, keys),
+    }
+    return len(keys), counts
+
+
+def _delete_shadow_orphans(
+    connection: Connection, cutoff: datetime, rows: int
+) -> tuple[int, dict[str, int]]:
+    """Shadow answers created before ``cutoff`` (their prediction went, or never came)."""
+    table = SHADOW_PREDICTIONS
+    oldest = select(table.c.id).where(table.c.created_at < cutoff).limit(rows)
+    count = connection.execute(delete(table).where(table.c.id.in_(oldest))).rowcount
+    return count, {"shadow_predictions": count}
+
+
+def _delete_feedback_orphans(
+    connection: Connection, cutoff: datetime, rows: int
+) -> tuple[int, dict[str, int]]:
+    """Labels received before ``cutoff`` for rows with no prediction stored."""
+    predicted = (
+        select(PREDICTIONS.c.id)
+        .where(
+            PREDICTIONS.c.request_id == FEEDBACK.c.request_id, PREDICTIONS.c.row == FEEDBACK.c.row
+        )
+        .exists()
+    )
+    oldest = (
+        select(FEEDBACK.c.request_id, FEEDBACK.c.row)
+        .where(FEEDBACK.c.received_at < cutoff, ~predicted)
+        .limit(rows)
+    )
+    key = tuple_(FEEDBACK.c.request_id, FEEDBACK.c.row)
+    count = connection.execute(delete(FEEDBACK).where(key.in_(oldest))).rowcount
+    return count, {"feedback": count}
+
+
+def _delete_runs(connection: Connection, cutoff: datetime, rows: int) -> tuple[int, dict[str, int]]:
+    """The oldest ``rows`` monitor runs started before ``cutoff``, with their feature drift."""
+    query = select(MonitorRunRow.id).where(MonitorRunRow.started_at < cutoff).limit(rows)
+    ids = list(connection.execute(query).scalars())
+    counts = {"monitor_runs": 0, "feature_drift": 0}
+    for chunk in _chunks(ids, _IN_CHUNK):
+        drift = delete(FeatureDriftRow).where(FeatureDriftRow.run_id.in_(chunk))
+        counts["feature_drift"] += connection.execute(drift).rowcount
+        runs = delete(MonitorRunRow).where(MonitorRunRow.id.in_(chunk))
+        counts["monitor_runs"] += connection.execute(runs).rowcount
+    return len(ids), counts
+
+
+def _delete_resolved_alerts(
+    connection: Connection, cutoff: datetime, rows: int
+) -> tuple[int, dict[str, int]]:
+    """Alerts resolved before ``cutoff``; open ones stay whatever their age."""
+    oldest = (
+        select(AlertRow.id)
+        .where(AlertRow.state == AlertState.RESOLVED, AlertRow.resolved_at < cutoff)
+        .limit(rows)
+    )
+    count = connection.execute(delete(AlertRow).where(AlertRow.id.in_(oldest))).rowcount
+    return count, {"alerts": count}
 
 
 def _stream_columns(names: Sequence[str]) -> list[Any]:
