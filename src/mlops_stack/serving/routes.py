@@ -120,8 +120,8 @@ async def logged_answer(
     except LogUnavailable:  # the sink logged why, once per outage
         raise HTTPException(
             status_code=503,
-            detail="the prediction log is unavailable (Redis unreachable and the spool not "
-            "writable); nothing was logged, retry",
+            detail="the prediction log is unavailable: neither the Redis stream nor the spool "
+            "can take the rows; nothing was logged, retry",
         ) from None
 
 
