@@ -188,3 +188,15 @@ def test_without_a_base_path_the_routes_sit_at_the_root():
         "/dashboard/status",
         "/dashboard/status.json",
     ]
+
+
+def test_the_landing_page_shows_a_ready_predictor_with_a_degraded_log_as_degraded():
+    body = {
+        "ready": True,
+        "model": {"name": "m", "alias": "champion", "version": "3"},
+        "prediction_log": {"ok": False, "detail": "degraded: redis unreachable", "queue_depth": 5},
+    }
+    state, detail = landing._predictor(httpx.Response(200, json=body))
+    assert state == "degraded" and "redis unreachable" in detail and "v3" in detail
+    body["prediction_log"]["ok"] = True
+    assert landing._predictor(httpx.Response(200, json=body))[0] == "up"

@@ -210,6 +210,8 @@ def test_files_an_earlier_start_left_are_not_counted_and_are_removed(server):
     samples = server.scrape()
     assert requests_of(samples, "200") == N  # not N + STALE
     assert samples[("mlops_prediction_log_queue_depth", frozenset())] < STALE
+    # the most any live worker says (livemax): both log to their database, neither is degraded
+    assert samples[("mlops_prediction_log_degraded", frozenset())] == 0
 
 
 def test_the_dashboard_error_rate_reads_every_workers_answers(server):

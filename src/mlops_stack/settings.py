@@ -302,14 +302,20 @@ class Settings(BaseSettings):
     )
     log_batch_size: int = Field(500, ge=1, description="Most prediction rows written per batch.")
     log_flush_seconds: float = Field(
-        0.5, gt=0, description="Longest a logged prediction waits before its batch is written."
+        0.5,
+        gt=0,
+        description=(
+            "Longest the log sink's thread waits before it writes a batch of shadow records or "
+            "replays the spool (answered rows are written before their answer, not batched by "
+            "time)."
+        ),
     )
     log_buffer_rows: int = Field(
         100_000,
         ge=100,
         description=(
-            "Rows held in memory while the log path is down; beyond this they are spooled to "
-            "<data_dir>/spool and replayed when it returns, so nothing is dropped."
+            "Shadow records held in memory while the log path is down; beyond this they are "
+            "spooled to <data_dir>/spool and replayed when it returns."
         ),
     )
 

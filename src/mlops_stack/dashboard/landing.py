@@ -145,13 +145,17 @@ def _ok_if_2xx(answer: httpx.Response) -> tuple[State, str]:
 
 
 def _predictor(answer: httpx.Response) -> tuple[State, str]:
-    """/ready: 200 serves a champion; 503 answers but is not ready (says why)."""
+    """/ready: 200 serves a champion (its prediction log may be degraded: rows spooled);
+    503 answers but is not ready (says why)."""
     try:
         body = answer.json()
     except ValueError:
         return "down", f"{answer.status_code} from /ready, not its JSON"
     version = (body.get("model") or {}).get("version")
     if answer.status_code == 200:
+        log = body.get("prediction_log") or {}
+        if log.get("ok") is False:
+            return "degraded", f"serving v{version}; prediction log: {log.get('detail')}"
         return "up", f"ready, serving v{version}"
     if answer.status_code == 503:
         log = body.get("prediction_log") or {}

@@ -1,7 +1,8 @@
 """The predictor: FastAPI over the registry's champion.
 
 Answers ``/predict`` and ``/predict/batch`` with the version that answered and a request id,
-hands every answered row to the prediction log without waiting, takes labels at ``/feedback``,
+answers once every answered row is in the prediction log (durably: the Redis stream or the
+spool), takes labels at ``/feedback``,
 and reports itself at ``/health``, ``/ready``, ``/model`` and ``/metrics``. Request bodies are
 validated against the served model's signature (see ``serving.schema``); the model can change
 under the app at any time (see ``serving.model``), so each request reads it exactly once.
@@ -108,6 +109,7 @@ def _lifespan(predictor: Predictor) -> Callable[[FastAPI], AbstractAsyncContextM
         yield
         predictor.holder.stop()
         predictor.shadow.stop()
+        await predictor.sink.aclose()
         predictor.sink.stop()
         predictor.metrics.stop()
         predictor.stack.close()

@@ -9,9 +9,10 @@ Several workers (`mlops serve api --workers N`): prometheus_client's multiproces
 per-process files and /metrics sums all the workers' files, so any worker answers for all of
 them: counters, histograms and the regression summary (count and sum; the client keeps no
 quantiles in either mode) add up; the two queue depths are ``livesum`` gauges (the rows waiting
-in the workers alive now). Gauges cannot read a function in this mode (the scrape runs in one
-worker, the queues are in all of them), so each worker samples its queue depths every
-``SAMPLE_SECONDS`` and at each scrape it answers.
+in the workers alive now) and the log's degraded flag a ``livemax`` one (1 if any live worker's
+log path is degraded). Gauges cannot read a function in this mode (the scrape runs in one
+worker, the queues are in all of them), so each worker samples them every ``SAMPLE_SECONDS``
+and at each scrape it answers.
 """
 
 from __future__ import annotations
@@ -59,7 +60,9 @@ class PredictorMetrics:
     """The series /metrics exposes: traffic, latency, predictions, unseen categories, log queue,
     reloads, and the challenger's shadow scoring."""
 
-    def __init__(self, queue_depth: Callable[[], float]):
+    def __init__(
+        self, queue_depth: Callable[[], float], log_degraded: Callable[[], float] = lambda: 0.0
+    ):
         self.directory = multiprocess_directory()
         self.registry = CollectorRegistry()
         self._sampled: list[tuple[Gauge, Callable[[], float]]] = []
@@ -107,6 +110,19 @@ class PredictorMetrics:
                     registry=self.registry,
                 ),
                 queue_depth,
+            )
+        )
+        self._sampled.append(
+            (
+                Gauge(
+                    "mlops_prediction_log_degraded",
+                    "1 while the prediction log is degraded (Redis or the database unreachable: "
+                    "answered rows are spooled and replayed later), else 0; with several "
+                    "workers, 1 if any live worker's is.",
+                    multiprocess_mode="livemax",
+                    registry=self.registry,
+                ),
+                log_degraded,
             )
         )
         self.reloads = Counter(

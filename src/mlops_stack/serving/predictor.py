@@ -46,7 +46,9 @@ class Predictor:
         self.settings = stack.settings
         self.sink = sink
         self.store = stack.monitoring
-        self.metrics = PredictorMetrics(queue_depth=sink.depth)
+        self.metrics = PredictorMetrics(
+            queue_depth=sink.depth, log_degraded=lambda: 0.0 if sink.status().ok else 1.0
+        )
         self.holder = ModelHolder(stack.registry, self.settings, on_reload=self.metrics.reloaded)
         self.shadow = ShadowScorer(self.holder, sink, self.metrics, self.settings)
         self.recent: OrderedDict[tuple[str, int], None] = OrderedDict()
@@ -65,20 +67,23 @@ class Predictor:
         while len(self.recent) > RECENT_KEYS:
             self.recent.popitem(last=False)
 
-    def answer(
+    async def answer(
         self, request_id: str, model: ServedModel, rows: list[dict[str, Any]], started: float
     ) -> list[Answer]:
-        """Predict, count and log the rows of one request, then queue them for the challenger.
+        """Predict the rows of one request, make their records durable, then count them and
+        queue them for the challenger.
 
-        The client's answer and latency are the champion's: the challenger scores the rows
-        later, on the shadow scorer's thread (``serving.shadow``).
+        Returns only once every row is in the prediction log (the Redis stream or the spool):
+        the 200 that follows promises it. Raises :class:`LogUnavailable` when the log can take
+        no rows; nothing is then counted or remembered, and the client is told to retry. The
+        client's answer and latency are the champion's: the challenger scores the rows later,
+        on the shadow scorer's thread (``serving.shadow``), and its records are best effort.
         """
         results = model.predict(rows)
         latency_ms = (time.perf_counter() - started) * 1000
         now = datetime.now(UTC)
-        self.count(model, results)
-        for index, (row, (prediction, proba, _)) in enumerate(zip(rows, results, strict=True)):
-            self.sink.submit(
+        await self.sink.write(
+            [
                 PredictionRecord(
                     request_id=request_id,
                     row=index,
@@ -90,7 +95,12 @@ class Predictor:
                     probabilities=proba,
                     latency_ms=latency_ms,
                 )
-            )
+                for index, (row, (prediction, proba, _)) in enumerate(
+                    zip(rows, results, strict=True)
+                )
+            ]
+        )
+        self.count(model, results)
         self.remember(request_id, len(rows))
         self.shadow.submit(request_id, model.version, rows)
         return results

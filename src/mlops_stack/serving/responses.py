@@ -95,11 +95,16 @@ class ReadyModel(BaseModel):
 
 
 class PredictionLogStatus(BaseModel):
-    """Whether answered rows reach the prediction log, and how many wait to."""
+    """Whether answered rows reach the prediction log as they should, and how many wait."""
 
-    ok: bool
+    ok: bool = Field(
+        description=(
+            "false while the log path is degraded (Redis or the database unreachable: answered "
+            "rows are spooled and replayed later) or can take no rows at all."
+        )
+    )
     detail: str
-    queue_depth: int
+    queue_depth: int = Field(description="Rows answered but not yet handed on (memory, spool).")
 
 
 class RegistryReachability(BaseModel):
@@ -112,7 +117,8 @@ class RegistryReachability(BaseModel):
 
 
 class ReadyResponse(BaseModel):
-    """``/ready``: the same body with 200 when ready, 503 when not."""
+    """``/ready``: the same body with 200 when ready (predictions can be answered), 503 when
+    not."""
 
     ready: bool
     model: ReadyModel
@@ -209,3 +215,13 @@ INVALID: Responses = {
 NO_MODEL: Responses = {
     503: {"model": ErrorMessage, "description": "No version holds the alias yet: nothing to serve."}
 }
+UNAVAILABLE: Responses = {
+    503: {
+        "model": ErrorMessage,
+        "description": (
+            "No version holds the alias yet (nothing to serve), or the prediction log can take "
+            "no rows (Redis unreachable and the spool not writable): nothing was logged, retry."
+        ),
+    }
+}
+"""The 503 of the prediction routes: a 200 promises the rows are logged durably."""

@@ -12,13 +12,16 @@ Prediction bodies are validated by hand against the served model's classes (see
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from mlops_stack.logs import get_logger
+from mlops_stack.prediction_log.sinks import LogUnavailable
 from mlops_stack.serving.dependencies import ModelDep, PredictorDep
+from mlops_stack.serving.model import Answer, ServedModel
 from mlops_stack.serving.predictor import Predictor
 from mlops_stack.serving.requests import check_labels, feedback_items, json_body, validate_body
 from mlops_stack.serving.responses import (
@@ -26,6 +29,7 @@ from mlops_stack.serving.responses import (
     NO_MODEL,
     NOT_JSON,
     TOO_LARGE,
+    UNAVAILABLE,
     BatchPredictResponse,
     ErrorMessage,
     FeatureInfo,
@@ -49,7 +53,7 @@ log = get_logger("mlops_stack.api")
 router = APIRouter()
 """All the routes, on one router: each router an app includes is one more step of route
 matching on every request in this FastAPI (about 6 us of CPU, measured)."""
-PREDICTION_ERRORS: Responses = {**TOO_LARGE, **NOT_JSON, **INVALID, **NO_MODEL}
+PREDICTION_ERRORS: Responses = {**TOO_LARGE, **NOT_JSON, **INVALID, **UNAVAILABLE}
 
 
 @router.post(
@@ -68,7 +72,8 @@ async def predict(request: Request, predictor: PredictorDep) -> PredictResponse:
     )
     row = body.model_dump(by_alias=True)["features"]
     request_id: str = request.state.request_id
-    [(prediction, proba, unseen)] = predictor.answer(request_id, model, [row], started)
+    answers = await logged_answer(predictor, request_id, model, [row], started)
+    [(prediction, proba, unseen)] = answers
     return PredictResponse(
         request_id=request_id,
         model=ModelRef(name=model.name, version=model.version),
@@ -94,7 +99,7 @@ async def predict_batch(request: Request, predictor: PredictorDep) -> BatchPredi
     )
     rows = body.model_dump(by_alias=True)["rows"]
     request_id: str = request.state.request_id
-    results = predictor.answer(request_id, model, rows, started)
+    results = await logged_answer(predictor, request_id, model, rows, started)
     return BatchPredictResponse(
         request_id=request_id,
         model=ModelRef(name=model.name, version=model.version),
@@ -105,6 +110,24 @@ async def predict_batch(request: Request, predictor: PredictorDep) -> BatchPredi
             for i, (p, proba, unseen) in enumerate(results)
         ],
     )
+
+
+async def logged_answer(
+    predictor: Predictor,
+    request_id: str,
+    model: ServedModel,
+    rows: list[dict[str, Any]],
+    started: float,
+) -> list[Answer]:
+    """The rows' answers once they are logged durably; 503 when the log can take no rows."""
+    try:
+        return await predictor.answer(request_id, model, rows, started)
+    except LogUnavailable:  # the sink logged why, once per outage
+        raise HTTPException(
+            status_code=503,
+            detail="the prediction log is unavailable: neither the Redis stream nor the spool "
+            "can take the rows; nothing was logged, retry",
+        ) from None
 
 
 @router.post(
@@ -160,18 +183,25 @@ async def health() -> Health:
 @router.get(
     "/ready",
     response_model=ReadyResponse,
-    summary="A model is loaded and the prediction log works",
+    summary="Predictions can be answered: a model is served and the log can take rows",
     tags=["status"],
     responses={
         503: {
             "model": ReadyResponse,
-            "description": "Not ready: no model served yet, or the prediction log fails.",
+            "description": (
+                "Not ready: no model is served yet, or the prediction log can take no rows "
+                "durably (Redis unreachable and the spool not writable), so /predict would "
+                "answer 503. A degraded log path (Redis down, rows spooled) is not a 503: it "
+                "answers 200 with prediction_log.ok false."
+            ),
         }
     },
 )
 async def ready(predictor: PredictorDep, response: Response) -> ReadyResponse:
-    """Ready when a model is served and answered rows reach the log; the registry is reported
-    but does not count (an outage leaves the current model serving)."""
+    """Ready when a model is served and answered rows can be made durable (Redis reachable or
+    the spool writable). A degraded log path is reported in ``prediction_log`` (and as
+    ``mlops_prediction_log_degraded`` in /metrics) with 200; the registry is reported but does
+    not count (an outage leaves the current model serving)."""
     report = readiness(predictor)
     if not report.ready:
         response.status_code = 503
@@ -182,16 +212,19 @@ def readiness(predictor: Predictor) -> ReadyResponse:
     """The model, prediction log and registry as /ready reports them."""
     settings, model = predictor.settings, predictor.holder.current
     log_ok, log_detail = predictor.sink.status()
+    accepting, why_not = predictor.sink.accepting()
     registry = predictor.holder.registry_status
     return ReadyResponse(
-        ready=model is not None and log_ok,
+        ready=model is not None and accepting,
         model=ReadyModel(
             name=settings.model_name,
             alias=settings.model_alias,
             version=model.version if model else None,
         ),
         prediction_log=PredictionLogStatus(
-            ok=log_ok, detail=log_detail, queue_depth=predictor.sink.depth()
+            ok=log_ok and accepting,
+            detail=log_detail if accepting else f"{why_not}; {log_detail}",
+            queue_depth=predictor.sink.depth(),
         ),
         registry=RegistryReachability(
             reachable=registry.reachable,
