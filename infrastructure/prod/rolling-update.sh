@@ -13,7 +13,7 @@
 # a zero-downtime restart (`docker compose restart api` restarts every replica at once).
 # It runs `docker compose`, which reads COMPOSE_FILE, COMPOSE_PROJECT_NAME, MLOPS_IMAGE and
 # .env as always; COMPOSE_FILE defaults here to docker-compose.yml:docker-compose.prod.yml.
-# ROLLING_UPDATE_TIMEOUT (180): seconds a new container gets to become healthy (and ready).
+# ROLLING_UPDATE_TIMEOUT (300): seconds a new container gets to become healthy (and ready).
 #
 # Leaves as many containers as were running. If a new one does not become healthy in time
 # (or exits), it is removed, the old ones are left as they are, and the script exits 1: fix
@@ -24,7 +24,7 @@ cd "$(dirname "$0")/../.."
 export COMPOSE_FILE=${COMPOSE_FILE:-docker-compose.yml:docker-compose.prod.yml}
 
 service=${1:-api}
-timeout=${ROLLING_UPDATE_TIMEOUT:-180}
+timeout=${ROLLING_UPDATE_TIMEOUT:-300}
 # where the new container says it can do its work, asked from inside it (the image has no curl)
 ready_url=""
 [ "$service" = api ] && ready_url=http://127.0.0.1:8000/ready
