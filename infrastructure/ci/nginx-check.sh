@@ -2,9 +2,10 @@
 # Checks the nginx configs with a real nginx, without Docker: each stack's files are laid out
 # as its compose file mounts them (docker-compose.yml, docker-compose.prod.yml), over a copy
 # of /etc/nginx in a private mount and network namespace; `nginx -t`, then a few requests that
-# need no upstream (health, redirects, the prod login, /api/metrics refused, the landing page's
-# static fallback). Proxied routes answer 502 here: no Docker DNS at 127.0.0.11, which shows the
-# route matched.
+# need no upstream (health, redirects and their Location, the prod login, /api/metrics refused,
+# the landing page's static fallback, each route's body limit, the TLS cipher list, a repeated
+# X-API-Key). Proxied routes answer 502 here: no Docker DNS at 127.0.0.11, which shows the
+# route matched (and that nginx let the body through).
 #
 # Needs root (unshare), nginx (apt-get install nginx-light), curl, envsubst and openssl.
 # The stand-in nginx image's nginx.conf is taken from MLOPS_DOCKER_TOOLS or ../shared/docker.
@@ -37,7 +38,7 @@ if [ "${1:-}" != --inside ]; then
   cp "$ngx/prod/api-limits.conf" "$prod/api-policy.conf"
   cp "$ngx/prod/ui-auth.conf" "$prod/ui-policy.conf"
   cp "$ngx/prod/security-headers.conf" "$prod/security-headers.conf"
-  mkdir -p "$work/secrets"
+  mkdir -p "$work/secrets" "$work/nginx-temp"
   openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
     -keyout "$work/secrets/tls_key" -out "$work/secrets/tls_cert" 2>/dev/null
   printf 'admin:%s\n' "$(openssl passwd -apr1 check)" >"$work/secrets/htpasswd"
@@ -57,10 +58,30 @@ expect() {  # expect CODE CURL_ARGS...: the status curl sees
   got=$(curl -sk -o /dev/null -w '%{http_code}' "$@")
   if [ "$got" = "$want" ]; then echo "  ok   $want $*"; else echo "  FAIL $got (want $want) $*"; failed=1; fi
 }
+expect_location() {  # expect_location LOCATION URL: the Location header of URL's redirect
+  local want=$1 got
+  got=$(curl -sk -o /dev/null -w '%{redirect_url}' -D - "$2" | sed -n 's/^[Ll]ocation: *//p' | tr -d '\r')
+  if [ "$got" = "$want" ]; then echo "  ok   $2 -> $want"; else echo "  FAIL $2 -> '$got' (want $want)"; failed=1; fi
+}
+expect_body_limit() {  # expect_body_limit CODE BYTES URL: the status of a POST of BYTES bytes
+  local want=$1 bytes=$2 url=$3 got
+  got=$(head -c "$bytes" /dev/zero | curl -sk -o /dev/null -w '%{http_code}' -X POST \
+    -H 'Content-Type: application/json' --data-binary @- "$url")
+  if [ "$got" = "$want" ]; then echo "  ok   $want for $bytes bytes to $url"
+  else echo "  FAIL $got (want $want) for $bytes bytes to $url"; failed=1; fi
+}
+tls12_cipher() {  # tls12_cipher CIPHER: "accepted" or "refused" by the TLS listener
+  if echo | openssl s_client -connect 127.0.0.1:8443 -tls1_2 -cipher "$1" 2>/dev/null \
+     | grep -q "Cipher is $1"; then echo accepted; else echo refused; fi
+}
+check_nginx() {  # nginx -t, printing its complaint in full when it fails
+  local out
+  if out=$(nginx -t 2>&1); then tail -1 <<<"$out"; else echo "$out"; exit 1; fi
+}
 
 echo "== dev: docker-compose.yml's files"
 mount --bind "$work/dev" /etc/nginx
-nginx -t 2>&1 | tail -1
+check_nginx
 nginx >>"$work/nginx.log" 2>&1
 # the landing page is the dashboard's: without it, the static links saying so, with the 502
 expect 502 http://127.0.0.1/
@@ -78,6 +99,17 @@ expect 502 http://127.0.0.1/prefect/
 expect 502 http://127.0.0.1/jupyter/
 expect 301 http://127.0.0.1/prometheus
 expect 502 http://127.0.0.1/prometheus/
+# relative redirects: the published port differs from the one nginx listens on
+expect_location /mlflow/ http://127.0.0.1/mlflow
+expect_location /api/ http://127.0.0.1/api
+# body limits by route (routes.conf): 413 at nginx, else the route's 502
+expect_body_limit 413 70000 http://127.0.0.1/api/predict
+expect_body_limit 502 60000 http://127.0.0.1/api/predict
+expect_body_limit 502 1900000 http://127.0.0.1/api/predict/batch
+expect_body_limit 413 2200000 http://127.0.0.1/api/predict/batch
+expect_body_limit 413 600000 http://127.0.0.1/api/feedback
+expect_body_limit 502 3000000 http://127.0.0.1/mlflow/ajax-api/2.0/mlflow-artifacts/artifacts/x
+expect_body_limit 413 1100000 http://127.0.0.1/prefect/api/x
 if curl -s http://127.0.0.1/prometheus/ | grep -qF -- '--profile observability up -d'; then echo "  ok   /prometheus/ says how to start it"
 else echo "  FAIL /prometheus/ does not say how to start it"; failed=1; fi
 nginx -s stop; sleep 1
@@ -85,10 +117,13 @@ umount /etc/nginx
 
 echo "== prod: docker-compose.prod.yml's files (template rendered as the image does)"
 mount --bind "$work/prod" /etc/nginx
+# the nginx-temp volume of docker-compose.prod.yml
+mkdir -p /var/cache/nginx
+mount --bind "$work/nginx-temp" /var/cache/nginx
 # shellcheck disable=SC2016  # envsubst's own list of variables, not the shell's
 MLOPS_PUBLIC_HTTPS_PORT=443 envsubst '${MLOPS_PUBLIC_HTTPS_PORT}' \
   </etc/nginx/templates/default.conf.template >/tmp/default.conf
-nginx -t 2>&1 | tail -1
+check_nginx
 nginx >>"$work/nginx.log" 2>&1
 expect 200 http://127.0.0.1:8080/nginx-health
 expect 301 http://127.0.0.1:8080/mlflow/
@@ -100,6 +135,27 @@ for ui in mlflow prefect dashboard jupyter prometheus; do
   expect 401 "https://127.0.0.1:8443/$ui/"
   expect 502 -u admin:check "https://127.0.0.1:8443/$ui/"
 done
+# the http port sends to the published https one; nginx's own redirects stay relative
+expect_location https://127.0.0.1:443/mlflow/?x=1 'http://127.0.0.1:8080/mlflow/?x=1'
+expect_location /mlflow/ https://127.0.0.1:8443/mlflow
+expect_location /api/ https://127.0.0.1:8443/api
+expect_body_limit 413 70000 https://127.0.0.1:8443/api/predict
+expect_body_limit 502 1900000 https://127.0.0.1:8443/api/predict/batch
+# TLS 1.2: ECDHE with AES-GCM or ChaCha20 only
+for cipher in ECDHE-RSA-AES128-GCM-SHA256 ECDHE-RSA-CHACHA20-POLY1305; do
+  if [ "$(tls12_cipher "$cipher")" = accepted ]; then echo "  ok   TLS 1.2 $cipher accepted"
+  else echo "  FAIL TLS 1.2 $cipher refused"; failed=1; fi
+done
+for cipher in AES128-SHA ECDHE-RSA-AES128-SHA AES128-GCM-SHA256 ECDHE-RSA-AES128-SHA256; do
+  if [ "$(tls12_cipher "$cipher")" = refused ]; then echo "  ok   TLS 1.2 $cipher refused"
+  else echo "  FAIL TLS 1.2 $cipher accepted"; failed=1; fi
+done
+# two X-API-Key headers: 400 at nginx where it joins them ($http_x_api_key, 1.23+); older
+# nginx passes the request on (502 here) and the predictor answers 400
+version=$(nginx -v 2>&1 | sed 's|.*nginx/||')
+if printf '%s\n' 1.23.0 "$version" | sort -V -C; then dup=400; else dup=502; fi
+expect "$dup" -H 'X-API-Key: a' -H 'X-API-Key: b' https://127.0.0.1:8443/api/predict
+expect 502 -H 'X-API-Key: a' https://127.0.0.1:8443/api/predict
 hsts=$(curl -sk -D - -o /dev/null -u admin:check https://127.0.0.1:8443/mlflow/ | grep -ci strict-transport || true)
 if [ "$hsts" = 1 ]; then echo "  ok   HSTS on a UI route"; else echo "  FAIL no HSTS on a UI route"; failed=1; fi
 nginx -s stop

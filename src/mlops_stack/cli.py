@@ -696,6 +696,26 @@ def serve_api(
                 log_config=None,
                 access_log=False,
             )
+    _exit_after_clean_shutdown()
+
+
+def _exit_after_clean_shutdown() -> None:
+    """Exit 0 at once after the server stopped cleanly, skipping the interpreter's teardown.
+
+    Why: the predictor's stop (SIGTERM) has already closed everything it holds in its
+    lifespan (prediction log flushed, stack closed), and tearing down its ~3,400 imported
+    modules costs 1.5 s of CPU, several seconds of `docker stop` on a busy VM, which every
+    step of a rolling update waits for. The worker processes of ``--workers N`` end the same
+    way (multiprocessing). A failed start never gets here: uvicorn exits with its own code.
+    """
+    import logging
+    import os
+    import sys
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 @app.command("log-writer")

@@ -80,12 +80,17 @@ COMPOSE_VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("MLOPS_BACKUP_KEEP", "7", "Prod: backups kept (the newest)."),
     ("MLOPS_BACKUP_INTERVAL_HOURS", "24", "Prod: hours between two scheduled backups."),
     ("MLOPS_BACKUP_IMAGE", "mlops-stack-backup:0.1.0", "Prod: tag of the backup image."),
+    (
+        "MLOPS_API_REPLICAS",
+        "2",
+        "Prod: predictor containers behind nginx (infrastructure/prod/rolling-update.sh).",
+    ),
 )
 
 # Settings that docker-compose.prod.yml gives a production default of its own (a value in
 # .env still wins): ${MLOPS_X:-prod default}.
 PROD_SETTING_DEFAULTS: dict[str, str] = {
-    "MLOPS_API_WORKERS": "2",
+    "MLOPS_API_WORKERS": "1",  # per replica: the replicas are the parallelism
     "MLOPS_RATE_LIMIT_PER_MINUTE": "600",
 }
 

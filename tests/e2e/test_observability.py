@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -36,7 +37,10 @@ def test_prometheus_scrapes_the_predictor_and_the_dashboard(http):
         return targets if targets.get("predictor", {}).get("health") == "up" else None
 
     targets = wait_for(predictor_up, timeout=60, what="the predictor's target up in Prometheus")
-    assert targets["predictor"]["scrapeUrl"] == "http://api:8000/metrics"
+    # each replica of `api` by its address (dns_sd_configs): one in development
+    assert re.fullmatch(
+        r"http://\d+\.\d+\.\d+\.\d+:8000/metrics", targets["predictor"]["scrapeUrl"]
+    )
     assert targets["dashboard"]["health"] == "up", targets["dashboard"]["lastError"]
     assert targets["prometheus"]["health"] == "up"
 
