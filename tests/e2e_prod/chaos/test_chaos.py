@@ -263,7 +263,6 @@ def _measure(
     return figures, answers
 
 
-@pytest.mark.timeout(420)
 @pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
 def test_no_answered_prediction_is_lost(
     fault: Fault, https_url: str, api_key: str, summary: list[Figures]
