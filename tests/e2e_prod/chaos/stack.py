@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import resource
 import subprocess
 import time
 from dataclasses import dataclass
@@ -236,3 +237,12 @@ def nginx_held(before: NginxState, after: NginxState) -> list[str]:
     if (after.oom_kills or 0) > (before.oom_kills or 0):
         broken.append(f"cgroup OOM kills {before.oom_kills} -> {after.oom_kills}")
     return broken
+
+
+def raise_open_files(wanted: int) -> tuple[int, int]:
+    """Raise this process's RLIMIT_NOFILE to ``wanted`` (within the hard limit); the old one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    raised = max(soft, wanted) if hard == resource.RLIM_INFINITY else min(hard, max(soft, wanted))
+    assert raised >= wanted, f"RLIMIT_NOFILE's hard limit {hard} is below {wanted}"
+    resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+    return soft, hard

@@ -21,7 +21,13 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.e2e_prod.chaos.stack import REPO, NginxState, nginx_held, nginx_state
+from tests.e2e_prod.chaos.stack import (
+    REPO,
+    NginxState,
+    nginx_held,
+    nginx_state,
+    raise_open_files,
+)
 
 EXAMPLE = json.loads((REPO / "examples" / "predict.json").read_text())
 LEGIT_TIMEOUT = 10.0  # a legitimate client tries this long (new connection each time)
@@ -48,13 +54,9 @@ def address(https_url: str) -> tuple[str, int]:
 @pytest.fixture(scope="module", autouse=True)
 def enough_file_descriptors() -> Iterator[None]:
     """2,000 connections need more descriptors than a shell's usual 1,024."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = IDLE_CONNECTIONS + 1024
-    raised = min(hard, max(soft, wanted)) if hard != resource.RLIM_INFINITY else max(soft, wanted)
-    assert raised >= wanted, f"RLIMIT_NOFILE's hard limit {hard} is below {wanted}"
-    resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+    old = raise_open_files(IDLE_CONNECTIONS + 1024)
     yield
-    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    resource.setrlimit(resource.RLIMIT_NOFILE, old)
 
 
 def legitimate_client(https_url: str, api_key: str) -> list[str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import secrets
 import subprocess
 import time
@@ -40,6 +41,7 @@ from tests.e2e_prod.chaos.stack import (
     image_of,
     inspect,
     kill_uvicorn_worker,
+    raise_open_files,
     stored_ids,
     wait_healthy,
 )
@@ -192,6 +194,14 @@ def summary() -> Iterator[list[Figures]]:
     print("\n=== chaos under 20 requests/s: the figures ===")
     for entry in figures:
         print(entry.line())
+
+
+@pytest.fixture(scope="module", autouse=True)
+def enough_file_descriptors() -> Iterator[None]:
+    """The load keeps up to a timeout's worth of requests in flight, a connection each."""
+    old = raise_open_files(int(RATE * 30) + 1024)
+    yield
+    resource.setrlimit(resource.RLIMIT_NOFILE, old)
 
 
 @pytest.fixture(scope="module", autouse=True)
