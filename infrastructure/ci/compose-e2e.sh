@@ -11,7 +11,8 @@
 #   prod:  docker-compose.yml + docker-compose.prod.yml with generated secrets and a self-signed
 #          certificate; TLS, keys, logins, limits, hardening and backup/restore (tests/e2e_prod);
 #          with the observability profile (dev's image, a few seconds): Prometheus hardened and
-#          behind the login
+#          behind the login; then the front door under attack and faults under 20 predictions
+#          a second, with their figures (tests/e2e_prod/chaos)
 # Called by .ci/run; runs as is on a laptop with Docker too (as root, or a user in the docker
 # group). MLOPS_E2E_STAGES="dev table prod" (the default) picks the parts.
 #
@@ -294,10 +295,30 @@ ENV
   step "table: stage took $(($(now) - t0))s"
 }
 
+# attacks_and_chaos: the front door under attack, then faults under 20 predictions a second
+# (tests/e2e_prod/chaos), on the prod stack that tests/e2e_prod leaves; each part prints its
+# figures and its time, and runs even when the other failed; either failing fails the stage.
+# The attacks go first: seconds each, and a front door they knock over restarts by itself.
+attacks_and_chaos() {
+  local t0 attacks=0 chaos=0 attacks_s
+  step "prod: attacks on the front door (tests/e2e_prod/chaos/test_attacks.py)"
+  t0=$(now)
+  python -m pytest tests/e2e_prod/chaos/test_attacks.py -v -s -p no:cacheprovider || attacks=$?
+  attacks_s=$(($(now) - t0))
+  step "prod: chaos under 20 requests/s (tests/e2e_prod/chaos/test_chaos.py)"
+  t0=$(now)
+  python -m pytest tests/e2e_prod/chaos/test_chaos.py -v -s -p no:cacheprovider || chaos=$?
+  step "prod: attacks took ${attacks_s}s (exit $attacks), chaos $(($(now) - t0))s (exit $chaos)"
+  [ "$attacks" -eq 0 ] && [ "$chaos" -eq 0 ]
+}
+
 prod_stage() {
   export COMPOSE_PROJECT_NAME=$PROJECT-prod
   export COMPOSE_FILE=docker-compose.yml:docker-compose.prod.yml
   export COMPOSE_PROFILES=observability  # Prometheus hardened, behind the login
+  # the chaos suite's load is 20 requests/s with one key for minutes (1,200 a minute): above
+  # the predictor's default per-key limit of 600; nginx's per-key limit (20 r/s) stays as is
+  export MLOPS_RATE_LIMIT_PER_MINUTE=${MLOPS_RATE_LIMIT_PER_MINUTE:-3000}
   secrets_tmp=$(mktemp -d)
   export MLOPS_SECRETS_DIR=$secrets_tmp/secrets
   current=prod
@@ -310,9 +331,10 @@ prod_stage() {
   step "prod: resources (memory used / limit)"
   print_resources
   step "prod: end-to-end tests over https (tests/e2e_prod)"
-  python -m pytest tests/e2e_prod -v -p no:cacheprovider
+  python -m pytest tests/e2e_prod --ignore=tests/e2e_prod/chaos -v -p no:cacheprovider
+  attacks_and_chaos
   teardown
-  unset COMPOSE_FILE COMPOSE_PROFILES
+  unset COMPOSE_FILE COMPOSE_PROFILES MLOPS_RATE_LIMIT_PER_MINUTE
 }
 
 for stage in $STAGES; do
