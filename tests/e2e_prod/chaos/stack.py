@@ -66,6 +66,9 @@ def _problem(state: dict[str, Any]) -> str | None:
     """Why a container is not healthy, or None. A health status counts only when checked since
     the container's last start: Docker keeps the old status across a restart."""
     status = state["State"]
+    one_shot = state["HostConfig"]["RestartPolicy"]["Name"] in ("", "no")
+    if status["Status"] == "exited" and one_shot and status["ExitCode"] == 0:
+        return None  # a one-shot service that did its job (nginx-temp)
     if status["Status"] != "running":
         return status["Status"]
     health = status.get("Health")
