@@ -27,13 +27,12 @@ from __future__ import annotations
 import argparse
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-from sqlalchemy import create_engine, func, make_url, select, text
-from sqlalchemy.pool import NullPool
+from scratch import temporary_database
+from sqlalchemy import func, select, text
 
 from mlops_stack.monitoring_db import MonitoringDB
 from mlops_stack.monitoring_db.tables import PREDICTIONS
@@ -42,21 +41,6 @@ from mlops_stack.prediction_log.records import PredictionRecord
 BATCH = 500  # MLOPS_LOG_BATCH_SIZE's default: rows per write of the log writer
 TABLES = ("predictions", "shadow_predictions", "feedback")
 MB = 1024 * 1024
-
-
-def temporary_database(server_url: str) -> tuple[str, Callable[[], None]]:
-    """A new empty PostgreSQL database on the server (its URL), and a function dropping it."""
-    name = f"bench_disk_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return make_url(server_url).set(database=name).render_as_string(hide_password=False), drop
 
 
 def demo_rows(count: int, seed: int) -> list[tuple[dict[str, float], int, dict[str, float]]]:
@@ -176,7 +160,7 @@ def main() -> None:
     parser.add_argument("--labelled", type=float, default=0.1, help="share of rows labelled")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    url, drop = temporary_database(args.db_url)
+    url, drop = temporary_database(args.db_url, "bench_disk")
     try:
         with MonitoringDB(url) as store:
             store.migrate()

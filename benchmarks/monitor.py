@@ -35,8 +35,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -45,8 +43,8 @@ import numpy as np
 import orjson
 import pandas as pd
 import psutil
-from sqlalchemy import create_engine, make_url, text
-from sqlalchemy.pool import NullPool
+from scratch import temporary_database
+from sqlalchemy import make_url
 
 from mlops_stack.monitoring_db import MonitoringDB
 
@@ -68,21 +66,6 @@ SHIFTED = (
     "worst area",
     "worst smoothness",
 )
-
-
-def temporary_database(server_url: str) -> tuple[str, Callable[[], None]]:
-    """A new empty PostgreSQL database on the server (its URL), and a function dropping it."""
-    name = f"bench_monitor_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return make_url(server_url).set(database=name).render_as_string(hide_password=False), drop
 
 
 def logged_rows(rows: int, drifted: float, labelled: float, seed: int):
@@ -407,7 +390,7 @@ def main() -> None:
     (workdir / "benchmark_full_read.py").write_text(FULL_READ)
     drop = None
     if args.db_url:
-        db_url, drop = temporary_database(args.db_url)
+        db_url, drop = temporary_database(args.db_url, "bench_monitor")
     else:
         db_url = f"sqlite:///{data_dir / 'monitoring.db'}"
     env = {
