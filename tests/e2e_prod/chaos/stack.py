@@ -147,14 +147,15 @@ for pid in filter(str.isdigit, os.listdir("/proc")):
         continue
     if b"spawn_main" in cmdline:
         workers.append(int(pid))
-assert workers, "no uvicorn worker process found"
-os.kill(min(workers), signal.SIGKILL)
-print(min(workers))
+if workers:
+    os.kill(min(workers), signal.SIGKILL)
+print(min(workers) if workers else 0)
 """
 
 
 def kill_uvicorn_worker(container: str) -> int:
-    """kill -9 of one uvicorn worker process (a child of the container's main process)."""
+    """kill -9 of one uvicorn worker process (a child of the container's main process); 0
+    when the replica runs one process (MLOPS_API_WORKERS=1), which has no worker to kill."""
     return int(docker("exec", container, "python", "-c", KILL_UVICORN_WORKER).strip())
 
 

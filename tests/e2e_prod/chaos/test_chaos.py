@@ -84,7 +84,15 @@ def no_fault() -> None:
 
 
 def kill9_uvicorn_worker() -> None:
-    print(f"  killed uvicorn worker pid {kill_uvicorn_worker(containers('api')[0])}")
+    """A worker process of a replica that runs several (MLOPS_API_WORKERS > 1). The prod
+    default is one process per replica: then there is none, and kill9-api-main is this fault."""
+    pid = kill_uvicorn_worker(containers("api")[0])
+    print(
+        f"  killed uvicorn worker pid {pid}"
+        if pid
+        else "  no worker process: one uvicorn process per replica (MLOPS_API_WORKERS=1), "
+        "whose kill -9 is kill9-api-main"
+    )
 
 
 def kill9_api_main() -> None:
