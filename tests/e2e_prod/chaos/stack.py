@@ -145,7 +145,7 @@ for pid in filter(str.isdigit, os.listdir("/proc")):
             cmdline = f.read()
     except OSError:
         continue
-    if b"spawn_main" in cmdline:
+    if b"spawn_main" in cmdline and int(pid) != os.getpid():  # this script names it too
         workers.append(int(pid))
 if workers:
     os.kill(min(workers), signal.SIGKILL)
