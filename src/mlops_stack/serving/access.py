@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
 import secrets
 import time
@@ -27,6 +26,7 @@ import structlog
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mlops_stack.logs import get_logger
+from mlops_stack.serving.asgi import route_path, send_json
 from mlops_stack.settings import Settings
 
 log = get_logger("mlops_stack.api")
@@ -189,6 +189,10 @@ class Denial:
     detail: str
     headers: tuple[tuple[bytes, bytes], ...] = ()
 
+    async def answer(self, send: Send) -> None:
+        """This refusal as the response: ``{"detail": ...}`` with its status and headers."""
+        await send_json(send, self.status, {"detail": self.detail}, self.headers)
+
 
 DUPLICATE_KEY = Denial(400, f"more than one {API_KEY_HEADER} header")
 
@@ -215,7 +219,7 @@ class AccessMiddleware:
         if sum(name == KEY_HEADER for name, _ in raw_headers) > 1:
             # never legitimate, and dangerous behind a proxy: nginx would count the first key
             # against its limits while a dict of the headers keeps the last
-            await _refuse(send, DUPLICATE_KEY)
+            await DUPLICATE_KEY.answer(send)
             return
         if route_path(scope) in OPEN_PATHS:
             await self.app(scope, receive, send)
@@ -234,7 +238,7 @@ class AccessMiddleware:
                     ((b"retry-after", str(retry_after).encode()),),
                 )
         if denial is not None:
-            await _refuse(send, denial)
+            await denial.answer(send)
             return
         await self.app(scope, receive, send)
 
@@ -255,13 +259,6 @@ class AccessMiddleware:
         return None, f"key:{name}"
 
 
-def route_path(scope: Scope) -> str:
-    """The path the routes know, without the proxy's root path (``/api``) if it is there."""
-    path: str = scope["path"]
-    root: str = scope.get("root_path", "")
-    return path[len(root) :] if root and path.startswith(root) else path
-
-
 def _client_address(scope: Scope, headers: dict[bytes, bytes]) -> str:
     """nginx's X-Real-IP when present (the stack's only way in), else the socket's peer."""
     real_ip = headers.get(b"x-real-ip")
@@ -270,19 +267,3 @@ def _client_address(scope: Scope, headers: dict[bytes, bytes]) -> str:
     client = scope.get("client")
     host: str = client[0] if client else "unknown"
     return host
-
-
-async def _refuse(send: Send, denial: Denial) -> None:
-    body = json.dumps({"detail": denial.detail}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": denial.status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *denial.headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

@@ -7,7 +7,6 @@ task per request, which shows in the predictor's requests per second.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 
@@ -15,7 +14,7 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlops_stack.logs import get_logger
-from mlops_stack.serving.access import route_path
+from mlops_stack.serving.asgi import route_path, send_json
 from mlops_stack.serving.metrics import PredictorMetrics
 
 log = get_logger("mlops_stack.api")
@@ -159,25 +158,6 @@ def _content_type_refusal(headers: list[tuple[bytes, bytes]]) -> str | None:
     if media == JSON_MEDIA_TYPE or (media.startswith("application/") and media.endswith("+json")):
         return None
     return f"Content-Type must be {JSON_MEDIA_TYPE}; got {media or 'nothing'!r}"
-
-
-async def send_json(
-    send: Send, status: int, content: object, headers: tuple[tuple[bytes, bytes], ...] = ()
-) -> None:
-    """A complete JSON answer, from plain ASGI middleware (no response object needed)."""
-    body = json.dumps(content).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 async def _too_large(send: Send, limit: int) -> None:
