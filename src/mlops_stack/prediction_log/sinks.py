@@ -51,6 +51,11 @@ WRITE_TIMEOUT = 0.5
 paid once per outage, after which the circuit sends rows to the spool without trying Redis."""
 
 
+def _reason(exc: Exception) -> str:
+    """Why a delivery failed, as the log and /ready say it: type, message, one line."""
+    return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+
+
 class LogUnavailable(Exception):
     """Neither the destination nor the spool took the records: they are not logged."""
 
@@ -400,7 +405,7 @@ class QueueSink:
         return records
 
     def _failed(self, exc: Exception, backoff: float) -> None:
-        error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        error = _reason(exc)
         if self._error is None:
             log.warning(
                 "log_sink.degraded", sink=self.kind, error=error, waiting=self.depth(), retry=True
@@ -536,7 +541,7 @@ class RedisStreamSink(QueueSink):
 
     def _trip(self, exc: Exception) -> None:
         """Open the circuit: writes go to the spool until the thread reaches Redis again."""
-        error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        error = _reason(exc)
         with self._circuit:
             first = self._down_since is None
             self._down_since = time.monotonic()
