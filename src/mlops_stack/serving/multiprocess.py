@@ -27,12 +27,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mlops_stack.processes import process_alive
-
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 """The variable prometheus_client reads at import to switch to multiprocess mode."""
 PREFIX = "mlops-metrics-"
 """Directories are ``<TMPDIR>/mlops-metrics-<supervisor pid>-<random>``."""
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists (another user's counts as alive): a directory or
+    file named after a worker's pid is removed only once that worker is gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @contextmanager
