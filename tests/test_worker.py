@@ -15,6 +15,7 @@ from prefect.client.schemas.sorting import FlowRunSort
 
 from mlops_stack import worker
 from mlops_stack.flows.train import train_flow
+from mlops_stack.names import MONITOR_DEPLOYMENT, TRAIN_DEPLOYMENT
 from mlops_stack.probe import probe
 from mlops_stack.stack import current_stack
 
@@ -111,8 +112,8 @@ def test_a_restarted_worker_crashes_the_runs_its_predecessor_left_running(stack)
     for deployment in worker.deployments(current_stack()):
         deployment.apply()
     with get_client(sync_client=True) as client:
-        train = client.read_deployment_by_name(worker.TRAIN_DEPLOYMENT)
-        monitor = client.read_deployment_by_name(worker.MONITOR_DEPLOYMENT)
+        train = client.read_deployment_by_name(TRAIN_DEPLOYMENT)
+        monitor = client.read_deployment_by_name(MONITOR_DEPLOYMENT)
         running = client.create_flow_run_from_deployment(train.id)
         client.set_flow_run_state(running.id, Pending(), force=True)
         client.set_flow_run_state(running.id, Running(), force=True)

@@ -125,3 +125,5 @@ TRAIN_DEPLOYMENT = "train/train"
 MONITOR_DEPLOYMENT = "monitor/monitor"
 RETRAIN_DEPLOYMENT = "retrain/retrain"
 RETENTION_DEPLOYMENT = "retention/retention"
+DEPLOYMENTS = (TRAIN_DEPLOYMENT, MONITOR_DEPLOYMENT, RETRAIN_DEPLOYMENT, RETENTION_DEPLOYMENT)
+"""Every deployment the worker serves (what it announces, and whose orphaned runs it ends)."""

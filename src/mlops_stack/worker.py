@@ -28,12 +28,7 @@ from typing import Any
 
 from mlops_stack.backoff import Backoff
 from mlops_stack.logs import get_logger
-from mlops_stack.names import (
-    MONITOR_DEPLOYMENT,
-    RETENTION_DEPLOYMENT,
-    RETRAIN_DEPLOYMENT,
-    TRAIN_DEPLOYMENT,
-)
+from mlops_stack.names import DEPLOYMENTS, TRAIN_DEPLOYMENT
 from mlops_stack.stack import Stack
 
 log = get_logger(__name__)
@@ -164,8 +159,7 @@ def crash_orphaned_runs() -> list[str]:
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
     from prefect.states import Crashed
 
-    ours = (TRAIN_DEPLOYMENT, MONITOR_DEPLOYMENT, RETRAIN_DEPLOYMENT, RETENTION_DEPLOYMENT)
-    names = [d.split("/")[1] for d in ours]
+    names = [d.split("/")[1] for d in DEPLOYMENTS]
     only_ours = DeploymentFilter(name=DeploymentFilterName(any_=names))
     crashed = []
     with get_client(sync_client=True) as client:
@@ -249,12 +243,7 @@ def run_worker(stack: Stack) -> None:
     signal.signal(signal.SIGTERM, _terminate)
     log.info(
         "worker_started",
-        deployments=[
-            TRAIN_DEPLOYMENT,
-            MONITOR_DEPLOYMENT,
-            RETRAIN_DEPLOYMENT,
-            RETENTION_DEPLOYMENT,
-        ],
+        deployments=list(DEPLOYMENTS),
         monitor_every_minutes=settings.monitor_interval_minutes,
         retention_days=settings.retention_days,
         log_writer=bool(settings.redis_url),
