@@ -45,6 +45,7 @@ STACK_MODULES = {
     "test_monitoring_db",
     "test_notebooks",
     "test_regression",
+    "test_replicas",  # several predictors over a trained champion, and a real Prometheus
     "test_retrain",
     "test_serving",
     "test_serving_registry",
@@ -249,15 +250,19 @@ class PrometheusReplay:
 
     def __init__(self) -> None:
         self.query, self.alerts = "query-traffic", "alerts-none"
+        # the error rate's query and targets (dashboard/replicas.py): a fleet of 4 predictors
+        self.requests, self.targets = "query-requests-fleet", "targets-fleet"
         self.asked: list[str] = []
 
 
 @pytest.fixture
 def prometheus_replay():
-    """A loopback HTTP server answering /prometheus/api/v1/query and /alerts with the recorded
-    answers of the compose stack's real Prometheus (tests/data/prometheus/README.md): no
-    Prometheus binary runs where the unit tests do. Yields its base URL and the replay."""
+    """A loopback HTTP server answering /prometheus/api/v1/query, /alerts and /targets with
+    the recorded answers of a real Prometheus (tests/data/prometheus/README.md): no Prometheus
+    binary runs where the unit tests do. Yields its base URL and the replay."""
     from urllib.parse import parse_qs, urlsplit
+
+    from mlops_stack.dashboard.replicas import REQUESTS_QUERY
 
     replay = PrometheusReplay()
 
@@ -265,10 +270,13 @@ def prometheus_replay():
         def do_GET(self):  # noqa: N802 (http.server's naming)
             url = urlsplit(self.path)
             if url.path == "/prometheus/api/v1/query":
-                replay.asked += parse_qs(url.query)["query"]
-                name = replay.query
+                [query] = parse_qs(url.query)["query"]
+                replay.asked.append(query)
+                name = replay.requests if query == REQUESTS_QUERY else replay.query
             elif url.path == "/prometheus/api/v1/alerts":
                 name = replay.alerts
+            elif url.path == "/prometheus/api/v1/targets":
+                name = replay.targets
             else:
                 self.send_error(404)
                 return

@@ -26,10 +26,11 @@ def wait_for(condition: Callable[[], object], timeout: float = 30.0, what: str =
 
 
 @contextmanager
-def serving(app: FastAPI) -> Iterator[str]:
-    """Run ``app`` under uvicorn in a thread; yields its base URL."""
+def serving(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Run ``app`` under uvicorn in a thread; yields its base URL. ``host`` may be any address
+    of 127.0.0.0/8 (Linux routes all of it to lo): several servers on one port, one each."""
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_config=None, access_log=False, lifespan="on"
+        app, host=host, port=port, log_config=None, access_log=False, lifespan="on"
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -37,7 +38,7 @@ def serving(app: FastAPI) -> Iterator[str]:
     wait_for(lambda: server.started, 60, "uvicorn to start")
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://{host}:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=30)

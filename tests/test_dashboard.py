@@ -676,7 +676,13 @@ def test_overview_shows_prometheus_slo_figures_and_its_firing_alerts(
     assert (
         "PredictorLatencyBudgetFastBurn" in warning and "PredictorLatencyBudgetSlowBurn" in warning
     )
-    assert "Error rate (5xx)" not in shown
+    # the error rate since each replica started, from Prometheus' targets (no predictor URL
+    # set): its recorded fleet, 2 of 13 requests 5xx over 3 of its 4 targets
+    assert shown["Error rate (5xx)"] == "15.38%"
+    [summary] = [c.value for c in dashboard.caption if "replicas answered" in c.value]
+    assert summary.startswith("2 of 13 /predict and /predict/batch requests answered 5xx")
+    assert "3 of 4 replicas answered; no answer from 127.0.0.5:45581 (Get " in summary
+    assert summary.endswith(f"From Prometheus ({url}).")
 
 
 def test_overview_without_prometheus_says_so_and_falls_back_to_the_predictors_metrics(
@@ -696,6 +702,31 @@ def test_overview_without_prometheus_says_so_and_falls_back_to_the_predictors_me
         open_page(dashboard, "overview")
     [warning] = [w.value for w in dashboard.warning]
     assert warning.startswith(f"Prometheus unreachable at http://127.0.0.1:{port}/prometheus")
-    assert "the predictor's own /metrics" in warning
+    assert "every predictor replica's own /metrics" in warning
     assert metrics(dashboard)["Error rate (5xx)"] == "0.00%"
+    [summary] = [c.value for c in dashboard.caption if "answered 5xx" in c.value]
+    assert summary.startswith("0 of 1 /predict and /predict/batch requests answered 5xx")
+    assert f"1 of 1 replica answered. From each replica's /metrics ({api})." in summary
+    assert "Not from Prometheus: Prometheus at http://127.0.0.1:" in summary
     assert "Availability, 5 min" not in metrics(dashboard)
+
+
+@pytest.mark.parametrize(
+    ("api_url", "said"),
+    [
+        ("closed", "No data: 0 of 1 replica answered; no answer from 127.0.0.1:"),
+        ("http://api.invalid:8000", "No data: no predictor replica to read (api.invalid does"),
+    ],
+)
+def test_overview_without_a_replica_answering_says_so_and_what_produces_the_figure(
+    stack, dashboard, api_url, said
+):
+    if api_url == "closed":
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            api_url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    stack(dashboard_api_url=api_url)
+    open_page(dashboard, "overview")
+    assert metrics(dashboard)["Error rate (5xx)"] == "n/a"
+    [summary] = [c.value for c in dashboard.caption if c.value.startswith("No data: ")]
+    assert summary.startswith(said) and "(`mlops serve api`; compose: the `api` service)" in summary

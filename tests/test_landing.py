@@ -88,7 +88,7 @@ def test_the_page_shows_each_service_the_champion_and_what_is_not_running(served
     for name in ("Predictor", "MLflow", "Prefect server", "Dashboard", "PostgreSQL", "Redis"):
         assert name in services, services
     assert services["Predictor"]["state"] == "up", services["Predictor"]
-    assert services["Predictor"]["detail"] == "ready, serving v1"
+    assert services["Predictor"]["detail"] == "1 of 1 replica ready, serving v1"
     assert (
         services["PostgreSQL"]["state"] == "up" and "postgresql" in services["PostgreSQL"]["detail"]
     )
@@ -153,7 +153,9 @@ def test_a_service_that_refuses_is_down_with_the_reason(stack, postgres_url):
     services = _by_name(status)
     assert services["Redis"]["state"] == "down" and "ConnectionError" in services["Redis"]["detail"]
     assert services["Predictor"]["state"] == "down"
-    assert f"127.0.0.1:{closed}/ready" in services["Predictor"]["detail"]
+    assert services["Predictor"]["detail"].startswith(
+        f"0 of 1 replica ready; 127.0.0.1:{closed}: /ready: ConnectError"
+    )
     # an empty stack: no champion, no run, no alert, and the page says what produces them
     assert status["champion"] == {"value": None, "error": None}
     assert status["monitor"] == {"value": None, "error": None}

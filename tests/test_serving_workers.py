@@ -215,9 +215,11 @@ def test_files_an_earlier_start_left_are_not_counted_and_are_removed(server):
 
 
 def test_the_dashboard_error_rate_reads_every_workers_answers(server):
-    from mlops_stack.dashboard.queries import error_rate
+    from mlops_stack.dashboard.replicas import error_rate
 
-    assert error_rate(server.base) == {"requests": N + K, "errors": K, "rate": K / (N + K)}
+    rate = error_rate(server.base, None)  # one replica (an IP literal), two workers in it
+    assert (rate.requests, rate.errors, rate.rate) == (N + K, K, K / (N + K))
+    assert rate.answered_text() == "1 of 1 replica answered"
 
 
 def test_a_killed_worker_keeps_its_counts_and_leaves_the_queue_depth_sum(server):

@@ -85,3 +85,49 @@ def test_only_alerts_carrying_an_slo_label_are_ours():
         "PredictorLatencyBudgetFastBurn",
         "PredictorLatencyBudgetSlowBurn",
     ]
+
+
+# --- the error rate over the predictor's replicas (dashboard/replicas.py) ----------------------
+
+
+def test_the_error_rate_sums_the_recorded_targets_and_names_the_one_down(prometheus_replay):
+    from mlops_stack.dashboard import replicas
+
+    url, replay = prometheus_replay
+    rate = replicas.from_prometheus(url, timeout=2)
+    assert replay.asked == [replicas.REQUESTS_QUERY]
+    assert [(r.address, r.requests, r.errors) for r in rate.answered] == [
+        ("127.0.0.2:45581", 4, 0),
+        ("127.0.0.3:45581", 7, 0),  # six 200 and one 422: a 4xx is the caller's error
+        ("127.0.0.4:45581", 2, 2),
+    ]
+    [missing] = rate.missing
+    assert missing.address == "127.0.0.5:45581" and "connection refused" in missing.reason
+    assert (rate.requests, rate.errors, rate.shown) == (13, 2, "15.38%")
+
+
+def test_a_prometheus_without_the_predictor_job_is_passed_over_for_the_replicas():
+    from mlops_stack.dashboard import replicas
+
+    targets = recorded("targets-fleet")["data"]
+    for target in targets["activeTargets"]:
+        target["labels"]["job"] = "something-else"
+    with pytest.raises(replicas.NoReplica, match="no target in its 'predictor' job"):
+        replicas.from_prometheus_answers("http://p", targets, recorded("query-requests-fleet"))
+
+
+def test_a_replica_is_asked_by_address_under_its_name():
+    from mlops_stack.dashboard import replicas
+
+    addresses = ["10.0.0.7", "10.0.0.8"]
+    found = replicas.replicas("https://api.example:8443/base", lambda host: addresses)
+    assert [r.address for r in found] == ["10.0.0.7:8443", "10.0.0.8:8443"]
+    assert found[0].get_args("/metrics") == {
+        "url": "https://10.0.0.7:8443/base/metrics",
+        "headers": {"Host": "api.example:8443"},
+        "extensions": {"sni_hostname": "api.example"},
+    }
+    assert replicas.a_records("127.0.0.9") == ["127.0.0.9"]  # an IP literal: no DNS
+    assert "127.0.0.1" in replicas.a_records("localhost")
+    with pytest.raises(replicas.NoReplica, match="has no address"):
+        replicas.replicas("http://api:8000", lambda host: [])

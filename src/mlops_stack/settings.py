@@ -491,8 +491,10 @@ class Settings(BaseSettings):
     dashboard_api_url: str | None = Field(
         None,
         description=(
-            "Dashboard: the predictor's base URL, whose /metrics gives the error rate; empty "
-            "leaves the error rate out (the predictor logs no failed request elsewhere)."
+            "Dashboard: the predictor's base URL. Every address its host resolves to (one A "
+            "record per replica: compose --scale, MLOPS_API_REPLICAS) is asked: /metrics for "
+            "the error rate, summed, and /ready for the landing page's 'N of M replicas "
+            "ready'. Empty leaves both out (the predictor logs no failed request elsewhere)."
         ),
     )
     dashboard_prometheus_url: str | None = Field(
@@ -501,8 +503,9 @@ class Settings(BaseSettings):
             "Dashboard: Prometheus' base URL (compose, profile observability: "
             "http://prometheus:9090/prometheus). The Overview and the landing page show the "
             "predictor's SLO figures it records (availability and p99 over 5 min and 1 h, "
-            "burn-rate alerts); empty or unreachable, the Overview falls back to the error rate "
-            "from MLOPS_DASHBOARD_API_URL's /metrics and says so."
+            "burn-rate alerts) and the error rate summed over its predictor targets; empty or "
+            "unreachable, the error rate comes from every replica of MLOPS_DASHBOARD_API_URL "
+            "and the page says so."
         ),
     )
     dashboard_jupyter_url: str | None = Field(

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from mlops_stack.dashboard import queries, slo
+from mlops_stack.dashboard import queries, replicas, slo
 from mlops_stack.registry import ChampionInfo
 from mlops_stack.settings import Settings, get_settings
 from mlops_stack.stack import Stack
@@ -99,8 +99,8 @@ def latency(
 
 
 @st.cache_data(ttl=FAST, show_spinner=False)
-def error_rate(api_url: str) -> dict[str, float]:
-    return queries.error_rate(api_url)
+def error_rate(api_url: str | None, prometheus_url: str | None) -> replicas.ErrorRate:
+    return replicas.error_rate(api_url, prometheus_url)
 
 
 @st.cache_data(ttl=FAST, show_spinner=False)

@@ -6,9 +6,11 @@ script, so it works wherever the links do. Everything on it is read when asked, 
 service itself, server-side:
 
 - each service's health from its own endpoint, all probes at once, each bounded by
-  ``MLOPS_STATUS_PROBE_TIMEOUT``; the worker from Prefect (its served deployments report when
-  it last polled), PostgreSQL and Redis by a round trip; Prometheus and JupyterLab when a URL
-  for them is configured, "off" when their compose profile is not running;
+  ``MLOPS_STATUS_PROBE_TIMEOUT``; the predictor's from every replica behind its name (each A
+  record of ``MLOPS_DASHBOARD_API_URL``'s host: "3 of 3 replicas ready"); the worker from
+  Prefect (its served deployments report when it last polled), PostgreSQL and Redis by a round
+  trip; Prometheus and JupyterLab when a URL for them is configured, "off" when their compose
+  profile is not running;
 - the champion and its holdout metrics from the registry, the latest monitor run and the open
   alerts from the monitoring database, the SLO alerts from Prometheus.
 
@@ -35,7 +37,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from mlops_stack.dashboard import slo
+from mlops_stack.dashboard import replicas, slo
 from mlops_stack.names import MONITOR_DEPLOYMENT, AlertState
 from mlops_stack.settings import Settings
 
@@ -164,6 +166,47 @@ def _predictor(answer: httpx.Response) -> tuple[State, str]:
     return "down", f"{answer.status_code} from /ready"
 
 
+async def _predictor_replicas(
+    client: httpx.AsyncClient, base_url: str, resolve: replicas.Resolver
+) -> Health:
+    """/ready of every replica behind the predictor's name: up when all are ready (and log
+    well), down when none answers, degraded in between; each one that is not up is named."""
+    name, link = "Predictor", LINKS["Predictor"]
+    try:
+        answers = await replicas.ask_each_async(client, base_url, "/ready", resolve)
+    except replicas.NoReplica as exc:
+        return Health(name, "down", f"no replica to ask: {exc}", link)
+    judged = [
+        (
+            replica.address,
+            answer,
+            _predictor(answer)
+            if isinstance(answer, httpx.Response)
+            else ("down", f"/ready: {_reason(answer)}"),
+        )
+        for replica, answer in answers
+    ]
+    ready = [a for _, a, _ in judged if isinstance(a, httpx.Response) and a.status_code == 200]
+    served = sorted({_served_version(a) for a in ready})
+    detail = f"{len(ready)} of {replicas.plural(len(judged), 'replica')} ready"
+    if served:
+        detail += ", serving " + ", ".join(f"v{v}" for v in served)
+    for address, _, (state, why) in judged:
+        if state != "up":
+            detail += f"; {address}: {why}"
+    states = {state for _, _, (state, _) in judged}
+    overall: State = "up" if states == {"up"} else "down" if states == {"down"} else "degraded"
+    return Health(name, overall, detail, link)
+
+
+def _served_version(answer: httpx.Response) -> str:
+    """The model version a ready replica names in its /ready answer."""
+    try:
+        return str((answer.json().get("model") or {}).get("version"))
+    except ValueError:
+        return "?"
+
+
 def _worker(answer: httpx.Response) -> tuple[State, str]:
     """The worker serves the deployments: Prefect marks them READY while it polls."""
     if answer.status_code == 404:
@@ -226,14 +269,16 @@ def _not_configured(name: str, variable: str) -> Awaitable[Health]:
     return health()
 
 
-async def services(settings: Settings, stack: Stack) -> list[Health]:
-    """Every service's health, probed at once."""
+async def services(
+    settings: Settings, stack: Stack, resolve: replicas.Resolver = replicas.a_records
+) -> list[Health]:
+    """Every service's health, probed at once (the predictor: each replica behind its name,
+    the addresses from ``resolve``)."""
     timeout = settings.status_probe_timeout
     async with httpx.AsyncClient(timeout=timeout) as client:
         probes: list[Awaitable[Health]] = []
         if settings.dashboard_api_url:
-            url = f"{settings.dashboard_api_url.rstrip('/')}/ready"
-            probes.append(_http_probe(client, "Predictor", url, _predictor))
+            probes.append(_predictor_replicas(client, settings.dashboard_api_url, resolve))
         else:
             probes.append(_not_configured("Predictor", "MLOPS_DASHBOARD_API_URL"))
         if not settings.embedded_tracking:
@@ -329,7 +374,7 @@ def _service_level(settings: Settings) -> Callable[[], dict[str, Any] | None]:
     return read
 
 
-async def collect(stack: Stack) -> StackStatus:
+async def collect(stack: Stack, resolve: replicas.Resolver = replicas.a_records) -> StackStatus:
     """One round: the probes and the stores' reads, all at once."""
     settings = stack.settings
     # registry and database reads may take a few round trips each: more than one probe's time
@@ -340,7 +385,7 @@ async def collect(stack: Stack) -> StackStatus:
     # once. A failure here is not the page's: the reads below fail again and say why.
     await _read(stack.monitoring.ensure_schema, reads)
     found = await asyncio.gather(
-        services(settings, stack),
+        services(settings, stack, resolve),
         _read(lambda: _champion(stack), reads),
         _read(lambda: _latest_monitor_run(stack), reads),
         _read(lambda: _open_alerts(stack), reads),
@@ -366,15 +411,20 @@ def _process_stack() -> Stack:
 class StatusCache:
     """The last round for ``CACHE_SECONDS``; concurrent requests share the round in flight."""
 
-    def __init__(self, stack: Callable[[], Stack] = _process_stack, ttl: float = CACHE_SECONDS):
-        self._stack, self._ttl = stack, ttl
+    def __init__(
+        self,
+        stack: Callable[[], Stack] = _process_stack,
+        ttl: float = CACHE_SECONDS,
+        resolve: replicas.Resolver = replicas.a_records,
+    ):
+        self._stack, self._ttl, self._resolve = stack, ttl, resolve
         self._lock = asyncio.Lock()
         self._kept: tuple[float, StackStatus] | None = None
 
     async def get(self) -> StackStatus:
         async with self._lock:
             if self._kept is None or time.monotonic() - self._kept[0] > self._ttl:
-                self._kept = (time.monotonic(), await collect(self._stack()))
+                self._kept = (time.monotonic(), await collect(self._stack(), self._resolve))
             return self._kept[1]
 
 

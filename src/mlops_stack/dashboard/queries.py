@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
 import numpy as np
 import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
@@ -436,24 +435,3 @@ def reference_values(stack: Stack, version: str, feature: str) -> pd.Series:
 def report_html(stack: Stack, report_uri: str) -> str:
     """The Evidently HTML report a monitor run logged to MLflow."""
     return stack.registry.artifact_text(report_uri)
-
-
-def error_rate(api_url: str, timeout: float = 3.0) -> dict[str, float]:
-    """Requests to /predict* answered with 5xx, from the predictor's /metrics (since it started).
-
-    The predictor logs only the predictions it made; a failed request leaves no row, so its
-    Prometheus counters are the one place that counts failures.
-    """
-    from prometheus_client.parser import text_string_to_metric_families
-
-    answer = httpx.get(f"{api_url.rstrip('/')}/metrics", timeout=timeout)
-    answer.raise_for_status()
-    total = errors = 0.0
-    for family in text_string_to_metric_families(answer.text):
-        if family.name != "mlops_http_requests":
-            continue
-        for sample in family.samples:
-            if sample.name.endswith("_total") and "predict" in sample.labels.get("route", ""):
-                total += sample.value
-                errors += sample.value if sample.labels.get("status", "").startswith("5") else 0
-    return {"requests": total, "errors": errors, "rate": errors / total if total else 0.0}

@@ -65,12 +65,12 @@ def read(base_url: str, timeout: float = 2.0) -> ServiceLevel:
     :class:`PrometheusError` when it answers with an error."""
     base = base_url.rstrip("/")
     with httpx.Client(timeout=timeout) as client:
-        series = _data(client.get(f"{base}/api/v1/query", params={"query": QUERY}))
-        alerts = _data(client.get(f"{base}/api/v1/alerts"))
+        series = api_data(client.get(f"{base}/api/v1/query", params={"query": QUERY}))
+        alerts = api_data(client.get(f"{base}/api/v1/alerts"))
     return from_answers(series, alerts)
 
 
-def _data(answer: httpx.Response) -> Any:
+def api_data(answer: httpx.Response) -> Any:
     """The ``data`` of a Prometheus API answer; its error type and text otherwise."""
     try:
         body = answer.json()

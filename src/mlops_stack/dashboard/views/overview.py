@@ -3,8 +3,9 @@
 The champion (version, what it predicts, since when, the holdout metrics of its task), the
 latest monitor run's status with its reason, open alerts, traffic, latency, and the service
 level: with Prometheus (profile observability) the SLO figures it records, availability and p99
-over 5 min and 1 h and the burn-rate alerts; without it, the error rate from the predictor's
-/metrics, saying why.
+over 5 min and 1 h and the burn-rate alerts; and the error rate since each replica started,
+summed over every replica of the predictor (dashboard/replicas.py says how), saying which
+replicas answered.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def traffic_section() -> None:
 
 
 def service_level_section() -> None:
-    """Prometheus' SLO figures when it answers; else the predictor's own error rate, and why."""
+    """Prometheus' SLO figures when it answers, and the error rate over every replica."""
     st.subheader("Service level")
     url = settings.dashboard_prometheus_url
     if url:
@@ -107,16 +108,15 @@ def service_level_section() -> None:
         except Exception as exc:  # not started (profile off), down, or answering errors
             st.warning(
                 f"Prometheus unreachable at {url} ({exc}): no SLO figures. The error rate "
-                "below is the predictor's own /metrics since it started. Prometheus runs in "
-                "the compose profile `observability`."
+                "below sums every predictor replica's own /metrics since each started. "
+                "Prometheus runs in the compose profile `observability`."
             )
         else:
             slo_figures(level)
-            return
     else:
         st.caption(
             "No Prometheus configured (MLOPS_DASHBOARD_PROMETHEUS_URL; the compose profile "
-            "`observability` runs one): the error rate from the predictor's /metrics."
+            "`observability` runs one): the error rate from every predictor replica's /metrics."
         )
     error_rate(st.columns(4)[0])
 
@@ -157,21 +157,27 @@ def slo_figures(level: slo.ServiceLevel) -> None:
 
 
 def error_rate(col: DeltaGenerator) -> None:
-    """Failed requests leave no logged row: the predictor's own counters say how many failed."""
-    if not settings.dashboard_api_url:
-        col.metric("Error rate", "n/a", help="set MLOPS_DASHBOARD_API_URL to read /metrics")
+    """Failed requests leave no logged row: the predictor's own counters say how many failed,
+    summed over every replica (Prometheus' targets, else each A record of its host)."""
+    label = "Error rate (5xx)"
+    if not settings.dashboard_api_url and not settings.dashboard_prometheus_url:
+        col.metric(label, "n/a")
+        st.caption(
+            "No error rate: set MLOPS_DASHBOARD_API_URL (the predictor's URL; every replica "
+            "behind its name is read) or MLOPS_DASHBOARD_PROMETHEUS_URL."
+        )
         return
     try:
-        rate = cache.error_rate(settings.dashboard_api_url)
-    except Exception as exc:  # the predictor is down or unreachable
-        col.metric("Error rate", "n/a", help=f"predictor /metrics unreachable: {exc}")
+        rate = cache.error_rate(settings.dashboard_api_url, settings.dashboard_prometheus_url)
+    except Exception as exc:  # no replica to ask: the name does not resolve, no URL works
+        col.metric(label, "n/a")
+        st.caption(
+            f"No data: no predictor replica to read ({exc}). The counts are the replicas' own "
+            "(`mlops serve api`; compose: the `api` service), from each one's start."
+        )
         return
-    col.metric(
-        "Error rate (5xx)",
-        f"{rate['rate']:.2%}",
-        help=f"{rate['errors']:.0f} of {rate['requests']:.0f} /predict requests since "
-        "the predictor started",
-    )
+    col.metric(label, rate.shown)
+    st.caption(rate.summary())
 
 
 champion_section()
