@@ -1,18 +1,31 @@
-"""``mlops worker``: the stack's background process.
+"""``mlops worker``: the stack's background process; several may run at once.
 
-One process per stack, next to the Prefect server:
+Each worker process, next to the Prefect server:
 
 - serves the flows as Prefect deployments: ``train/train`` and ``retrain/retrain`` on demand
   (the dashboard, the Prefect UI or its API start them), ``monitor/monitor`` on a schedule
   (``MLOPS_MONITOR_INTERVAL_MINUTES``) and ``retention/retention`` every hour (deletes rows
-  older than ``MLOPS_RETENTION_DAYS``); each run executes in its own subprocess;
+  older than ``MLOPS_RETENTION_DAYS``); each run executes in its own subprocess, at most
+  ``MLOPS_WORKER_RUN_LIMIT`` at once;
 - drains the predictor's Redis stream into the monitoring database (``mlops log-writer``'s
   loop, in a thread), so predictions land in PostgreSQL with one service fewer;
 - bootstraps: when the registry has no champion it starts the train deployment once, so a
-  fresh ``docker compose up`` answers ``/api/predict`` without a manual step;
-- on start, marks runs of its deployments that were pending or running when the previous
-  worker died (a restart, an out-of-memory kill) as crashed: their process is gone, and left
-  "running" they would block the bootstrap and mislead the Prefect UI for ever.
+  fresh ``docker compose up`` answers ``/api/predict`` without a manual step.
+
+Several workers (``docker compose up --scale worker=2``) share the work, each run once:
+
+- a run goes to whichever worker polls first with a free slot: the Prefect server lets one
+  runner only move a run to Pending (a second one is refused and drops it);
+- runs beat every :data:`HEARTBEAT_SECONDS`; the automation ``mlops-stack: crash runs that
+  stopped beating``, created once by the first worker, has the Prefect server mark a run
+  Crashed when its beats stop (its worker died: a restart, an out-of-memory kill). At its
+  start a worker also crashes the runs silent for :data:`SILENCE_MEANS_DEAD` (pending ones
+  whose worker died before they began); a live worker's runs are never silent that long;
+- the bootstrap checks "no train run in flight" and starts one under a PostgreSQL advisory
+  lock, so workers starting together start one train run;
+- schedules have a fixed anchor and a slug, so the re-apply of every worker's start changes
+  neither their id nor their times, and Prefect does not schedule a time twice;
+- the log writers share one Redis consumer group; retention passes take an advisory lock.
 
 It is a Prefect *served* process rather than a work pool worker on purpose: one image, no
 infrastructure blocks to register, and the flows run with the same settings and package.
