@@ -180,3 +180,39 @@ def test_a_starting_worker_crashes_only_the_runs_no_live_worker_owns(stack):
     }
     # the crashed ones are no longer "in flight", so they do not hold back the bootstrap
     assert worker._train_runs_in_flight() == in_flight - 2
+
+
+def _watch(stack_, said: list) -> threading.Thread:
+    thread = threading.Thread(
+        target=lambda: said.append(
+            worker.bootstrap_if_it_crashes(stack_, threading.Event(), poll_seconds=0.2)
+        )
+    )
+    thread.start()
+    return thread
+
+
+def test_a_train_run_in_flight_that_crashes_is_bootstrapped_again_one_that_ends_is_not(stack):
+    """The whole stack restarted during its first training: the new worker found the dead
+    worker's run "in flight"; when the zombie automation marks it Crashed, it trains again."""
+    from prefect.states import Completed, Crashed, Running
+
+    stack(candidates="logistic_regression")
+    for deployment in worker.deployments(current_stack()):
+        deployment.apply()
+    with get_client(sync_client=True) as client:
+        for run in worker._train_runs(worker.ACTIVE_STATES, limit=200):
+            client.delete_flow_run(run.id)  # earlier tests' runs: none in flight
+        train = client.read_deployment_by_name(TRAIN_DEPLOYMENT)
+        for end, expected in ((Completed(), [None]), (Crashed(), ["train started"])):
+            left = client.create_flow_run_from_deployment(train.id).id
+            client.set_flow_run_state(left, Running(), force=True)
+            before = len(_bootstrap_runs())
+            said: list = []
+            watcher = _watch(current_stack(), said)
+            client.set_flow_run_state(left, end, force=True)
+            watcher.join(timeout=60)
+            assert said == expected
+            assert len(_bootstrap_runs()) == before + (expected != [None])
+            for run in worker._train_runs(worker.ACTIVE_STATES, limit=200):
+                client.delete_flow_run(run.id)

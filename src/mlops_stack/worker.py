@@ -22,7 +22,8 @@ Several workers (``docker compose up --scale worker=2``) share the work, each ru
   start a worker also crashes the runs silent for :data:`SILENCE_MEANS_DEAD` (pending ones
   whose worker died before they began); a live worker's runs are never silent that long;
 - the bootstrap checks "no train run in flight" and starts one under a PostgreSQL advisory
-  lock, so workers starting together start one train run;
+  lock, so workers starting together start one train run; a run in flight that then
+  crashes (its worker died) is bootstrapped once more;
 - schedules have a fixed anchor and a slug, so the re-apply of every worker's start changes
   neither their id nor their times, and Prefect does not schedule a time twice;
 - the log writers share one Redis consumer group; retention passes take an advisory lock.
@@ -47,6 +48,7 @@ from mlops_stack.stack import Stack
 log = get_logger(__name__)
 ACTIVE_STATES = ("SCHEDULED", "PENDING", "RUNNING")
 ORPHAN_STATES = ("PENDING", "RUNNING")  # started by a runner: only a live worker can finish them
+FINAL_STATES = ("COMPLETED", "FAILED", "CANCELLED", "CRASHED")
 RETRY_SECONDS = (1, 2, 5, 10, 15)  # back-off while MLflow or Prefect are still starting
 TAG = "mlops-stack"  # every run of the worker's deployments carries it (the automation's scope)
 
@@ -157,9 +159,10 @@ def retrying(
 
 
 def _runs_in_states(
-    client: Any, deployments: Any, states: tuple[str, ...], limit: int
+    client: Any, deployments: Any, states: tuple[str, ...], limit: int, sort: str = "ID_DESC"
 ) -> list[Any]:
-    """Flow runs of the deployments a filter matches, in the given state types, newest first."""
+    """Flow runs of the deployments a filter matches, in the given state types, in the order
+    of Prefect's ``FlowRunSort`` named ``sort``."""
     from prefect.client.schemas.filters import (
         FlowRunFilter,
         FlowRunFilterState,
@@ -175,7 +178,7 @@ def _runs_in_states(
                 type=FlowRunFilterStateType(any_=[StateType(s) for s in states])
             )
         ),
-        sort=FlowRunSort.ID_DESC,  # newest first
+        sort=FlowRunSort[sort],
         limit=limit,
     )
     return runs
@@ -183,13 +186,18 @@ def _runs_in_states(
 
 def _train_runs_in_flight() -> int:
     """Train runs already scheduled, pending or running (a restarted worker must not add one)."""
+    return len(_train_runs(ACTIVE_STATES, limit=10))
+
+
+def _train_runs(states: tuple[str, ...], limit: int, sort: str = "ID_DESC") -> list[Any]:
+    """Runs of the train deployment in these states (``sort``: a ``FlowRunSort`` name)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name(TRAIN_DEPLOYMENT)
         only_train = DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
-        return len(_runs_in_states(client, only_train, ACTIVE_STATES, limit=10))
+        return _runs_in_states(client, only_train, states, limit=limit, sort=sort)
 
 
 def zombie_automation(
@@ -368,6 +376,44 @@ def _bootstrap_locked(stack: Stack, stop: threading.Event) -> str:
     return "train started"
 
 
+def bootstrap_and_watch(stack: Stack, stop: threading.Event) -> str:
+    """:func:`bootstrap`; if it found a train run in flight, :func:`bootstrap_if_it_crashes`.
+
+    A starting worker no longer crashes runs that may still be alive, so a dead worker's
+    train run counts as in flight until the zombie automation marks it Crashed: without the
+    wait, a stack restarted during its first training would stay without a champion.
+    """
+    outcome = bootstrap(stack, stop)
+    if outcome != "train run in flight":
+        return outcome
+    return bootstrap_if_it_crashes(stack, stop) or outcome
+
+
+def bootstrap_if_it_crashes(
+    stack: Stack, stop: threading.Event, poll_seconds: float = 30
+) -> str | None:
+    """Wait until no train run is in flight; if the latest one crashed (its worker died),
+    :func:`bootstrap` once more and say what it did, else None.
+
+    Once only: a run that crashes for its own reasons (out of memory) is not retried for
+    ever. A run that completed or failed is the gate's or the data's verdict: not retried.
+    """
+    while retrying("prefect (train runs)", _train_runs_in_flight, stop):
+        if stop.wait(poll_seconds):
+            return "stopped"
+    ended = retrying(
+        "prefect (train runs)",
+        lambda: _train_runs(FINAL_STATES, limit=1, sort="END_TIME_DESC"),  # the last to end
+        stop,
+    )
+    if stop.is_set():
+        return "stopped"
+    if not ended or ended[0].state_type.value != "CRASHED":
+        return None
+    log.warning("bootstrap_again", crashed_run=str(ended[0].id), reason="its worker died")
+    return bootstrap(stack, stop)
+
+
 def start_up(stack: Stack, stop: threading.Event) -> None:
     """What a worker does once at its start, beside serving: the zombie automation (under the
     bootstrap lock, so two workers starting together create one), the runs no live worker
@@ -380,7 +426,7 @@ def start_up(stack: Stack, stop: threading.Event) -> None:
     retrying("prefect (zombie automation)", automation_once, stop, give_up_after=120)
     retrying("prefect (orphaned runs)", crash_orphaned_runs, stop, give_up_after=120)
     if stack.settings.bootstrap_champion:
-        bootstrap(stack, stop)
+        bootstrap_and_watch(stack, stop)
 
 
 def _log_writer(stack: Stack, stop: threading.Event) -> None:
