@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from datetime import timedelta
 
 from prefect import flow, serve
@@ -19,7 +20,11 @@ from prefect.runtime import flow_run
 
 @flow(name="probe")
 def probe(record: str) -> None:
-    """Say which slot ran, and in which runner (the parent of this run's process)."""
+    """Say which slot ran, and in which runner (the parent of this run's process).
+
+    It lasts a second, as any real run lasts longer: a run that ends before its heartbeat
+    thread's first beat sends none."""
+    time.sleep(1)
     line = f"{flow_run.scheduled_start_time.isoformat()} {os.getppid()}\n"
     with open(record, "a", encoding="utf-8") as out:  # one short append: lines do not mix
         out.write(line)

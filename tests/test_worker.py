@@ -29,6 +29,14 @@ def _bootstrap_runs() -> list:
     return [run for run in runs if "bootstrap" in (run.tags or [])]
 
 
+def _no_train_run_in_flight() -> None:
+    """Delete the train runs earlier tests left scheduled or running (one Prefect server for
+    the session): the bootstrap tests start from none."""
+    with get_client(sync_client=True) as client:
+        for run in worker._train_runs(worker.ACTIVE_STATES, limit=200):
+            client.delete_flow_run(run.id)
+
+
 def test_deployments_schedule_only_the_monitor_and_retention(stack):
     stack(
         monitor_interval_minutes="7",
@@ -54,6 +62,7 @@ def test_bootstrap_starts_one_train_run_and_never_a_second(stack):
     stack(candidates="logistic_regression")
     for deployment in worker.deployments(current_stack()):
         deployment.apply()
+    _no_train_run_in_flight()
     stop = threading.Event()
     before = len(_bootstrap_runs())
     assert worker.bootstrap(current_stack(), stop) == "train started"
@@ -200,9 +209,8 @@ def test_a_train_run_in_flight_that_crashes_is_bootstrapped_again_one_that_ends_
     stack(candidates="logistic_regression")
     for deployment in worker.deployments(current_stack()):
         deployment.apply()
+    _no_train_run_in_flight()
     with get_client(sync_client=True) as client:
-        for run in worker._train_runs(worker.ACTIVE_STATES, limit=200):
-            client.delete_flow_run(run.id)  # earlier tests' runs: none in flight
         train = client.read_deployment_by_name(TRAIN_DEPLOYMENT)
         for end, expected in ((Completed(), [None]), (Crashed(), ["train started"])):
             left = client.create_flow_run_from_deployment(train.id).id
@@ -214,5 +222,4 @@ def test_a_train_run_in_flight_that_crashes_is_bootstrapped_again_one_that_ends_
             watcher.join(timeout=60)
             assert said == expected
             assert len(_bootstrap_runs()) == before + (expected != [None])
-            for run in worker._train_runs(worker.ACTIVE_STATES, limit=200):
-                client.delete_flow_run(run.id)
+            _no_train_run_in_flight()

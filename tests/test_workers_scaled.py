@@ -29,6 +29,8 @@ import redis
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.client.schemas.sorting import FlowRunSort
+from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
+from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Completed, Running
 
 from mlops_stack import worker
@@ -39,7 +41,7 @@ from mlops_stack.stack import Stack, current_stack
 
 from .servers import wait_for
 from .test_monitoring_db import records
-from .test_worker import _heartbeat, _stored_heartbeats
+from .test_worker import _heartbeat, _no_train_run_in_flight, _stored_heartbeats
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,10 +60,7 @@ def test_two_workers_bootstrapping_together_start_one_train_run(stack, postgres_
     settings = stack(candidates="logistic_regression", monitoring_db_url=postgres_url)
     for deployment in worker.deployments(current_stack()):
         deployment.apply()
-    with get_client(sync_client=True) as client:  # no train run in flight (earlier tests')
-        for run in _train_runs():
-            if run.state_type.value in worker.ACTIVE_STATES:
-                client.delete_flow_run(run.id)
+    _no_train_run_in_flight()
     before = {run.id for run in _train_runs()}
     workers = [Stack(settings), Stack(settings)]  # two processes' own connections
     both_ready = threading.Barrier(2)
@@ -233,6 +232,20 @@ def test_two_runners_execute_each_scheduled_slot_once(scheduling_prefect, tmp_pa
     # by the second runner's schedule), and every run on the schedule's grid
     assert min(gaps) >= interval, f"runs {interval} s apart expected: {executed}"
     assert all(((t - worker.SCHEDULE_ANCHOR).total_seconds() % interval) == 0 for t in times)
+    # and the runs beat, tagged as the zombie automation watches them
+    beating = EventFilter(
+        event=EventNameFilter(name=["prefect.flow-run.heartbeat"]),
+        related=EventRelatedFilter(id=[f"prefect.tag.{worker.TAG}"]),
+    )
+    with (
+        temporary_settings(updates={PREFECT_API_URL: scheduling_prefect}),
+        get_client(sync_client=True) as client,
+    ):  # the server stores events in batches: the last ones a few seconds later
+        wait_for(
+            lambda: client.read_events(filter=beating, limit=50).total >= len(executed),
+            30,
+            "a heartbeat of every run",
+        )
 
 
 # --- the log writer --------------------------------------------------------------------------
