@@ -55,6 +55,7 @@ STACK_MODULES = {
     "test_shadow",  # the predictor over a trained champion and a slow challenger
     "test_train_flow",
     "test_worker",
+    "test_workers_scaled",  # two bootstraps, two runners, two log writers at once
 }
 # Tests of otherwise unit modules that run flows (train_flow, monitor_flow, the dashboard's
 # retrain): "module::test name" (the name without parameters).

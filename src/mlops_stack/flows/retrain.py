@@ -20,8 +20,10 @@ from ``/feedback`` as text and become a numeric target; a classifier's split is 
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import mlflow
 import pandas as pd
@@ -119,6 +121,14 @@ def _task(stack: Stack, params: RetrainParameters, original: Dataset) -> Task:
     return infer_task(original.frame[original.target], params.train.task)
 
 
+def _new_folder(parent: Path, now: datetime) -> Path:
+    """A folder of this run's own for its tables, named by its time: kept, since the trained
+    version's run records their paths. Unique even when two workers sharing the data volume
+    (`--scale worker=2`) retrain in the same second: ``mkdtemp`` creates it exclusively."""
+    parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"{now:%Y%m%dT%H%M%S}-", dir=parent))
+
+
 def _cooling_down(stack: Stack, params: RetrainParameters, now: datetime) -> str | None:
     """Why a retrain may not start yet (the cool-down since the last one), or None."""
     last = last_retrain(stack.settings.experiment_name)
@@ -173,8 +183,7 @@ def retrain_flow(params: RetrainParameters | None = None) -> RetrainSummary:
     fresh_train, fresh_eval = train_test_split(
         fresh, test_size=0.5, random_state=params.train.random_seed, stratify=stratify
     )
-    folder = stack.settings.data_dir / "retrain" / now.strftime("%Y%m%dT%H%M%S")
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = _new_folder(stack.settings.data_dir / "retrain", now)
     train_path, eval_path = folder / "train.parquet", folder / "evaluation.parquet"
     training_table(
         original.frame,
