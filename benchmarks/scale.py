@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import itertools
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -183,6 +184,7 @@ class Figures:
     p99_ms: float
     api_cpu: dict[str, float]  # container name -> % of one core, sampled mid-run
     nginx_cpu: float
+    load_average: float  # the machine's, one minute, before the run: was it busy already?
 
     def line(self) -> str:
         cpu = " + ".join(f"{v:.0f}" for v in self.api_cpu.values())
@@ -190,7 +192,8 @@ class Figures:
             f"api={self.replicas}: {self.per_second:.0f} req/s, p50 {self.p50_ms:.1f} ms, "
             f"p99 {self.p99_ms:.1f} ms ({self.clients} clients, {self.seconds:.0f} s, answers "
             f"{self.answers}); api CPU {cpu} = {sum(self.api_cpu.values()):.0f} % "
-            f"(100 % = one core), nginx {self.nginx_cpu:.0f} %"
+            f"(100 % = one core), nginx {self.nginx_cpu:.0f} %; load average before "
+            f"{self.load_average:.1f} on {os.cpu_count()} cores"
         )
 
 
@@ -208,6 +211,7 @@ def measure(
         time.sleep(duration / 2)  # the moment to sample at, not a wait for a state
         sampled.update(cpu_percent(containers + nginx))
 
+    load_average = os.getloadavg()[0]
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     started = time.monotonic()
@@ -226,6 +230,7 @@ def measure(
         p99_ms=percentile(latencies, 0.99) * 1000,
         api_cpu={n: v for n, v in sampled.items() if n not in nginx_names},
         nginx_cpu=sum(sampled[n] for n in nginx_names),
+        load_average=load_average,
     )
     return figures, warm + answers
 
