@@ -8,6 +8,7 @@ here (the compose end-to-end tests do), so a created run stays SCHEDULED: exactl
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime, timedelta
 
 from fastapi import FastAPI
 from prefect.client.orchestration import get_client
@@ -19,7 +20,7 @@ from mlops_stack.names import MONITOR_DEPLOYMENT, TRAIN_DEPLOYMENT
 from mlops_stack.probe import probe
 from mlops_stack.stack import current_stack
 
-from .servers import serving
+from .servers import serving, wait_for
 
 
 def _bootstrap_runs() -> list:
@@ -105,24 +106,77 @@ def test_probe_says_ok_only_for_2xx():
     assert not ok and "refused" in detail.lower()
 
 
-def test_a_restarted_worker_crashes_the_runs_its_predecessor_left_running(stack):
+def _heartbeat(run_id, tags=("mlops-stack",)) -> None:
+    """What a live run's process emits every few seconds (Prefect's flow engine does it)."""
+    from prefect.events import emit_event
+    from prefect.events.related import tags_as_related_resources
+
+    emit_event(
+        event="prefect.flow-run.heartbeat",
+        resource={"prefect.resource.id": f"prefect.flow-run.{run_id}"},
+        related=tags_as_related_resources(set(tags)),
+    )
+
+
+def _stored_heartbeats(client, run_id) -> int:
+    from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+
+    page = client.read_events(
+        filter=EventFilter(
+            event=EventNameFilter(name=["prefect.flow-run.heartbeat"]),
+            resource=EventResourceFilter(id=[f"prefect.flow-run.{run_id}"]),
+        ),
+        limit=50,  # the client's default (100) is more than the server accepts
+    )
+    return len(page.events)
+
+
+def test_a_starting_worker_crashes_only_the_runs_no_live_worker_owns(stack):
+    """Silent for longer than a live run ever is: crashed. Beating, or in its state since
+    recently (another worker's run, just taken): left alone, as are scheduled runs.
+
+    The server stamps states itself, so "silent for long" is a real wait: ``silence`` is
+    15 s here (the worker's is :data:`worker.SILENCE_MEANS_DEAD`)."""
     from prefect.states import Pending, Running
 
+    silence = timedelta(seconds=15)
     stack(candidates="logistic_regression")
     for deployment in worker.deployments(current_stack()):
         deployment.apply()
     with get_client(sync_client=True) as client:
         train = client.read_deployment_by_name(TRAIN_DEPLOYMENT)
         monitor = client.read_deployment_by_name(MONITOR_DEPLOYMENT)
-        running = client.create_flow_run_from_deployment(train.id)
-        client.set_flow_run_state(running.id, Pending(), force=True)
-        client.set_flow_run_state(running.id, Running(), force=True)
-        scheduled = client.create_flow_run_from_deployment(monitor.id)
+
+        def run_in(*states):
+            run = client.create_flow_run_from_deployment(train.id)
+            for state in states:
+                client.set_flow_run_state(run.id, state, force=True)
+            return run.id
+
+        dead_running = run_in(Pending(), Running())
+        dead_pending = run_in(Pending())
+        beating = run_in(Pending(), Running())
+        scheduled = client.create_flow_run_from_deployment(monitor.id).id
+        last = client.read_flow_run(beating).state.timestamp
+        wait_for(lambda: datetime.now(UTC) - last > silence, 30, "the runs to be silent for long")
+        _heartbeat(beating)  # a live run's process beats on
+        wait_for(lambda: _stored_heartbeats(client, beating), 10, "the heartbeat stored")
+        just_taken = run_in(Pending())
+        just_started = run_in(Pending(), Running())
         in_flight = worker._train_runs_in_flight()
 
-        assert str(running.id) in worker.crash_orphaned_runs()
+        crashed = worker.crash_orphaned_runs(silence)
 
-        assert client.read_flow_run(running.id).state.type.value == "CRASHED"
-        assert client.read_flow_run(scheduled.id).state.type.value == "SCHEDULED"
-    # no longer "in flight", so it does not hold back the new worker's bootstrap
-    assert worker._train_runs_in_flight() == in_flight - 1
+        assert set(crashed) == {str(dead_running), str(dead_pending)}
+        runs = (dead_running, dead_pending, beating, just_taken, just_started, scheduled)
+        state = {run: client.read_flow_run(run).state.type.value for run in runs}
+    assert state == {
+        dead_running: "CRASHED",
+        dead_pending: "CRASHED",
+        beating: "RUNNING",
+        just_taken: "PENDING",
+        just_started: "RUNNING",
+        scheduled: "SCHEDULED",
+    }
+    # the crashed ones are no longer "in flight", so they do not hold back the bootstrap
+    assert worker._train_runs_in_flight() == in_flight - 2

@@ -472,6 +472,15 @@ class Settings(BaseSettings):
             "so a fresh stack serves predictions without a manual step."
         ),
     )
+    worker_run_limit: int = Field(
+        2,
+        ge=1,
+        description=(
+            "`mlops worker`: how many flow runs one worker process executes at once (each in "
+            "its own subprocess); a run due while every slot is taken waits for a free slot, "
+            "here or in another worker (`docker compose up --scale worker=N`)."
+        ),
+    )
 
     # --- dashboard -----------------------------------------------------------------------
     dashboard_actions_enabled: bool = Field(

@@ -23,7 +23,7 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mlops_stack.backoff import Backoff
@@ -35,6 +35,20 @@ log = get_logger(__name__)
 ACTIVE_STATES = ("SCHEDULED", "PENDING", "RUNNING")
 ORPHAN_STATES = ("PENDING", "RUNNING")  # started by a runner: only a live worker can finish them
 RETRY_SECONDS = (1, 2, 5, 10, 15)  # back-off while MLflow or Prefect are still starting
+TAG = "mlops-stack"  # every run of the worker's deployments carries it (the automation's scope)
+
+HEARTBEAT_SECONDS = 30
+"""How often a run the worker executes says it is alive (``prefect.flow-run.heartbeat``);
+Prefect's least. The heartbeat is a thread of the run's own process: it stops when that dies."""
+SILENCE_MEANS_DEAD = timedelta(seconds=4 * HEARTBEAT_SECONDS)
+"""A run of ours silent this long (no heartbeat, no state change) has no process any more:
+four missed beats, so that a busy machine delaying one or two is not mistaken for a death."""
+ZOMBIE_AUTOMATION = "mlops-stack: crash runs that stopped beating"
+
+SCHEDULE_ANCHOR = datetime(2000, 1, 1, tzinfo=UTC)
+"""Where the interval schedules count from. Fixed, so that every worker applies the same
+schedule: each start re-applies the deployments, and a schedule anchored at "now" would move
+the runs' times with every worker that starts."""
 
 
 def deployments(stack: Stack) -> list[Any]:
@@ -60,29 +74,46 @@ def deployments(stack: Stack) -> list[Any]:
             name="train",
             description="Train candidates, register the best, let the gate decide its alias.",
             parameters=TrainParameters.from_settings(settings).as_run_parameters(),
-            tags=["mlops-stack"],
+            tags=[TAG],
         ),
         monitor_flow.to_deployment(
             name="monitor",
             description="Drift, data quality and model quality over the latest window.",
-            interval=timedelta(minutes=settings.monitor_interval_minutes),
+            schedules=[every(timedelta(minutes=settings.monitor_interval_minutes))],
             parameters=MonitorParameters.from_settings(settings).as_run_parameters(),
-            tags=["mlops-stack"],
+            tags=[TAG],
         ),
         retrain_flow.to_deployment(
             name="retrain",
             description="Retrain on the original plus labelled rows; gate on fresh rows.",
             parameters=RetrainParameters.from_settings(settings).as_run_parameters(),
-            tags=["mlops-stack"],
+            tags=[TAG],
         ),
         retention_flow.to_deployment(
             name="retention",
             description="Delete monitoring rows older than MLOPS_RETENTION_DAYS, in batches.",
-            interval=INTERVAL,
+            schedules=[every(INTERVAL)],
             parameters=RetentionParameters.from_settings(settings).as_run_parameters(),
-            tags=["mlops-stack"],
+            tags=[TAG],
         ),
     ]
+
+
+def every(interval: timedelta) -> Any:
+    """An interval schedule that several workers can apply without a run due twice.
+
+    Each worker's ``serve()`` re-applies the deployments when it starts. Prefect then deletes
+    the deployment's future scheduled runs and its scheduler creates them again, skipping a
+    time for which a run with the same idempotency key (deployment, schedule id, time) exists.
+    A run a worker has already taken (pending, a few seconds before its time) is not deleted,
+    so its time would be scheduled a second time if the schedule's id or times changed. They
+    do not: the slug makes Prefect update the schedule in place (same id) rather than replace
+    it, and the fixed :data:`SCHEDULE_ANCHOR` keeps its times. The slug stays the same when
+    the interval changes: a new slug would add a second schedule next to the old one.
+    """
+    from prefect.schedules import Interval
+
+    return Interval(interval, anchor_date=SCHEDULE_ANCHOR, timezone="UTC", slug="interval")
 
 
 def retrying(
@@ -148,12 +179,105 @@ def _train_runs_in_flight() -> int:
         return len(_runs_in_states(client, only_train, ACTIVE_STATES, limit=10))
 
 
-def crash_orphaned_runs() -> list[str]:
-    """Mark this stack's pending or running deployment runs as crashed; their ids.
+def zombie_automation(
+    name: str = ZOMBIE_AUTOMATION, tag: str = TAG, silence: timedelta = SILENCE_MEANS_DEAD
+) -> Any:
+    """The automation that marks a run Crashed when its heartbeats stop (a "zombie").
 
-    Called before ``serve()`` starts, so no run of this process can be among them: the stack
-    has one worker, and a run it had started died with it. Scheduled runs are left to the new
-    runner, which starts them as usual.
+    Prefect's documented recipe (docs.prefect.io, "detect zombie flows"): after a heartbeat,
+    expect another one or an end state within ``silence``; none came, the run's process is
+    gone (its container was killed, out of memory, the host rebooted), so its state is set to
+    Crashed. Only runs tagged ``tag`` (every run of the worker's deployments) are watched.
+    """
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+    from prefect.events.schemas.events import ResourceSpecification
+
+    return AutomationCore(
+        name=name,
+        description=(
+            f"Runs tagged {tag!r} beat every {HEARTBEAT_SECONDS} s while their process lives; "
+            f"silent for {silence.total_seconds():g} s, they are marked Crashed. Created by "
+            "`mlops worker`."
+        ),
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"},
+            expect={
+                "prefect.flow-run.heartbeat",
+                "prefect.flow-run.Completed",
+                "prefect.flow-run.Failed",
+                "prefect.flow-run.Cancelled",
+                "prefect.flow-run.Crashed",
+            },
+            match=ResourceSpecification({"prefect.resource.id": "prefect.flow-run.*"}),
+            match_related=ResourceSpecification(
+                {"prefect.resource.role": "tag", "prefect.resource.id": f"prefect.tag.{tag}"}
+            ),
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=silence,
+        ),
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.CRASHED,
+                message=(
+                    f"no heartbeat for {silence.total_seconds():g} s: the worker process that "
+                    "ran it stopped"
+                ),
+            )
+        ],
+    )
+
+
+def ensure_zombie_automation(automation: Any = None) -> str:
+    """Create the zombie automation unless one of its name exists; its id.
+
+    Idempotent by name, so every worker start calls it; two workers starting together call
+    it under the start-up lock (:func:`start_up`), so that they do not both create it.
+    """
+    from prefect.client.orchestration import get_client
+
+    automation = automation or zombie_automation()
+    with get_client(sync_client=True) as client:
+        existing = client.read_automations_by_name(automation.name)
+        if existing:
+            return str(existing[0].id)
+        created = str(client.create_automation(automation))
+    log.info("zombie_automation_created", automation=automation.name, id=created)
+    return created
+
+
+def _beating_since(client: Any, run_id: Any, since: datetime) -> bool:
+    """Whether the run emitted a heartbeat since ``since`` (the Prefect server keeps events)."""
+    from prefect.events.filters import (
+        EventFilter,
+        EventNameFilter,
+        EventOccurredFilter,
+        EventResourceFilter,
+    )
+
+    page = client.read_events(
+        filter=EventFilter(
+            occurred=EventOccurredFilter(since=since),
+            event=EventNameFilter(name=["prefect.flow-run.heartbeat"]),
+            resource=EventResourceFilter(id=[f"prefect.flow-run.{run_id}"]),
+        ),
+        limit=1,
+    )
+    return bool(page.events)
+
+
+def crash_orphaned_runs(silence: timedelta = SILENCE_MEANS_DEAD) -> list[str]:
+    """Mark this stack's pending or running runs that no live worker can own as crashed; ids.
+
+    Another worker may be executing runs right now, so a run is crashed only when it has
+    been silent for ``silence``: no state change and no heartbeat since (a live run beats
+    every :data:`HEARTBEAT_SECONDS`; a pending one turns running within seconds). This
+    catches what the zombie automation cannot: a run whose process died while it was
+    pending, or before its first beat, or before the automation existed. Scheduled runs are
+    left to the runners, which start them as usual.
     """
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
@@ -163,10 +287,18 @@ def crash_orphaned_runs() -> list[str]:
     only_ours = DeploymentFilter(name=DeploymentFilterName(any_=names))
     crashed = []
     with get_client(sync_client=True) as client:
+        since = datetime.now(UTC) - silence
         for run in _runs_in_states(client, only_ours, ORPHAN_STATES, limit=200):
+            if run.state.timestamp >= since or _beating_since(client, run.id, since):
+                continue  # alive, or may be: another worker's
             client.set_flow_run_state(
                 run.id,
-                Crashed(message="the worker that ran it stopped; marked at the next start"),
+                Crashed(
+                    message=(
+                        f"silent for over {silence.total_seconds():g} s: the worker that ran it "
+                        "stopped; marked by a worker at its start"
+                    )
+                ),
                 force=True,
             )
             crashed.append(str(run.id))
@@ -176,35 +308,66 @@ def crash_orphaned_runs() -> list[str]:
 
 
 def bootstrap(stack: Stack, stop: threading.Event) -> str:
-    """Start the train deployment once if the registry has no champion; say what was done."""
+    """Start the train deployment once if the registry has no champion; say what was done.
+
+    Several workers may start together on an empty registry: the check "no train run in
+    flight" and the start of one are made under the monitoring database's bootstrap lock,
+    so the second worker waits, then finds the first one's run in flight.
+    """
+    if retrying("mlflow", lambda: stack.registry.champion() is not None, stop):
+        log.info("bootstrap_skipped", reason="a champion exists")
+        return "champion exists"
+    outcome = retrying(
+        "monitoring database (bootstrap lock)", lambda: _bootstrap_locked(stack, stop), stop
+    )
+    return "stopped" if outcome is None else str(outcome)
+
+
+def _bootstrap_locked(stack: Stack, stop: threading.Event) -> str:
+    """The bootstrap's check and start, one worker at a time."""
     from prefect.deployments import run_deployment
 
     from mlops_stack.flows.parameters import TrainParameters
 
     params = TrainParameters.from_settings(stack.settings, trigger="bootstrap")
-    if retrying("mlflow", lambda: stack.registry.champion() is not None, stop):
-        log.info("bootstrap_skipped", reason="a champion exists")
-        return "champion exists"
-    in_flight = retrying("prefect deployment train/train", _train_runs_in_flight, stop)
-    if in_flight is None:
-        return "stopped"
-    if in_flight:
-        log.info("bootstrap_skipped", reason="a train run is already scheduled or running")
-        return "train run in flight"
-    run = retrying(
-        "prefect",
-        lambda: run_deployment(
-            TRAIN_DEPLOYMENT,
-            parameters=params.as_run_parameters(),
-            timeout=0,
-            tags=["bootstrap"],
-        ),
-        stop,
-    )
+    with stack.monitoring.bootstrap_lock(stop) as held:
+        if not held:
+            return "stopped"
+        in_flight = retrying("prefect deployment train/train", _train_runs_in_flight, stop)
+        if in_flight is None:
+            return "stopped"
+        if in_flight:
+            log.info("bootstrap_skipped", reason="a train run is already scheduled or running")
+            return "train run in flight"
+        run = retrying(
+            "prefect",
+            lambda: run_deployment(
+                TRAIN_DEPLOYMENT,
+                parameters=params.as_run_parameters(),
+                timeout=0,
+                tags=["bootstrap"],
+            ),
+            stop,
+        )
     if run is None:
         return "stopped"
     log.info("bootstrap_started", flow_run=str(run.id), reason="the registry has no champion")
     return "train started"
+
+
+def start_up(stack: Stack, stop: threading.Event) -> None:
+    """What a worker does once at its start, beside serving: the zombie automation (under the
+    bootstrap lock, so two workers starting together create one), the runs no live worker
+    owns, then the bootstrap."""
+
+    def automation_once() -> str:
+        with stack.monitoring.bootstrap_lock(stop) as held:
+            return ensure_zombie_automation() if held else "stopped"
+
+    retrying("prefect (zombie automation)", automation_once, stop, give_up_after=120)
+    retrying("prefect (orphaned runs)", crash_orphaned_runs, stop, give_up_after=120)
+    if stack.settings.bootstrap_champion:
+        bootstrap(stack, stop)
 
 
 def _log_writer(stack: Stack, stop: threading.Event) -> None:
@@ -225,14 +388,10 @@ def run_worker(stack: Stack) -> None:
     from prefect import serve
 
     stop = threading.Event()
-    # before serve(): none of this process's runs exists yet (bounded: Prefect is up by now)
-    retrying("prefect (orphaned runs)", crash_orphaned_runs, stop, give_up_after=60)
     settings = stack.settings
-    threads = []
+    threads = [threading.Thread(target=start_up, args=(stack, stop), name="start-up")]
     if settings.redis_url:
         threads.append(threading.Thread(target=_log_writer, args=(stack, stop), name="writer"))
-    if settings.bootstrap_champion:
-        threads.append(threading.Thread(target=bootstrap, args=(stack, stop), name="bootstrap"))
     for thread in threads:
         thread.start()
 
@@ -247,9 +406,19 @@ def run_worker(stack: Stack) -> None:
         monitor_every_minutes=settings.monitor_interval_minutes,
         retention_days=settings.retention_days,
         log_writer=bool(settings.redis_url),
+        run_limit=settings.worker_run_limit,
     )
     try:
-        serve(*deployments(stack), pause_on_shutdown=False, print_starting_message=False)
+        # limit: a run due while every slot here is taken is left for another worker; the
+        # Prefect server lets one runner only move a run to pending, so each runs once.
+        # pause_on_shutdown=False: a worker that stops must not pause the others' schedules.
+        serve(
+            *deployments(stack),
+            limit=settings.worker_run_limit,
+            heartbeat_seconds=HEARTBEAT_SECONDS,
+            pause_on_shutdown=False,
+            print_starting_message=False,
+        )
     except KeyboardInterrupt:
         pass
     finally:

@@ -16,6 +16,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -71,6 +72,10 @@ VERSION_TABLE = "logstore_alembic_version"
 MIGRATION_LOCK_KEY = int.from_bytes(b"logstore", "big")
 # Key of the PostgreSQL advisory lock one retention pass holds: a second worker skips.
 RETENTION_LOCK_KEY = int.from_bytes(b"retentio", "big")
+# Key of the PostgreSQL advisory lock a starting worker holds while it creates what must exist
+# once however many workers start together (the bootstrap's train run, the zombie automation).
+BOOTSTRAP_LOCK_KEY = int.from_bytes(b"bootstra", "big")
+LOCK_POLL_SECONDS = 0.5  # between two tries of a held lock, so that a stop is noticed
 # Columns of predictions_with_feedback() before the expanded features.
 FRAME_COLUMNS = (
     "request_id",
@@ -744,7 +749,7 @@ class MonitoringDB:
         )
         deleted: Counter[str] = Counter()
         with self.engine.connect() as connection:
-            if not self._lock_retention(connection):
+            if not self._try_lock(connection, RETENTION_LOCK_KEY):
                 log.info("retention.skipped", reason="another retention pass holds the lock")
                 return None
             try:
@@ -757,29 +762,53 @@ class MonitoringDB:
                         if own < batch_rows:
                             break
             finally:
-                try:
-                    self._unlock_retention(connection)
-                except DBAPIError:  # never back to the pool holding the lock: end its session
-                    connection.invalidate()
+                self._release_lock(connection, RETENTION_LOCK_KEY)
         return Deleted(**deleted)
 
-    def _lock_retention(self, connection: Connection) -> bool:
-        """Take the retention lock for this connection's session (PostgreSQL); False if taken.
+    @contextmanager
+    def bootstrap_lock(self, stop: threading.Event) -> Iterator[bool]:
+        """Hold :data:`BOOTSTRAP_LOCK_KEY` for the block: one starting worker at a time.
 
-        A session lock outlives the batches' commits and is released with the connection if
-        the process dies. SQLite is one process's embedded file: nothing to take.
+        Yields True once the lock is held, False if ``stop`` was set while another worker
+        held it (the caller then does nothing). Waiting is a try every
+        :data:`LOCK_POLL_SECONDS` rather than a blocking ``pg_advisory_lock``, so that a
+        worker told to stop while it waits stops. On SQLite (embedded: one worker) there
+        is no lock to take. A failure to reach the database raises: the caller retries.
+        """
+        with self.engine.connect() as connection:
+            while not self._try_lock(connection, BOOTSTRAP_LOCK_KEY):
+                if stop.wait(LOCK_POLL_SECONDS):
+                    yield False
+                    return
+            try:
+                yield True
+            finally:
+                self._release_lock(connection, BOOTSTRAP_LOCK_KEY)
+
+    def _try_lock(self, connection: Connection, key: int) -> bool:
+        """Take the advisory lock ``key`` for this connection's session (PostgreSQL); False if
+        another session holds it.
+
+        A session lock outlives the commits of the work it guards and is released with the
+        connection if the process dies. SQLite is one process's embedded file: nothing to take.
         """
         if self.dialect != "postgresql":
             return True
         query = text("SELECT pg_try_advisory_lock(:key)")
-        taken = bool(connection.execute(query, {"key": RETENTION_LOCK_KEY}).scalar_one())
+        taken = bool(connection.execute(query, {"key": key}).scalar_one())
         connection.commit()
         return taken
 
-    def _unlock_retention(self, connection: Connection) -> None:
-        if self.dialect == "postgresql":
-            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": RETENTION_LOCK_KEY})
+    def _release_lock(self, connection: Connection, key: int) -> None:
+        """Release what :meth:`_try_lock` took; a connection that cannot say so is discarded,
+        never returned to the pool still holding the lock (its session ends, and the lock)."""
+        if self.dialect != "postgresql":
+            return
+        try:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
             connection.commit()
+        except DBAPIError:
+            connection.invalidate()
 
     # --- the dashboard's reads, each filtered by a Scope -------------------------------------
     def monitor_runs_frame(self, scope: Scope, limit: int = 500) -> pd.DataFrame:
