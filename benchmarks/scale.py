@@ -7,10 +7,11 @@ For each count in ``--replicas``, in order: ``docker compose up -d --wait --no-d
 --no-recreate --scale api=N api`` (only the predictor is touched: a scaled worker stays as it
 is), a warm-up, then ``--clients`` clients in a closed loop (each sends its next request when
 the last one is answered) for ``--duration`` seconds, every request with an X-Request-ID of its
-own. Prints requests a second, p50/p99 latency, the answers by status and the api containers'
-CPU (``docker stats``, sampled in the middle of the run; 100 % is one core). The api is left at
-the last count. Run it from the repository with the stack's COMPOSE_PROJECT_NAME (and
-COMPOSE_FILE) in the environment, as for any ``docker compose`` command.
+own. Prints requests a second, p50/p99 latency, the answers by status, the CPU of the api
+containers, nginx and the rest of the stack (``docker stats``, sampled in the middle of the
+run; 100 % is one core) and this client's own. The api is left at the last count. Run it from
+the repository with the stack's COMPOSE_PROJECT_NAME (and COMPOSE_FILE) in the environment, as
+for any ``docker compose`` command.
 
 The load generator runs on the same machine and takes CPU from the same cores: on CI's two
 cores it is one of the things the replicas share. Exits 1 unless every answer was 200.
@@ -184,16 +185,20 @@ class Figures:
     p99_ms: float
     api_cpu: dict[str, float]  # container name -> % of one core, sampled mid-run
     nginx_cpu: float
+    rest_cpu: dict[str, float]  # the stack's other containers, busiest first
+    client_cpu: float  # this load generator's own process, over the run
     load_average: float  # the machine's, one minute, before the run: was it busy already?
 
     def line(self) -> str:
         cpu = " + ".join(f"{v:.0f}" for v in self.api_cpu.values())
+        rest = ", ".join(f"{n} {v:.0f}" for n, v in list(self.rest_cpu.items())[:3])
         return (
             f"api={self.replicas}: {self.per_second:.0f} req/s, p50 {self.p50_ms:.1f} ms, "
             f"p99 {self.p99_ms:.1f} ms ({self.clients} clients, {self.seconds:.0f} s, answers "
-            f"{self.answers}); api CPU {cpu} = {sum(self.api_cpu.values()):.0f} % "
-            f"(100 % = one core), nginx {self.nginx_cpu:.0f} %; load average before "
-            f"{self.load_average:.1f} on {os.cpu_count()} cores"
+            f"{self.answers}); CPU % (100 = one core): api {cpu} = "
+            f"{sum(self.api_cpu.values()):.0f}, nginx {self.nginx_cpu:.0f}, the rest "
+            f"{sum(self.rest_cpu.values()):.0f} ({rest}), this client {self.client_cpu:.0f}; "
+            f"load average before {self.load_average:.1f} on {os.cpu_count()} cores"
         )
 
 
@@ -201,25 +206,26 @@ def measure(
     base_url: str, body: dict[str, Any], replicas: int, clients: int, duration: float, warmup: float
 ) -> tuple[Figures, list[Answer]]:
     """Scale the api to ``replicas``, warm up, measure; the figures and every answer."""
-    containers = scale_api(replicas)
-    nginx = compose("ps", "-q", "nginx").split()
+    api = set(_names(scale_api(replicas)))
+    stack = compose("ps", "-q").split()
+    nginx = set(_names(compose("ps", "-q", "nginx").split()))
     tag = f"bench-{int(time.time())}-{replicas}"
     warm = drive(base_url, body, clients=clients, prefix=f"{tag}-warm", seconds=warmup)
     sampled: dict[str, float] = {}
 
     def sample() -> None:  # mid-run, while the load is steady
         time.sleep(duration / 2)  # the moment to sample at, not a wait for a state
-        sampled.update(cpu_percent(containers + nginx))
+        sampled.update(cpu_percent(stack))
 
     load_average = os.getloadavg()[0]
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), time.process_time()
     answers = drive(base_url, body, clients=clients, prefix=tag, seconds=duration)
-    elapsed = time.monotonic() - started
+    elapsed, client_cpu = time.monotonic() - started, time.process_time() - cpu_started
     sampler.join(timeout=60)
-    nginx_names = set(sampled) - set(_names(containers))
     latencies = [a.seconds for a in answers if a.status == 200] or [0.0]
+    rest = {n: v for n, v in sampled.items() if n not in api | nginx}
     figures = Figures(
         replicas=replicas,
         clients=clients,
@@ -228,8 +234,10 @@ def measure(
         per_second=len(answers) / elapsed,
         p50_ms=percentile(latencies, 0.50) * 1000,
         p99_ms=percentile(latencies, 0.99) * 1000,
-        api_cpu={n: v for n, v in sampled.items() if n not in nginx_names},
-        nginx_cpu=sum(sampled[n] for n in nginx_names),
+        api_cpu={n: v for n, v in sorted(sampled.items()) if n in api},
+        nginx_cpu=sum(v for n, v in sampled.items() if n in nginx),
+        rest_cpu=dict(sorted(rest.items(), key=lambda item: -item[1])),
+        client_cpu=100 * client_cpu / elapsed,
         load_average=load_average,
     )
     return figures, warm + answers
