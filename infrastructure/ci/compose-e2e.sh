@@ -4,10 +4,14 @@
 #          through nginx only (tests/e2e): the live landing page, Prometheus' targets and SLO
 #          rules, ending with the loop under load: concept shift -> alert -> retrain ->
 #          promotion (test_loop.py)
-#   table: docker-compose.yml again, on a user's regression table by configuration alone (a
-#          diabetes CSV in a mounted directory, its path, target and model name in an env
-#          file); a champion and a numeric prediction through nginx (tests/e2e_table). It
-#          reuses dev's images and boots only the dev stack.
+#   table: docker-compose.yml again, scaled out (`--scale api=3 --scale worker=2`), on a
+#          user's regression table by configuration alone (a diabetes CSV in a mounted
+#          directory, its path, target and model name in an env file); a champion and a
+#          numeric prediction through nginx (tests/e2e_table); then the scale-out under load:
+#          requests on every replica, a promotion on every replica, one bootstrap, one monitor
+#          run per interval, every row once (tests/e2e_scale), and the throughput with 3 and 1
+#          api replicas (benchmarks/scale.py). It reuses dev's images and boots only the dev
+#          stack.
 #   prod:  docker-compose.yml + docker-compose.prod.yml with generated secrets and a self-signed
 #          certificate; TLS, keys, logins, limits, hardening and backup/restore (tests/e2e_prod);
 #          with the observability profile (dev's image, a few seconds): Prometheus hardened and
@@ -262,7 +266,11 @@ dev_stage() {
 # A user's table by configuration alone, as README's "Your own data" tells it: the table in a
 # directory compose mounts read-only (MLOPS_DATASETS_DIR, ./datasets by default) and the
 # lines a user puts in .env, here in a file of their own (MLOPS_ENV_FILE) so that a
-# developer's .env is left alone. Only the dev stack, on dev's images (built if missing).
+# developer's .env is left alone. Only the dev stack, on dev's images (built if missing), and
+# scaled out as docs/scale-out.md's step 1 runs it: three predictor replicas, two workers.
+# The scale-out settings: a monitor run a minute, so that tests/e2e_scale sees a few
+# intervals while it runs; the predictors' registry poll longer than the whole stage, so that
+# a promotion can reach the replicas within the test's deadline only by Redis' notice.
 table_stage() {
   local t0
   t0=$(now)
@@ -274,22 +282,37 @@ table_stage() {
   export MLOPS_E2E_MODEL=diabetes-regressor
   step "table: scikit-learn's diabetes table as a CSV in $MLOPS_DATASETS_DIR"
   mkdir -p "$MLOPS_DATASETS_DIR"
-  python -c 'import sys; from sklearn.datasets import load_diabetes
-load_diabetes(as_frame=True).frame.to_csv(sys.argv[1], index=False)' "$MLOPS_DATASETS_DIR/diabetes.csv"
+  python -c 'import json, sys; from sklearn.datasets import load_diabetes
+frame = load_diabetes(as_frame=True).frame
+frame.to_csv(sys.argv[1], index=False)
+row = frame.drop(columns="target").iloc[0]
+json.dump({"features": {k: float(v) for k, v in row.items()}}, open(sys.argv[2], "w"))' \
+    "$MLOPS_DATASETS_DIR/diabetes.csv" "$table_tmp/predict.json"
   chmod -R a+rX "$table_tmp"  # mktemp's 0700: the containers' user (uid 10001) reads it
   cat >"$MLOPS_ENV_FILE" <<ENV
 MLOPS_DATASET_PATH=/datasets/diabetes.csv
 MLOPS_TARGET_COLUMN=target
 MLOPS_MODEL_NAME=$MLOPS_E2E_MODEL
 MLOPS_TASK=regression
+MLOPS_MONITOR_INTERVAL_MINUTES=1
+MLOPS_RELOAD_POLL_SECONDS=3600
 ENV
   docker compose down -v --remove-orphans >/dev/null 2>&1 || true
-  step "table: docker compose up -d --wait (dev's images)"
-  docker compose up -d --wait --wait-timeout 300
+  if ! docker image inspect "$(python_image)" >/dev/null 2>&1; then
+    step "table: $(python_image) missing (no dev stage before): docker compose build"
+    docker compose build --progress quiet mlflow
+  fi
+  step "table: docker compose up -d --wait --scale api=3 --scale worker=2 (dev's images)"
+  docker compose up -d --wait --wait-timeout 300 --scale api=3 --scale worker=2
   step "table: waiting for the first champion (a regressor trained on the mounted CSV)"
   wait_champion "$MLOPS_E2E_URL"
   step "table: a champion and a numeric prediction through nginx (tests/e2e_table)"
   python -m pytest tests/e2e_table -v -p no:cacheprovider
+  step "table: 3 replicas, 2 workers under load through nginx (tests/e2e_scale)"
+  python -m pytest tests/e2e_scale -v -s -p no:cacheprovider
+  step "table: requests a second with 3 and 1 api replicas through nginx (benchmarks/scale.py)"
+  python benchmarks/scale.py --url "$MLOPS_E2E_URL" --body "$table_tmp/predict.json" \
+    --replicas 3,1 --duration 15 --warmup 5 --clients 8
   teardown
   unset MLOPS_DATASETS_DIR MLOPS_ENV_FILE
   step "table: stage took $(($(now) - t0))s"
