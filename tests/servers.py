@@ -3,11 +3,15 @@ servers of the standard library standing where the stack calls out (webhooks, re
 
 from __future__ import annotations
 
+import socket
+import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -23,6 +27,41 @@ def wait_for(condition: Callable[[], object], timeout: float = 30.0, what: str =
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.05)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on at ``host`` now (the system's pick), for a server started next
+    or for an address that must refuse connections."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def server_process(
+    command: Sequence[str],
+    log_path: Path,
+    ready: Callable[[], object],
+    what: str,
+    timeout: float = 120.0,
+    **popen: Any,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``command`` as a server process, its output in ``log_path``; yields the process once
+    ``ready()`` is truthy. A process that exits first fails the wait with its log's tail; it
+    is terminated when the block ends."""
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, **popen)
+
+        def up() -> object:
+            assert process.poll() is None, log_path.read_text(errors="replace")[-3000:]
+            return ready()
+
+        try:
+            wait_for(up, timeout, what)
+            yield process
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
 
 
 @contextmanager

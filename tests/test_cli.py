@@ -147,41 +147,31 @@ def test_bad_setting_is_reported_by_name(stack, monkeypatch):
 def test_serve_api_in_its_own_process_answers_the_readme_examples(stack, tmp_path):
     """`mlops serve api` as a user starts it: a fresh process that only has the settings."""
     import os
-    import socket
-    from pathlib import Path
 
     import httpx
 
     from mlops_stack.flows.train import train_flow
 
-    from .servers import wait_for
+    from .servers import free_port, server_process
 
     settings = stack(candidates="logistic_regression")
     train_flow()
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "MLOPS_DATA_DIR": str(settings.data_dir.resolve())}
-    log = (tmp_path / "serve.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlops_stack.cli", "serve", "api", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=tmp_path,
-    )
+    command = [sys.executable, "-m", "mlops_stack.cli", "serve", "api", "--port", str(port)]
     base = f"http://127.0.0.1:{port}"
     examples = Path(__file__).resolve().parents[1] / "examples"
 
     def ready() -> bool:
-        assert server.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
         try:
             return httpx.get(f"{base}/ready", timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
 
-    try:
-        wait_for(ready, 120, "`mlops serve api` to be ready")
+    log = tmp_path / "serve.log"
+    with server_process(
+        command, log, ready, "`mlops serve api` to be ready", env=env, cwd=tmp_path
+    ):
         headers = {"Content-Type": "application/json", "X-Request-ID": "demo-1"}
         single = httpx.post(
             f"{base}/predict", headers=headers, content=(examples / "predict.json").read_bytes()
@@ -196,9 +186,6 @@ def test_serve_api_in_its_own_process_answers_the_readme_examples(stack, tmp_pat
         assert [p["prediction"] for p in batch.json()["predictions"]] == [0, 1, 1]
         feedback = httpx.post(f"{base}/feedback", json={"request_id": "demo-1", "label": 0})
         assert feedback.json() == {"accepted": 1, "unknown": []}
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     assert "Traceback" not in (tmp_path / "serve.log").read_text()
 
 

@@ -9,8 +9,6 @@ person gets. The seeded pages are tested the same way against the compose stack 
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
 from collections.abc import Iterator
 
@@ -19,16 +17,10 @@ import pytest
 from playwright.sync_api import expect
 
 from .browser import VIEWER_ZONE, browser_page, open_page, screenshot
-from .servers import wait_for
+from .servers import free_port, server_process
 
 PAGES = (("", "Overview"), ("drift", "Drift"), ("quality", "Model quality"),
          ("models", "Models"), ("alerts", "Alerts"))  # fmt: skip
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _healthy(url: str) -> bool:
@@ -42,23 +34,15 @@ def _healthy(url: str) -> bool:
 def served_dashboard(stack, tmp_path) -> Iterator[str]:
     """The dashboard under /dashboard/ on a loopback port, reading this test's empty stores."""
     stack()
-    port = _free_port()
-    log = (tmp_path / "dashboard.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlops_stack.cli", "serve", "dashboard",
-         "--port", str(port), "--base-path", "dashboard"],
-        env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    port = free_port()
     base = f"http://127.0.0.1:{port}/dashboard"
-    try:
-        wait_for(lambda: server.poll() is not None or _healthy(f"{base}/_stcore/health"), 60,
-                 "the dashboard to answer")  # fmt: skip
-        assert server.poll() is None, (tmp_path / "dashboard.log").read_text()
+    command = [sys.executable, "-m", "mlops_stack.cli", "serve", "dashboard",
+               "--port", str(port), "--base-path", "dashboard"]  # fmt: skip
+    with server_process(
+        command, tmp_path / "dashboard.log", lambda: _healthy(f"{base}/_stcore/health"),
+        "the dashboard to answer", 60, env=dict(os.environ),
+    ):  # fmt: skip
         yield base
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
 
 
 def test_every_page_of_an_empty_stack_says_no_data_yet_in_a_browser(served_dashboard):

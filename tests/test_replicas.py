@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import shutil
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -35,7 +34,7 @@ from mlops_stack.dashboard import landing, replicas
 from mlops_stack.serving.app import create_app
 from mlops_stack.stack import Stack, current_stack
 
-from .servers import serving, wait_for
+from .servers import free_port, server_process, serving
 from .test_dashboard import log_champion
 
 NAME = "predictor.fleet"
@@ -45,12 +44,6 @@ OK_REQUESTS = {"127.0.0.2": 4, "127.0.0.3": 6}  # /predict answered 200
 BAD_REQUESTS = {"127.0.0.3": 1}  # /predict answered 422 (the caller's error: no 5xx)
 UNSERVED = 2  # /predict to 127.0.0.4, answered 503 (no champion)
 PROMETHEUS_CONFIG = Path(__file__).resolve().parents[1] / "infrastructure/prometheus/prometheus.yml"
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
@@ -77,7 +70,7 @@ def fleet(stack) -> Iterator[Fleet]:
     wine = load_wine(as_frame=True).frame
     log_champion(settings, wine, "target", LogisticRegression(max_iter=500), "classification")
     unserved = settings.model_copy(update={"model_name": "nothing-registered"})
-    port = _free_port(UP[0])
+    port = free_port(UP[0])
     with ExitStack() as running:
         for ip, served in zip(UP, (settings, settings, unserved), strict=True):
             running.enter_context(serving(create_app(Stack(served)), host=ip, port=port))
@@ -201,39 +194,30 @@ def prometheus(fleet, tmp_path) -> Iterator[str]:
         ],
     }
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = _free_port("127.0.0.1")
+    port = free_port()
     base = f"http://127.0.0.1:{port}/prometheus"
     started = time.time()
-    log = (tmp_path / "prometheus.log").open("wb")
-    process = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            f"--web.external-url={base}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
+    command = [
+        binary,
+        f"--config.file={tmp_path / 'prometheus.yml'}",
+        f"--storage.tsdb.path={tmp_path / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        f"--web.external-url={base}",
+    ]
 
-        def scraped_after_start() -> bool:
-            try:
-                answer = httpx.get(f"{base}/api/v1/targets", timeout=2)
-            except httpx.HTTPError:
-                return False
-            active = answer.json()["data"]["activeTargets"]
-            return len(active) == len(targets) and all(
-                t["health"] != "unknown" and _epoch(t["lastScrape"]) > started for t in active
-            )
+    def scraped_after_start() -> bool:
+        try:
+            answer = httpx.get(f"{base}/api/v1/targets", timeout=2)
+        except httpx.HTTPError:
+            return False
+        active = answer.json()["data"]["activeTargets"]
+        return len(active) == len(targets) and all(
+            t["health"] != "unknown" and _epoch(t["lastScrape"]) > started for t in active
+        )
 
-        wait_for(scraped_after_start, 60, "Prometheus to scrape every target")
+    log = tmp_path / "prometheus.log"
+    with server_process(command, log, scraped_after_start, "Prometheus to scrape every target", 60):
         yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
 
 
 def _epoch(rfc3339: str) -> float:
@@ -257,7 +241,7 @@ def test_prometheus_sums_the_same_counts_over_its_targets(fleet, prometheus):
 
 
 def test_an_unreachable_prometheus_falls_back_to_every_replica_and_says_why(fleet):
-    closed = f"http://127.0.0.1:{_free_port('127.0.0.1')}/prometheus"
+    closed = f"http://127.0.0.1:{free_port()}/prometheus"
     rate = replicas.error_rate(fleet.url, closed, resolve=fleet.resolve)
     assert (rate.requests, rate.errors, rate.replicas) == (13, 2, 4)
     assert rate.prometheus_error is not None and rate.prometheus_error.startswith(

@@ -29,7 +29,7 @@ from mlops_stack.prediction_log.stream import StreamWriter
 from mlops_stack.serving.app import create_app
 from mlops_stack.stack import Stack
 
-from .servers import wait_for
+from .servers import free_port, wait_for
 
 
 def _row(settings) -> dict[str, float]:
@@ -141,17 +141,11 @@ def _stream_settings(stack, services, stream_name: str):
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def _api(root: Path, workers: int = 1) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """`mlops serve api` in its own process, with this test's MLOPS_* environment; yields its
     base URL and process once /health answers. Stopped (if still alive) on the way out."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": SOURCE, "MLOPS_LOG_JSON": "true", "TMPDIR": str(root)}
     log = root / f"serve-{port}.log"
     with log.open("w") as out:
@@ -255,7 +249,7 @@ def _batch(example: bytes, rows: int) -> bytes:
 def test_redis_down_answers_from_the_spool_ready_200_degraded_then_replays(stack, tmp_path):
     """Two workers, Redis absent: 200s, rows in the spool, /ready 200 with prediction_log.ok
     false and the gauge 1 (multiprocess mode); Redis back: the spool reaches the stream."""
-    port = _free_port()  # nothing listens there yet
+    port = free_port()  # nothing listens there yet
     redis_url = f"redis://127.0.0.1:{port}/0"
     settings = stack(candidates="logistic_regression", redis_url=redis_url)
     train_flow()
@@ -329,7 +323,7 @@ def test_a_redis_that_hangs_costs_one_timeout_not_one_per_request(stack):
 @pytest.mark.parametrize("sink", ["redis", "database"])
 def test_nothing_can_take_rows_503_and_not_ready(stack, sink):
     """Redis down (or no Redis: the embedded sink) and the spool unwritable: 503, never 200."""
-    extra = {"redis_url": f"redis://127.0.0.1:{_free_port()}"} if sink == "redis" else {}
+    extra = {"redis_url": f"redis://127.0.0.1:{free_port()}"} if sink == "redis" else {}
     settings = stack(candidates="logistic_regression", **extra)
     train_flow()
     Path(settings.data_dir, "spool").write_text("a file where the spool directory should be")

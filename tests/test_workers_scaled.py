@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -39,7 +38,7 @@ from mlops_stack.names import TRAIN_DEPLOYMENT
 from mlops_stack.prediction_log.stream import StreamWriter
 from mlops_stack.stack import Stack, current_stack
 
-from .servers import wait_for
+from .servers import free_port, server_process, wait_for
 from .test_monitoring_db import records
 from .test_worker import _heartbeat, _no_train_run_in_flight, _stored_heartbeats
 
@@ -125,17 +124,11 @@ def test_the_zombie_automation_crashes_a_run_whose_heartbeats_stop(stack):
 # --- two runners of one schedule -------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def scheduling_prefect(tmp_path: Path):
     """A Prefect server of this test's own, with its scheduler (``prefect server start``,
     SQLite); the session's test server is Prefect's ephemeral one, which runs none."""
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "PREFECT_HOME": str(tmp_path / "prefect-server"),
@@ -145,29 +138,18 @@ def scheduling_prefect(tmp_path: Path):
     }
     env.pop("PREFECT_API_URL", None)
     prefect = str(Path(sys.executable).parent / "prefect")
-    log = (tmp_path / "prefect-server.log").open("wb")
-    server = subprocess.Popen(
-        [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
     url = f"http://127.0.0.1:{port}/api"
 
     def healthy() -> bool:
-        assert server.poll() is None, (tmp_path / "prefect-server.log").read_text()[-2000:]
         try:
             return httpx.get(f"{url}/health", timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
 
-    try:
-        wait_for(healthy, 120, "prefect server start")
+    command = [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    log = tmp_path / "prefect-server.log"
+    with server_process(command, log, healthy, "prefect server start", env=env):
         yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
 
 
 def _runner(api_url: str, interval_seconds: float, record: Path, home: Path):
