@@ -105,12 +105,6 @@ class StackStatus:
 # --- probes ---------------------------------------------------------------------------------
 
 
-def _reason(exc: BaseException) -> str:
-    """What went wrong, in a line: the exception's type and message."""
-    text = str(exc).strip() or "no message"
-    return f"{type(exc).__name__}: {text}"
-
-
 def _not_resolved(exc: BaseException) -> bool:
     """The host name does not exist: on a compose network, its container is not running."""
     seen: BaseException | None = exc
@@ -135,7 +129,7 @@ async def _http_probe(
     except httpx.HTTPError as exc:
         if off_reason is not None and _not_resolved(exc):
             return Health(name, "off", off_reason, LINKS.get(name))
-        return Health(name, "down", f"{url}: {_reason(exc)}", LINKS.get(name))
+        return Health(name, "down", f"{url}: {replicas.reason(exc)}", LINKS.get(name))
     state, detail = judge(answer)
     return Health(name, state, detail, LINKS.get(name))
 
@@ -182,7 +176,7 @@ async def _predictor_replicas(
             answer,
             _predictor(answer)
             if isinstance(answer, httpx.Response)
-            else ("down", f"/ready: {_reason(answer)}"),
+            else ("down", f"/ready: {replicas.reason(answer)}"),
         )
         for replica, answer in answers
     ]
@@ -226,7 +220,7 @@ async def _in_thread(name: str, call: Callable[[], str], timeout: float) -> Heal
     except TimeoutError:
         return Health(name, "down", f"no answer within {timeout:g} s")
     except Exception as exc:  # any driver error: the reason is what the page shows
-        return Health(name, "down", _reason(exc))
+        return Health(name, "down", replicas.reason(exc))
     return Health(name, "up", detail)
 
 
@@ -256,7 +250,7 @@ async def _redis(url: str | None, timeout: float) -> Health:
     except TimeoutError:
         return Health("Redis", "down", f"no answer within {timeout:g} s")
     except Exception as exc:  # connection refused, unknown host, auth: the reason shows
-        return Health("Redis", "down", _reason(exc))
+        return Health("Redis", "down", replicas.reason(exc))
     finally:
         await client.aclose()
     return Health("Redis", "up", "PING answered")
@@ -330,7 +324,7 @@ async def _read(call: Callable[[], T], timeout: float) -> Part:
     except TimeoutError:
         return Part(error=f"no answer within {timeout:g} s")
     except Exception as exc:  # the store is down or answers an error: say which
-        return Part(error=_reason(exc))
+        return Part(error=replicas.reason(exc))
 
 
 def _champion(stack: Stack) -> dict[str, Any] | None:

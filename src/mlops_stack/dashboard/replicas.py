@@ -27,7 +27,6 @@ import asyncio
 import ipaddress
 import socket
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -114,23 +113,23 @@ Answer = httpx.Response | httpx.HTTPError
 def ask_each(
     base_url: str, path: str, timeout: float, resolve: Resolver = a_records
 ) -> list[tuple[Replica, Answer]]:
-    """GET ``path`` of every replica at once; each answer or the error that stood for it."""
-    found = replicas(base_url, resolve)
+    """GET ``path`` of every replica at once; each answer or the error that stood for it.
 
-    def ask(client: httpx.Client, replica: Replica) -> Answer:
-        try:
-            return client.get(**replica.get_args(path))
-        except httpx.HTTPError as exc:
-            return exc
+    For a caller without an event loop (the Streamlit pages): :func:`ask_each_async` run to
+    its end on a loop of its own."""
 
-    with httpx.Client(timeout=timeout) as client, ThreadPoolExecutor(len(found)) as pool:
-        return list(zip(found, pool.map(lambda r: ask(client, r), found), strict=True))
+    async def ask_all() -> list[tuple[Replica, Answer]]:
+        async with httpx.AsyncClient(timeout=timeout) as client:
+            return await ask_each_async(client, base_url, path, resolve)
+
+    return asyncio.run(ask_all())
 
 
 async def ask_each_async(
     client: httpx.AsyncClient, base_url: str, path: str, resolve: Resolver = a_records
 ) -> list[tuple[Replica, Answer]]:
-    """:func:`ask_each` for an async caller (the landing page); the resolution in a thread."""
+    """GET ``path`` of every replica at once with ``client``; each answer or the error that
+    stood for it. The resolution runs in a thread: ``getaddrinfo`` blocks."""
     found = await anyio.to_thread.run_sync(replicas, base_url, resolve)
 
     async def ask(replica: Replica) -> Answer:
