@@ -5,7 +5,9 @@ arbitrary pickle) plus a signature whose columns are exactly the raw features tr
 A feature that had missing values in training is marked optional in the signature: the pipeline
 imputes it, so a serving request may leave it out; so is a column training dropped (an ID, free
 text, a date), which the pipeline ignores. The feature schema and a reference sample of
-the training features are logged next to the model, for serving and drift checks.
+the training features are logged next to the model, for serving and drift checks, and a sample
+of the holdout's features, which the predictor scores at load to verify a compiled (ONNX) copy of
+the model against the pipeline on rows training never fitted.
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ from mlops_stack.data import DatasetSchema
 
 SCHEMA_ARTIFACT = "schema/schema.json"
 REFERENCE_ARTIFACT = "reference/reference_sample.parquet"
+HOLDOUT_ARTIFACT = "holdout/holdout_sample.parquet"
+HOLDOUT_ROWS = 1000
+"""Most holdout rows logged: enough to exercise every branch a converter could get wrong, few
+enough that scoring them twice (pipeline and ONNX) keeps a model load well under a second."""
 MODEL_NAME_IN_RUN = "model"
 # What a logged pipeline needs to load, pinned to the versions that trained it. Listing them
 # spares MLflow its requirement inference, which re-imports the model in a subprocess (~5 s).
@@ -82,13 +88,27 @@ def log_pipeline(
     *,
     reference_rows: int,
     seed: int,
+    X_holdout: pd.DataFrame | None = None,
 ) -> str:
-    """Log the fitted pipeline, its schema and reference sample in the active run.
+    """Log the fitted pipeline, its schema, reference sample and holdout sample (``X_holdout``,
+    the test split's features; at most ``HOLDOUT_ROWS`` of them) in the active run.
 
     Returns the model URI to register.
     """
     with quiet_mlflow_hints():
-        return _log_pipeline(pipeline, X_train, schema, reference_rows=reference_rows, seed=seed)
+        uri = _log_pipeline(pipeline, X_train, schema, reference_rows=reference_rows, seed=seed)
+        if X_holdout is not None and len(X_holdout):
+            holdout = X_holdout.sample(n=min(HOLDOUT_ROWS, len(X_holdout)), random_state=seed)
+            _log_frame(holdout, HOLDOUT_ARTIFACT)
+        return uri
+
+
+def _log_frame(frame: pd.DataFrame, artifact: str) -> None:
+    """Log ``frame`` as the Parquet file ``artifact`` of the active run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(artifact).name
+        frame.to_parquet(path, index=False)
+        mlflow.log_artifact(str(path), artifact_path=str(Path(artifact).parent))
 
 
 def _log_pipeline(
@@ -113,10 +133,7 @@ def _log_pipeline(
     )
     mlflow.log_dict(json.loads(schema.model_dump_json()), SCHEMA_ARTIFACT)
     sample = X_train.sample(n=min(reference_rows, len(X_train)), random_state=seed)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / Path(REFERENCE_ARTIFACT).name
-        sample.to_parquet(path, index=False)
-        mlflow.log_artifact(str(path), artifact_path=str(Path(REFERENCE_ARTIFACT).parent))
+    _log_frame(sample, REFERENCE_ARTIFACT)
     return str(info.model_uri)
 
 
@@ -138,6 +155,17 @@ def load_reference(run_id: str, columns: list[str] | None = None) -> pd.DataFram
     is measured against), or only ``columns`` of it."""
     path = mlflow.artifacts.download_artifacts(f"runs:/{run_id}/{REFERENCE_ARTIFACT}")
     return pd.read_parquet(path, columns=columns)
+
+
+def load_holdout(run_id: str) -> pd.DataFrame | None:
+    """The holdout sample logged with the model of ``run_id``; None for a model logged before
+    holdout samples were (or by code that had no holdout to give)."""
+    folder = str(Path(HOLDOUT_ARTIFACT).parent)
+    listed = {a.path for a in mlflow.MlflowClient().list_artifacts(run_id, folder)}
+    if HOLDOUT_ARTIFACT not in listed:
+        return None
+    path = mlflow.artifacts.download_artifacts(f"runs:/{run_id}/{HOLDOUT_ARTIFACT}")
+    return pd.read_parquet(path)
 
 
 def load_schema(run_id: str) -> DatasetSchema:

@@ -252,6 +252,24 @@ class Settings(BaseSettings):
         ),
     )
     model_alias: str = Field("champion", description="Registry alias the predictor serves.")
+    inference_path: Literal["auto", "sklearn"] = Field(
+        "auto",
+        description=(
+            "auto: score through the model compiled to ONNX (onnxruntime) when it converts and "
+            "its answers match the scikit-learn pipeline's on the holdout logged with it, else "
+            "through the pipeline; sklearn: always the pipeline. /model says which serves."
+        ),
+    )
+    onnx_tolerance: float = Field(
+        1e-5,
+        gt=0,
+        le=0.01,
+        description=(
+            "Largest absolute difference in a class probability (relative and absolute for a "
+            "regression value) allowed between the ONNX model and the pipeline when verifying "
+            "at load; classes must be identical. Measured differences are below 1e-6 (float32)."
+        ),
+    )
     max_batch_rows: int = Field(1000, ge=1, description="Most rows one /predict/batch may carry.")
     max_body_bytes: int = Field(
         2_000_000, ge=1024, description="Largest request body the predictor reads, in bytes."

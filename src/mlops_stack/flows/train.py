@@ -267,6 +267,7 @@ def log_candidates(
                     schema,
                     reference_rows=params.reference_sample_rows,
                     seed=params.random_seed,
+                    X_holdout=data.X_test,
                 )
     return parent.info.run_id, uris, digest
 

@@ -3,6 +3,8 @@
 ``ServedModel`` is everything one request needs, built once per version: the fitted pipeline,
 the signature's feature fields and the request model built from them, and from the schema
 logged with the model (``schema/schema.json``) its task and the categories training saw.
+Scoring goes through the model compiled to ONNX when it converted and was verified against the
+pipeline at load (``serving.compiled``), else through the pipeline; both answer the same.
 ``ModelHolder`` keeps the
 current one behind a single reference: a request reads it once and uses that object to the end,
 so a swap in the middle of a request changes nothing for it, and the next request sees the new
@@ -21,10 +23,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any, NamedTuple
 
 import mlflow
 import numpy as np
+import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from pydantic import BaseModel
@@ -36,6 +40,8 @@ from mlops_stack.data import MAX_STORED_CATEGORIES, DatasetSchema
 from mlops_stack.logs import get_logger
 from mlops_stack.names import Task
 from mlops_stack.registry import Registry, tagged_task, version_of
+from mlops_stack.serving import compiled as compiledmod
+from mlops_stack.serving.compiled import CompiledModel, InferenceChoice
 from mlops_stack.serving.schema import (
     FeatureField,
     build_features_model,
@@ -99,35 +105,60 @@ class ServedModel:
     trained_at: str
     loaded_at: str
     schema: DatasetSchema | None = None
+    compiled: CompiledModel | None = None
+    inference: InferenceChoice = InferenceChoice("sklearn", "not compiled")
 
     def predict(self, rows: list[dict[str, Any]]) -> list[Answer]:
         """Prediction, class probabilities and unseen categories for validated rows.
 
         A regression model answers a float and no probabilities. A classifier's class is the
-        argmax of ``predict_proba``, which is how the scikit-learn classifiers we train
-        implement ``predict``: one pass over the model, not two.
+        argmax of its probabilities, which is how the scikit-learn classifiers we train
+        implement ``predict``: one pass over the model, not two. The verified ONNX session
+        (``compiled``) takes the rows as they are; the pipeline takes them as a DataFrame. One
+        call scores all the rows: the micro-batcher hands it many at once.
         """
-        frame = rows_to_frame(rows, self.fields)
         unseen = self.unseen_categories(rows)
+        if self.compiled is not None:
+            scores = self.compiled.run(rows)
+            if self.task is Task.REGRESSION:
+                return [Answer(v, None, u) for v, u in zip(scores.tolist(), unseen, strict=True)]
+            return self._classified(scores, unseen)
+        frame = rows_to_frame(rows, self.fields)
         if self.task is Task.REGRESSION:
-            values = self.pipeline.predict(frame)
-            return [Answer(float(v), None, u) for v, u in zip(values, unseen, strict=True)]
+            values = np.asarray(self.pipeline.predict(frame), dtype=np.float64)
+            return [Answer(v, None, u) for v, u in zip(values.tolist(), unseen, strict=True)]
         if not hasattr(self.pipeline, "predict_proba"):  # a classifier without probabilities
             classes = self.pipeline.predict(frame)
             return [Answer(_plain(c), None, u) for c, u in zip(classes, unseen, strict=True)]
-        proba = self.pipeline.predict_proba(frame)
-        labels = [str(c) for c in self.classes]
-        winners = np.asarray(self.classes)[proba.argmax(axis=1)]
+        return self._classified(self.pipeline.predict_proba(frame), unseen)
+
+    def _classified(self, proba: np.ndarray, unseen: list[list[UnseenCategory]]) -> list[Answer]:
+        """Answers from a probability matrix: the argmax and ``tolist`` in numpy, per row only
+        the answer itself."""
+        winners = self._class_values[proba.argmax(axis=1)].tolist()
+        labels = self._class_labels
         return [
-            Answer(_plain(winner), dict(zip(labels, map(float, row), strict=True)), u)
-            for winner, row, u in zip(winners, proba, unseen, strict=True)
+            Answer(winner, dict(zip(labels, row, strict=True)), u)
+            for winner, row, u in zip(winners, proba.tolist(), unseen, strict=True)
         ]
+
+    @cached_property
+    def _class_values(self) -> np.ndarray:
+        """The classes as an array an argmax indexes (``tolist`` gives back Python values)."""
+        return np.asarray(self.classes)
+
+    @cached_property
+    def _class_labels(self) -> list[str]:
+        """The probabilities' keys: each class as text."""
+        return [str(c) for c in self.classes]
 
     def unseen_categories(self, rows: list[dict[str, Any]]) -> list[list[UnseenCategory]]:
         """Per row, the categorical values training never saw: one set lookup per field.
 
         A missing value (null) is not unseen: the pipeline imputes it as in training.
         """
+        if not self.category_checks:
+            return [[] for _ in rows]
         found: list[list[UnseenCategory]] = []
         for row in rows:
             unseen = []
@@ -192,9 +223,16 @@ def model_task(schema: DatasetSchema | None, tags: dict[str, str], pipeline: Pip
 
 
 def load_version(
-    client: MlflowClient, name: str, version: str, *, max_batch_rows: int
+    client: MlflowClient,
+    name: str,
+    version: str,
+    *,
+    max_batch_rows: int,
+    inference_path: str,
+    onnx_tolerance: float,
 ) -> ServedModel:
-    """Load a registered version with its signature, schema and run metrics."""
+    """Load a registered version with its signature, schema and run metrics, and choose the
+    path that scores it (``inference_path``: "auto" compiles and verifies, "sklearn" does not)."""
     uri = f"models:/{name}/{version}"
     info = mlflow.models.get_model_info(uri)
     fields = fields_from_signature(info.signature)
@@ -208,6 +246,21 @@ def load_version(
     features = build_features_model(fields)
     predict_request, batch_request = build_request_models(features, max_batch_rows)
     classes = list(getattr(pipeline, "classes_", [])) if task is Task.CLASSIFICATION else []
+    compiled, inference = choose_inference(
+        pipeline, fields, task, mv.run_id, inference_path=inference_path, tolerance=onnx_tolerance
+    )
+    log.info(
+        "inference_path_chosen",
+        model=name,
+        version=str(version),
+        path=inference.path,
+        reason=inference.reason,
+        verified_on=inference.verified_on,
+        rows=inference.verified_rows,
+        max_abs_diff=inference.max_abs_diff,
+        tolerance=inference.tolerance,
+        ms=round(inference.seconds * 1000, 1),
+    )
     return ServedModel(
         name=name,
         version=str(version),
@@ -224,6 +277,38 @@ def load_version(
         trained_at=datetime.fromtimestamp(run.info.start_time / 1000, UTC).isoformat(),
         loaded_at=datetime.now(UTC).isoformat(timespec="seconds"),
         schema=schema,
+        compiled=compiled,
+        inference=inference,
+    )
+
+
+def choose_inference(
+    pipeline: Pipeline,
+    fields: list[FeatureField],
+    task: Task,
+    run_id: str,
+    *,
+    inference_path: str,
+    tolerance: float,
+) -> tuple[CompiledModel | None, InferenceChoice]:
+    """The verified ONNX session to score with (None: the pipeline) and why.
+
+    Verified on the holdout sample logged with the model; a model logged before those were is
+    verified on its reference sample (training rows: the check still compares both paths row by
+    row, on rows the pipeline was fitted on). A sample that cannot be read leaves the pipeline.
+    """
+    if inference_path == "sklearn":
+        return None, InferenceChoice("sklearn", "MLOPS_INFERENCE_PATH=sklearn")
+    sample: pd.DataFrame | None = None
+    on: compiledmod.VerifiedOn = "holdout"
+    try:
+        sample = modelstore.load_holdout(run_id)
+        if sample is None:
+            sample, on = modelstore.load_reference(run_id), "reference sample"
+    except (MlflowException, OSError) as exc:
+        log.warning("verification_sample_missing", run_id=run_id, error=str(exc)[:200])
+    return compiledmod.choose(
+        pipeline, fields, task, sample=sample, verified_on=on, tolerance=tolerance
     )
 
 
@@ -297,6 +382,8 @@ class ModelHolder:
             self.registry.model_name,
             version,
             max_batch_rows=self.settings.max_batch_rows,
+            inference_path=self.settings.inference_path,
+            onnx_tolerance=self.settings.onnx_tolerance,
         )
 
     def _take_champion(self, version: str) -> bool:

@@ -10,7 +10,7 @@ document by ``serving.openapi``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -149,6 +149,49 @@ class ShadowInfo(BaseModel):
     )
 
 
+class InferenceInfo(BaseModel):
+    """How the served version is scored: the ONNX graph it was compiled to, verified against the
+    pipeline at load, or the scikit-learn pipeline itself. Both give the same answers; the
+    compiled one costs a fraction of the CPU."""
+
+    path: Literal["onnx", "sklearn"] = Field(
+        description=(
+            "onnx: the model compiled to ONNX and run by onnxruntime (float32); sklearn: the "
+            "scikit-learn pipeline (when it does not convert, fails verification, or "
+            "MLOPS_INFERENCE_PATH=sklearn)."
+        )
+    )
+    reason: str = Field(
+        description='"verified" for onnx; otherwise why the pipeline serves (one sentence).'
+    )
+    verified_on: Literal["holdout", "reference sample"] | None = Field(
+        description=(
+            "The rows both paths scored at load: the holdout sample logged with the model, or "
+            "for a model logged without one its reference sample of training rows; null when "
+            "no comparison ran."
+        )
+    )
+    verified_rows: int = Field(
+        description=(
+            "Rows compared: the sample as logged plus the same rows with a fixed share of "
+            "numeric cells missing (checks the imputer); 0 when no comparison ran."
+        )
+    )
+    max_abs_diff: float | None = Field(
+        description=(
+            "Largest absolute difference between the two paths' probabilities (a regression "
+            "model's values) over the compared rows; null when none was measured."
+        )
+    )
+    tolerance: float | None = Field(
+        description=(
+            "MLOPS_ONNX_TOLERANCE at load: the largest difference allowed (absolute for "
+            "probabilities; relative plus absolute for regression values). Classes must be "
+            "identical on every row."
+        )
+    )
+
+
 class ModelInfo(BaseModel):
     """``/model``: the served version, its task, run, metrics, classes and features, and the
     challenger scored in shadow."""
@@ -163,6 +206,9 @@ class ModelInfo(BaseModel):
     metrics: dict[str, float]
     classes: list[str] = Field(description="The classes as text; empty for a regression model.")
     features: list[FeatureInfo]
+    inference: InferenceInfo = Field(
+        description="Which path scores requests (ONNX, verified at load, or the pipeline) and why."
+    )
     shadow: ShadowInfo | None = Field(
         default=None,
         description=(

@@ -36,6 +36,7 @@ from mlops_stack.serving.responses import (
     FeedbackKey,
     FeedbackResponse,
     Health,
+    InferenceInfo,
     ModelInfo,
     ModelRef,
     PredictionLogStatus,
@@ -258,6 +259,7 @@ async def model_info(predictor: PredictorDep, model: ModelDep) -> ModelInfo:
         features=[
             FeatureInfo(name=f.name, type=f.dtype, nullable=not f.required) for f in model.fields
         ],
+        inference=InferenceInfo.model_validate(model.inference, from_attributes=True),
         shadow=shadow_info(predictor),
     )
 
