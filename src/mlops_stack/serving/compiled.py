@@ -120,6 +120,15 @@ class CompiledModel:
         return result if result.ndim == 2 and result.shape[1] > 1 else result.reshape(-1)
 
 
+def _sentence(exc: BaseException) -> str:
+    """An exception in one short line: its first line, and its cause's (skl2onnx wraps the
+    telling error, e.g. protobuf's, in a message that dumps a whole node's attributes)."""
+    lines = str(exc).strip().splitlines()
+    text = f"{type(exc).__name__}: {lines[0][:160] if lines else ''}"
+    cause = exc.__cause__
+    return f"{text} (caused by {_sentence(cause)})" if cause is not None else text
+
+
 class NotCompiled(Exception):
     """Why a model is served through its pipeline: the sentence /model shows."""
 
@@ -148,7 +157,7 @@ def convert(pipeline: Pipeline, fields: Sequence[FeatureField], task: Task) -> C
         model = to_onnx(pipeline, initial_types=types, options=options)
         return CompiledModel(model.SerializeToString(), fields, task)
     except Exception as exc:  # skl2onnx and onnxruntime raise anything from here
-        raise NotCompiled(f"conversion failed: {type(exc).__name__}: {str(exc)[:200]}") from exc
+        raise NotCompiled(f"conversion failed: {_sentence(exc)}") from exc
 
 
 def verification_rows(sample: pd.DataFrame, fields: Sequence[FeatureField]) -> list[dict[str, Any]]:
@@ -188,7 +197,7 @@ def verify(
     try:
         got = compiled.run(rows)
     except Exception as exc:
-        raise NotCompiled(f"onnxruntime failed: {type(exc).__name__}: {str(exc)[:200]}") from exc
+        raise NotCompiled(f"onnxruntime failed: {_sentence(exc)}") from exc
     if task is Task.REGRESSION:
         expected = np.asarray(pipeline.predict(frame), dtype=np.float64).reshape(-1)
         diff = np.abs(got.astype(np.float64) - expected)
@@ -252,18 +261,20 @@ def _compile_and_verify(
     verified_on: VerifiedOn,
     tolerance: float,
 ) -> tuple[CompiledModel | None, InferenceChoice]:
-    rows: list[dict[str, Any]] = []
+    compared: list[dict[str, Any]] = []  # the rows both paths scored, once they did
     try:
         if sample is None or sample.empty:
             raise NotCompiled("no holdout or reference sample to verify against")
         rows = verification_rows(sample, fields)
         compiled = convert(pipeline, fields, task)
+        compared = rows
         worst = verify(compiled, pipeline, fields, task, rows, tolerance)
     except NotCompiled as exc:
         diff = exc.args[1] if len(exc.args) > 1 and not math.isnan(exc.args[1]) else None
-        on = verified_on if rows else None
-        return None, InferenceChoice("sklearn", str(exc.args[0]), on, len(rows), diff, tolerance)
+        on = verified_on if compared else None
+        why = str(exc.args[0])
+        return None, InferenceChoice("sklearn", why, on, len(compared), diff, tolerance)
     except Exception as exc:  # the pipeline itself failed on the sample: serve it untouched
-        why = f"verification failed: {type(exc).__name__}: {str(exc)[:200]}"
+        why = f"verification failed: {_sentence(exc)}"
         return None, InferenceChoice("sklearn", why, tolerance=tolerance)
     return compiled, InferenceChoice("onnx", "verified", verified_on, len(rows), worst, tolerance)
