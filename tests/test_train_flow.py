@@ -91,6 +91,10 @@ def test_default_data_trains_registers_and_promotes_a_champion(stack):
     )
     assert reference.shape == (455, 30)
     assert modelstore.load_schema(champion.run_id).feature_names == list(reference.columns)
+    # and the holdout's features (the test split: 114 rows), which the predictor verifies against
+    holdout = modelstore.load_holdout(champion.run_id)
+    assert holdout is not None and list(holdout.columns) == list(reference.columns)
+    assert len(holdout) == 114 and not holdout.merge(reference).shape[0]  # none trained on
 
 
 def test_second_train_on_same_data_ties_and_keeps_the_champion(stack):
