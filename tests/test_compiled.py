@@ -26,7 +26,7 @@ from mlops_stack.serving.model import ServedModel, load_version
 from mlops_stack.settings import Settings, get_settings
 from mlops_stack.stack import Stack
 
-from .conftest import mixed_table
+from .conftest import mixed_table, xor_table
 
 TOLERANCE = 1e-5
 MODELS = {  # model name -> (table, target, candidate)
@@ -35,6 +35,7 @@ MODELS = {  # model name -> (table, target, candidate)
     "diabetes-linear": (BUILTIN_REGRESSION_DATASET, "target", "linear"),
     "diabetes-forest": (BUILTIN_REGRESSION_DATASET, "target", "random_forest"),
     "customers-linear": ("customers.csv", "churn", "linear"),
+    "tagged-forest": ("tagged.csv", "label", "random_forest"),  # numeric + a dropped ID column
 }
 
 
@@ -75,6 +76,9 @@ def registry(tmp_path_factory):
         mp.setenv("MLOPS_LOG_FLUSH_SECONDS", "0.05")
         mp.chdir(root)
         mixed_table().to_csv(root / "customers.csv", index=False)
+        tagged = xor_table()
+        tagged.insert(0, "customer_id", [f"c-{i:05d}" for i in range(len(tagged))])
+        tagged.to_csv(root / "tagged.csv", index=False)
         get_settings.cache_clear()
         base = get_settings()
         settings = {}
@@ -139,6 +143,20 @@ def test_numeric_models_serve_through_onnx_and_answer_as_the_pipeline(registry, 
         for label, p in got.probabilities.items():
             assert isinstance(p, float)
             assert abs(p - expected.probabilities[label]) <= TOLERANCE
+
+
+def test_a_text_column_the_pipeline_drops_does_not_stop_the_graph(registry):
+    model = _load(registry["tagged-forest"])
+    assert [(f.name, f.dtype) for f in model.fields][0] == ("customer_id", "string")
+    assert model.inference.path == "onnx", model.inference.reason
+    frame = load_dataset("tagged.csv", "label").features.head(50)
+    rows = frame.to_dict("records")
+    rows[0]["customer_id"] = None  # optional: the pipeline ignores it
+    answers = model.predict(rows)
+    expected = model.pipeline.predict_proba(frame)
+    assert [a.prediction for a in answers] == list(model.pipeline.classes_[expected.argmax(1)])
+    got = np.array([[a.probabilities[str(c)] for c in model.classes] for a in answers])
+    np.testing.assert_allclose(got, expected, rtol=0, atol=TOLERANCE)
 
 
 def test_one_call_scores_many_rows_as_each_alone(registry):

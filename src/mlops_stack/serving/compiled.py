@@ -108,7 +108,10 @@ class CompiledModel:
             columns = np.ascontiguousarray(matrix.reshape(len(rows), -1).T)
             for name, column in zip(self._numeric_inputs, columns, strict=True):
                 feed[name] = column.reshape(-1, 1)
-        for name, field in self._text:  # columns the pipeline drops: their value is unused
+        # text columns: in the stack's pipelines a graph converts only when it drops them (an
+        # encoded one is imputed first, which does not convert); were one used, verification
+        # compares the "" given for a missing one with the pipeline's NaN on the sample
+        for name, field in self._text:
             values = ["" if row[field] is None else str(row[field]) for row in rows]
             feed[name] = np.array(values, dtype=object).reshape(-1, 1)
         return feed
