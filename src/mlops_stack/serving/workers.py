@@ -4,7 +4,8 @@ One worker is one Python process, which uses one core at a time (the GIL): a pre
 one worker on a 4-core machine leaves 3 cores idle. "Auto" runs one worker per CPU this
 process may really use, which is the smaller of:
 
-- the CPUs it is allowed to run on (``os.sched_getaffinity``: ``taskset``, ``docker --cpuset-cpus``),
+- the CPUs it is allowed to run on (``os.sched_getaffinity``: ``taskset``,
+  ``docker --cpuset-cpus``),
 - the cgroup's CPU quota, rounded up (``/sys/fs/cgroup/cpu.max``, cgroup v2; what compose's
   ``deploy.resources.limits.cpus`` and ``docker --cpus`` set). ``os.cpu_count()`` ignores both,
   so a container limited to 2 CPUs on a 64-core host would otherwise start 64 workers,
