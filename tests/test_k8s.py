@@ -56,6 +56,7 @@ KUBERNETES_SETTINGS = {
     "MLFLOW_BACKEND_STORE_URI": "external: MLFLOW_BACKEND_STORE_URI_FILE",
     "PREFECT_SERVER_DATABASE_CONNECTION_URL": "external: ..._CONNECTION_URL_FILE",
     "MLFLOW_SERVER_ALLOWED_HOSTS": "the cluster's host names",
+    "MLOPS_API_WORKERS": "1 per pod, as the prod compose: replicas are the parallelism",
 }
 SECRET_NAME = re.compile(r"PASSWORD|TOKEN|SECRET|_KEY|CREDENTIAL|PASSWD", re.IGNORECASE)
 URL_WITH_CREDENTIALS = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]*:[^/\s@]+@", re.IGNORECASE)

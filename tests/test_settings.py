@@ -39,18 +39,20 @@ def test_env_example_documents_every_setting_with_its_default():
 
 def test_env_example_documents_every_compose_variable_with_its_default():
     used: dict[str, set[str]] = {}
-    for name in ("docker-compose.yml", "docker-compose.prod.yml"):
+    settings = {f"MLOPS_{n.upper()}" for n in Settings.model_fields}
+    # a setting's default in each file (prod's may differ from the dev file's it overrides)
+    setting_defaults = {"docker-compose.yml": COMPOSE_SETTING_DEFAULTS}
+    setting_defaults["docker-compose.prod.yml"] = PROD_SETTING_DEFAULTS
+    for name, expected in setting_defaults.items():
         compose = (ROOT / name).read_text()
         # each has a default; $${X} is the container shell's, not compose's
         assert re.findall(r"(?<!\$)\$\{([A-Z0-9_]+)\}", compose) == [], name
+        in_file: dict[str, set[str]] = {}
         for variable, default in re.findall(r"\$\{([A-Z0-9_]+):-([^}]*)\}", compose):
-            used.setdefault(variable, set()).add(default)
-    settings = {f"MLOPS_{n.upper()}" for n in Settings.model_fields}
-    compose_only = {k: v for k, v in used.items() if k not in settings}
-    assert compose_only == {name: {default} for name, default, _ in COMPOSE_VARIABLES}
-    assert {k: v for k, v in used.items() if k in settings} == {
-        k: {v} for k, v in (PROD_SETTING_DEFAULTS | COMPOSE_SETTING_DEFAULTS).items()
-    }
+            target = in_file if variable in settings else used
+            target.setdefault(variable, set()).add(default)
+        assert in_file == {k: {v} for k, v in expected.items()}, name
+    assert used == {name: {default} for name, default, _ in COMPOSE_VARIABLES}
     assert not COMPOSE_NAMES & settings
 
 

@@ -645,9 +645,9 @@ def serve_api(
     workers: Annotated[
         int | None,
         typer.Option(
-            help="uvicorn worker processes",
+            help="uvicorn worker processes; 0: one per usable CPU (affinity, cgroup quota)",
             show_default=_from_setting("api_workers"),
-            min=1,
+            min=0,
             max=32,
             metavar="N",
         ),
@@ -665,7 +665,9 @@ def serve_api(
     import uvicorn
 
     host, port = host or settings.api_host, port or settings.api_port
-    workers = workers or settings.api_workers
+    from mlops_stack.serving.workers import worker_count
+
+    workers = worker_count(workers if workers is not None else settings.api_workers)
     from mlops_stack.serving.access import configured_keys
 
     try:  # fail here, with the reason, rather than in every worker process

@@ -94,10 +94,11 @@ PROD_SETTING_DEFAULTS: dict[str, str] = {
     "MLOPS_RATE_LIMIT_PER_MINUTE": "600",
 }
 
-# Settings that docker-compose.yml gives the whole stack a default of its own (a value in .env
-# still wins): ${MLOPS_X:-stack default}. Retraining closes the loop in the stack.
+# Settings that docker-compose.yml gives a default of its own (a value in .env still wins):
+# ${MLOPS_X:-stack default}. Retraining closes the loop in the stack; the api uses the cores.
 COMPOSE_SETTING_DEFAULTS: dict[str, str] = {
     "MLOPS_RETRAIN_ENABLED": "true",
+    "MLOPS_API_WORKERS": "0",  # the dev api: one worker per CPU the container may use
 }
 
 

@@ -225,12 +225,13 @@ class Settings(BaseSettings):
     )
     api_workers: int = Field(
         1,
-        ge=1,
+        ge=0,
         le=32,
         description=(
-            "uvicorn worker processes of `mlops serve api`. Above 1, /metrics sums every "
-            "worker (prometheus_client's multiprocess mode, files in a fresh directory under "
-            "TMPDIR per start)."
+            "uvicorn worker processes of `mlops serve api`. 0: one per CPU the process may use "
+            "(its CPU affinity, lowered to its cgroup's CPU quota; at most 8). Above 1, "
+            "/metrics sums every worker (prometheus_client's multiprocess mode, files in a "
+            "fresh directory under TMPDIR per start)."
         ),
     )
     api_keys: str | None = Field(
