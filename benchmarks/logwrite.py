@@ -19,13 +19,16 @@ depend on the machine. Record them in docs/performance.md.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import random
 import shutil
 import subprocess
 import sys
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +48,7 @@ FEATURES = 30
 DRAIN = """
 import json, sys, time
 import psutil
+from mlops_stack.logs import configure_logging
 from mlops_stack.prediction_log.stream import StreamWriter
 from mlops_stack.settings import Settings
 
@@ -57,22 +61,33 @@ def server_cpu():
             found[process.pid] = times.user + times.system
     return found
 
-writer = StreamWriter(Settings(), consumer="bench")
+settings = Settings()
+configure_logging(settings.log_level, settings.log_json)  # as the worker does
+writer = StreamWriter(settings, consumer="bench")
 writer.store.ensure_schema()
+expect, deadline = int(sys.argv[1]), time.monotonic() + float(sys.argv[2])
 server = server_cpu()
-rows, cpu, wall = 0, time.process_time(), time.perf_counter()
-while handled := writer.run_once(block_ms=1):  # 0: the stream is empty (or the DB down)
-    rows += handled
+print("ready", flush=True)
+rows, batches, cpu, wall = 0, 0, time.process_time(), time.perf_counter()
+if expect:  # live: the records arrive at the producer's pace, as from the predictor
+    while rows < expect and time.monotonic() < deadline:
+        handled = writer.run_once(block_ms=1000)
+        rows, batches = rows + handled, batches + bool(handled)
+else:  # a full stream: drain it
+    while handled := writer.run_once(block_ms=1):  # 0: the stream is empty (or the DB down)
+        rows, batches = rows + handled, batches + 1
 cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
 spent = sum(seconds - server.get(pid, 0.0) for pid, seconds in server_cpu().items())
 writer.close()
-json.dump({"rows": rows, "cpu": cpu, "wall": wall, "server": spent}, sys.stdout)
+figures = {"rows": rows, "batches": batches, "cpu": cpu, "wall": wall, "server": spent}
+print("RESULT", json.dumps(figures))
 """
 
 
 @dataclass(frozen=True)
 class Run:
     rows: int
+    batches: int
     wall: float
     client_cpu: float
     server_cpu: float
@@ -132,34 +147,75 @@ def stored_rows(url: str) -> int:
     return int(count)
 
 
-def drain(source: Path, env: dict[str, str], pin: list[str]) -> dict[str, float]:
-    """Run the writer of ``source`` until the stream is empty: rows, its CPU and wall seconds,
-    the PostgreSQL processes' CPU seconds meanwhile (read before its backend exits)."""
-    command = [*pin, sys.executable, "-c", DRAIN]
-    result = subprocess.run(
-        command, env={**env, "PYTHONPATH": str(source)}, capture_output=True, text=True
-    )
-    if result.returncode:
-        raise SystemExit(f"the writer of {source} failed:\n{result.stderr[-3000:]}")
-    figures: dict[str, float] = json.loads(result.stdout.strip().splitlines()[-1])
+def drain(
+    source: Path, env: dict[str, str], pin: list[str], produce: Callable[[], int] | None
+) -> dict[str, float]:
+    """Run the writer of ``source`` until it wrote every record: rows, batches, its CPU and
+    wall seconds, the PostgreSQL processes' CPU seconds meanwhile (read before its backend
+    exits). With ``produce``, the records are XADDed once the writer waits for them."""
+    expect = 0 if produce is None else int(env["BENCH_ROWS"])
+    command = [*pin, sys.executable, "-c", DRAIN, str(expect), "600"]
+    with subprocess.Popen(
+        command,
+        env={**env, "PYTHONPATH": str(source)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        assert process.stdout is not None and process.stderr is not None
+        for line in process.stdout:  # log lines may come first
+            if line.strip() == "ready":
+                break
+        if produce is not None:
+            produce()
+        out, err = process.communicate()
+    if process.returncode:
+        raise SystemExit(f"the writer of {source} failed:\n{err[-3000:]}")
+    [result] = [line for line in out.splitlines() if line.startswith("RESULT ")]
+    figures: dict[str, float] = json.loads(result.removeprefix("RESULT "))
     return figures
 
 
-def measure(
-    source: Path, records: list[str], client: redis.Redis, env: dict[str, str], pin: list[str]
-) -> Run:
-    stream = env["MLOPS_PREDICTION_STREAM"]
-    client.delete(stream, f"{stream}:dead")
+def xadd_all(client: redis.Redis, stream: str, records: list[str]) -> int:
     pipe = client.pipeline(transaction=False)
     for record in records:
         pipe.xadd(stream, {"record": record})
     pipe.execute()
-    figures = drain(source, env, pin)
+    return len(records)
+
+
+def xadd_at(client: redis.Redis, stream: str, records: list[str], rate: float) -> int:
+    """XADD one record at a time, ``rate`` a second, as a predictor answering requests does."""
+    start = time.perf_counter()
+    for i, record in enumerate(records):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        client.xadd(stream, {"record": record})
+    return len(records)
+
+
+def measure(
+    source: Path,
+    records: list[str],
+    client: redis.Redis,
+    env: dict[str, str],
+    pin: list[str],
+    rate: float,
+) -> Run:
+    stream = env["MLOPS_PREDICTION_STREAM"]
+    client.delete(stream, f"{stream}:dead")
+    produce = None
+    if rate:
+        produce = functools.partial(xadd_at, client, stream, records, rate)
+    else:
+        xadd_all(client, stream, records)
+    figures = drain(source, {**env, "BENCH_ROWS": str(len(records))}, pin, produce)
     rows = int(figures["rows"])
     stored = stored_rows(env["MLOPS_MONITORING_DB_URL"])
     if rows != len(records) or stored != len(records) or client.xlen(stream):
         raise SystemExit(f"{source}: {rows} handled, {stored} stored of {len(records)}")
-    return Run(rows, figures["wall"], figures["cpu"], figures["server"])
+    return Run(rows, int(figures["batches"]), figures["wall"], figures["cpu"], figures["server"])
 
 
 def report(name: str, runs: list[Run]) -> dict[str, float]:
@@ -167,11 +223,12 @@ def report(name: str, runs: list[Run]) -> dict[str, float]:
         "rows/s": median(r.rows_per_second for r in runs),
         "client": median(r.per_1000(r.client_cpu) for r in runs),
         "server": median(r.per_1000(r.server_cpu) for r in runs),
+        "batch": median(r.rows / r.batches for r in runs),
     }
     print(
         f"{name:12s} {figures['rows/s']:9,.0f} rows/s   writer CPU {figures['client']:6.1f} ms"
         f" / 1,000 rows   PostgreSQL CPU {figures['server']:6.1f} ms / 1,000 rows"
-        f"   ({len(runs)} runs, medians)"
+        f"   {figures['batch']:5.1f} rows/batch"
     )
     return figures
 
@@ -181,6 +238,13 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=20_000, help="records per run")
     parser.add_argument("--rounds", type=int, default=3, help="runs of each writer, interleaved")
     parser.add_argument("--batch", type=int, default=500, help="MLOPS_LOG_BATCH_SIZE")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0,
+        help="XADD the records one by one at this many a second while the writer runs "
+        "(the stack's situation: small batches); 0: fill the stream first, then drain it",
+    )
     parser.add_argument("--baseline", type=Path, help="a directory holding another commit's src/")
     parser.add_argument("--cpu", default="1", help="core the writer is pinned to (taskset -c)")
     parser.add_argument("--postgres-url", default=os.environ.get("MLOPS_TEST_POSTGRES_URL"))
@@ -201,6 +265,9 @@ def main() -> None:
         "MLOPS_LOG_LEVEL": "WARNING",
     }
     pin = ["taskset", "-c", args.cpu] if shutil.which("taskset") else []
+    others = set(os.sched_getaffinity(0)) - {int(args.cpu)}
+    if pin and others:  # the producer (this process) stays off the writer's core
+        os.sched_setaffinity(0, others)
     writers = {"this tree": SOURCE}
     if args.baseline is not None:
         writers = {"baseline": args.baseline.resolve() / "src", **writers}
@@ -210,17 +277,24 @@ def main() -> None:
     runs: dict[str, list[Run]] = {name: [] for name in writers}
     try:
         for source in writers.values():  # warm-up: migrate, fill caches; not counted
-            measure(source, payloads(1000, rng), client, env, pin)
+            measure(source, payloads(1000, rng), client, env, pin, 0)
         for round_ in range(args.rounds):
             order = list(writers.items())
             for name, source in order if round_ % 2 == 0 else reversed(order):
-                runs[name].append(measure(source, payloads(args.rows, rng), client, env, pin))
+                records = payloads(args.rows, rng)
+                runs[name].append(measure(source, records, client, env, pin, args.rate))
     finally:
         client.delete(stream, f"{stream}:dead")
         client.close()
         drop_database(admin_url)
 
-    print(f"{args.rows:,} rows per run, batches of {args.batch}, writer pinned to core {args.cpu}")
+    pace = (
+        f"XADDed at {args.rate:g}/s while it writes" if args.rate else "drained from a full stream"
+    )
+    print(
+        f"{args.rows:,} rows per run, {pace}, batches of at most {args.batch}, writer pinned to "
+        f"core {args.cpu}; medians of {args.rounds} interleaved runs"
+    )
     figures = {name: report(name, results) for name, results in runs.items()}
     if "baseline" in figures:
         old, new = figures["baseline"], figures["this tree"]

@@ -391,7 +391,6 @@ class MonitoringDB:
                 connection.exec_driver_sql(_CREATE_STAGE)
                 raw.info[_STAGE] = True  # the temporary table lives as long as the connection
             try:
-                connection.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")  # naive times are UTC
                 _copy_in(raw.dbapi_connection, data, connection.dialect.loaded_dbapi.Error)
                 new, odd = connection.exec_driver_sql(_STAGE_INSERT).one()
                 if odd:
@@ -1203,7 +1202,8 @@ class NotCanonical(ValueError):
 _STAGE = "prediction_log_stage"
 # Per connection, emptied at every commit: a temporary table is no schema, so no migration.
 _CREATE_STAGE = f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGE} (record json) ON COMMIT DELETE ROWS"
-# What PredictionRecord.to_json writes for created_at (isoformat of a UTC time), and a bit more.
+# What PredictionRecord.to_json writes for created_at (isoformat of a UTC time), and a bit more;
+# without an offset the time is UTC (as_utc), whatever the session's time zone says.
 _ISO_TIME = r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d{1,6})?([+-]\d\d:\d\d)?$"
 _SERVED_COLUMNS = (
     'request_id, "row", created_at, model_name, model_version, features, prediction, '
@@ -1215,10 +1215,11 @@ _SHADOW_COLUMNS = _SERVED_COLUMNS.replace(" features,", "")
 # the latency finite or null, the prediction present); a batch with any other record is rolled
 # back and parsed in Python. A JSON null becomes SQL NULL in json_to_record: prediction and
 # probabilities take JSON null back, as SQLAlchemy's JSON type stores None.
-_STAGE_INSERT = f"""
+_STAGE_INSERT = rf"""
 WITH staged AS (
     SELECT j.request_id #>> '{{}}' AS request_id, j."row",
-        j.created_at::timestamptz AS created_at,
+        CASE WHEN j.created_at ~ '[+-]\d\d:\d\d$' THEN j.created_at::timestamptz
+            ELSE j.created_at::timestamp AT TIME ZONE 'UTC' END AS created_at,
         j.model_name #>> '{{}}' AS model_name, j.model_version #>> '{{}}' AS model_version,
         j.features, coalesce(j.prediction, 'null'::jsonb) AS prediction,
         coalesce(j.probabilities, 'null'::jsonb) AS probabilities, j.latency_ms,
