@@ -10,6 +10,7 @@ Real PostgreSQL and Redis (``infrastructure/ci/services.sh``).
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -22,6 +23,8 @@ from mlops_stack.monitoring_db import MonitoringDB
 from mlops_stack.monitoring_db.database import NotCanonical
 from mlops_stack.prediction_log.records import PredictionRecord
 from mlops_stack.prediction_log.stream import StreamWriter
+
+from .servers import wait_for
 
 COLUMNS = (
     "row",
@@ -242,5 +245,31 @@ def test_writer_rows_match_the_old_paths_rows(stack, postgres_url, stream_name, 
         assert stored(writer.store, table, f"copy {name}") == stored(
             writer.store, table, f"old {name}"
         ), name
+    writer.close()
+    client.close()
+
+
+def test_a_trickle_of_entries_is_written_in_one_commit(stack, postgres_url, stream_name, services):
+    """Rows arriving one request at a time gather for MLOPS_LOG_WRITER_WAIT_MS, then one write."""
+    settings = stack(
+        redis_url=services.redis_url,
+        prediction_stream=stream_name,
+        monitoring_db_url=postgres_url,
+        log_writer_wait_ms="3000",
+    )
+    client = redis.Redis.from_url(services.redis_url)
+    writer = StreamWriter(settings, consumer="writer-1")
+    writer.run_once(block_ms=1)  # creates the group; nothing to write yet
+    client.xadd(stream_name, {"record": record("first").to_json()})
+    handled: list[int] = []
+    thread = threading.Thread(target=lambda: handled.append(writer.run_once(block_ms=1000)))
+    thread.start()
+    wait_for(lambda: pending(client, stream_name, settings.stream_group) == 1, 5, "first read")
+    for i in range(4):  # while the writer waits for more
+        client.xadd(stream_name, {"record": record(f"later-{i}").to_json()})
+    thread.join(10)
+    assert handled == [5]
+    assert writer.store.count_predictions() == 5
+    assert pending(client, stream_name, settings.stream_group) == 0
     writer.close()
     client.close()
