@@ -302,7 +302,7 @@ class Settings(BaseSettings):
     )
     log_batch_size: int = Field(500, ge=1, description="Most prediction rows written per batch.")
     log_writer_wait_ms: int = Field(
-        250,
+        500,
         ge=0,
         le=5000,
         description=(
