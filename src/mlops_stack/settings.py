@@ -320,6 +320,16 @@ class Settings(BaseSettings):
         "log-writer", description="Consumer group that writes the stream to the database."
     )
     log_batch_size: int = Field(500, ge=1, description="Most prediction rows written per batch.")
+    log_writer_wait_ms: int = Field(
+        500,
+        ge=0,
+        le=5000,
+        description=(
+            "How long `mlops log-writer` lets entries gather after reading fewer than "
+            "MLOPS_LOG_BATCH_SIZE, before it writes them: one commit for many rows instead of "
+            "one per row (a row reaches the database that much later). 0: write at once."
+        ),
+    )
     log_flush_seconds: float = Field(
         0.5,
         gt=0,
