@@ -11,12 +11,12 @@ appear as such in every 422.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
 from mlflow.models import ModelSignature
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 
 _PYTHON_TYPES: dict[str, type] = {
     "double": float,
@@ -28,6 +28,18 @@ _PYTHON_TYPES: dict[str, type] = {
 }
 
 
+def _no_nul(value: str) -> str:
+    """Refuse text holding NUL: PostgreSQL stores no NUL in text or JSON, so a row carrying one
+    could be answered but never written to the prediction log."""
+    if "\x00" in value:
+        raise ValueError("NUL characters (\\u0000) are not accepted in text features")
+    return value
+
+
+TEXT = Annotated[str, AfterValidator(_no_nul)]
+"""A string feature as requests must send it."""
+
+
 @dataclass(frozen=True)
 class FeatureField:
     """One input column of the signature: name, MLflow type and whether null is allowed."""
@@ -37,8 +49,9 @@ class FeatureField:
     required: bool
 
     @property
-    def python_type(self) -> type:
-        return _PYTHON_TYPES[self.dtype]
+    def python_type(self) -> Any:
+        """The type a request's value must have (text without NUL for a string column)."""
+        return TEXT if self.dtype == "string" else _PYTHON_TYPES[self.dtype]
 
 
 class UnsupportedSignature(ValueError):
