@@ -1,8 +1,8 @@
 """The micro-batcher with a real trained model, app and prediction log (embedded SQLite sink).
 
-Concurrency is made deterministic without sleeps: a spy on ``ServedModel.predict`` holds the
-first batch on the scoring thread until the test has seen the next requests queue up behind it
-(polled with a deadline), so those requests are known to share the next batch.
+Concurrency is deterministic without sleeps: requests started together with ``asyncio.gather``
+all reach the batcher in one event-loop tick, and the batcher dispatches at the end of that
+tick, so they share a batch; a spy on ``ServedModel.predict`` records each call's rows.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import math
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -59,24 +60,23 @@ def trained(tmp_path_factory):
 
 
 class Spy:
-    """Records every ``ServedModel.predict`` call (its rows and thread); can hold the first
-    call until released and make one call raise."""
+    """Records every ``ServedModel.predict`` call (its rows and thread); can make one call
+    raise."""
 
     def __init__(self, original: Callable[[ServedModel, list[dict[str, Any]]], list[Answer]]):
         self.original = original
         self.calls: list[tuple[str, list[dict[str, Any]]]] = []
-        self.release = threading.Event()
-        self.hold_first = False
         self.fail_call: int | None = None
 
     def predict(self, model: ServedModel, rows: list[dict[str, Any]]) -> list[Answer]:
         index = len(self.calls)
         self.calls.append((threading.current_thread().name, list(rows)))
-        if index == 0 and self.hold_first:
-            assert self.release.wait(DEADLINE), "the test never released the first batch"
         if index == self.fail_call:
             raise RuntimeError("the model failed")
         return self.original(model, rows)
+
+    def sizes(self) -> list[int]:
+        return [len(rows) for _, rows in self.calls]
 
 
 @pytest.fixture
@@ -88,13 +88,6 @@ def spy(monkeypatch):
 
 def _json_row(row: pd.Series) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
-
-
-async def _until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.001)
 
 
 Scenario = Callable[[Predictor, httpx.AsyncClient], Awaitable[Any]]
@@ -113,85 +106,90 @@ def _serve(settings: Settings, scenario: Scenario) -> Any:
     return asyncio.run(main())
 
 
-async def _post_behind_held_batch(
-    predictor: Predictor,
-    client: httpx.AsyncClient,
-    spy: Spy,
-    requests: list[tuple[str, str, dict[str, Any]]],
-) -> list[httpx.Response]:
-    """One request whose batch is held on the scoring thread, then ``requests`` (request id,
-    path, body), which queue up behind it and are released together."""
-    spy.calls.clear()
-    spy.hold_first = True
-    first = asyncio.create_task(client.post("/predict", json=requests[0][2]))
-    await _until(lambda: len(spy.calls) == 1, "the first batch on the scoring thread")
-    tasks = [
-        asyncio.create_task(client.post(path, json=body, headers={"X-Request-ID": rid}))
-        for rid, path, body in requests
-    ]
-    await _until(lambda: predictor.batcher.queued() == len(requests), "the requests to queue")
-    spy.release.set()
-    responses = await asyncio.wait_for(asyncio.gather(*tasks), DEADLINE)
-    assert (await first).status_code == 200
-    return responses
+async def _answer_together(
+    predictor: Predictor, requests: dict[str, list[dict[str, Any]]]
+) -> dict[str, list[Answer]]:
+    """What ``Predictor.answer`` (the routes' call) gives each request, all started at once."""
+    model = predictor.model()
+    started = time.perf_counter()
+    answers = await asyncio.wait_for(
+        asyncio.gather(
+            *(predictor.answer(rid, model, rows, started) for rid, rows in requests.items())
+        ),
+        DEADLINE,
+    )
+    return dict(zip(requests, answers, strict=True))
 
 
 def test_mixed_rows_in_one_batch_get_their_own_answers_and_are_logged_once(trained, spy):
     settings, features = trained
     rows = [_json_row(r) for _, r in features.head(11).iterrows()]
-    requests = [(f"single-{i}", "/predict", {"features": row}) for i, row in enumerate(rows[:8])]
-    requests.append(("batch-0", "/predict/batch", {"rows": rows[8:]}))
+    requests = {f"single-{i}": [row] for i, row in enumerate(rows[:8])}
+    requests["batch-0"] = rows[8:]
     store = MonitoringDB(settings.resolved_monitoring_db_url)
-    before = store.count_predictions()
+    since = datetime.now(UTC)
 
-    async def scenario(predictor: Predictor, client: httpx.AsyncClient) -> Any:
-        responses = await _post_behind_held_batch(predictor, client, spy, requests)
+    async def scenario(predictor: Predictor, _client: httpx.AsyncClient) -> Any:
+        spy.calls.clear()
+        answered = await _answer_together(predictor, requests)
         model = predictor.model()
-        alone = [spy.original(model, [row])[0] for row in rows]  # one by one, unbatched
-        metrics = predictor.metrics.registry
-        batches = metrics.get_sample_value("mlops_microbatch_rows_count")
-        return responses, alone, model.version, batches
+        alone = {rid: [spy.original(model, [row])[0] for row in rs] for rid, rs in requests.items()}
+        batches = predictor.metrics.registry.get_sample_value("mlops_microbatch_rows_count")
+        return answered, alone, model.version, batches
 
-    responses, alone, version, batches = _serve(settings, scenario)
+    answered, alone, version, batches = _serve(settings, scenario)
 
-    # the 9 requests (11 rows) were scored in ONE call, after the held first one
-    assert [len(rows) for _, rows in spy.calls] == [1, 11]
-    assert {thread for thread, _ in spy.calls} == {"microbatch_0"}
-    assert batches == 2
-    answered: dict[tuple[str, int], Any] = {}
-    for (rid, _path, _), response in zip(requests, responses, strict=True):
-        assert response.status_code == 200, response.text
-        body = response.json()
-        assert body["request_id"] == rid
-        assert body["model"]["version"] == version
-        for index, answer in enumerate(body.get("predictions") or [body]):
-            answered[(rid, index)] = answer
-    expected = {
-        **{(f"single-{i}", 0): alone[i] for i in range(8)},
-        **{("batch-0", i): alone[8 + i] for i in range(3)},
-    }
-    assert answered.keys() == expected.keys()
-    for key, (prediction, proba, _) in expected.items():
-        assert answered[key]["prediction"] == prediction, key
-        assert answered[key]["probabilities"] == pytest.approx(proba, rel=1e-9), key
-    assert len({a["prediction"] for a in answered.values()}) > 1  # rows that differ in answer
+    assert spy.sizes() == [11]  # the 9 requests' 11 rows in ONE call
+    assert batches == 1
+    for rid, answers in answered.items():
+        assert len(answers) == len(alone[rid])
+        for got, want in zip(answers, alone[rid], strict=True):
+            assert got.prediction == want.prediction, rid
+            assert got.probabilities == pytest.approx(want.probabilities, rel=1e-9), rid
+    predictions = {a.prediction for answers in answered.values() for a in answers}
+    assert len(predictions) > 1  # the rows differ in their answers: a mix-up would show
 
     # every batched row logged exactly once, under its own request id, with its own features
-    wait_for(lambda: store.count_predictions() >= before + 12, DEADLINE, "12 logged rows")
-    logged = store.predictions_with_feedback()
-    logged = logged[logged["request_id"].isin({rid for rid, _ in expected})]
-    assert sorted(zip(logged["request_id"], logged["row"], strict=True)) == sorted(expected)
-    sent = {
-        **{(f"single-{i}", 0): rows[i] for i in range(8)},
-        **{("batch-0", i): rows[8 + i] for i in range(3)},
-    }
-    for record in logged.to_dict("records"):
-        key = (record["request_id"], record["row"])
-        assert str(record["prediction"]) == str(answered[key]["prediction"])
+    def logged() -> list[pd.DataFrame]:
+        frame = store.predictions_with_feedback(since=since)
+        frame = frame[frame["request_id"].isin(requests)]
+        return [frame] if len(frame) >= 11 else []
+
+    [frame] = wait_for(logged, DEADLINE, "11 logged rows")
+    expected = sorted((rid, i) for rid, rs in requests.items() for i in range(len(rs)))
+    assert sorted(zip(frame["request_id"], frame["row"], strict=True)) == expected
+    for record in frame.to_dict("records"):
+        rid, index = record["request_id"], record["row"]
+        assert str(record["prediction"]) == str(answered[rid][index].prediction)
         assert record["model_version"] == version
-        for name, value in sent[key].items():
+        for name, value in requests[rid][index].items():
             assert (pd.isna(record[name]) and value is None) or record[name] == value, name
     store.dispose()
+
+
+def test_concurrent_http_requests_each_get_their_own_request_id_and_answer(trained, spy):
+    settings, features = trained
+    rows = [_json_row(r) for _, r in features.head(6).iterrows()]
+
+    async def scenario(predictor: Predictor, client: httpx.AsyncClient) -> Any:
+        spy.calls.clear()
+        responses = await asyncio.gather(
+            *(
+                client.post("/predict", json={"features": row}, headers={"X-Request-ID": f"r{i}"})
+                for i, row in enumerate(rows)
+            )
+        )
+        model = predictor.model()
+        return responses, [spy.original(model, [row])[0] for row in rows]
+
+    responses, alone = _serve(settings, scenario)
+    assert sum(spy.sizes()) == 6 and len(spy.calls) < 6  # some requests shared a call
+    for i, (response, want) in enumerate(zip(responses, alone, strict=True)):
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["request_id"] == f"r{i}"
+        assert body["prediction"] == want.prediction
+        assert body["probabilities"] == pytest.approx(want.probabilities, rel=1e-9)
 
 
 def test_a_failing_predict_fails_only_its_batch(trained, spy):
@@ -200,22 +198,20 @@ def test_a_failing_predict_fails_only_its_batch(trained, spy):
 
     async def scenario(predictor: Predictor, _client: httpx.AsyncClient) -> Any:
         model = predictor.model()
-        spy.hold_first, spy.fail_call = True, 1
-        first = asyncio.create_task(predictor.batcher.predict(model, rows[:1]))
-        await _until(lambda: len(spy.calls) == 1, "the first batch on the scoring thread")
-        failing = [asyncio.create_task(predictor.batcher.predict(model, [row])) for row in rows]
-        await _until(lambda: predictor.batcher.queued() == len(rows), "the requests to queue")
-        spy.release.set()
+        spy.calls.clear()
+        spy.fail_call = 0
         outcomes = await asyncio.wait_for(
-            asyncio.gather(*failing, return_exceptions=True), DEADLINE
+            asyncio.gather(
+                *(predictor.batcher.predict(model, [row]) for row in rows), return_exceptions=True
+            ),
+            DEADLINE,
         )
         after = await asyncio.wait_for(predictor.batcher.predict(model, rows[:2]), DEADLINE)
-        return await first, outcomes, after, model
+        return outcomes, after, model
 
-    first, outcomes, after, model = _serve(settings, scenario)
-    assert len(first) == 1
+    outcomes, after, model = _serve(settings, scenario)
     assert all(isinstance(o, RuntimeError) and str(o) == "the model failed" for o in outcomes)
-    assert [len(rows) for _, rows in spy.calls] == [1, 5, 2]  # the failed batch was one call
+    assert spy.sizes() == [5, 2]  # the failed batch was one call, the next one worked
     assert after == spy.original(model, rows[:2])
 
 
@@ -224,17 +220,15 @@ def test_disabled_scores_each_request_on_its_own(trained, spy):
     rows = [_json_row(r) for _, r in features.head(6).iterrows()]
     off = settings.model_copy(update={"microbatch_enabled": False})
 
-    async def scenario(predictor: Predictor, client: httpx.AsyncClient) -> Any:
+    async def scenario(predictor: Predictor, _client: httpx.AsyncClient) -> Any:
         spy.calls.clear()
-        responses = await asyncio.gather(
-            *(client.post("/predict", json={"features": row}) for row in rows)
-        )
-        return responses, predictor.metrics.registry.get_sample_value("mlops_microbatch_rows_count")
+        answered = await _answer_together(predictor, {f"r{i}": [row] for i, row in enumerate(rows)})
+        batches = predictor.metrics.registry.get_sample_value("mlops_microbatch_rows_count")
+        return answered, batches
 
-    responses, batches = _serve(off, scenario)
-    assert all(r.status_code == 200 for r in responses)
-    assert [len(rows) for _, rows in spy.calls] == [1] * 6
-    assert {thread for thread, _ in spy.calls} == {threading.main_thread().name}  # the loop's
+    answered, batches = _serve(off, scenario)
+    assert len(answered) == 6
+    assert spy.sizes() == [1] * 6
     assert not batches
 
 
@@ -242,16 +236,17 @@ def test_batches_hold_at_most_max_rows_and_a_larger_request_is_scored_alone(trai
     settings, features = trained
     rows = [_json_row(r) for _, r in features.head(15).iterrows()]
     small = settings.model_copy(update={"microbatch_max_rows": 4})
-    requests = [(f"single-{i}", "/predict", {"features": row}) for i, row in enumerate(rows[:9])]
-    requests.insert(3, ("big", "/predict/batch", {"rows": rows[9:]}))
+    requests = {f"single-{i}": [row] for i, row in enumerate(rows[:3])}
+    requests["big"] = rows[9:]
+    requests.update({f"single-{i}": [row] for i, row in enumerate(rows[3:9], start=3)})
 
-    async def scenario(predictor: Predictor, client: httpx.AsyncClient) -> Any:
-        return await _post_behind_held_batch(predictor, client, spy, requests)
+    async def scenario(predictor: Predictor, _client: httpx.AsyncClient) -> Any:
+        spy.calls.clear()
+        return await _answer_together(predictor, requests)
 
-    responses = _serve(small, scenario)
-    assert all(r.status_code == 200 for r in responses)
-    sizes = [len(rows) for _, rows in spy.calls[1:]]
-    assert sum(sizes) == 15
-    assert sizes.count(6) == 1 and all(size <= 4 for size in sizes if size != 6)
-    assert [rows for _, rows in spy.calls[1:] if len(rows) == 6] == [rows[9:]]
-    assert len(sizes) >= 4  # 9 single rows in batches of 4 at most, and the big one alone
+    answered = _serve(small, scenario)
+    assert {rid: len(a) for rid, a in answered.items()} == {k: len(v) for k, v in requests.items()}
+    # in arrival order: 3 single rows (the big request does not fit), the big one alone
+    # (never split), then 4 and 2 single rows
+    assert spy.sizes() == [3, 6, 4, 2]
+    assert spy.calls[1][1] == rows[9:]

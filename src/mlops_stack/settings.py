@@ -260,8 +260,7 @@ class Settings(BaseSettings):
         True,
         description=(
             "Score the rows of concurrent /predict and /predict/batch requests in one model "
-            "call on one scoring thread (each answered and logged as its own request); off: "
-            "each request is scored on its own, on the event loop."
+            "call (each answered and logged as its own request); off: one call per request."
         ),
     )
     microbatch_max_rows: int = Field(
@@ -277,9 +276,9 @@ class Settings(BaseSettings):
         ge=0,
         le=2,
         description=(
-            "Longest a request waits for companions while the scorer is idle, and only after "
-            "the previous batch held several requests; 0: dispatch at the end of the event-loop "
-            "tick it arrived in. Requests arriving while a batch is scored form the next one."
+            "Longest a request waits for companions, and only after the previous batch held "
+            "several requests; 0: dispatch at the end of the event-loop tick it arrived in. "
+            "Requests arriving while a batch is scored form the next one."
         ),
     )
     max_json_depth: int = Field(

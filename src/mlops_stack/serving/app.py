@@ -88,9 +88,9 @@ def assemble(predictor: Predictor, keys: KeyRing) -> FastAPI:
 
 
 def _lifespan(predictor: Predictor) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """Start the metrics sampler, the log sink, the model's reload loop, the shadow scorer and
-    the micro-batcher's thread with the server, stop them with it (the batcher first, so the
-    requests it still scores are answered and logged; the scorer before the sink, so its last
+    """Start the metrics sampler, the log sink, the model's reload loop and the shadow scorer
+    with the server, stop them with it (the micro-batcher's queue drained first, so the requests
+    it still holds are answered and logged; the scorer before the sink, so its last
     records are flushed too; the metrics last, which takes this worker's queue depths out of
     the sum). ``pid`` in ``predictor_started`` tells the workers of one server apart in the log."""
 
@@ -101,7 +101,6 @@ def _lifespan(predictor: Predictor) -> Callable[[FastAPI], AbstractAsyncContextM
         predictor.holder.refresh()
         predictor.holder.start()
         predictor.shadow.start()
-        predictor.batcher.start()
         log.info(
             "predictor_started",
             model=predictor.settings.model_name,
@@ -111,7 +110,7 @@ def _lifespan(predictor: Predictor) -> Callable[[FastAPI], AbstractAsyncContextM
             pid=os.getpid(),
         )
         yield
-        await predictor.batcher.aclose()  # in-flight batches answered before the sink stops
+        await predictor.batcher.aclose()  # queued requests answered before the sink stops
         predictor.holder.stop()
         predictor.shadow.stop()
         await predictor.sink.aclose()
@@ -169,9 +168,9 @@ def _ignore_sklearn_delayed_warning() -> None:
     `sklearn.utils.parallel.Parallel`" UserWarning.
 
     Every ColumnTransformer and forest call goes through sklearn's Parallel (n_jobs=1 too),
-    which empties the process-global warning filters for a moment; a call on another thread
-    (the micro-batcher's, the shadow scorer's) that dispatches in that moment captures no
-    filters and warns, although nothing is wrong (scikit-learn#32631). Only this message.
+    which empties the process-global warning filters for a moment; a call on the other thread
+    (the event loop and the shadow scorer both score) that dispatches in that moment captures
+    no filters and warns, although nothing is wrong (scikit-learn#32631). Only this message.
     """
     warnings.filterwarnings(
         "ignore", message=r".*sklearn\.utils\.parallel\.delayed", category=UserWarning

@@ -7,12 +7,18 @@ request's validated rows and scores whatever is queued in ONE ``ServedModel.pred
 then hands every caller exactly its own rows' answers, in order.
 
 Adaptive, so that one request at a time is not slowed down:
-- an idle scorer dispatches at the end of the event-loop tick the request arrived in (requests
-  parsed in the same tick join it); it waits longer, up to ``MLOPS_MICROBATCH_MAX_WAIT_MS``,
-  only when that setting is above 0 and the previous batch held several requests;
-- while a batch is scored (on one dedicated thread, so the loop keeps reading and validating
-  the next requests meanwhile), new requests queue up and go together as the next batch.
+- a request meeting an empty queue schedules the dispatch for the end of the current
+  event-loop tick: the requests whose handlers run in the same tick join it, and a lone
+  request waits for nothing (it waits longer, up to ``MLOPS_MICROBATCH_MAX_WAIT_MS``, only
+  when that setting is above 0 and the previous batch held several requests);
+- the batch is scored on the event loop, like the unbatched call it replaces: meanwhile the
+  next requests pile up in the sockets, their handlers run in the ticks after, and they go
+  together as the next batch.
 So the batch size follows the load: 1 at concurrency 1, about the concurrency under saturation.
+Measured against one scoring thread (which would let the loop parse while numpy releases the
+GIL): on one core the thread gave no more throughput, cost CPU at concurrency 1 (a thread hop
+per request) and tripled p99 at 32 connections (the loop waits for the GIL at every socket
+call while the thread scores); docs/serving.md "Micro-batching" has the figures.
 
 A batch holds rows of one ``ServedModel`` object only (a hot swap in between starts a new
 batch), at most ``MLOPS_MICROBATCH_MAX_ROWS`` rows; a request with more rows is scored alone,
@@ -26,7 +32,6 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,10 +58,8 @@ class MicroBatcher:
         self.max_wait = settings.microbatch_max_wait_ms / 1000
         self.observe_rows = observe_rows  # the batch-size histogram
         self._queue: deque[_Job] = deque()
-        self._scoring = False  # a batch is on the scoring thread
         self._scheduled = False  # a dispatch is already due on the loop
         self._last_requests = 1  # requests in the previous batch: is there concurrency?
-        self._executor: ThreadPoolExecutor | None = None
         self._idle: asyncio.Event | None = None
 
     # --- what the request path calls -----------------------------------------------------------
@@ -70,7 +73,7 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         job = _Job(model, rows, loop.create_future(), loop.time())
         self._queue.append(job)
-        if not self._scoring and not self._scheduled:
+        if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._dispatch)  # after the handlers already ready in this tick
         return await job.answer
@@ -80,29 +83,20 @@ class MicroBatcher:
         return len(self._queue)
 
     # --- life cycle (the app's lifespan) -------------------------------------------------------
-    def start(self) -> None:
-        """Start the scoring thread (also started on first use, e.g. by an app without a
-        lifespan)."""
-        if self.enabled and self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="microbatch")
-
     async def aclose(self) -> None:
-        """Score what is queued and in flight, then stop the thread: in-flight requests of a
-        shutting-down server are still answered."""
-        while self._scoring or self._queue:
+        """Wait until every queued request is scored: those of a shutting-down server are
+        still answered and logged before the sink stops."""
+        while self._queue:
             self._idle = self._idle or asyncio.Event()
             self._idle.clear()
             await self._idle.wait()
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
 
     # --- on the event loop ---------------------------------------------------------------------
     def _dispatch(self) -> None:
-        """Send the next batch to the scoring thread, unless one is being scored."""
+        """Score the next batch and answer its requests; come back for the rest next tick."""
         self._scheduled = False
         self._drop_abandoned()
-        if self._scoring or not self._queue:
+        if not self._queue:
             self._set_idle()
             return
         loop = asyncio.get_running_loop()
@@ -112,14 +106,34 @@ class MicroBatcher:
             loop.call_later(wait, self._dispatch)
             return
         batch = self._take()
-        self._scoring = True
         self._last_requests = len(batch)
+        self._score(batch)
+        if self._queue:  # another model's requests, or more than max_rows: after this tick
+            self._scheduled = True
+            loop.call_soon(self._dispatch)
+        else:
+            self._set_idle()
+
+    def _score(self, batch: list[_Job]) -> None:
+        """One ``predict`` call for the batch; each request gets its own slice of the answers,
+        or the batch's exception."""
         rows = [row for job in batch for row in job.rows]
         self.observe_rows(len(rows))
-        self.start()
-        assert self._executor is not None
-        scored: Future[list[Answer]] = self._executor.submit(batch[0].model.predict, rows)
-        scored.add_done_callback(lambda done: loop.call_soon_threadsafe(self._deliver, batch, done))
+        try:
+            answers = batch[0].model.predict(rows)
+            if len(answers) != len(rows):
+                raise RuntimeError(f"the model answered {len(answers)} of {len(rows)} rows")
+        except Exception as exc:
+            for job in batch:
+                if not job.answer.done():
+                    job.answer.set_exception(exc)
+            return
+        start = 0
+        for job in batch:
+            end = start + len(job.rows)
+            if not job.answer.done():  # a cancelled request needs no answer
+                job.answer.set_result(answers[start:end])
+            start = end
 
     def _take(self) -> list[_Job]:
         """The next batch: the oldest request, and the later ones of the same model object
@@ -140,28 +154,6 @@ class MicroBatcher:
         self._queue = rest
         return batch
 
-    def _deliver(self, batch: list[_Job], scored: Future[list[Answer]]) -> None:
-        """Give each request its own slice of the answers (or the batch's exception), then
-        dispatch the requests that queued up meanwhile."""
-        self._scoring = False
-        try:
-            answers = scored.result()
-            rows = sum(len(job.rows) for job in batch)
-            if len(answers) != rows:
-                raise RuntimeError(f"the model answered {len(answers)} of {rows} rows")
-        except BaseException as exc:
-            for job in batch:
-                if not job.answer.done():
-                    job.answer.set_exception(exc)
-        else:
-            start = 0
-            for job in batch:
-                end = start + len(job.rows)
-                if not job.answer.done():  # a cancelled request needs no answer
-                    job.answer.set_result(answers[start:end])
-                start = end
-        self._dispatch()
-
     def _queued_rows(self) -> int:
         return sum(len(job.rows) for job in self._queue)
 
@@ -171,5 +163,5 @@ class MicroBatcher:
             self._queue = deque(job for job in self._queue if not job.answer.done())
 
     def _set_idle(self) -> None:
-        if self._idle is not None and not self._scoring and not self._queue:
+        if self._idle is not None and not self._queue:
             self._idle.set()
