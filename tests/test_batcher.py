@@ -8,6 +8,7 @@ tick, so they share a batch; a spy on ``ServedModel.predict`` records each call'
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import threading
 import time
@@ -66,11 +67,13 @@ class Spy:
     def __init__(self, original: Callable[[ServedModel, list[dict[str, Any]]], list[Answer]]):
         self.original = original
         self.calls: list[tuple[str, list[dict[str, Any]]]] = []
+        self.versions: list[str] = []
         self.fail_call: int | None = None
 
     def predict(self, model: ServedModel, rows: list[dict[str, Any]]) -> list[Answer]:
         index = len(self.calls)
         self.calls.append((threading.current_thread().name, list(rows)))
+        self.versions.append(model.version)
         if index == self.fail_call:
             raise RuntimeError("the model failed")
         return self.original(model, rows)
@@ -250,3 +253,24 @@ def test_batches_hold_at_most_max_rows_and_a_larger_request_is_scored_alone(trai
     # (never split), then 4 and 2 single rows
     assert spy.sizes() == [3, 6, 4, 2]
     assert spy.calls[1][1] == rows[9:]
+
+
+def test_requests_for_different_model_objects_never_share_a_batch(trained, spy):
+    settings, features = trained
+    rows = [_json_row(r) for _, r in features.head(4).iterrows()]
+
+    async def scenario(predictor: Predictor, _client: httpx.AsyncClient) -> Any:
+        old = predictor.model()
+        new = dataclasses.replace(old, version="after-swap")  # what a hot swap hands out
+        spy.calls.clear()
+        calls = [
+            predictor.batcher.predict(m, [r])
+            for m, r in zip([old, new, old, new], rows, strict=True)
+        ]
+        return await asyncio.wait_for(asyncio.gather(*calls), DEADLINE), old.version
+
+    answered, old_version = _serve(settings, scenario)
+    assert len(answered) == 4
+    assert spy.sizes() == [2, 2]  # one call per model object, in arrival order
+    assert spy.versions == [old_version, "after-swap"]
+    assert spy.calls[0][1] == [rows[0], rows[2]] and spy.calls[1][1] == [rows[1], rows[3]]
