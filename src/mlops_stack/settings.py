@@ -272,7 +272,7 @@ class Settings(BaseSettings):
         ),
     )
     microbatch_max_wait_ms: float = Field(
-        0.0,
+        1.0,
         ge=0,
         le=2,
         description=(
