@@ -31,7 +31,6 @@ from mlops_stack.settings import Settings, get_settings
 from mlops_stack.stack import Stack
 
 from .conftest import mixed_table
-from .servers import wait_for
 
 DEADLINE = 30.0
 
@@ -93,6 +92,14 @@ def _json_row(row: pd.Series) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
 
 
+async def _until(condition: Callable[[], bool], what: str) -> None:
+    """Poll ``condition`` on the loop (the app keeps running) until true, or fail."""
+    deadline = time.monotonic() + DEADLINE
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {DEADLINE}s waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
 Scenario = Callable[[Predictor, httpx.AsyncClient], Awaitable[Any]]
 
 
@@ -132,15 +139,21 @@ def test_mixed_rows_in_one_batch_get_their_own_answers_and_are_logged_once(train
     store = MonitoringDB(settings.resolved_monitoring_db_url)
     since = datetime.now(UTC)
 
+    def logged() -> pd.DataFrame:
+        frame = store.predictions_with_feedback(since=since)
+        return frame[frame["request_id"].isin(requests)]
+
     async def scenario(predictor: Predictor, _client: httpx.AsyncClient) -> Any:
         spy.calls.clear()
         answered = await _answer_together(predictor, requests)
         model = predictor.model()
         alone = {rid: [spy.original(model, [row])[0] for row in rs] for rid, rs in requests.items()}
         batches = predictor.metrics.registry.get_sample_value("mlops_microbatch_rows_count")
-        return answered, alone, model.version, batches
+        # while the app runs: its log writer moves the rows from the spool into the database
+        await _until(lambda: len(logged()) >= 11, "11 logged rows")
+        return answered, alone, model.version, batches, logged()
 
-    answered, alone, version, batches = _serve(settings, scenario)
+    answered, alone, version, batches, frame = _serve(settings, scenario)
 
     assert spy.sizes() == [11]  # the 9 requests' 11 rows in ONE call
     assert batches == 1
@@ -153,12 +166,6 @@ def test_mixed_rows_in_one_batch_get_their_own_answers_and_are_logged_once(train
     assert len(predictions) > 1  # the rows differ in their answers: a mix-up would show
 
     # every batched row logged exactly once, under its own request id, with its own features
-    def logged() -> list[pd.DataFrame]:
-        frame = store.predictions_with_feedback(since=since)
-        frame = frame[frame["request_id"].isin(requests)]
-        return [frame] if len(frame) >= 11 else []
-
-    [frame] = wait_for(logged, DEADLINE, "11 logged rows")
     expected = sorted((rid, i) for rid, rs in requests.items() for i in range(len(rs)))
     assert sorted(zip(frame["request_id"], frame["row"], strict=True)) == expected
     for record in frame.to_dict("records"):
