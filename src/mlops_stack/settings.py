@@ -275,6 +275,31 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         2_000_000, ge=1024, description="Largest request body the predictor reads, in bytes."
     )
+    microbatch_enabled: bool = Field(
+        True,
+        description=(
+            "Score the rows of concurrent /predict and /predict/batch requests in one model "
+            "call (each answered and logged as its own request); off: one call per request."
+        ),
+    )
+    microbatch_max_rows: int = Field(
+        64,
+        ge=1,
+        description=(
+            "Most rows one micro-batch scores; a /predict/batch request with more rows is "
+            "scored alone, never split."
+        ),
+    )
+    microbatch_max_wait_ms: float = Field(
+        1.0,
+        ge=0,
+        le=2,
+        description=(
+            "Longest a request waits for companions, and only after the previous batch held "
+            "several requests; 0: dispatch at the end of the event-loop tick it arrived in. "
+            "Requests arriving while a batch is scored form the next one."
+        ),
+    )
     max_json_depth: int = Field(
         32,
         ge=3,

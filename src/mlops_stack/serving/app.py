@@ -16,6 +16,7 @@ MLOPS_MAX_JSON_DEPTH is 422 before it is parsed, and anything else that does not
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -47,6 +48,7 @@ def create_app(stack: Stack, *, sink: PredictionSink | None = None) -> FastAPI:
     settings = stack.settings
     keys = configured_keys(settings)  # first: production without keys stops here
     _bound_registry_calls()
+    _ignore_sklearn_delayed_warning()
     predictor = Predictor(stack, sink or make_sink(settings, stack.monitoring))
     return assemble(predictor, keys)
 
@@ -87,9 +89,10 @@ def assemble(predictor: Predictor, keys: KeyRing) -> FastAPI:
 
 def _lifespan(predictor: Predictor) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     """Start the metrics sampler, the log sink, the model's reload loop and the shadow scorer
-    with the server, stop them with it (the scorer before the sink, so its last records are
-    flushed too; the metrics last, which takes this worker's queue depths out of the sum).
-    ``pid`` in ``predictor_started`` tells the workers of one server apart in the log."""
+    with the server, stop them with it (the micro-batcher's queue drained first, so the requests
+    it still holds are answered and logged; the scorer before the sink, so its last
+    records are flushed too; the metrics last, which takes this worker's queue depths out of
+    the sum). ``pid`` in ``predictor_started`` tells the workers of one server apart in the log."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -107,6 +110,7 @@ def _lifespan(predictor: Predictor) -> Callable[[FastAPI], AbstractAsyncContextM
             pid=os.getpid(),
         )
         yield
+        await predictor.batcher.aclose()  # queued requests answered before the sink stops
         predictor.holder.stop()
         predictor.shadow.stop()
         await predictor.sink.aclose()
@@ -157,6 +161,20 @@ def _bound_registry_calls() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
+
+
+def _ignore_sklearn_delayed_warning() -> None:
+    """Silence scikit-learn's spurious "`sklearn.utils.parallel.delayed` should be used with
+    `sklearn.utils.parallel.Parallel`" UserWarning.
+
+    Every ColumnTransformer and forest call goes through sklearn's Parallel (n_jobs=1 too),
+    which empties the process-global warning filters for a moment; a call on the other thread
+    (the event loop and the shadow scorer both score) that dispatches in that moment captures
+    no filters and warns, although nothing is wrong (scikit-learn#32631). Only this message.
+    """
+    warnings.filterwarnings(
+        "ignore", message=r".*sklearn\.utils\.parallel\.delayed", category=UserWarning
+    )
 
 
 def app_from_environment() -> FastAPI:

@@ -57,8 +57,8 @@ def multiprocess_directory() -> Path | None:
 
 
 class PredictorMetrics:
-    """The series /metrics exposes: traffic, latency, predictions, unseen categories, log queue,
-    reloads, and the challenger's shadow scoring."""
+    """The series /metrics exposes: traffic, latency, predictions, micro-batch sizes, unseen
+    categories, log queue, reloads, and the challenger's shadow scoring."""
 
     def __init__(
         self, queue_depth: Callable[[], float], log_degraded: Callable[[], float] = lambda: 0.0
@@ -92,6 +92,13 @@ class PredictorMetrics:
             "mlops_predicted_values",
             "Values a regression model predicted, by model version (sum / count: their mean).",
             ["model_version"],
+            registry=self.registry,
+        )
+        self.microbatch_rows = Histogram(
+            "mlops_microbatch_rows",
+            "Rows scored per model call by the micro-batcher (MLOPS_MICROBATCH_*): 1 while "
+            "requests arrive one at a time, more as concurrent requests share a call.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 1024),
             registry=self.registry,
         )
         self.unseen_categories = Counter(

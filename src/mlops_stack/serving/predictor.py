@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 from mlops_stack.names import Task
 from mlops_stack.prediction_log.records import PredictionRecord
 from mlops_stack.prediction_log.sinks import PredictionSink
+from mlops_stack.serving.batcher import MicroBatcher
 from mlops_stack.serving.metrics import NUMBER, PredictorMetrics
 from mlops_stack.serving.model import Answer, ModelHolder, ServedModel
 from mlops_stack.serving.requests import FeedbackItem
@@ -38,8 +39,8 @@ class FeedbackOutcome(NamedTuple):
 
 
 class Predictor:
-    """The app's state: model holder, log sink, shadow scorer, log store, metrics and recent
-    request ids."""
+    """The app's state: model holder, micro-batcher, log sink, shadow scorer, log store,
+    metrics and recent request ids."""
 
     def __init__(self, stack: Stack, sink: PredictionSink):
         self.stack = stack
@@ -51,6 +52,7 @@ class Predictor:
         )
         self.holder = ModelHolder(stack.registry, self.settings, on_reload=self.metrics.reloaded)
         self.shadow = ShadowScorer(self.holder, sink, self.metrics, self.settings)
+        self.batcher = MicroBatcher(self.settings, self.metrics.microbatch_rows.observe)
         self.recent: OrderedDict[tuple[str, int], None] = OrderedDict()
 
     def model(self) -> ServedModel:
@@ -78,8 +80,10 @@ class Predictor:
         no rows; nothing is then counted or remembered, and the client is told to retry. The
         client's answer and latency are the champion's: the challenger scores the rows later,
         on the shadow scorer's thread (``serving.shadow``), and its records are best effort.
+        The rows are scored together with concurrent requests' rows (``serving.batcher``);
+        everything else is this request's own: its id, rows, version, latency and log write.
         """
-        results = model.predict(rows)
+        results = await self.batcher.predict(model, rows)
         latency_ms = (time.perf_counter() - started) * 1000
         now = datetime.now(UTC)
         await self.sink.write(
