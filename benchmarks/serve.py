@@ -299,9 +299,14 @@ def measure_server(
         run_wrk(base + server.path, server.body, 5, max(args.connections), workdir)  # warm-up
         for connections in args.connections:
             before = cpu_seconds(process.pid)
+            calls_before = batch_calls(base, server)
             result = run_wrk(base + server.path, server.body, args.duration, connections, workdir)
             answered = max(result["rps"] * args.duration, 1.0)
             result["cpu_ms"] = (cpu_seconds(process.pid) - before) * 1000 / answered
+            calls_after = batch_calls(base, server)
+            if calls_before and calls_after and calls_after[1] > calls_before[1]:
+                rows, calls = (a - b for a, b in zip(calls_after, calls_before, strict=True))
+                result["rows_per_call"] = rows / calls
             results[connections] = result
             print(f"   {server.name}, {connections} connections: {result}", flush=True)
     finally:
@@ -316,6 +321,22 @@ def measure_server(
 
             redis.Redis.from_url(args.redis_url).delete(server_env["MLOPS_PREDICTION_STREAM"])
     return results
+
+
+def batch_calls(base: str, server: Server) -> tuple[float, float] | None:
+    """Rows scored and model calls made so far by one of our servers (the micro-batcher's
+    ``mlops_microbatch_rows`` histogram in /metrics); None for the others, or a tree without
+    the batcher."""
+    if server.source is None:
+        return None
+    try:
+        text = httpx.get(base + "/metrics", timeout=10).text
+    except httpx.HTTPError:
+        return None
+    found = dict(re.findall(r"^mlops_microbatch_rows_(sum|count) ([0-9.e+]+)$", text, re.M))
+    if len(found) < 2:
+        return None
+    return float(found["sum"]), float(found["count"])
 
 
 # --- the floor --------------------------------------------------------------------------------
@@ -630,6 +651,17 @@ def ratios(results: dict, connections: list[int], one: float, per_row: float) ->
             f"  CPU per request c{c}: ours {cpu:.3f} ms = {cpu / one:.2f}x the floor's 1-row "
             f"call, {cpu / per_row:.1f}x its per-row cost in a {FLOOR_BATCH}-row call"
         )
+        if "rows_per_call" in ours[c]:
+            size = ours[c]["rows_per_call"]
+            # the floor's per-row cost at the batch size reached: the call's cost is nearly
+            # fixed, so interpolate between the 1-row and the 32-row call
+            call = one + (per_row * FLOOR_BATCH - one) * (min(size, FLOOR_BATCH) - 1) / (
+                FLOOR_BATCH - 1
+            )
+            print(
+                f"    batches at c{c}: {size:.1f} rows per model call on average; the floor's "
+                f"per-row cost there {call / size:.4f} ms, ours {cpu / (call / size):.1f}x it"
+            )
 
 
 # --- stack mode -----------------------------------------------------------------------------
