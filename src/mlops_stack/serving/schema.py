@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import numpy as np
 import pandas as pd
 from mlflow.models import ModelSignature
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, create_model
 
 _PYTHON_TYPES: dict[str, type] = {
     "double": float,
@@ -36,8 +36,12 @@ def _no_nul(value: str) -> str:
     return value
 
 
-TEXT = Annotated[str, AfterValidator(_no_nul)]
-"""A string feature as requests must send it."""
+NO_NUL_PATTERN = "^[^\\u0000]*$"
+TEXT = Annotated[
+    str, AfterValidator(_no_nul), WithJsonSchema({"type": "string", "pattern": NO_NUL_PATTERN})
+]
+"""A string feature as requests must send it; /openapi.json states the rule as a pattern, so a
+client generated from the spec knows it too."""
 
 
 @dataclass(frozen=True)
