@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+from datetime import UTC, datetime
 
 import httpx
 import mlflow
@@ -16,6 +17,7 @@ from fastapi.testclient import TestClient
 from mlops_stack.flows.parameters import TrainParameters
 from mlops_stack.flows.train import train_flow
 from mlops_stack.monitoring_db import MonitoringDB
+from mlops_stack.prediction_log.records import PredictionRecord
 from mlops_stack.serving.app import create_app
 from mlops_stack.settings import get_settings
 from mlops_stack.stack import Stack
@@ -208,6 +210,45 @@ def test_feedback_is_joined_to_predictions_and_unknown_ids_reported(trained, cli
     assert got[(first["request_id"], 0)] == "yes"
     assert got[(batch["request_id"], 1)] == "no"
     store.dispose()
+
+
+def test_feedback_waits_for_rows_another_worker_answered(trained, client):
+    """A row answered by another worker or replica is unknown to this process until the log
+    writer puts it in the database: feedback sent in between is accepted once it is there, not
+    refused. Here the row is written only after /feedback has looked once and found nothing."""
+    settings, _ = trained
+    predictor = client.app.state.predictor
+    looked = threading.Event()
+    record_feedback = predictor.record_feedback
+
+    def looking(items):
+        outcome = record_feedback(items)
+        looked.set()
+        return outcome
+
+    predictor.record_feedback = looking
+    answered = PredictionRecord(
+        request_id="other-worker-1",
+        row=0,
+        created_at=datetime.now(UTC),
+        model_name=settings.model_name,
+        model_version="1",
+        features=GOOD,
+        prediction="no",
+        probabilities=None,
+        latency_ms=1.0,
+    )
+    store = MonitoringDB(settings.resolved_monitoring_db_url)
+    write = lambda: looked.wait(30) and store.write_predictions([answered])  # noqa: E731
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        response = client.post("/feedback", json={"request_id": "other-worker-1", "label": "yes"})
+    finally:
+        writer.join()
+        store.dispose()
+    assert looked.is_set()
+    assert response.status_code == 200 and response.json() == {"accepted": 1, "unknown": []}
 
 
 def test_every_answered_row_is_logged(trained, client):

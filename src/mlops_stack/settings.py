@@ -345,6 +345,17 @@ class Settings(BaseSettings):
         "log-writer", description="Consumer group that writes the stream to the database."
     )
     log_batch_size: int = Field(500, ge=1, description="Most prediction rows written per batch.")
+    feedback_wait_seconds: float = Field(
+        2.0,
+        ge=0,
+        le=30,
+        description=(
+            "How long /feedback keeps looking for answered rows it does not know yet before "
+            "calling them unknown (404): the answer may come from another worker or replica, "
+            "whose rows reach the database only when the log writer has written them "
+            "(MLOPS_LOG_WRITER_WAIT_MS after the stream). 0: answer at once."
+        ),
+    )
     log_writer_wait_ms: int = Field(
         500,
         ge=0,

@@ -7,6 +7,7 @@ can build it from its own parts and tests can drive it directly.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -23,6 +24,8 @@ from mlops_stack.serving.requests import FeedbackItem
 from mlops_stack.serving.shadow import ShadowScorer
 from mlops_stack.stack import Stack
 
+FEEDBACK_POLL_SECONDS = 0.25
+"""Pause between two looks for answered rows /feedback does not know yet."""
 RECENT_KEYS = 100_000
 """Answered rows remembered in memory for /feedback (a few MB at most)."""
 
@@ -121,6 +124,26 @@ class Predictor:
                 metrics.predictions.labels(model.version, str(prediction)).inc()
             for value in unseen:
                 metrics.unseen_categories.labels(value.feature).inc()
+
+    async def feedback(self, items: Sequence[FeedbackItem]) -> FeedbackOutcome:
+        """Store the labels of answered rows, looking again for the rows not known yet until
+        ``MLOPS_FEEDBACK_WAIT_SECONDS`` have passed.
+
+        A row this process answered is known at once (``recent``). A row another worker or
+        replica answered is known once the log writer has put it in the database, a moment
+        after its answer: feedback sent right after a prediction must not be refused for that.
+        """
+        outcome = self.record_feedback(items)
+        accepted, unknown = outcome.accepted, outcome.unknown
+        deadline = time.monotonic() + self.settings.feedback_wait_seconds
+        while unknown and time.monotonic() < deadline:
+            await asyncio.sleep(FEEDBACK_POLL_SECONDS)
+            waiting = set(unknown)
+            again = self.record_feedback(
+                [item for item in items if (item.request_id, item.row) in waiting]
+            )
+            accepted, unknown = accepted + again.accepted, again.unknown
+        return FeedbackOutcome(accepted, unknown)
 
     def record_feedback(self, items: Sequence[FeedbackItem]) -> FeedbackOutcome:
         """Store the labels of answered rows; items matching no answer are returned, not stored.

@@ -160,7 +160,7 @@ async def post_feedback(
     )
     items = check_labels(predictor.holder.current, items)
     try:
-        outcome = predictor.record_feedback(items)
+        outcome = await predictor.feedback(items)
     except Exception as exc:
         log.error("feedback_store_unavailable", error=str(exc)[:300])
         raise HTTPException(
