@@ -219,14 +219,14 @@ def test_feedback_waits_for_rows_another_worker_answered(trained, client):
     settings, _ = trained
     predictor = client.app.state.predictor
     looked = threading.Event()
-    record_feedback = predictor.record_feedback
+    known = predictor.known
 
-    def looking(items):
-        outcome = record_feedback(items)
+    def looking(keys):
+        found = known(keys)
         looked.set()
-        return outcome
+        return found
 
-    predictor.record_feedback = looking
+    predictor.known = looking
     answered = PredictionRecord(
         request_id="other-worker-1",
         row=0,

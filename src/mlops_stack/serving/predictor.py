@@ -126,39 +126,33 @@ class Predictor:
                 metrics.unseen_categories.labels(value.feature).inc()
 
     async def feedback(self, items: Sequence[FeedbackItem]) -> FeedbackOutcome:
-        """Store the labels of answered rows, looking again for the rows not known yet until
-        ``MLOPS_FEEDBACK_WAIT_SECONDS`` have passed.
+        """Store the labels of answered rows; items matching no answer are returned, not stored.
 
         A row this process answered is known at once (``recent``). A row another worker or
         replica answered is known once the log writer has put it in the database, a moment
-        after its answer: feedback sent right after a prediction must not be refused for that.
-        """
-        outcome = self.record_feedback(items)
-        accepted, unknown = outcome.accepted, outcome.unknown
-        deadline = time.monotonic() + self.settings.feedback_wait_seconds
-        while unknown and time.monotonic() < deadline:
-            await asyncio.sleep(FEEDBACK_POLL_SECONDS)
-            waiting = set(unknown)
-            again = self.record_feedback(
-                [item for item in items if (item.request_id, item.row) in waiting]
-            )
-            accepted, unknown = accepted + again.accepted, again.unknown
-        return FeedbackOutcome(accepted, unknown)
-
-    def record_feedback(self, items: Sequence[FeedbackItem]) -> FeedbackOutcome:
-        """Store the labels of answered rows; items matching no answer are returned, not stored.
+        after its answer: feedback sent right after a prediction must not be refused for that,
+        so the rows not known yet are looked for again until ``MLOPS_FEEDBACK_WAIT_SECONDS``
+        have passed.
 
         Raises what the monitoring database raises, having stored nothing: labels are only
         written after every item was looked up.
         """
         keys = [(item.request_id, item.row) for item in items]
-        known = {key for key in keys if key in self.recent}
-        known |= self.store.known_predictions([key for key in keys if key not in known])
+        known = self.known(keys)
+        deadline = time.monotonic() + self.settings.feedback_wait_seconds
+        while (missing := [k for k in keys if k not in known]) and time.monotonic() < deadline:
+            await asyncio.sleep(FEEDBACK_POLL_SECONDS)
+            known |= self.known(missing)
         accepted = [
             (item.request_id, item.row, str(item.label))
-            for item in items
-            if (item.request_id, item.row) in known
+            for item, key in zip(items, keys, strict=True)
+            if key in known
         ]
         if accepted:
             self.store.record_feedback(accepted)
         return FeedbackOutcome(len(accepted), [key for key in keys if key not in known])
+
+    def known(self, keys: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
+        """The (request id, row) keys of answered rows: remembered here, or in the database."""
+        found = {key for key in keys if key in self.recent}
+        return found | self.store.known_predictions([key for key in keys if key not in found])
