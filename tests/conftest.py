@@ -1,16 +1,17 @@
-"""Shared fixtures: an isolated embedded stack per test; servers only for the `stack` tier.
+"""Shared fixtures, and the two tiers of the test tree.
 
-Two tiers (README, "Run the tests"):
+The tier of a test is where its file lives (README, "Test it"):
 
-- ``pytest -m "not stack"``: the unit tests, no server process at all (no PostgreSQL, Redis
-  or Prefect), in seconds.
-- ``pytest``: everything; what CI runs. Tests marked ``stack`` also get one temporary Prefect
-  API for the whole session (``prefect_server``), started by the first of them.
+- ``tests/unit/``: nothing but the virtual environment: no server process (no PostgreSQL,
+  Redis, Prefect, browser or kustomize). ``pytest tests/unit`` (or ``-m "not stack"``) runs them
+  in well under a minute. A unit test that asks for a server fixture fails at collection.
+- ``tests/integration/``: the real servers ``scripts/test`` installs and starts. Every test there
+  carries the ``stack`` marker and gets the session's temporary Prefect API.
+- ``tests/e2e*``: the Docker stack through nginx, run by ``infrastructure/ci/compose-e2e.sh``.
 
-A test is ``stack`` when it asks for a server fixture (``SERVER_FIXTURES``), is parametrised
-over PostgreSQL, lives in a module of ``STACK_MODULES``, or is named in ``STACK_TESTS``: those
-run flows, trains models or start processes (kernels, a browser). The marker is set here in
-``pytest_collection_modifyitems``, so a test module needs no marker of its own.
+Both trees mirror ``src/mlops_stack``: the tests of ``serving/batcher.py`` are in
+``tests/unit/serving/test_batcher.py``. Helpers shared by several test modules are in
+``tests/support/``.
 """
 
 from __future__ import annotations
@@ -19,68 +20,20 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 
 from mlops_stack.settings import get_settings
-
-from .servers import QuietHandler, loopback_http
+from tests.support.servers import QuietHandler, loopback_http
 
 # Prefect's test server must not try to phone home from a machine without internet.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
-
-# Modules whose every test needs a server or trains models: flows, the worker, the CLI's
-# train/monitor/retrain/demo, the predictor over a trained champion, notebooks, the browser.
-STACK_MODULES = {
-    "test_cli",
-    "test_contract",  # schemathesis against the predictor over a trained champion
-    "test_dashboard",  # the pages over embedded MLflow stores and a monitoring database
-    "test_dashboard_browser",
-    "test_demo",
-    "test_landing",  # the landing page over a served predictor, PostgreSQL, Redis and Prefect
-    "test_monitor",
-    "test_monitoring_db",
-    "test_notebooks",
-    "test_regression",
-    "test_replicas",  # several predictors over a trained champion, and a real Prometheus
-    "test_retrain",
-    "test_serving",
-    "test_serving_registry",
-    "test_serving_stack",
-    "test_serving_tasks",
-    "test_serving_workers",  # `mlops serve api --workers 2` in its own process
-    "test_shadow",  # the predictor over a trained champion and a slow challenger
-    "test_train_flow",
-    "test_worker",
-    "test_workers_scaled",  # two bootstraps, two runners, two log writers at once
-}
-# Tests of otherwise unit modules that run flows (train_flow, monitor_flow, the dashboard's
-# retrain): "module::test name" (the name without parameters).
-STACK_TESTS = {
-    "test_columns::test_messy_table_trains_in_under_a_minute_and_reports_each_column",
-    "test_estimate::test_a_monitor_run_stores_and_logs_the_estimate_labelled_or_not",
-    "test_estimate::test_the_quality_page_shows_the_estimate_next_to_the_realised_figures",
-    "test_simulate::test_simulated_drifted_traffic_with_labels_is_logged_and_detected",
-    "test_window::test_monitor_run_samples_the_window_and_counts_quality_over_all_rows",
-}
+TESTS = Path(__file__).resolve().parent
+INTEGRATION = TESTS / "integration"
+UNIT = TESTS / "unit"
 # Fixtures that are servers, or reach the test servers of infrastructure/ci/services.sh.
 SERVER_FIXTURES = {"prefect_server", "services", "postgres_url", "stream_name"}
-
-
-def _needs_servers(item: pytest.Item) -> bool:
-    module = item.module.__name__.rpartition(".")[2] if hasattr(item, "module") else ""
-    name = getattr(item, "originalname", item.name)
-    callspec = getattr(item, "callspec", None)
-    return (
-        module in STACK_MODULES
-        or f"{module}::{name}" in STACK_TESTS
-        or bool(SERVER_FIXTURES & set(getattr(item, "fixturenames", ())))
-        # a fixture parametrised over the databases asks for postgres_url at run time
-        or (callspec is not None and "postgresql" in callspec.params.values())
-    )
 
 
 def _stack_deselected(config: pytest.Config) -> bool:
@@ -100,26 +53,34 @@ def _stack_deselected(config: pytest.Config) -> bool:
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
-    """The unit tier does not import the stack modules at all (mlflow, Prefect, ...)."""
-    if collection_path.suffix == ".py" and collection_path.stem in STACK_MODULES:
-        return True if _stack_deselected(config) else None
+    """``-m "not stack"`` does not even import the integration tree (mlflow, Prefect, ...)."""
+    if collection_path == INTEGRATION and _stack_deselected(config):
+        return True
     return None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark the ``stack`` tier, and give each of its tests the session's Prefect API.
+    """Mark the integration tree ``stack`` and give each of its tests the session's Prefect API;
+    refuse a server fixture in the unit tree.
 
     ``prefect_server`` goes first among the test's fixtures, so it is up before any module
     fixture of the test runs a flow; the unit tier never starts it.
     """
     for item in items:
-        if not _needs_servers(item):
+        path = Path(str(item.path))
+        fixturenames = getattr(item, "fixturenames", None)
+        if path.is_relative_to(UNIT):
+            servers = SERVER_FIXTURES & set(fixturenames or ())
+            if servers:
+                raise pytest.UsageError(
+                    f"{item.nodeid} is a unit test but uses {', '.join(sorted(servers))}: "
+                    "move it to tests/integration/"
+                )
+            continue
+        if not path.is_relative_to(INTEGRATION):
             continue
         item.add_marker(pytest.mark.stack)
-        fixturenames = getattr(item, "fixturenames", None)
         if fixturenames is not None and "prefect_server" not in fixturenames:
-            # a new list: the parametrised variants of one test share the old one, and a
-            # unit variant (SQLite) must not start the server its PostgreSQL twin needs
             item.fixturenames = ["prefect_server", *fixturenames]  # type: ignore[attr-defined]
 
 
@@ -164,28 +125,6 @@ def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     get_settings.cache_clear()
 
 
-def xor_table(rows: int = 600, seed: int = 0) -> pd.DataFrame:
-    """A table a linear model cannot learn (label = sign of x1 * x2) but trees can."""
-    rng = np.random.default_rng(seed)
-    x1, x2, x3 = rng.normal(size=(3, rows))
-    return pd.DataFrame({"x1": x1, "x2": x2, "noise": x3, "label": (x1 * x2 > 0).astype(int)})
-
-
-def mixed_table(rows: int = 400, seed: int = 0) -> pd.DataFrame:
-    """Numeric and categorical features with missing values in both kinds."""
-    rng = np.random.default_rng(seed)
-    age = rng.integers(18, 80, rows).astype(float)
-    income = rng.lognormal(10, 0.5, rows)
-    city = rng.choice(["paris", "lyon", "nantes", "lille"], rows)
-    plan = rng.choice(["basic", "plus", "premium"], rows, p=[0.5, 0.3, 0.2])
-    score = (age - 50) / 15 + (plan == "premium") * 1.5 - (city == "lille") * 1.0
-    churn = np.where(score + rng.normal(0, 0.7, rows) > 0, "yes", "no")
-    frame = pd.DataFrame({"age": age, "income": income, "city": city, "plan": plan, "churn": churn})
-    frame.loc[rng.choice(rows, 25, replace=False), "income"] = np.nan
-    frame.loc[rng.choice(rows, 20, replace=False), "city"] = None
-    return frame
-
-
 # --- the real PostgreSQL and Redis of infrastructure/ci/services.sh ----------------------------
 
 
@@ -195,7 +134,7 @@ def services():
 
     Session-scoped, so it reads ``MLOPS_TEST_*`` before ``stack`` clears the ``MLOPS_*`` variables.
     """
-    from .services import from_environment
+    from tests.support.services import from_environment
 
     return from_environment()
 
@@ -203,7 +142,7 @@ def services():
 @pytest.fixture
 def postgres_url(services):
     """The URL of a fresh, empty PostgreSQL database of this test's own."""
-    from .services import temporary_database
+    from tests.support.services import temporary_database
 
     with temporary_database(services.postgres_url) as url:
         yield url
@@ -243,50 +182,12 @@ def webhook():
         yield f"{url}/hook", received
 
 
-RECORDED_PROMETHEUS = Path(__file__).parent / "data" / "prometheus"
-
-
-class PrometheusReplay:
-    """Which recorded answers ``prometheus_replay`` gives, and the queries it was asked."""
-
-    def __init__(self) -> None:
-        self.query, self.alerts = "query-traffic", "alerts-none"
-        # the error rate's query and targets (dashboard/replicas.py): a fleet of 4 predictors
-        self.requests, self.targets = "query-requests-fleet", "targets-fleet"
-        self.asked: list[str] = []
-
-
 @pytest.fixture
 def prometheus_replay():
     """A loopback HTTP server answering /prometheus/api/v1/query, /alerts and /targets with
-    the recorded answers of a real Prometheus (tests/data/prometheus/README.md): no Prometheus
-    binary runs where the unit tests do. Yields its base URL and the replay."""
-    from urllib.parse import parse_qs, urlsplit
+    the recorded answers of a real Prometheus (tests/support/prometheus.py). Yields its base
+    URL and the replay."""
+    from tests.support.prometheus import replaying
 
-    from mlops_stack.dashboard.replicas import REQUESTS_QUERY
-
-    replay = PrometheusReplay()
-
-    class Handler(QuietHandler):
-        def do_GET(self):  # noqa: N802 (http.server's naming)
-            url = urlsplit(self.path)
-            if url.path == "/prometheus/api/v1/query":
-                [query] = parse_qs(url.query)["query"]
-                replay.asked.append(query)
-                name = replay.requests if query == REQUESTS_QUERY else replay.query
-            elif url.path == "/prometheus/api/v1/alerts":
-                name = replay.alerts
-            elif url.path == "/prometheus/api/v1/targets":
-                name = replay.targets
-            else:
-                self.send_error(404)
-                return
-            body = (RECORDED_PROMETHEUS / f"{name}.json").read_bytes()
-            self.send_response(400 if name == "query-bad" else 200)  # as Prometheus did
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    with loopback_http(Handler) as url:
-        yield f"{url}/prometheus", replay
+    with replaying() as served:
+        yield served

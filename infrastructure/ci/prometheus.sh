@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The Prometheus binary tests/test_replicas.py runs (a real Prometheus scraping several real
+# The Prometheus binary tests/integration/dashboard/test_replicas.py runs (a real Prometheus scraping several real
 # predictors): Debian's package, downloaded with apt and unpacked, not installed. The package
 # depends on ~230 MB of JavaScript for its web UI (libjs-moment-timezone alone is 218 MB),
 # which the tests never open; the binary itself is one static Go file (50 MB; the package is 19 MB to

@@ -1,7 +1,7 @@
 """``.env.example``: every variable the stack reads, rendered from the code that reads it.
 
 Two kinds: the variables the compose files interpolate themselves (``COMPOSE_VARIABLES``,
-``COMPOSE_SETTING_DEFAULTS``, ``PROD_SETTING_DEFAULTS``; tests/test_settings.py holds them to
+``COMPOSE_SETTING_DEFAULTS``, ``PROD_SETTING_DEFAULTS``; tests/unit/test_settings.py holds them to
 the ``${...}`` in both files) and the ``MLOPS_*`` settings, from the fields of
 :class:`mlops_stack.settings.Settings`.
 Regenerate with ``python -m mlops_stack.env_example > .env.example``.

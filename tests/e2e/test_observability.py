@@ -15,7 +15,7 @@ import sys
 
 import httpx
 
-from tests.servers import wait_for
+from tests.support.servers import wait_for
 
 SLO_ALERTS = {
     "PredictorErrorBudgetFastBurn",

@@ -3,7 +3,7 @@
 What a user reaches for after `docker compose up`: `docker compose exec worker prefect ...`.
 Every command runs in the compose project of the environment (COMPOSE_PROJECT_NAME, set by
 infrastructure/ci/compose-e2e.sh), with the container's PREFECT_API_URL. The commands and
-their parsing are shared with the local test (tests/prefect_cli.py, tests/test_prefect_cli.py).
+their parsing are shared with the local test (tests/support/prefect_cli.py, tests/integration/flows/test_prefect_cli.py).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from collections.abc import Sequence
 
 import pytest
 
-from tests import prefect_cli as cli
 from tests.e2e.conftest import REPO
-from tests.servers import wait_for
+from tests.support import prefect_cli as cli
+from tests.support.servers import wait_for
 
 
 def _in_worker(args: Sequence[str]) -> subprocess.CompletedProcess[str]:

@@ -26,7 +26,7 @@ from websockets.sync.client import connect
 
 from mlops_stack.synthetic import RowGenerator
 from tests.e2e.conftest import REPO, psql
-from tests.servers import wait_for
+from tests.support.servers import wait_for
 
 MODEL = "mlops-classifier"
 EXAMPLE = json.loads((REPO / "examples" / "predict.json").read_text())

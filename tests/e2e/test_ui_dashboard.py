@@ -22,10 +22,10 @@ from playwright.sync_api import Page, expect
 from sklearn.datasets import load_breast_cancer
 
 from mlops_stack.synthetic import RowGenerator
-from tests.browser import VIEWER_ZONE, browser_page, open_page, screenshot, settled
 from tests.e2e.conftest import psql
 from tests.e2e.test_stack import MODEL, _flow_run_state, _run_deployment
-from tests.servers import wait_for
+from tests.support.browser import VIEWER_ZONE, browser_page, open_page, screenshot, settled
+from tests.support.servers import wait_for
 
 DRIFT_THRESHOLD = 0.3  # MLOPS_DRIFT_SHARE's default; the compose stack keeps it
 

@@ -17,7 +17,7 @@ import uuid
 import httpx
 
 from tests.e2e_prod.conftest import REPO, compose
-from tests.servers import wait_for
+from tests.support.servers import wait_for
 
 EXAMPLE = json.loads((REPO / "examples" / "predict.json").read_text())
 REPLICAS = int(os.environ.get("MLOPS_API_REPLICAS", "2"))

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tests.e2e_prod.conftest import REPO, compose
-from tests.servers import wait_for
+from tests.support.servers import wait_for
 
 EXAMPLE = json.loads((REPO / "examples" / "predict.json").read_text())
 REDIRECTS = ["/api", "/mlflow", "/prefect", "/dashboard", "/jupyter", "/prometheus"]

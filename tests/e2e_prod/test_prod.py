@@ -17,7 +17,7 @@ import pytest
 from websockets.sync.client import connect
 
 from tests.e2e_prod.conftest import REPO, compose, psql
-from tests.servers import wait_for
+from tests.support.servers import wait_for
 
 EXAMPLE = json.loads((REPO / "examples" / "predict.json").read_text())
 SERVICES = ["postgres", "redis", "mlflow", "prefect-server", "worker", "api", "dashboard", "nginx"]

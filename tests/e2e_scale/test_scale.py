@@ -33,7 +33,7 @@ from mlflow.tracking import MlflowClient
 from mlops_stack.registry import TASK_TAG  # the task the predictor reads a version as
 from tests.e2e.conftest import REPO, psql
 from tests.e2e_scale.conftest import REPLICAS, WORKERS
-from tests.servers import wait_for
+from tests.support.servers import wait_for
 
 CLIENTS = 6
 """Concurrent clients of the load: a few, as a handful of callers would be."""

@@ -14,7 +14,7 @@ import pytest
 from sklearn.datasets import load_diabetes
 
 from tests.e2e.conftest import psql
-from tests.servers import wait_for
+from tests.support.servers import wait_for
 
 TABLE = load_diabetes(as_frame=True).frame  # what compose-e2e.sh wrote to the mounted CSV
 
