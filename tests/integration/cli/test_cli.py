@@ -189,7 +189,7 @@ def test_serve_api_in_its_own_process_answers_the_readme_examples(stack, tmp_pat
 
 
 def test_monitor_prints_the_estimate_next_to_the_realised_figure_on_the_same_rows():
-    from mlops_stack.cli import _estimate_line
+    from mlops_stack.cli.monitoring import _estimate_line
 
     estimated = {
         "accuracy": 0.968,

@@ -449,7 +449,7 @@ def test_task_is_inferred_from_the_target_and_overridden_by_the_setting(monkeypa
 
 
 def test_train_prints_one_line_per_column_not_kept_as_it_came(capsys):
-    from mlops_stack.cli import _print_columns
+    from mlops_stack.cli.training import _print_columns
 
     schema = infer_schema(Dataset(messy_table(rows=1000), "churn", "test"))
     _print_columns(schema.columns)
