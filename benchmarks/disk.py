@@ -1,7 +1,7 @@
 """Disk cost of the prediction log in PostgreSQL, per million predictions.
 
 Inserts ``--rows`` predictions of the demo model through the log path's own write
-(``MonitoringDB.write_predictions``, batches of ``MLOPS_LOG_BATCH_SIZE`` = 500 rows, as the
+(``PredictionStore.write_predictions``, batches of ``MLOPS_LOG_BATCH_SIZE`` = 500 rows, as the
 log writer does) into a temporary database on a PostgreSQL server, then measures each table
 with ``pg_relation_size`` (heap), its TOAST table and ``pg_indexes_size``, after ``VACUUM
 ANALYZE`` (the visibility and free-space maps a table has in service). A row is what the
@@ -14,7 +14,7 @@ without a challenger or without labels reads off the same output.
 
 The figure is measured at half and at all of the rows: a per-row cost that stays the same
 at both is what makes scaling it to a million (and to ``rate x days``) honest. Then one
-retention pass deletes the older half (``MonitoringDB.delete_older_than``, batches of
+retention pass deletes the older half (``Upkeep.delete_older_than``, batches of
 ``MLOPS_RETENTION_BATCH_ROWS`` = 5000): its time says what an hourly pass costs.
 
     python benchmarks/disk.py --db-url postgresql+psycopg2://user@host:5432/postgres
@@ -33,10 +33,10 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from scratch import temporary_database
 from sqlalchemy import func, select, text
+from tests.support.monitoring import Monitoring
 
-from mlops_stack.monitoring_db import MonitoringDB
+from mlops_stack.monitoring_db.records import PredictionRecord
 from mlops_stack.monitoring_db.tables import PREDICTIONS
-from mlops_stack.prediction_log.records import PredictionRecord
 
 BATCH = 500  # MLOPS_LOG_BATCH_SIZE's default: rows per write of the log writer
 TABLES = ("predictions", "shadow_predictions", "feedback")
@@ -99,9 +99,11 @@ class Size:
         return part / self.rows if self.rows else 0.0
 
 
-def sizes(store: MonitoringDB) -> dict[str, Size]:
+def sizes(store: Monitoring) -> dict[str, Size]:
     """Heap, TOAST (with its index) and indexes of each table, after VACUUM ANALYZE."""
-    with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+    with store.monitoring_db.engine.connect().execution_options(
+        isolation_level="AUTOCOMMIT"
+    ) as connection:
         connection.execute(text("VACUUM ANALYZE"))
         measured = {}
         for table in TABLES:
@@ -136,14 +138,14 @@ def report(measured: dict[str, Size], predictions: int) -> None:
           "answer for each and the labels above")  # fmt: skip
 
 
-def delete_half(store: MonitoringDB, batch_rows: int = 5000) -> None:
+def delete_half(store: Monitoring, batch_rows: int = 5000) -> None:
     """One retention pass over the older half of the rows: rows per second it deletes."""
-    with store.engine.connect() as connection:
+    with store.monitoring_db.engine.connect() as connection:
         times = select(PREDICTIONS.c.created_at).order_by(PREDICTIONS.c.created_at)
         count = connection.execute(select(func.count()).select_from(PREDICTIONS)).scalar_one()
         cutoff = connection.execute(times.offset(count // 2).limit(1)).scalar_one()
     started = time.perf_counter()
-    deleted = store.delete_older_than(cutoff, batch_rows)
+    deleted = store.upkeep.delete_older_than(cutoff, batch_rows)
     took = time.perf_counter() - started
     assert deleted is not None
     rows = deleted.predictions + deleted.shadow_predictions + deleted.feedback
@@ -162,20 +164,20 @@ def main() -> None:
     args = parser.parse_args()
     url, drop = temporary_database(args.db_url, "bench_disk")
     try:
-        with MonitoringDB(url) as store:
+        with Monitoring(url) as store:
             store.migrate()
             started = time.perf_counter()
             for half in (args.rows // 2, args.rows - args.rows // 2):
-                done = store.count_predictions()
+                done = store.predictions.count_predictions()
                 for start in range(done, done + half, BATCH):
                     batch = records(start, min(BATCH, done + half - start), args.seed)
-                    store.write_predictions(batch)
+                    store.predictions.write_predictions(batch)
                     served = [r for r in batch if not r.shadow]
                     labelled = served[: int(len(served) * args.labelled)]
-                    store.record_feedback(
+                    store.predictions.record_feedback(
                         [(r.request_id, r.row, str(r.prediction)) for r in labelled]
                     )
-                inserted = store.count_predictions()
+                inserted = store.predictions.count_predictions()
                 print(f"inserted {inserted:,} predictions ({time.perf_counter() - started:.0f} s)")
                 report(sizes(store), inserted)
             delete_half(store)

@@ -38,7 +38,7 @@ import redis
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 
-from mlops_stack.prediction_log.records import PredictionRecord
+from mlops_stack.monitoring_db.records import PredictionRecord
 
 SOURCE = Path(__file__).resolve().parents[1] / "src"  # this tree's code, whatever is installed
 DATABASE = "logwrite_bench"
@@ -64,7 +64,7 @@ def server_cpu():
 settings = Settings()
 configure_logging(settings.log_level, settings.log_json)  # as the worker does
 writer = StreamWriter(settings, consumer="bench")
-writer.store.ensure_schema()
+writer.store.database.ensure_schema()
 expect, deadline = int(sys.argv[1]), time.monotonic() + float(sys.argv[2])
 server = server_cpu()
 print("ready", flush=True)

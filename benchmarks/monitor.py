@@ -45,8 +45,7 @@ import pandas as pd
 import psutil
 from scratch import temporary_database
 from sqlalchemy import make_url
-
-from mlops_stack.monitoring_db import MonitoringDB
+from tests.support.monitoring import Monitoring
 
 BIN = Path(sys.executable).parent
 MODEL = "mlops-classifier"
@@ -102,7 +101,7 @@ def insert(db_url: str, env: dict, args) -> dict:
 
     mlflow.set_tracking_uri(env["MLOPS_TRACKING_URI"])
     model = mlflow.sklearn.load_model(f"models:/{MODEL}@champion")
-    store = MonitoringDB(db_url)
+    store = Monitoring(db_url)
     store.migrate()
     started = time.perf_counter()
     columns, values, labels, has_label = logged_rows(
@@ -135,7 +134,7 @@ def insert(db_url: str, env: dict, args) -> dict:
     for start in range(0, len(feedback), args.chunk):
         write_rows(store, "feedback", FEEDBACK_COLUMNS, feedback[start : start + args.chunk])
     seconds = time.perf_counter() - started
-    count = store.count_predictions()
+    count = store.predictions.count_predictions()
     store.dispose()
     return {"seconds": seconds, "rows": count, "labelled": len(feedback)}
 
@@ -159,10 +158,10 @@ def write_rows(store, table: str, columns: tuple[str, ...], rows: list[tuple]) -
 
     SQLite gets times in the text form SQLAlchemy's DateTime stores (and the store reads back).
     """
-    raw = store.engine.raw_connection()
+    raw = store.monitoring_db.engine.raw_connection()
     try:
         cursor = raw.cursor()
-        if store.dialect == "postgresql":
+        if store.monitoring_db.dialect == "postgresql":
             buffer = io.StringIO()
             for row in rows:
                 buffer.write("\t".join(_copy_text(v) for v in row) + "\n")
@@ -195,14 +194,14 @@ FLOW = """
 import dataclasses, json, resource, sys, time
 started = time.perf_counter()
 from mlops_stack.flows.monitor import monitor_flow
-from mlops_stack.monitoring_db import MonitoringDB
+from tests.support.monitoring import Monitoring
 from mlops_stack.settings import get_settings
 imported = time.perf_counter()
 summary = monitor_flow()
 done = time.perf_counter()
 settings = get_settings()
-store = MonitoringDB(settings.resolved_monitoring_db_url)
-[run] = store.runs(settings.model_name, limit=1)
+store = Monitoring(settings.resolved_monitoring_db_url)
+[run] = store.monitor_store.runs(settings.model_name, limit=1)
 print(json.dumps({
     "seconds": done - started, "flow_seconds": done - imported,
     "summary": dataclasses.asdict(summary),
@@ -224,13 +223,13 @@ from mlops_stack.stack import current_stack
 stack = current_stack()
 settings = stack.settings
 champion = load_champion.fn(stack)
-store = stack.monitoring
+store = stack
 since, limit = window_bounds(MonitorParameters.from_settings(settings))
 mode = sys.argv[1]
 read_started = time.perf_counter()
 if mode == "streamed":
     window = read_window(
-        store.window_chunks(since, limit, model_name=settings.model_name),
+        store.monitor_store.window_chunks(since, limit, model_name=settings.model_name),
         champion.schema, max_rows=settings.monitor_max_rows, seed=settings.random_seed,
     )
     read_done = time.perf_counter()
@@ -270,7 +269,7 @@ print(json.dumps({
 FULL_READ = """
 import pandas as pd
 from sqlalchemy import and_, select
-from mlops_stack.monitoring_db.database import FRAME_COLUMNS
+from mlops_stack.monitoring_db.window_frames import FRAME_COLUMNS
 from mlops_stack.monitoring_db.tables import FEEDBACK, PREDICTIONS
 
 
@@ -288,7 +287,7 @@ def full_read(store, limit, model_name):
         )
     ).where(PREDICTIONS.c.model_name == model_name)
     query = query.order_by(PREDICTIONS.c.created_at.desc(), PREDICTIONS.c.id.desc()).limit(limit)
-    with store.engine.connect() as connection:
+    with store.monitoring_db.engine.connect() as connection:
         rows = [dict(row) for row in connection.execute(query).mappings()]
     rows.reverse()
     features = [row.pop("features") or {} for row in rows]

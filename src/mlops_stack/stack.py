@@ -2,10 +2,10 @@
 
 Every entry point (a CLI command, the worker, a flow run, the predictor, the dashboard, the demo)
 builds the stack's parts here and nowhere else: the registry (bound to its MLflow client and
-model name, announcing every change of champion), the monitoring database (the one owner of its
-schema and queries) and the notifier (Redis notices and webhooks). The parts do not build each
-other, so a newcomer finds in this file what a process is made of, and a test builds the same
-thing from settings of its own.
+model name, announcing every change of champion), the monitoring database (one connection pool)
+with the stores its consumers query it through, and the notifier (Redis notices and webhooks).
+The parts do not build each other, so a newcomer finds in this file what a process is made of,
+and a test builds the same thing from settings of its own.
 
 A flow finds the stack of its process with :func:`current_stack`: the one an entry point
 installed (the CLI, the demo, a test), or else one built from the environment (a flow run that
@@ -18,7 +18,13 @@ import threading
 from functools import cached_property
 from types import TracebackType
 
-from mlops_stack.monitoring_db import MonitoringDB
+from mlops_stack.monitoring_db import (
+    DashboardReads,
+    Database,
+    MonitorStore,
+    PredictionStore,
+    Upkeep,
+)
 from mlops_stack.notifier import Notifier
 from mlops_stack.registry import Registry, use_tracking
 from mlops_stack.settings import Settings, get_settings
@@ -42,15 +48,37 @@ class Stack:
         return Registry(self.settings, self.notifier)
 
     @cached_property
-    def monitoring(self) -> MonitoringDB:
+    def monitoring_db(self) -> Database:
         """The monitoring database: one connection pool for the process."""
-        return MonitoringDB(self.settings.resolved_monitoring_db_url)
+        return Database(self.settings.resolved_monitoring_db_url)
+
+    # The monitoring database's stores, one per consumer; each holds nothing but the database.
+    @cached_property
+    def predictions(self) -> PredictionStore:
+        """Logged prediction rows and labels: the log writers and ``/feedback``."""
+        return PredictionStore(self.monitoring_db)
+
+    @cached_property
+    def monitor_store(self) -> MonitorStore:
+        """The monitor's window, shadow pairs, runs and alerts."""
+        return MonitorStore(self.monitoring_db)
+
+    @cached_property
+    def dashboard_reads(self) -> DashboardReads:
+        """What the dashboard's pages read."""
+        return DashboardReads(self.monitoring_db)
+
+    @cached_property
+    def upkeep(self) -> Upkeep:
+        """Retention deletes and the workers' advisory locks."""
+        return Upkeep(self.monitoring_db)
 
     def close(self) -> None:
         """Release what holds connections (the database's pool); the stack can be rebuilt."""
-        if "monitoring" in self.__dict__:
-            self.monitoring.dispose()
-            del self.__dict__["monitoring"]
+        if "monitoring_db" in self.__dict__:
+            self.monitoring_db.dispose()
+        for part in ("monitoring_db", "predictions", "monitor_store", "dashboard_reads", "upkeep"):
+            self.__dict__.pop(part, None)
 
     def __enter__(self) -> Stack:
         return self

@@ -351,7 +351,7 @@ def _bootstrap_locked(stack: Stack, stop: threading.Event) -> str:
     from mlops_stack.flows.parameters import TrainParameters
 
     params = TrainParameters.from_settings(stack.settings, trigger="bootstrap")
-    with stack.monitoring.bootstrap_lock(stop) as held:
+    with stack.upkeep.bootstrap_lock(stop) as held:
         if not held:
             return "stopped"
         in_flight = retrying("prefect deployment train/train", _train_runs_in_flight, stop)
@@ -420,7 +420,7 @@ def start_up(stack: Stack, stop: threading.Event) -> None:
     owns, then the bootstrap."""
 
     def automation_once() -> str:
-        with stack.monitoring.bootstrap_lock(stop) as held:
+        with stack.upkeep.bootstrap_lock(stop) as held:
             return ensure_zombie_automation() if held else "stopped"
 
     retrying("prefect (zombie automation)", automation_once, stop, give_up_after=120)
@@ -437,9 +437,9 @@ def _log_writer(stack: Stack, stop: threading.Event) -> None:
     """
     from mlops_stack.prediction_log.stream import StreamWriter
 
-    retrying("monitoring database", stack.monitoring.ensure_schema, stop)
+    retrying("monitoring database", stack.monitoring_db.ensure_schema, stop)
     if not stop.is_set():
-        StreamWriter(stack.settings, stack.monitoring).run_forever(stop)
+        StreamWriter(stack.settings, stack.predictions).run_forever(stop)
 
 
 def run_worker(stack: Stack) -> None:

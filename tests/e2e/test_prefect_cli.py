@@ -3,7 +3,8 @@
 What a user reaches for after `docker compose up`: `docker compose exec worker prefect ...`.
 Every command runs in the compose project of the environment (COMPOSE_PROJECT_NAME, set by
 infrastructure/ci/compose-e2e.sh), with the container's PREFECT_API_URL. The commands and
-their parsing are shared with the local test (tests/support/prefect_cli.py, tests/integration/flows/test_prefect_cli.py).
+their parsing are shared with the local test (tests/support/prefect_cli.py,
+tests/integration/flows/test_prefect_cli.py).
 """
 
 from __future__ import annotations

@@ -19,9 +19,9 @@ def test_simulated_drifted_traffic_with_labels_is_logged_and_detected(stack):
     # imported here: the rest of this module is unit tests, which need neither MLflow nor Prefect
     from mlops_stack.flows.monitor import monitor_flow
     from mlops_stack.flows.train import train_flow
-    from mlops_stack.monitoring_db import MonitoringDB
     from mlops_stack.serving.app import create_app
     from mlops_stack.stack import Stack
+    from tests.support.monitoring import Monitoring
     from tests.support.servers import serving
 
     settings = stack(
@@ -33,12 +33,12 @@ def test_simulated_drifted_traffic_with_labels_is_logged_and_detected(stack):
     train_flow()
     args = ["--rows", "300", "--rate", "0", "--label-delay", "0.2"]
     args += ["--drift", "mean radius:shift=2", "--concept", "worst radius:threshold=2"]
-    store = MonitoringDB(settings.resolved_monitoring_db_url)
+    store = Monitoring(settings.resolved_monitoring_db_url)
     with serving(create_app(Stack(settings))) as base:
         result = CliRunner().invoke(app, ["simulate", "--url", base, *args])
         # read while the predictor still runs: simulate returns once every answer is logged,
         # so a monitor run started right after it counts them all
-        frame = store.predictions_with_feedback()
+        frame = store.monitor_store.predictions_with_feedback()
     assert result.exit_code == 0, result.output
     out = " ".join(result.output.split())  # as read, whatever the terminal wrapped
     assert "300 fresh rows (none repeated)" in out
@@ -106,9 +106,9 @@ def test_regression_traffic_sends_numbers_and_drifts_numeric_and_categorical_fea
 ):
     """A regressor on a table with a categorical feature: numeric labels, all three kinds."""
     from mlops_stack.flows.train import train_flow
-    from mlops_stack.monitoring_db import MonitoringDB
     from mlops_stack.serving.app import create_app
     from mlops_stack.stack import Stack
+    from tests.support.monitoring import Monitoring
     from tests.support.servers import serving
 
     table = tmp_path / "houses.csv"
@@ -137,8 +137,8 @@ def test_regression_traffic_sends_numbers_and_drifts_numeric_and_categorical_fea
     moved = rf"size_m2 \+2\.00, rooms \+{2 * corr['rooms']:.2f}"
     assert re.search(moved, result.output), result.output
 
-    store = MonitoringDB(settings.resolved_monitoring_db_url)
-    logged = store.predictions_with_feedback()
+    store = Monitoring(settings.resolved_monitoring_db_url)
+    logged = store.monitor_store.predictions_with_feedback()
     store.dispose()
     assert len(logged) == 150
     assert all(isinstance(p, float) for p in logged["prediction"])

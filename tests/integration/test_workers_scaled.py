@@ -33,12 +33,12 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Completed, Running
 
 from mlops_stack import worker
-from mlops_stack.monitoring_db import MonitoringDB
 from mlops_stack.names import TRAIN_DEPLOYMENT
 from mlops_stack.prediction_log.stream import StreamWriter
 from mlops_stack.stack import Stack, current_stack
 from tests.integration.monitoring_db.test_monitoring_db import records
 from tests.integration.test_worker import _heartbeat, _no_train_run_in_flight, _stored_heartbeats
+from tests.support.monitoring import Monitoring
 from tests.support.paths import REPO
 from tests.support.servers import free_port, server_process, wait_for
 
@@ -153,7 +153,8 @@ def scheduling_prefect(tmp_path: Path):
 
 
 def _runner(api_url: str, interval_seconds: float, record: Path, home: Path):
-    """``tests/support/runner_probe.py`` in its own process: one worker's serve() of the schedule."""
+    """``tests/support/runner_probe.py`` in its own process: one worker's serve() of the
+    schedule."""
     env = {
         **os.environ,
         "PREFECT_API_URL": api_url,
@@ -246,7 +247,7 @@ def test_two_log_writers_write_every_entry_once_between_them(
     client = redis.Redis.from_url(services.redis_url)
     for item in records(2000):
         client.xadd(stream_name, {"record": item.to_json()})
-    store = MonitoringDB(postgres_url)
+    store = Monitoring(postgres_url)
     store.migrate()
     handled: Counter[str] = Counter()
     stop = threading.Event()
@@ -261,7 +262,7 @@ def test_two_log_writers_write_every_entry_once_between_them(
     for thread in threads:
         thread.start()
     try:
-        wait_for(lambda: store.count_predictions() >= 2000, 60, "2000 rows written")
+        wait_for(lambda: store.predictions.count_predictions() >= 2000, 60, "2000 rows written")
         wait_for(lambda: client.xlen(stream_name) == 0, 10, "every entry acknowledged")
     finally:
         stop.set()
@@ -269,7 +270,7 @@ def test_two_log_writers_write_every_entry_once_between_them(
             thread.join(timeout=30)
     assert sum(handled.values()) == 2000  # no entry handed to both
     assert handled["worker-1"] > 0 and handled["worker-2"] > 0
-    assert store.count_predictions() == 2000
+    assert store.predictions.count_predictions() == 2000
     assert client.xpending(stream_name, settings.stream_group)["pending"] == 0
     store.dispose()
     client.close()

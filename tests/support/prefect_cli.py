@@ -1,10 +1,10 @@
 """Prefect's own CLI against a Prefect server, typed the way a user types it.
 
-Shared by the local test (``tests/integration/flows/test_prefect_cli.py``: the session's Prefect API) and the
-compose stage (``tests/e2e/test_prefect_cli.py``: inside the worker container), so both run
-the same commands. ``run`` executes one ``prefect ...`` command line and returns the finished
-process; tables are read at a width where nothing is cut (``COLUMNS``), and whatever the CLI
-offers as ``--output json`` is read as JSON rather than scraped from a table.
+Shared by the local test (``tests/integration/flows/test_prefect_cli.py``: the session's Prefect
+API) and the compose stage (``tests/e2e/test_prefect_cli.py``: inside the worker container),
+so both run the same commands. ``run`` executes one ``prefect ...`` command line and returns
+the finished process; tables are read at a width where nothing is cut (``COLUMNS``), and
+whatever the CLI offers as ``--output json`` is read as JSON rather than scraped from a table.
 """
 
 from __future__ import annotations

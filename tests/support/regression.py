@@ -20,11 +20,11 @@ from sklearn.pipeline import Pipeline
 
 from mlops_stack import modelstore
 from mlops_stack.data import BUILTIN_REGRESSION_DATASET, infer_schema, load_dataset
-from mlops_stack.monitoring_db import MonitoringDB
+from mlops_stack.monitoring_db.records import PredictionRecord
 from mlops_stack.names import Task
-from mlops_stack.prediction_log.records import PredictionRecord
 from mlops_stack.preprocessing import build_preprocessor
 from mlops_stack.stack import current_stack
+from tests.support.monitoring import Monitoring
 
 # features the drift tests shift: the two the Ridge leans on most (its output moves with them)
 SHIFTED = ["bmi", "s5"]
@@ -63,7 +63,7 @@ class RegressionTraffic:
 
     def __init__(self, settings) -> None:
         self.settings = settings
-        self.store = MonitoringDB(settings.resolved_monitoring_db_url)
+        self.store = Monitoring(settings.resolved_monitoring_db_url)
         self.store.migrate()
         self.model = mlflow.sklearn.load_model(f"models:/{settings.model_name}@champion")
         # the table the champion was trained on, read the same way: a CSV's floats parse a
@@ -109,9 +109,9 @@ class RegressionTraffic:
             )
             for i, values in enumerate(rows.to_dict("records"))
         ]
-        self.store.write_predictions(records)
+        self.store.predictions.write_predictions(records)
         if labels is not None:
-            self.store.record_feedback(
+            self.store.predictions.record_feedback(
                 [(r.request_id, 0, repr(float(y))) for r, y in zip(records, labels, strict=True)]
             )
         self.sent += len(records)

@@ -18,10 +18,10 @@ from sklearn.metrics import accuracy_score, roc_auc_score
 
 from mlops_stack.data import load_dataset
 from mlops_stack.flows.train import train_flow
-from mlops_stack.monitoring_db import MonitoringDB
-from mlops_stack.prediction_log.records import PredictionRecord
+from mlops_stack.monitoring_db.records import PredictionRecord
 from mlops_stack.registry import version_of
 from mlops_stack.stack import current_stack
+from tests.support.monitoring import Monitoring
 
 
 def champion_and_challenger() -> tuple[str, str]:
@@ -116,9 +116,11 @@ def log_shadow_traffic(
                     shadow=side == "challenger",
                 )
             )
-    store = MonitoringDB(settings.resolved_monitoring_db_url)
-    store.write_predictions(records)
-    store.record_feedback([(f"req-{i}", 0, str(label)) for i, label in enumerate(labels)])
+    store = Monitoring(settings.resolved_monitoring_db_url)
+    store.predictions.write_predictions(records)
+    store.predictions.record_feedback(
+        [(f"req-{i}", 0, str(label)) for i, label in enumerate(labels)]
+    )
     window = slice(older + unanswered, total)
     return ShadowTraffic(
         labels=labels[window],

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import mlflow
 
 from mlops_stack.data import load_dataset
-from mlops_stack.monitoring_db import MonitoringDB
-from mlops_stack.prediction_log.records import PredictionRecord
+from mlops_stack.monitoring_db.records import PredictionRecord
+from tests.support.monitoring import Monitoring
 
 # ten size and texture features of the built-in table (the old demo's shift; the benchmark
 # benchmarks/monitor.py shifts the same ones)
@@ -31,7 +31,7 @@ class Traffic:
 
     def __init__(self, settings):
         self.settings = settings
-        self.store = MonitoringDB(settings.resolved_monitoring_db_url)
+        self.store = Monitoring(settings.resolved_monitoring_db_url)
         self.store.migrate()
         self.model = mlflow.sklearn.load_model(f"models:/{settings.model_name}@champion")
         dataset = load_dataset(None, "target")
@@ -70,9 +70,9 @@ class Traffic:
                     latency_ms=1.0,
                 )
             )
-        self.store.write_predictions(records)
+        self.store.predictions.write_predictions(records)
         if wrong_labels or true_labels:
-            self.store.record_feedback(
+            self.store.predictions.record_feedback(
                 [
                     (r.request_id, 0, str(1 - int(label) if wrong_labels else int(label)))
                     for r, label in zip(records, labels, strict=True)

@@ -19,7 +19,7 @@ def _print_live_comparison(stack: Stack) -> None:
     from sqlalchemy.exc import SQLAlchemyError
 
     try:
-        found = stack.monitoring.latest_comparison(stack.settings.model_name)
+        found = stack.monitor_store.latest_comparison(stack.settings.model_name)
     except SQLAlchemyError:
         return
     if found is None:

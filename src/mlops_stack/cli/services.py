@@ -122,7 +122,7 @@ def log_writer() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     with Stack(settings) as stack:
-        StreamWriter(settings, stack.monitoring).run_forever(stop)
+        StreamWriter(settings, stack.predictions).run_forever(stop)
 
 
 def worker() -> None:

@@ -231,7 +231,7 @@ def _database(stack: Stack, timeout: float) -> Awaitable[Health]:
     where = f"{url.host}:{url.port or 5432}/{url.database}" if url.host else f"{url.database}"
 
     def ping() -> str:
-        stack.monitoring.ping()
+        stack.monitoring_db.ping()
         return f"SELECT 1 answered ({url.get_backend_name()}, {where})"
 
     return _in_thread(name, ping, timeout)
@@ -333,7 +333,7 @@ def _champion(stack: Stack) -> dict[str, Any] | None:
 
 
 def _latest_monitor_run(stack: Stack) -> dict[str, Any] | None:
-    runs = stack.monitoring.runs(stack.settings.model_name, limit=1)
+    runs = stack.monitor_store.runs(stack.settings.model_name, limit=1)
     if not runs:
         return None
     run = runs[0]
@@ -347,7 +347,7 @@ def _latest_monitor_run(stack: Stack) -> dict[str, Any] | None:
 
 
 def _open_alerts(stack: Stack) -> list[dict[str, Any]]:
-    alerts = stack.monitoring.alerts(state=AlertState.OPEN, model_name=stack.settings.model_name)
+    alerts = stack.monitor_store.alerts(state=AlertState.OPEN, model_name=stack.settings.model_name)
     return [
         {
             "condition": a.condition,
@@ -377,7 +377,7 @@ async def collect(stack: Stack, resolve: replicas.Resolver = replicas.a_records)
     # process-global: an embedded MLflow migrating its own file at the same moment (the first
     # registry read) would run on the wrong connection. Migrated first, the reads then run at
     # once. A failure here is not the page's: the reads below fail again and say why.
-    await _read(stack.monitoring.ensure_schema, reads)
+    await _read(stack.monitoring_db.ensure_schema, reads)
     found = await asyncio.gather(
         services(settings, stack, resolve),
         _read(lambda: _champion(stack), reads),

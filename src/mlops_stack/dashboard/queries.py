@@ -119,7 +119,7 @@ class LiveComparison:
 
 def live_comparison(stack: Stack, model_name: str) -> LiveComparison | None:
     """The latest monitor run's comparison of the champion with the shadow challenger."""
-    found = stack.monitoring.latest_comparison(model_name)
+    found = stack.monitor_store.latest_comparison(model_name)
     if found is None:
         return None
     run, comparison = found
@@ -128,7 +128,7 @@ def live_comparison(stack: Stack, model_name: str) -> LiveComparison | None:
 
 def shadow_rows(stack: Stack, model_name: str, version: str) -> int:
     """Rows ``version`` answered in shadow (all time): what the live comparison draws on."""
-    return stack.monitoring.shadow_rows(model_name, version)
+    return stack.dashboard_reads.shadow_rows(model_name, version)
 
 
 def version_with_alias(versions: pd.DataFrame, alias: str) -> str | None:
@@ -195,8 +195,8 @@ def monitor_runs(stack: Stack, scope: Scope, limit: int = 500) -> pd.DataFrame:
     """Monitor runs in scope, oldest first (one chart point each), with each run's ``task``
     and its quality figures by name (``rmse``, ``mae``, ... of a regression model) as columns,
     where the monitor stored them."""
-    runs = stack.monitoring.monitor_runs_frame(scope, limit)
-    results = stack.monitoring.monitor_run_results_frame(scope, limit)
+    runs = stack.dashboard_reads.monitor_runs_frame(scope, limit)
+    results = stack.dashboard_reads.monitor_run_results_frame(scope, limit)
     return with_results(runs, results)
 
 
@@ -242,7 +242,7 @@ def feature_drift(stack: Stack, run_id: int) -> pd.DataFrame:
     """
     from mlops_stack.monitoring.checks import FeatureDrift
 
-    frame = stack.monitoring.feature_drift_frame(run_id)
+    frame = stack.dashboard_reads.feature_drift_frame(run_id)
     frame["severity"] = [
         FeatureDrift(*row).severity
         for row in frame[["feature", "kind", "method", "threshold", "score", "drifted"]].itertuples(
@@ -256,27 +256,27 @@ def feature_drift(stack: Stack, run_id: int) -> pd.DataFrame:
 
 def open_alerts(stack: Stack, model_name: str) -> pd.DataFrame:
     """Alerts of one model whose condition still holds (whatever the time filter says)."""
-    return stack.monitoring.open_alerts_frame(model_name)
+    return stack.dashboard_reads.open_alerts_frame(model_name)
 
 
 def alert_history(stack: Stack, scope: Scope) -> pd.DataFrame:
     """Every alert of the model still seen since ``scope.since``, newest first."""
-    return stack.monitoring.alert_history_frame(scope)
+    return stack.dashboard_reads.alert_history_frame(scope)
 
 
 def traffic(stack: Stack, scope: Scope) -> dict[str, int]:
     """Logged prediction rows: last hour, last day, in the chosen window, all time."""
-    return stack.monitoring.traffic(scope)
+    return stack.dashboard_reads.traffic(scope)
 
 
 def latency(stack: Stack, scope: Scope) -> dict[str, float] | None:
     """p50/p95 of the logged model latency in scope; None without rows."""
-    return stack.monitoring.latency(scope)
+    return stack.dashboard_reads.latency(scope)
 
 
 def labelled(stack: Stack, scope: Scope) -> pd.DataFrame:
     """Predictions in scope that have a true label: ``created_at``, ``prediction``, ``label``."""
-    return stack.monitoring.labelled_frame(scope)
+    return stack.dashboard_reads.labelled_frame(scope)
 
 
 def class_names(labelled_rows: pd.DataFrame) -> list[str]:
@@ -415,7 +415,7 @@ def unseen_categories(quality: list[dict[str, Any]], window_rows: int | None) ->
 
 def run_data_quality(stack: Stack, run_id: int) -> list[dict[str, Any]]:
     """One monitor run's per-feature data quality, as the monitor stored it."""
-    return stack.monitoring.run_data_quality(run_id)
+    return stack.dashboard_reads.run_data_quality(run_id)
 
 
 def current_values(
@@ -423,7 +423,7 @@ def current_values(
 ) -> pd.Series:
     """One feature's logged values in a monitor run's window [start, end] (newest
     FEATURE_ROWS rows): what the run compared with the reference."""
-    return stack.monitoring.feature_values(model_name, start, end, feature, FEATURE_ROWS)
+    return stack.dashboard_reads.feature_values(model_name, start, end, feature, FEATURE_ROWS)
 
 
 def reference_values(stack: Stack, version: str, feature: str) -> pd.Series:

@@ -30,7 +30,7 @@ from mlops_stack.flows.orchestration import run_logger, task
 from mlops_stack.flows.parameters import MonitorParameters
 from mlops_stack.gate import GateConfigError, GateDecision, live_decision, resolve_metric
 from mlops_stack.monitoring.checks import ModelQuality, model_quality
-from mlops_stack.monitoring_db.database import Answers, ShadowPairs
+from mlops_stack.monitoring_db.window_frames import Answers, ShadowPairs
 from mlops_stack.names import higher_is_better
 from mlops_stack.registry import Registry, tagged_task, version_of
 from mlops_stack.stack import Stack
@@ -237,7 +237,7 @@ def judge_challenger(
     if version == champion_version or (task_tag is not None and task_tag is not schema.task):
         logger.info("challenger v%s not compared: it is not a %s challenger", version, schema.task)
         return None
-    pairs = stack.monitoring.shadow_pairs(
+    pairs = stack.monitor_store.shadow_pairs(
         since,
         limit,
         model_name=registry.model_name,

@@ -125,7 +125,7 @@ def window_bounds(params: MonitorParameters) -> tuple[datetime | None, int | Non
 def load_window(stack: Stack, params: MonitorParameters, champion: Champion) -> Window:
     """Stream this model's window once: a sample for drift, quality over every row."""
     since, limit = window_bounds(params)
-    chunks = stack.monitoring.window_chunks(
+    chunks = stack.monitor_store.window_chunks(
         since, limit, model_name=stack.settings.model_name, columns=COLUMNS
     )
     return read_window(chunks, champion.schema, max_rows=params.max_rows, seed=params.random_seed)
@@ -276,7 +276,7 @@ def _skip(
     )
     version = champion.version if champion else None
     status = Status(MonitorStatus.SKIPPED, why, {})
-    run_id = stack.monitoring.save_run(_run_row(name, started, extent, status, champion), [])
+    run_id = stack.monitor_store.save_run(_run_row(name, started, extent, status, champion), [])
     run_logger().info("monitor skipped: %s", why)
     return MonitorSummary(run_id, MonitorStatus.SKIPPED, why, version, extent.rows, 0)
 
@@ -313,7 +313,7 @@ def monitor_flow(params: MonitorParameters | None = None) -> MonitorSummary:
     champion = load_champion(stack)
     if champion is None:  # nothing to check: count the window in SQL, for the record
         since, limit = window_bounds(params)
-        extent = stack.monitoring.window_extent(since, limit, model_name=name)
+        extent = stack.monitor_store.window_extent(since, limit, model_name=name)
         return _skip(stack, params, champion, started, extent)
     window = load_window(stack, params, champion)
     if window.extent.rows < params.min_rows:
@@ -335,10 +335,10 @@ def monitor_flow(params: MonitorParameters | None = None) -> MonitorSummary:
     challenger = _challenger_comparison(stack, params, champion, mlflow_run)
     if challenger is not None:
         row.challenger = challenger
-    run_id = stack.monitoring.save_run(row, _drift_rows(result))
-    changes = stack.monitoring.update_alerts(name, status.conditions, run_id)
+    run_id = stack.monitor_store.save_run(row, _drift_rows(result))
+    changes = stack.monitor_store.update_alerts(name, status.conditions, run_id)
     for sent in stack.notifier.alerts(changes, status=status.status, run_id=run_id):
-        stack.monitoring.mark_notified(sent.alert_id)
+        stack.monitor_store.mark_notified(sent.alert_id)
     logger.info("monitor run %s: %s (%s)", run_id, status.status, status.reason)
     retrain = None
     if params.retrain_enabled and status.conditions:

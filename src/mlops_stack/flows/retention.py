@@ -3,7 +3,7 @@
 Predictions (with their labels and shadow answers), orphaned shadow answers and labels, monitor
 runs (with their per-feature drift) and resolved alerts older than that are deleted in short
 transactions of at most ``MLOPS_RETENTION_BATCH_ROWS`` rows
-(:meth:`~mlops_stack.monitoring_db.MonitoringDB.delete_older_than`), so the log writer keeps
+(:meth:`~mlops_stack.monitoring_db.Upkeep.delete_older_than`), so the log writer keeps
 inserting while a pass runs. The worker serves it as the ``retention/retention`` deployment,
 every :data:`INTERVAL` (a pass then deletes about an hour's worth of rows); ``mlops retention``
 runs one pass by hand, as a cron job would for the embedded SQLite file. Two workers never
@@ -52,7 +52,7 @@ def retention_flow(
         logger.info(why)
         return RetentionSummary(days=0, cutoff=None, skipped=why)
     cutoff = (now or datetime.now(UTC)) - timedelta(days=params.days)
-    deleted = stack.monitoring.delete_older_than(cutoff, params.batch_rows)
+    deleted = stack.upkeep.delete_older_than(cutoff, params.batch_rows)
     if deleted is None:
         why = "another retention pass holds the lock (a second worker): nothing deleted"
         logger.info(why)

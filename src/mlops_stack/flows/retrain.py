@@ -34,7 +34,7 @@ from mlops_stack.data import Dataset, infer_task, load_dataset
 from mlops_stack.flows.orchestration import flow, run_logger
 from mlops_stack.flows.parameters import RetrainParameters
 from mlops_stack.flows.train import train_flow
-from mlops_stack.monitoring_db import MonitoringDB
+from mlops_stack.monitoring_db import features as window_features
 from mlops_stack.names import RetrainStatus, Task
 from mlops_stack.stack import Stack, current_stack
 
@@ -78,7 +78,7 @@ def _as_training_table(
     (a float: a label may have a fraction where the table had whole numbers); a label that is no
     number cannot train it, and its row is left out."""
     features = [c for c in original.columns if c != target]
-    table = MonitoringDB.features(rows, features)
+    table = window_features(rows, features)
     if task is Task.REGRESSION:
         table[target] = pd.to_numeric(rows["label"], errors="coerce").to_numpy(dtype=float)
         return table.loc[table[target].notna()]
@@ -158,7 +158,7 @@ def retrain_flow(params: RetrainParameters | None = None) -> RetrainSummary:
         logger.info("retrain skipped: %s", why)
         return RetrainSummary(RetrainStatus.SKIPPED, why, trigger_reason=params.trigger_reason)
 
-    rows = stack.monitoring.predictions_with_feedback(
+    rows = stack.monitor_store.predictions_with_feedback(
         model_name=stack.settings.model_name, labelled_only=True
     )
     if len(rows) < params.min_labelled:

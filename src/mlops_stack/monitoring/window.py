@@ -2,7 +2,7 @@
 
 Why one pass: a window of a million logged rows does not fit in memory as Python objects, and
 neither the drift tests nor the quality counts need it to. As the window's chunks go by (from
-``MonitoringDB.window_chunks``), a seeded reservoir keeps a uniform random sample of at most
+``MonitorStore.window_chunks``), a seeded reservoir keeps a uniform random sample of at most
 ``max_rows`` rows for the drift tests, :class:`~mlops_stack.monitoring.checks.QualityCounter`
 counts missing, out-of-range and unseen values over every row (a handful of bad rows must not be
 sampled away), a classifier's :class:`~mlops_stack.monitoring.estimate.EstimateCounter` sums
@@ -36,10 +36,10 @@ from mlops_stack.monitoring.estimate import (
     estimate_quality,
     probability_frame,
 )
-from mlops_stack.monitoring_db.database import MonitoringDB, WindowExtent
+from mlops_stack.monitoring_db import WindowExtent, window_frames
 from mlops_stack.names import Task
 
-# What the pass needs of each row besides its features (MonitoringDB.window_chunks(columns=...)).
+# What the pass needs of each row besides its features (MonitorStore.window_chunks(columns=...)).
 COLUMNS = ("created_at", "prediction", "probabilities", "label")
 
 
@@ -105,7 +105,7 @@ class Window:
 def read_window(
     chunks: Iterable[pd.DataFrame], schema: DatasetSchema, *, max_rows: int, seed: int
 ) -> Window:
-    """Sample, count and collect labelled rows over the chunks of ``MonitoringDB.window_chunks``.
+    """Sample, count and collect labelled rows over the chunks of ``MonitorStore.window_chunks``.
 
     A feature missing from a chunk's rows altogether counts as missing there.
     """
@@ -178,7 +178,7 @@ def _cyclic_gc_paused() -> Iterator[None]:
 
 def _features(chunk: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
     """The schema's feature columns of a store frame, named as in the schema."""
-    return MonitoringDB.features(chunk, schema.feature_names)
+    return window_frames.features(chunk, schema.feature_names)
 
 
 def _predictions(values: pd.Series, schema: DatasetSchema) -> pd.Series:

@@ -1,9 +1,9 @@
 """The monitoring database's tables, as SQLAlchemy models mirroring the Alembic migrations.
 
 The schema is created only by the migrations in ``migrations/`` (run by
-:meth:`~mlops_stack.monitoring_db.MonitoringDB.migrate`); these models describe it for queries.
+:meth:`~mlops_stack.monitoring_db.Database.migrate`); these models describe it for queries.
 Only :mod:`mlops_stack.monitoring_db` imports them: every query against these tables lives in
-:class:`~mlops_stack.monitoring_db.MonitoringDB`.
+one of its stores.
 
 Alerts have a small life cycle: one row per (model, condition) while the condition persists
 (``open``, its ``last_seen_at`` refreshed by every run that still sees it), ``resolved`` when a
@@ -37,7 +37,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from mlops_stack.prediction_log.records import as_utc
+from mlops_stack.monitoring_db.records import as_utc
 
 JSONValue = JSON().with_variant(postgresql.JSONB(), "postgresql")
 # Features are read whole and never queried inside: PostgreSQL json returns the stored text

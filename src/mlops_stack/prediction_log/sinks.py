@@ -36,8 +36,8 @@ from redis.backoff import NoBackoff
 
 from mlops_stack.backoff import Backoff
 from mlops_stack.logs import get_logger
-from mlops_stack.monitoring_db.database import MonitoringDB, write_isolating
-from mlops_stack.prediction_log.records import PredictionRecord
+from mlops_stack.monitoring_db import Database, PredictionStore, write_isolating
+from mlops_stack.monitoring_db.records import PredictionRecord
 from mlops_stack.prediction_log.spool import Spool
 from mlops_stack.prediction_log.stream import RECORD_FIELD, redis_client
 from mlops_stack.settings import Settings
@@ -432,18 +432,18 @@ class DatabaseSink(QueueSink):
     def __init__(
         self,
         settings: Settings,
-        store: MonitoringDB | None = None,
+        store: PredictionStore | None = None,
         *,
         min_backoff: float = MIN_BACKOFF,
         max_backoff: float = MAX_BACKOFF,
     ) -> None:
         super().__init__(settings, min_backoff=min_backoff, max_backoff=max_backoff)
-        self.store = store or MonitoringDB(settings.resolved_monitoring_db_url)
+        self.store = store or PredictionStore(Database(settings.resolved_monitoring_db_url))
         self._owns_store = store is None
         self._rejected = self.spool.directory / "rejected.jsonl"
 
     def destination(self) -> str:
-        return repr(self.store)
+        return repr(self.store.database)
 
     def _deliver(self, records: list[PredictionRecord]) -> None:
         # the database migrates itself before its first write; a failure retries like any other
@@ -457,11 +457,11 @@ class DatabaseSink(QueueSink):
             )
 
     def _probe(self) -> None:
-        self.store.ping()
+        self.store.database.ping()
 
     def _release(self) -> None:
         if self._owns_store:
-            self.store.dispose()
+            self.store.database.dispose()
 
 
 class RedisStreamSink(QueueSink):
@@ -603,11 +603,11 @@ class DiscardSink:
         return None
 
 
-def make_sink(settings: Settings, database: MonitoringDB | None = None) -> PredictionSink:
-    """The sink the settings call for: the Redis stream if MLOPS_REDIS_URL, else ``database``
-    (the process's monitoring database; one of its own when not given)."""
+def make_sink(settings: Settings, store: PredictionStore | None = None) -> PredictionSink:
+    """The sink the settings call for: the Redis stream if MLOPS_REDIS_URL, else ``store``
+    (over the process's monitoring database; one of its own when not given)."""
     if not settings.log_predictions:
         return DiscardSink()
     if settings.redis_url:
         return RedisStreamSink(settings)
-    return DatabaseSink(settings, database)
+    return DatabaseSink(settings, store)

@@ -9,7 +9,7 @@ writer claims entries another left idle for ``claim_idle_ms``. Delivery is there
 once, and the store's idempotent insert makes it exactly once in the table.
 
 Into PostgreSQL the entries' JSON goes as it is, COPYed in one transaction per batch
-(:meth:`~mlops_stack.monitoring_db.MonitoringDB.write_record_json`); a batch holding an entry
+(:meth:`~mlops_stack.monitoring_db.PredictionStore.write_record_json`); a batch holding an entry
 that is no record, or a value the database refuses, is parsed in Python instead, which
 dead-letters just those entries and writes the rest.
 """
@@ -30,8 +30,13 @@ from sqlalchemy.exc import DataError, IntegrityError
 
 from mlops_stack.backoff import Backoff
 from mlops_stack.logs import get_logger
-from mlops_stack.monitoring_db.database import MonitoringDB, NotCanonical, write_isolating
-from mlops_stack.prediction_log.records import PredictionRecord
+from mlops_stack.monitoring_db import (
+    Database,
+    NotCanonical,
+    PredictionStore,
+    write_isolating,
+)
+from mlops_stack.monitoring_db.records import PredictionRecord
 from mlops_stack.settings import Settings
 
 log = get_logger(__name__)
@@ -70,7 +75,7 @@ class StreamWriter:
     def __init__(
         self,
         settings: Settings,
-        store: MonitoringDB | None = None,
+        store: PredictionStore | None = None,
         consumer: str | None = None,
         *,
         claim_idle_ms: int = CLAIM_IDLE_MS,
@@ -84,7 +89,7 @@ class StreamWriter:
         self.wait_seconds = settings.log_writer_wait_ms / 1000
         self._stopping = threading.Event()  # run_forever's stop: ends a wait for entries early
         self.claim_idle_ms = claim_idle_ms
-        self.store = store or MonitoringDB(settings.resolved_monitoring_db_url)
+        self.store = store or PredictionStore(Database(settings.resolved_monitoring_db_url))
         self._owns_store = store is None
         # XREADGROUP blocks up to block_ms: the socket must wait longer than that.
         self.redis = redis_client(settings.redis_url, socket_timeout=35.0)
@@ -174,7 +179,7 @@ class StreamWriter:
 
     def _write(self, entries: list[Entry]) -> int:
         """Store a batch, acknowledge it once committed; the rows handled (0: database down)."""
-        if self.store.dialect == "postgresql":
+        if self.store.database.dialect == "postgresql":
             written = self._write_json(entries)
             if written is not None:
                 return written
@@ -285,4 +290,4 @@ class StreamWriter:
     def close(self) -> None:
         self.redis.close()
         if self._owns_store:
-            self.store.dispose()
+            self.store.database.dispose()

@@ -50,7 +50,7 @@ def create_app(stack: Stack, *, sink: PredictionSink | None = None) -> FastAPI:
     keys = configured_keys(settings)  # first: production without keys stops here
     _bound_registry_calls()
     _ignore_sklearn_delayed_warning()
-    predictor = Predictor(stack, sink or make_sink(settings, stack.monitoring))
+    predictor = Predictor(stack, sink or make_sink(settings, stack.predictions))
     return assemble(predictor, keys)
 
 

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from mlops_stack.monitoring_db.records import PredictionRecord
 from mlops_stack.names import Task
-from mlops_stack.prediction_log.records import PredictionRecord
 from mlops_stack.prediction_log.sinks import PredictionSink
 from mlops_stack.serving.batcher import MicroBatcher
 from mlops_stack.serving.metrics import NUMBER, PredictorMetrics
@@ -49,7 +49,7 @@ class Predictor:
         self.stack = stack
         self.settings = stack.settings
         self.sink = sink
-        self.store = stack.monitoring
+        self.store = stack.predictions
         self.metrics = PredictorMetrics(
             queue_depth=sink.depth, log_degraded=lambda: 0.0 if sink.status().ok else 1.0
         )

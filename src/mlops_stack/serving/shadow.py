@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mlops_stack.logs import get_logger
-from mlops_stack.prediction_log.records import PredictionRecord
+from mlops_stack.monitoring_db.records import PredictionRecord
 from mlops_stack.prediction_log.sinks import PredictionSink
 from mlops_stack.serving.metrics import PredictorMetrics
 from mlops_stack.serving.model import ModelHolder, ServedModel

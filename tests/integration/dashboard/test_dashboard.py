@@ -36,8 +36,8 @@ from mlops_stack.flows.monitor import monitor_flow
 from mlops_stack.flows.train import train_flow
 from mlops_stack.monitoring.checks import QualityCounter
 from mlops_stack.monitoring_db import MonitorRunRow
+from mlops_stack.monitoring_db.records import PredictionRecord
 from mlops_stack.names import Task
-from mlops_stack.prediction_log.records import PredictionRecord
 from mlops_stack.preprocessing import build_preprocessor
 from mlops_stack.registry import version_of
 from mlops_stack.serving.app import create_app
@@ -321,9 +321,9 @@ def log_traffic(settings, rows: pd.DataFrame, predictions, labels, version: str 
         )
         for i, ((_, row), prediction) in enumerate(zip(rows.iterrows(), predictions, strict=True))
     ]
-    db = current_stack().monitoring
-    db.write_predictions(records)
-    db.record_feedback([(f"req-{i}", 0, str(label)) for i, label in enumerate(labels)])
+    db = current_stack()
+    db.predictions.write_predictions(records)
+    db.predictions.record_feedback([(f"req-{i}", 0, str(label)) for i, label in enumerate(labels)])
     return pd.Series([r.created_at for r in records])
 
 
@@ -500,7 +500,7 @@ def save_run(settings, quality: list[dict] | None, window_rows: int) -> int:
         reason="no drift" if quality else "too few rows",
         drift_share=0.0 if quality else None, labelled_rows=0, quality=quality,
     )  # fmt: skip
-    return current_stack().monitoring.save_run(run, [])
+    return current_stack().monitor_store.save_run(run, [])
 
 
 def test_unseen_categories_are_named_with_counts_and_examples(stack, dashboard):

@@ -4,7 +4,8 @@ The predictor runs under uvicorn over a registered champion, PostgreSQL and Redi
 servers of infrastructure/ci/services.sh, Prefect is the session's temporary API. What is not
 running is really not running: a closed port, a host name that cannot resolve (``.invalid``).
 The page is asked through its own routes (the ones ``mlops serve dashboard`` mounts next to
-Streamlit); tests/integration/dashboard/test_browser.py asks the served app, tests/e2e the compose stack.
+Streamlit); tests/integration/dashboard/test_browser.py asks the served app, tests/e2e the
+compose stack.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def served_stack(stack, postgres_url, services, prefect_server):
 def test_the_page_shows_each_service_the_champion_and_what_is_not_running(served_stack):
     settings, holdout = served_stack
     root, now = current_stack(), datetime.now(UTC)
-    run_id = root.monitoring.save_run(
+    run_id = root.monitor_store.save_run(
         MonitorRunRow(
             started_at=now, finished_at=now, model_name=settings.model_name,
             model_version="1", window_rows=300, analysed_rows=300, status="drift",
@@ -78,7 +79,7 @@ def test_the_page_shows_each_service_the_champion_and_what_is_not_running(served
         ),
         [],
     )  # fmt: skip
-    root.monitoring.update_alerts(
+    root.monitor_store.update_alerts(
         settings.model_name, {"drift": "12 of 13 features drifted"}, run_id
     )
 

@@ -20,9 +20,9 @@ from tests.unit.flows.test_challenger import (  # noqa: F401 (re-run on PostgreS
 @pytest.fixture
 def store(postgres_url):
     """A migrated monitoring database on the test PostgreSQL."""
-    from mlops_stack.monitoring_db import MonitoringDB
+    from tests.support.monitoring import Monitoring
 
-    db = MonitoringDB(postgres_url)
+    db = Monitoring(postgres_url)
     db.migrate()
     yield db
     db.dispose()
@@ -39,9 +39,9 @@ def test_monitor_compares_on_the_same_rows_and_promotes_a_live_winner(
     from mlops_stack.cli import app
     from mlops_stack.flows.monitor import monitor_flow
     from mlops_stack.flows.parameters import MonitorParameters
-    from mlops_stack.monitoring_db import MonitoringDB
     from mlops_stack.registry import version_of
     from mlops_stack.stack import current_stack
+    from tests.support.monitoring import Monitoring
     from tests.support.shadow import champion_and_challenger, expected_figures, log_shadow_traffic
 
     url, received = webhook
@@ -79,8 +79,8 @@ def test_monitor_compares_on_the_same_rows_and_promotes_a_live_winner(
     assert comparison["promote"] and not comparison["promoted"]
     registry = current_stack().registry
     assert version_of(registry.champion()) == "1" and version_of(registry.challenger()) == "2"
-    store = MonitoringDB(settings.resolved_monitoring_db_url)
-    newest = store.runs(settings.model_name)[0]
+    store = Monitoring(settings.resolved_monitoring_db_url)
+    newest = store.monitor_store.runs(settings.model_name)[0]
     assert newest.challenger == comparison  # stored as the flow returned it
     logged = mlflow.get_run(newest.mlflow_run_id).data
     assert logged.metrics["live.challenger.roc_auc"] == pytest.approx(

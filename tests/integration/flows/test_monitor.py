@@ -58,9 +58,9 @@ def test_monitor_detects_drift_alerts_once_and_resolves(stack, webhook):
     assert [(r["condition"], r["state"]) for r in received][-1] == ("drift", "resolved")
 
     store = traffic.store
-    [alert] = store.alerts()
+    [alert] = store.monitor_store.alerts()
     assert alert.state == "resolved" and alert.resolved_at >= alert.opened_at
-    runs = store.runs(settings.model_name)
+    runs = store.monitor_store.runs(settings.model_name)
     assert [r.status for r in reversed(runs)] == [
         "skipped",
         "ok",
@@ -71,7 +71,7 @@ def test_monitor_detects_drift_alerts_once_and_resolves(stack, webhook):
         "ok",
     ]
     drifted_run = runs[2]
-    features = store.feature_drift(drifted_run.id)
+    features = store.monitor_store.feature_drift(drifted_run.id)
     assert {f.feature for f in features if f.drifted} == set(SHIFTED)
     assert features[0].drifted  # drifted features first
     assert all(f.effect >= 0.1 and f.score <= f.threshold for f in features if f.drifted)
@@ -100,7 +100,7 @@ def test_wrong_labels_mean_degraded(stack):
     assert degraded.labelled_rows == 300
     assert degraded.quality["accuracy"] < 0.2
     assert "accuracy" in degraded.reason and "on the holdout" in degraded.reason
-    [alert] = traffic.store.alerts(AlertState.OPEN)
+    [alert] = traffic.store.monitor_store.alerts(AlertState.OPEN)
     assert alert.condition == "degraded"
 
 
@@ -110,7 +110,7 @@ def test_too_few_labels_are_shown_but_not_judged(stack):
     assert summary.status != "degraded", summary.reason
     assert summary.quality["accuracy"] < 0.2  # measured and stored all the same
     assert "quality not judged: 300 labelled rows, 301 needed" in summary.reason
-    assert traffic.store.alerts(AlertState.OPEN) == []
+    assert traffic.store.monitor_store.alerts(AlertState.OPEN) == []
 
 
 def test_monitor_without_champion_is_skipped(stack):
@@ -144,13 +144,13 @@ def test_regression_monitor_judges_errors_and_stores_them_by_name(stack):
     assert degraded.quality["mae"] == pytest.approx(1.5 * baseline["mae"])
     rmse = f"rmse {1.5 * baseline['rmse']:.4g} vs {baseline['rmse']:.4g} on the holdout (up 50.0%"
     assert rmse in degraded.reason
-    [alert] = traffic.store.alerts(AlertState.OPEN)
+    [alert] = traffic.store.monitor_store.alerts(AlertState.OPEN)
     assert alert.condition == "degraded" and "rmse" in alert.reason
     assert degraded.quality_report_uri.endswith("reports/quality_report.html")
     report = Path(mlflow.artifacts.download_artifacts(degraded.quality_report_uri)).read_text()
     assert "<html" in report[:2000].lower() and "Predicted vs Actual" in report
 
-    newest, first = traffic.store.runs(settings.model_name)
+    newest, first = traffic.store.monitor_store.runs(settings.model_name)
     assert (newest.task, first.task) == ("regression", "regression")
     assert newest.metrics == pytest.approx(degraded.quality)
     assert first.metrics == pytest.approx(clean.quality)
@@ -173,7 +173,7 @@ def test_regression_monitor_finds_drift_of_the_predicted_numbers(stack):
     assert "predicted values drifted (K-S p_value" in moved.reason
     assert moved.status == "warning"  # 2 of 10 features: a warning, not drift (30 %)
 
-    newest, first = traffic.store.runs(settings.model_name)
+    newest, first = traffic.store.monitor_store.runs(settings.model_name)
     assert first.prediction_drifted is False and newest.prediction_drifted is True
     assert newest.prediction_drift_score < 1e-10 < first.prediction_drift_score
     assert newest.metrics is None and newest.task == "regression"

@@ -39,8 +39,10 @@ def test_a_monitor_run_stores_and_logs_the_estimate_labelled_or_not(stack):
     traffic.send(150, seed=2, true_labels=True)  # the window: 150 unlabelled, 150 labelled
     labelled = monitor_flow()
 
-    newest, first = traffic.store.runs(settings.model_name)
-    frame = traffic.store.predictions_with_feedback(limit=300, model_name=settings.model_name)
+    newest, first = traffic.store.monitor_store.runs(settings.model_name)
+    frame = traffic.store.monitor_store.predictions_with_feedback(
+        limit=300, model_name=settings.model_name
+    )
     probabilities = pd.DataFrame(list(frame["probabilities"]), index=frame.index)
     window = estimate_quality(probabilities, ["0", "1"])
     same_rows = estimate_quality(probabilities[frame["label"].notna()], ["0", "1"])
@@ -87,7 +89,7 @@ def test_the_quality_page_shows_the_estimate_next_to_the_realised_figures(stack)
     said = [i.value for i in app.info]
     assert any(n.startswith("No data yet: no monitor run in this window estimated") for n in said)
 
-    store = current_stack().monitoring
+    store = current_stack()
     now = datetime.now(UTC)
 
     def save(minutes_ago: int, estimated: dict, **realised) -> None:
@@ -98,7 +100,7 @@ def test_the_quality_page_shows_the_estimate_next_to_the_realised_figures(stack)
             analysed_rows=300, status="ok", reason="no drift", drift_share=0.0,
             task="classification", estimated=estimated, **realised,
         )  # fmt: skip
-        store.save_run(run, [])
+        store.monitor_store.save_run(run, [])
 
     save(10, {"accuracy": 0.91, "f1": 0.92, "rows": 300}, labelled_rows=0)  # no label yet
     save(

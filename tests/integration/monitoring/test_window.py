@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops_stack.prediction_log.records import PredictionRecord
+from mlops_stack.monitoring_db.records import PredictionRecord
 from tests.unit.monitoring.test_window import (  # noqa: F401 (re-run on PostgreSQL)
     store,
     test_a_regression_window_reads_numbers_and_scores_every_labelled_row,
@@ -51,7 +51,7 @@ def test_monitor_run_samples_the_window_and_counts_quality_over_all_rows(either_
     traffic = Traffic(settings)
     traffic.send(400, seed=1)
     bad = traffic.features.iloc[0].to_dict() | {"mean symmetry": 1e6}
-    traffic.store.write_predictions(
+    traffic.store.predictions.write_predictions(
         [
             PredictionRecord(
                 request_id="bad",
@@ -74,7 +74,7 @@ def test_monitor_run_samples_the_window_and_counts_quality_over_all_rows(either_
         "data quality over all 401 rows"
     )
     assert summary.sample_note == note
-    [run] = traffic.store.runs(settings.model_name)
+    [run] = traffic.store.monitor_store.runs(settings.model_name)
     assert (run.window_rows, run.analysed_rows, run.sample_note) == (401, 150, note)
     assert run.window_start < run.window_end
     quality = {q["feature"]: q for q in run.quality}

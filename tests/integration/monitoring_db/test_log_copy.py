@@ -1,7 +1,7 @@
 """The prediction log's COPY path into PostgreSQL, against the INSERT path it replaces.
 
-``MonitoringDB.write_record_json`` stores the stream's record JSON as it is (COPY, then
-``json_to_record`` in SQL); ``MonitoringDB.insert_records`` is the SQLAlchemy INSERT every row
+``PredictionStore.write_record_json`` stores the stream's record JSON as it is (COPY, then
+``json_to_record`` in SQL); ``PredictionStore.insert_records`` is the SQLAlchemy INSERT every row
 used to take. A row must read back the same whichever way it came, a batch written twice must
 be stored once, and a bad entry must be set aside without losing the good ones around it.
 Real PostgreSQL and Redis (``infrastructure/ci/services.sh``).
@@ -19,10 +19,10 @@ import pytest
 import redis
 from sqlalchemy.engine import make_url
 
-from mlops_stack.monitoring_db import MonitoringDB
-from mlops_stack.monitoring_db.database import NotCanonical
-from mlops_stack.prediction_log.records import PredictionRecord
+from mlops_stack.monitoring_db import DashboardReads, NotCanonical
+from mlops_stack.monitoring_db.records import PredictionRecord
 from mlops_stack.prediction_log.stream import StreamWriter
+from tests.support.monitoring import Monitoring
 from tests.support.servers import wait_for
 
 COLUMNS = (
@@ -79,11 +79,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def stored(store: MonitoringDB, table: str, request_id: str) -> dict[str, Any]:
+def stored(store: Monitoring, table: str, request_id: str) -> dict[str, Any]:
     """One stored row as PostgreSQL holds it: values, SQL types, JSON as parsed values."""
     columns = [c for c in COLUMNS if table == "predictions" or c != "features"]
     select = ", ".join(f'"{c}", pg_typeof("{c}")::text, ("{c}" IS NULL)' for c in columns)
-    with store.engine.connect() as connection:
+    with store.monitoring_db.engine.connect() as connection:
         row = connection.exec_driver_sql(
             f"SELECT {select} FROM {table} WHERE request_id = %(id)s", {"id": request_id}
         ).one()
@@ -96,7 +96,7 @@ def stored(store: MonitoringDB, table: str, request_id: str) -> dict[str, Any]:
 
 @pytest.fixture
 def store(postgres_url: str):
-    log_store = MonitoringDB(postgres_url)
+    log_store = Monitoring(postgres_url)
     log_store.migrate()
     yield log_store
     log_store.dispose()
@@ -104,16 +104,16 @@ def store(postgres_url: str):
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_a_copied_row_reads_back_as_the_inserted_row_column_by_column(
-    store: MonitoringDB, variant: str
+    store: Monitoring, variant: str
 ):
     changes = VARIANTS[variant]
     old, new = record("old", **changes), record("new", **changes)
-    assert store.insert_records([old]) == 1
-    assert store.write_record_json([new.to_json()]) == 1
+    assert store.predictions.insert_records([old]) == 1
+    assert store.predictions.write_record_json([new.to_json()]) == 1
     table = "shadow_predictions" if old.shadow else "predictions"
     assert stored(store, table, "new") == stored(store, table, "old")
     # and through the reads the monitor and the dashboard use
-    frame = store.predictions_with_feedback().drop(columns="request_id")
+    frame = store.monitor_store.predictions_with_feedback().drop(columns="request_id")
     if not old.shadow:
         assert frame.iloc[0].to_dict() == frame.iloc[1].to_dict()
 
@@ -121,30 +121,30 @@ def test_a_copied_row_reads_back_as_the_inserted_row_column_by_column(
 def test_naive_times_are_utc_whatever_the_session_time_zone(postgres_url: str):
     """A naive created_at is UTC on the old path (as_utc); COPY must not read it as local."""
     url = make_url(postgres_url).update_query_dict({"options": "-c timezone=America/New_York"})
-    log_store = MonitoringDB(url.render_as_string(hide_password=False))
+    log_store = Monitoring(url.render_as_string(hide_password=False))
     naive = record("naive", created_at=datetime(2025, 3, 1, 7, 0, 0))
     payload = json.loads(naive.to_json())
     payload["created_at"] = "2025-03-01T07:00:00"  # no offset, as a hand-made entry might say
-    log_store.write_record_json([json.dumps(payload)])
-    frame = log_store.predictions_with_feedback()
+    log_store.predictions.write_record_json([json.dumps(payload)])
+    frame = log_store.monitor_store.predictions_with_feedback()
     assert frame["created_at"].iloc[0] == datetime(2025, 3, 1, 7, 0, 0, tzinfo=UTC)
     log_store.dispose()
 
 
-def test_the_same_batch_twice_is_stored_once(store: MonitoringDB):
+def test_the_same_batch_twice_is_stored_once(store: Monitoring):
     batch = [record(f"r-{i}") for i in range(20)]
     shadows = [record(f"r-{i}", shadow=True, model_version="4") for i in range(5)]
     payloads = [r.to_json() for r in batch + shadows]
-    assert store.write_record_json(payloads) == 25
-    assert store.write_record_json(payloads) == 0
+    assert store.predictions.write_record_json(payloads) == 25
+    assert store.predictions.write_record_json(payloads) == 0
     more = [record(f"new-{i}").to_json() for i in range(3)]
-    assert store.write_record_json(payloads[15:] + more) == 3
-    assert store.count_predictions() == 23
-    assert store.shadow_rows("breast_cancer", "4") == 5
+    assert store.predictions.write_record_json(payloads[15:] + more) == 3
+    assert store.predictions.count_predictions() == 23
+    assert store.dashboard_reads.shadow_rows("breast_cancer", "4") == 5
     # a second challenger version of the same rows is stored beside the first
     again = [record(f"r-{i}", shadow=True, model_version="5").to_json() for i in range(5)]
-    assert store.write_record_json(again) == 5
-    assert store.write_record_json([]) == 0
+    assert store.predictions.write_record_json(again) == 5
+    assert store.predictions.write_record_json([]) == 0
 
 
 @pytest.mark.parametrize(
@@ -159,20 +159,22 @@ def test_the_same_batch_twice_is_stored_once(store: MonitoringDB):
     ],
     ids=["time", "id", "shadow", "latency", "features", "null-prediction"],
 )
-def test_records_not_as_to_json_writes_them_are_refused_whole(store: MonitoringDB, change):
+def test_records_not_as_to_json_writes_them_are_refused_whole(store: Monitoring, change):
     good = [record(f"g-{i}").to_json() for i in range(3)]
     odd = {**json.loads(record("odd").to_json()), **change}
     if change == {"prediction": None}:  # canonical: stored, prediction JSON null
-        assert store.write_record_json([*good, json.dumps(odd)]) == 4
-        with store.engine.connect() as connection:
+        assert store.predictions.write_record_json([*good, json.dumps(odd)]) == 4
+        with store.monitoring_db.engine.connect() as connection:
             text = connection.exec_driver_sql(
                 "SELECT prediction::text FROM predictions WHERE request_id = 'odd'"
             ).scalar_one()
         assert text == "null"
         return
     with pytest.raises(NotCanonical):
-        store.write_record_json([*good, json.dumps(odd)])
-    assert store.count_predictions() == 0  # rolled back: the caller parses the batch instead
+        store.predictions.write_record_json([*good, json.dumps(odd)])
+    assert (
+        store.predictions.count_predictions() == 0
+    )  # rolled back: the caller parses the batch instead
 
 
 def pending(client: redis.Redis, stream: str, group: str) -> int:
@@ -205,9 +207,9 @@ def test_writer_stores_good_rows_and_dead_letters_the_rest_of_a_mixed_batch(
     writer = StreamWriter(settings, consumer="writer-1")
     assert writer.run_once(block_ms=100) == len(entries) - 2  # all but the two non-records
     assert writer.store.count_predictions() == 40
-    assert writer.store.shadow_rows("breast_cancer", "4") == 1
+    assert DashboardReads(writer.store.database).shadow_rows("breast_cancer", "4") == 1
     # "odd" went the parsing path and was stored as it always was: bool("no") is True
-    assert writer.store.shadow_rows("breast_cancer", "3") == 1
+    assert DashboardReads(writer.store.database).shadow_rows("breast_cancer", "3") == 1
     dead = client.xrange(f"{stream_name}:dead")
     assert [fields.get(b"record", b"")[:8] for _, fields in dead] == [
         b"not json",

@@ -21,17 +21,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from mlops_stack.monitoring_db import MonitoringDB, MonitorRunRow
-from mlops_stack.monitoring_db.database import (
-    VERSION_TABLE,
-    WindowExtent,
-    alembic_config,
-    write_isolating,
-)
+from mlops_stack.monitoring_db import MonitorRunRow, WindowExtent, write_isolating
+from mlops_stack.monitoring_db import features as window_features
+from mlops_stack.monitoring_db.engine import VERSION_TABLE, alembic_config
+from mlops_stack.monitoring_db.records import PredictionRecord
 from mlops_stack.monitoring_db.tables import Base
-from mlops_stack.prediction_log.records import PredictionRecord
 from mlops_stack.prediction_log.sinks import DatabaseSink, RedisStreamSink, make_sink
 from mlops_stack.prediction_log.stream import StreamWriter
+from tests.support.monitoring import Monitoring
 from tests.support.servers import wait_for
 
 FAST = {"log_flush_seconds": "0.05", "log_batch_size": "50"}
@@ -67,7 +64,7 @@ def store(request, tmp_path: Path):
         url = f"sqlite:///{tmp_path / 'monitoring.db'}"
     else:
         url = request.getfixturevalue("postgres_url")
-    log_store = MonitoringDB(url)
+    log_store = Monitoring(url)
     log_store.migrate()
     yield log_store
     log_store.dispose()
@@ -87,30 +84,30 @@ def test_record_json_round_trip_keeps_values_and_makes_them_strict_json():
         PredictionRecord.from_json(b'{"request_id": "only"}')
 
 
-def assert_schema_matches_models(log_store: MonitoringDB) -> None:
-    assert log_store.revision() == head_revision()
-    with log_store.engine.connect() as connection:
+def assert_schema_matches_models(log_store: Monitoring) -> None:
+    assert log_store.monitoring_db.revision() == head_revision()
+    with log_store.monitoring_db.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
         assert compare_metadata(context, Base.metadata) == []
 
 
 def test_migrate_twice_on_sqlite(tmp_path: Path):
-    log_store = MonitoringDB(f"sqlite:///{tmp_path / 'new' / 'monitoring.db'}")
-    assert log_store.revision() is None
+    log_store = Monitoring(f"sqlite:///{tmp_path / 'new' / 'monitoring.db'}")
+    assert log_store.monitoring_db.revision() is None
     log_store.migrate()
     log_store.migrate()
     assert_schema_matches_models(log_store)
-    assert log_store.count_predictions() == 0
+    assert log_store.predictions.count_predictions() == 0
     log_store.dispose()
 
 
 def test_migrate_concurrently_and_twice_on_postgres(postgres_url: str):
     """Two processes starting together both migrate; the advisory lock makes that safe."""
-    stores = [MonitoringDB(postgres_url) for _ in range(2)]
+    stores = [Monitoring(postgres_url) for _ in range(2)]
     barrier = threading.Barrier(len(stores))
     errors: list[BaseException] = []
 
-    def migrate(log_store: MonitoringDB) -> None:
+    def migrate(log_store: Monitoring) -> None:
         barrier.wait()
         try:
             log_store.migrate()
@@ -131,14 +128,14 @@ def test_migrate_concurrently_and_twice_on_postgres(postgres_url: str):
 
 def test_rows_logged_before_the_features_became_json_read_the_same(postgres_url: str):
     """Migration 0003 (jsonb -> json) on a database that already holds predictions."""
-    log_store = MonitoringDB(postgres_url)
-    with log_store.engine.begin() as connection:
+    log_store = Monitoring(postgres_url)
+    with log_store.monitoring_db.engine.begin() as connection:
         command.upgrade(alembic_config(connection), "0002")
     written = records(3, prefix="old")
-    log_store.write_predictions(written)
+    log_store.predictions.write_predictions(written)
     log_store.migrate()
     assert_schema_matches_models(log_store)
-    frame = log_store.predictions_with_feedback()
+    frame = log_store.monitor_store.predictions_with_feedback()
     assert list(frame["request_id"]) == [r.request_id for r in written]
     for name, value in written[0].features.items():
         assert frame.loc[0, name] == value
@@ -155,8 +152,8 @@ def database_url(request, tmp_path: Path) -> str:
 
 def test_runs_stored_before_tasks_become_classification_runs_with_metrics(database_url: str):
     """Migration 0004 on a database that already holds monitor runs (from before tasks)."""
-    log_store = MonitoringDB(database_url)
-    with log_store.engine.begin() as connection:
+    log_store = Monitoring(database_url)
+    with log_store.monitoring_db.engine.begin() as connection:
         command.upgrade(alembic_config(connection), "0003")
         old_runs = sa.table(
             "monitor_runs",
@@ -174,15 +171,15 @@ def test_runs_stored_before_tasks_become_classification_runs_with_metrics(databa
                 common | {"status": "skipped", "labelled_rows": 0, "accuracy": None, "f1": None},
             ],
         )
-    assert log_store.revision() == "0003"
+    assert log_store.monitoring_db.revision() == "0003"
     log_store.migrate()
     assert_schema_matches_models(log_store)
-    labelled, unlabelled = sorted(log_store.runs("churn"), key=lambda run: run.id)
+    labelled, unlabelled = sorted(log_store.monitor_store.runs("churn"), key=lambda run: run.id)
     assert (labelled.task, unlabelled.task) == ("classification", "classification")
     assert labelled.metrics == {"accuracy": 0.9, "f1": 0.8, "roc_auc": None}
     assert unlabelled.metrics is None
     assert (labelled.accuracy, labelled.f1, labelled.roc_auc) == (0.9, 0.8, None)
-    with log_store.engine.begin() as connection:  # and back down, the runs kept
+    with log_store.monitoring_db.engine.begin() as connection:  # and back down, the runs kept
         command.downgrade(alembic_config(connection), "0003")
         columns = {c["name"] for c in sa.inspect(connection).get_columns("monitor_runs")}
         assert not {"task", "metrics"} & columns and "accuracy" in columns
@@ -191,10 +188,10 @@ def test_runs_stored_before_tasks_become_classification_runs_with_metrics(databa
     log_store.dispose()
 
 
-def test_a_regression_run_stores_its_task_and_metrics_by_name(store: MonitoringDB):
+def test_a_regression_run_stores_its_task_and_metrics_by_name(store: Monitoring):
     when = datetime(2025, 1, 1, tzinfo=UTC)
     metrics = {"rmse": 54.2, "mae": 43.1, "r2": 0.48, "error_bias": -1.5}
-    run_id = store.save_run(
+    run_id = store.monitor_store.save_run(
         MonitorRunRow(
             started_at=when,
             finished_at=when,
@@ -209,12 +206,12 @@ def test_a_regression_run_stores_its_task_and_metrics_by_name(store: MonitoringD
         ),
         [],
     )
-    [run] = store.runs("diabetes")
+    [run] = store.monitor_store.runs("diabetes")
     assert run.id == run_id and run.task == "regression" and run.metrics == metrics
     assert (run.accuracy, run.f1, run.roc_auc) == (None, None, None)
 
 
-def test_feature_drift_stores_each_tests_effect(store: MonitoringDB):
+def test_feature_drift_stores_each_tests_effect(store: Monitoring):
     """The effect next to the p-value; infinity (a constant reference that moved) and None (a
     run stored before migration 0005) read back as themselves."""
     from mlops_stack.monitoring_db import FeatureDriftRow
@@ -241,8 +238,8 @@ def test_feature_drift_stores_each_tests_effect(store: MonitoringDB):
             ("c", 0.5, False, None),
         )
     ]
-    run_id = store.save_run(run, rows)
-    frame = store.feature_drift_frame(run_id).set_index("feature")
+    run_id = store.monitor_store.save_run(run, rows)
+    frame = store.dashboard_reads.feature_drift_frame(run_id).set_index("feature")
     assert list(frame.columns) == ["kind", "method", "threshold", "score", "drifted", "effect"]
     assert frame.loc["a", "effect"] == pytest.approx(0.42)
     assert frame.loc["b", "effect"] == float("inf")
@@ -250,32 +247,36 @@ def test_feature_drift_stores_each_tests_effect(store: MonitoringDB):
     assert (frame["threshold"] == threshold).all()
 
 
-def test_write_predictions_is_idempotent(store: MonitoringDB):
+def test_write_predictions_is_idempotent(store: Monitoring):
     batch = records(20)
-    assert store.write_predictions(batch) == 20
-    assert store.write_predictions(batch) == 0
-    assert store.write_predictions(batch[15:] + records(5, prefix="new")) == 5
-    assert store.write_predictions([]) == 0
-    assert store.count_predictions() == 25
-    assert store.known_predictions([("req-3", 0), ("req-3", 1), ("nope", 0)]) == {("req-3", 0)}
+    assert store.predictions.write_predictions(batch) == 20
+    assert store.predictions.write_predictions(batch) == 0
+    assert store.predictions.write_predictions(batch[15:] + records(5, prefix="new")) == 5
+    assert store.predictions.write_predictions([]) == 0
+    assert store.predictions.count_predictions() == 25
+    assert store.predictions.known_predictions([("req-3", 0), ("req-3", 1), ("nope", 0)]) == {
+        ("req-3", 0)
+    }
 
 
-def test_a_record_the_database_refuses_is_set_aside_not_blocking(store: MonitoringDB):
+def test_a_record_the_database_refuses_is_set_aside_not_blocking(store: Monitoring):
     bad = record(1, request_id="bad", latency_ms=float("nan"))  # NOT NULL latency gets null
-    inserted, rejected = write_isolating(store, [*records(3), bad])
+    inserted, rejected = write_isolating(store.predictions, [*records(3), bad])
     assert (inserted, rejected) == (3, [bad])
-    assert store.count_predictions() == 3
+    assert store.predictions.count_predictions() == 3
 
 
-def test_feedback_upserts_and_joins_predictions(store: MonitoringDB):
+def test_feedback_upserts_and_joins_predictions(store: Monitoring):
     rows = [
         record(0, request_id="batch", row=n, features={"age": n, "label": "f"}) for n in range(3)
     ]
-    store.write_predictions(rows + [record(10)])
-    store.record_feedback([("batch", 0, "no"), ("batch", 1, "yes"), ("batch", 0, "yes")])
-    store.record_feedback([("batch", 1, "no"), ("not-yet-logged", 0, "yes")])
+    store.predictions.write_predictions(rows + [record(10)])
+    store.predictions.record_feedback(
+        [("batch", 0, "no"), ("batch", 1, "yes"), ("batch", 0, "yes")]
+    )
+    store.predictions.record_feedback([("batch", 1, "no"), ("not-yet-logged", 0, "yes")])
 
-    frame = store.predictions_with_feedback()
+    frame = store.monitor_store.predictions_with_feedback()
     assert list(frame.columns[:10]) == [
         "request_id",
         "row",
@@ -289,7 +290,7 @@ def test_feedback_upserts_and_joins_predictions(store: MonitoringDB):
         "received_at",
     ]
     # a feature named like a row column ('label') is kept apart, and read back by its name
-    features = MonitoringDB.features(frame, ["age", "city", "label"])
+    features = window_features(frame, ["age", "city", "label"])
     assert list(features["label"].iloc[:3]) == ["f", "f", "f"] and features["label"].iloc[3] != "f"
     assert list(features["age"].iloc[:3]) == [0, 1, 2]
     labels = dict(zip(zip(frame.request_id, frame.row, strict=True), frame.label, strict=True))
@@ -299,58 +300,60 @@ def test_feedback_upserts_and_joins_predictions(store: MonitoringDB):
     assert frame.loc[frame.row == 2, "age"].item() == 2
     assert frame.probabilities.iloc[0] == {"no": 0.25, "yes": 0.75}
 
-    newest = store.predictions_with_feedback(limit=2)
+    newest = store.monitor_store.predictions_with_feedback(limit=2)
     assert list(newest.request_id) == ["batch", "req-10"]  # the most recent two, oldest first
-    since = store.predictions_with_feedback(since=record(10).created_at)
+    since = store.monitor_store.predictions_with_feedback(since=record(10).created_at)
     assert list(since.request_id) == ["req-10"]
 
 
-def test_window_filters_apply_before_the_limit(store: MonitoringDB):
+def test_window_filters_apply_before_the_limit(store: Monitoring):
     mine = [record(i, model_name="churn") for i in range(5)]
     theirs = [record(i, request_id=f"other-{i}", model_name="fraud") for i in range(5, 10)]
-    store.write_predictions(mine + theirs)  # the other model's rows are the newest
-    store.record_feedback([("req-1", 0, "yes"), ("other-6", 0, "no")])
-    window = store.predictions_with_feedback(limit=3, model_name="churn")
+    store.predictions.write_predictions(mine + theirs)  # the other model's rows are the newest
+    store.predictions.record_feedback([("req-1", 0, "yes"), ("other-6", 0, "no")])
+    window = store.monitor_store.predictions_with_feedback(limit=3, model_name="churn")
     assert list(window.request_id) == ["req-2", "req-3", "req-4"]
-    labelled = store.predictions_with_feedback(model_name="churn", labelled_only=True)
+    labelled = store.monitor_store.predictions_with_feedback(model_name="churn", labelled_only=True)
     assert list(labelled.request_id) == ["req-1"] and list(labelled.label) == ["yes"]
-    assert len(store.predictions_with_feedback(labelled_only=True)) == 2
+    assert len(store.monitor_store.predictions_with_feedback(labelled_only=True)) == 2
 
 
-def test_window_streams_in_chunks_that_add_up_to_the_whole_read(store: MonitoringDB):
+def test_window_streams_in_chunks_that_add_up_to_the_whole_read(store: Monitoring):
     mine = [record(i) for i in range(25)]
-    store.write_predictions(mine + [record(99, request_id="other", model_name="fraud")])
-    store.record_feedback([("req-3", 0, "yes"), ("req-20", 0, "no")])
+    store.predictions.write_predictions(mine + [record(99, request_id="other", model_name="fraud")])
+    store.predictions.record_feedback([("req-3", 0, "yes"), ("req-20", 0, "no")])
 
-    chunks = list(store.window_chunks(limit=20, model_name="churn", chunk_rows=7))
+    chunks = list(store.monitor_store.window_chunks(limit=20, model_name="churn", chunk_rows=7))
     assert [len(c) for c in chunks] == [7, 7, 6]
     streamed = pd.concat(chunks)
     assert list(streamed.index) == list(range(20))  # positions in the stream
     assert list(streamed.request_id) == [f"req-{i}" for i in range(24, 4, -1)]  # newest first
-    whole = store.predictions_with_feedback(limit=20, model_name="churn")
+    whole = store.monitor_store.predictions_with_feedback(limit=20, model_name="churn")
     pd.testing.assert_frame_equal(streamed.iloc[::-1].reset_index(drop=True), whole)
     assert streamed.set_index("request_id").label.dropna().to_dict() == {"req-20": "no"}
     assert str(streamed.created_at.dt.tz) == "UTC"
 
-    since = pd.concat(store.window_chunks(since=record(22).created_at, chunk_rows=2))
+    since = pd.concat(store.monitor_store.window_chunks(since=record(22).created_at, chunk_rows=2))
     assert list(since.request_id) == ["req-22", "req-23", "req-24", "other"]  # oldest first
-    assert list(store.window_chunks(since=record(500).created_at)) == []
+    assert list(store.monitor_store.window_chunks(since=record(500).created_at)) == []
 
-    [lean] = store.window_chunks(limit=3, model_name="churn", columns=("label", "created_at"))
+    [lean] = store.monitor_store.window_chunks(
+        limit=3, model_name="churn", columns=("label", "created_at")
+    )
     assert list(lean.columns) == ["created_at", "label", "age", "city"]  # window order, features
     with pytest.raises(ValueError, match="features"):
-        list(store.window_chunks(columns=("features",)))
+        list(store.monitor_store.window_chunks(columns=("features",)))
 
 
-def test_window_extent_counts_in_sql(store: MonitoringDB):
-    store.write_predictions([record(i) for i in range(10)])
-    extent = store.window_extent(limit=4, model_name="churn")
+def test_window_extent_counts_in_sql(store: Monitoring):
+    store.predictions.write_predictions([record(i) for i in range(10)])
+    extent = store.monitor_store.window_extent(limit=4, model_name="churn")
     assert (extent.rows, extent.start, extent.end) == (
         4,
         record(6).created_at,
         record(9).created_at,
     )
-    assert store.window_extent(model_name="fraud") == WindowExtent(0, None, None)
+    assert store.monitor_store.window_extent(model_name="fraud") == WindowExtent(0, None, None)
 
 
 def test_database_sink_on_sqlite_writes_every_record(stack):
@@ -370,22 +373,22 @@ def test_database_sink_on_sqlite_writes_every_record(stack):
     for thread in threads:
         thread.join(10)
 
-    log_store = MonitoringDB(settings.resolved_monitoring_db_url)
+    log_store = Monitoring(settings.resolved_monitoring_db_url)
     log_store.migrate()  # while the sink's thread migrates too: both must get through
-    wait_for(lambda: log_store.count_predictions() == 1000, 20, "1000 rows in SQLite")
+    wait_for(lambda: log_store.predictions.count_predictions() == 1000, 20, "1000 rows in SQLite")
     wait_for(lambda: sink.depth() == 0, 5, "an empty queue")
     assert sink.status()[0], sink.status()
     sink.stop()
-    assert log_store.count_predictions() == 1000
+    assert log_store.predictions.count_predictions() == 1000
     log_store.dispose()
 
 
-def drain(writer: StreamWriter, log_store: MonitoringDB, expected: int, timeout: float = 20):
+def drain(writer: StreamWriter, log_store: Monitoring, expected: int, timeout: float = 20):
     """Run the writer until the table holds ``expected`` rows."""
 
     def written() -> bool:
         writer.run_once(block_ms=100)
-        return log_store.count_predictions() >= expected
+        return log_store.predictions.count_predictions() >= expected
 
     wait_for(written, timeout, f"{expected} rows written by the stream writer")
 
@@ -407,12 +410,12 @@ def test_redis_sink_and_stream_writer_into_postgres(stack, postgres_url, stream_
     for item in records(300):
         sink.submit(item)
     writer = StreamWriter(settings, consumer="writer-1")
-    log_store = MonitoringDB(postgres_url)
+    log_store = Monitoring(postgres_url)
     drain(writer, log_store, 300)
     sink.stop()
 
     client = redis.Redis.from_url(services.redis_url)
-    assert log_store.count_predictions() == 300
+    assert log_store.predictions.count_predictions() == 300
     assert pending(client, settings) == 0
     assert client.xlen(stream_name) == 0  # written entries are deleted: the stream stays small
     writer.close()
@@ -428,7 +431,7 @@ def test_postgres_outage_while_records_flow(stack, postgres_url, stream_name, se
         **FAST,
     )
     client = redis.Redis.from_url(services.redis_url)
-    log_store = MonitoringDB(postgres_url)
+    log_store = Monitoring(postgres_url)
     sink = RedisStreamSink(settings, max_backoff=0.2)
     sink.start()
     writer = StreamWriter(settings, consumer="writer-1")
@@ -451,9 +454,9 @@ def test_postgres_outage_while_records_flow(stack, postgres_url, stream_name, se
 
     drain(writer, log_store, 400)
     assert not writer.failing
-    assert log_store.count_predictions() == 400
+    assert log_store.predictions.count_predictions() == 400
     keys = [item.key for item in batch]
-    assert log_store.known_predictions(keys) == set(keys)
+    assert log_store.predictions.known_predictions(keys) == set(keys)
     assert pending(client, settings) == 0 and client.xlen(stream_name) == 0
     sink.stop()
     writer.close()
@@ -497,11 +500,11 @@ def test_redis_outage_buffers_then_spools_and_delivers_everything(stack, stream_
     assert spooled_rows(settings) == 0
     sink.stop()
     writer = StreamWriter(settings, consumer="writer-1")  # into the embedded SQLite store
-    log_store = MonitoringDB(settings.resolved_monitoring_db_url)
+    log_store = Monitoring(settings.resolved_monitoring_db_url)
     drain(writer, log_store, 350)
-    assert log_store.count_predictions() == 350
+    assert log_store.predictions.count_predictions() == 350
     keys = [item.key for item in batch]
-    assert log_store.known_predictions(keys) == set(keys)
+    assert log_store.predictions.known_predictions(keys) == set(keys)
     writer.close()
     log_store.dispose()
     client.close()
@@ -511,7 +514,7 @@ def test_stop_while_database_down_keeps_records_in_spool_for_next_start(
     stack, postgres_url, services
 ):
     settings = stack(monitoring_db_url=postgres_url, log_buffer_rows="100", **FAST)
-    log_store = MonitoringDB(postgres_url)
+    log_store = Monitoring(postgres_url)
     log_store.migrate()
     batch = records(300)
     with services.outage("pg") as restart_postgres:
@@ -528,11 +531,13 @@ def test_stop_while_database_down_keeps_records_in_spool_for_next_start(
     sink = DatabaseSink(settings, max_backoff=0.2)  # the predictor restarted
     sink.start()
     assert sink.depth() == 300
-    wait_for(lambda: log_store.count_predictions() == 300, 20, "300 rows from the spool")
+    wait_for(
+        lambda: log_store.predictions.count_predictions() == 300, 20, "300 rows from the spool"
+    )
     wait_for(lambda: sink.depth() == 0, 5, "an empty spool")
     assert spooled_rows(settings) == 0
     keys = [item.key for item in batch]
-    assert log_store.known_predictions(keys) == set(keys)
+    assert log_store.predictions.known_predictions(keys) == set(keys)
     sink.stop()
     log_store.dispose()
 
@@ -547,7 +552,7 @@ def test_writer_takes_over_entries_a_dead_writer_left_pending(stack, stream_name
     assert pending(client, settings) == 10
 
     writer = StreamWriter(settings, consumer="survivor", claim_idle_ms=0)
-    log_store = MonitoringDB(settings.resolved_monitoring_db_url)
+    log_store = Monitoring(settings.resolved_monitoring_db_url)
     drain(writer, log_store, 10)
     assert pending(client, settings) == 0
     writer.close()

@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from mlops_stack.monitoring_db import MonitoringDB
-from mlops_stack.prediction_log.records import PredictionRecord
+from mlops_stack.monitoring_db.records import PredictionRecord
 from mlops_stack.serving.app import create_app
 from mlops_stack.stack import Stack
 from tests.support.champion import embedded_settings, features_of, train_champion
+from tests.support.monitoring import Monitoring
 from tests.support.servers import serving, wait_for
 from tests.support.tables import mixed_table
 
@@ -178,10 +178,10 @@ def test_feedback_is_joined_to_predictions_and_unknown_ids_reported(trained, cli
         "label",
     ]
 
-    store = MonitoringDB(settings.resolved_monitoring_db_url)
+    store = Monitoring(settings.resolved_monitoring_db_url)
 
     def joined() -> dict | None:
-        frame = store.predictions_with_feedback()
+        frame = store.monitor_store.predictions_with_feedback()
         labelled = frame[frame["label"].notna()]
         return {(r.request_id, r.row): r.label for r in labelled.itertuples()} or None
 
@@ -221,8 +221,8 @@ def test_feedback_waits_for_rows_another_worker_answered(trained, client):
         probabilities=None,
         latency_ms=1.0,
     )
-    store = MonitoringDB(settings.resolved_monitoring_db_url)
-    write = lambda: looked.wait(30) and store.write_predictions([answered])  # noqa: E731
+    store = Monitoring(settings.resolved_monitoring_db_url)
+    write = lambda: looked.wait(30) and store.predictions.write_predictions([answered])  # noqa: E731
     writer = threading.Thread(target=write)
     writer.start()
     try:
@@ -236,14 +236,14 @@ def test_feedback_waits_for_rows_another_worker_answered(trained, client):
 
 def test_every_answered_row_is_logged(trained, client):
     settings, features = trained
-    store = MonitoringDB(settings.resolved_monitoring_db_url)
-    before = store.count_predictions()
+    store = Monitoring(settings.resolved_monitoring_db_url)
+    before = store.predictions.count_predictions()
     rows = [_json_row(r) for _, r in features.head(7).iterrows()]
     for row in rows[:3]:
         assert client.post("/predict", json={"features": row}).status_code == 200
     assert client.post("/predict/batch", json={"rows": rows[3:]}).status_code == 200
-    wait_for(lambda: store.count_predictions() == before + 7, 30, "7 logged rows")
-    logged = store.predictions_with_feedback().tail(4)
+    wait_for(lambda: store.predictions.count_predictions() == before + 7, 30, "7 logged rows")
+    logged = store.monitor_store.predictions_with_feedback().tail(4)
     assert list(logged["row"]) == [0, 1, 2, 3]
     assert logged["model_version"].eq("1").all()
     store.dispose()

@@ -29,10 +29,9 @@ from sklearn.tree import DecisionTreeClassifier
 
 from mlops_stack import modelstore
 from mlops_stack.data import load_dataset
-from mlops_stack.monitoring_db import MonitoringDB
+from mlops_stack.monitoring_db.records import PredictionRecord
 from mlops_stack.monitoring_db.tables import PREDICTIONS, SHADOW_PREDICTIONS
 from mlops_stack.names import Task
-from mlops_stack.prediction_log.records import PredictionRecord
 from mlops_stack.prediction_log.sinks import RedisStreamSink
 from mlops_stack.prediction_log.spool import Spool
 from mlops_stack.prediction_log.stream import StreamWriter
@@ -41,6 +40,7 @@ from mlops_stack.serving.model import ModelHolder, shadow_mismatch
 from mlops_stack.serving.schema import FeatureField
 from mlops_stack.stack import Stack
 from tests.support.champion import embedded_settings, train_champion
+from tests.support.monitoring import Monitoring
 from tests.support.servers import wait_for
 
 DELAY = 1.0
@@ -116,17 +116,17 @@ def rows_of(frame: pd.DataFrame) -> list[dict[str, float]]:
     return [{k: float(v) for k, v in row.items()} for _, row in frame.iterrows()]
 
 
-def shadow_rows(store: MonitoringDB, request_ids: set[str]) -> pd.DataFrame:
+def shadow_rows(store: Monitoring, request_ids: set[str]) -> pd.DataFrame:
     query = sa.select(SHADOW_PREDICTIONS).where(SHADOW_PREDICTIONS.c.request_id.in_(request_ids))
-    with store.engine.connect() as connection:
+    with store.monitoring_db.engine.connect() as connection:
         return pd.DataFrame(connection.execute(query).mappings().all())
 
 
-def champion_keys(store: MonitoringDB, request_ids: set[str]) -> set[tuple[str, int]]:
+def champion_keys(store: Monitoring, request_ids: set[str]) -> set[tuple[str, int]]:
     query = sa.select(PREDICTIONS.c.request_id, PREDICTIONS.c.row).where(
         PREDICTIONS.c.request_id.in_(request_ids)
     )
-    with store.engine.connect() as connection:
+    with store.monitoring_db.engine.connect() as connection:
         return {(rid, row) for rid, row in connection.execute(query).tuples()}
 
 
@@ -184,7 +184,7 @@ def test_challenger_scores_in_shadow_and_the_client_never_waits_for_it(
         np.testing.assert_allclose(got, champion_proba, rtol=0, atol=settings.onnx_tolerance)
         assert np.abs(got - challenger_proba).max() > 0.05  # the two models do differ
 
-        store = stack.monitoring
+        store = stack
         ids = {rid for rid, _ in sent}
         wait_for(lambda: len(shadow_rows(store, ids)) == 40, 60, "40 shadow rows")
         shadow = shadow_rows(store, ids)
@@ -233,7 +233,7 @@ def test_a_full_shadow_queue_drops_and_counts_instead_of_blocking(registered, fe
             assert metric(client, "mlops_shadow_queue_depth") == 3
 
             GATE.set()
-            store = stack.monitoring
+            store = stack
             wait_for(lambda: len(shadow_rows(store, ids)) == 4, 30, "the 4 rows kept")
             assert metric(client, 'mlops_shadow_predictions_total{version="2"}') == 4
             assert client.get("/model").json()["shadow"]["queued_rows"] == 0
@@ -248,10 +248,10 @@ def test_shadow_scoring_is_off_when_disabled(registered, features):
         assert client.get("/model").json()["shadow"] is None
         _, answer = timed_post(client, "/predict", {"features": rows_of(features.iloc[:1])[0]})
         ids = {answer["request_id"]}
-        wait_for(lambda: champion_keys(stack.monitoring, ids), 30, "the champion's row")
+        wait_for(lambda: champion_keys(stack, ids), 30, "the champion's row")
         assert client.app.state.predictor.shadow.depth() == 0  # nothing was queued
         assert metric(client, 'mlops_shadow_predictions_total{version="2"}') == 0
-    assert shadow_rows(stack.monitoring, ids).empty
+    assert shadow_rows(stack, ids).empty
 
 
 def test_a_challenger_that_cannot_answer_the_champions_rows_is_not_shadowed(registered):
@@ -319,10 +319,10 @@ def test_promoting_the_challenger_makes_it_champion_and_ends_the_shadow(register
             _, answer = timed_post(client, "/predict", {"features": row})
             assert answer["model"]["version"] == "2"
             ids = {answer["request_id"]}
-            wait_for(lambda: champion_keys(stack.monitoring, ids), 30, "v2's row as champion")
+            wait_for(lambda: champion_keys(stack, ids), 30, "v2's row as champion")
             assert client.app.state.predictor.shadow.depth() == 0
             assert metric(client, 'mlops_shadow_predictions_total{version="2"}') == scored
-        assert shadow_rows(stack.monitoring, ids).empty
+        assert shadow_rows(stack, ids).empty
     finally:
         registry.client.set_registered_model_alias(registry.model_name, "champion", "1")
         registry.make_challenger("2")
@@ -379,7 +379,7 @@ def test_shadow_records_travel_the_redis_stream_into_shadow_predictions(
     entry_of = {fields[b"record"]: entry for entry, fields in client.xrange(stream_name)}
 
     writer = StreamWriter(settings, consumer="writer-1")
-    store = MonitoringDB(postgres_url)
+    store = Monitoring(postgres_url)
     try:
 
         def drained() -> bool:

@@ -24,10 +24,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import mlops_stack
 from mlops_stack.flows.train import train_flow
-from mlops_stack.monitoring_db import MonitoringDB
 from mlops_stack.prediction_log.stream import StreamWriter
 from mlops_stack.serving.app import create_app
 from mlops_stack.stack import Stack
+from tests.support.monitoring import Monitoring
 from tests.support.paths import REPO
 from tests.support.servers import free_port, wait_for
 
@@ -55,17 +55,21 @@ def test_postgres_down_under_traffic_loses_no_prediction(
 ):
     settings = _stack_settings(stack, services, postgres_url, stream_name, log_flush_seconds="0.05")
     train_flow()
-    store = MonitoringDB(postgres_url)
+    store = Monitoring(postgres_url)
     store.migrate()
     stop = threading.Event()
-    writer = threading.Thread(target=StreamWriter(settings, store).run_forever, args=(stop,))
+    writer = threading.Thread(
+        target=StreamWriter(settings, store.predictions).run_forever, args=(stop,)
+    )
     writer.start()
     body = {"features": _row(settings)}
     try:
         with TestClient(create_app(Stack(settings))) as client:
             for _ in range(50):
                 assert client.post("/predict", json=body).status_code == 200
-            wait_for(lambda: store.count_predictions() == 50, 30, "50 rows before the outage")
+            wait_for(
+                lambda: store.predictions.count_predictions() == 50, 30, "50 rows before the outage"
+            )
 
             with services.outage("pg") as start_again:
                 ids = set()
@@ -83,9 +87,11 @@ def test_postgres_down_under_traffic_loses_no_prediction(
                 start_again()
 
             wait_for(
-                lambda: store.count_predictions() == 200, 60, "all 200 rows after Postgres returned"
+                lambda: store.predictions.count_predictions() == 200,
+                60,
+                "all 200 rows after Postgres returned",
             )
-            frame = store.predictions_with_feedback()
+            frame = store.monitor_store.predictions_with_feedback()
             assert ids <= set(frame["request_id"]) and frame["request_id"].is_unique
             assert client.get("/ready").json()["prediction_log"]["ok"] is True
     finally:

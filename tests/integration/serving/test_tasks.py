@@ -22,7 +22,6 @@ from sklearn.pipeline import Pipeline
 
 from mlops_stack import modelstore
 from mlops_stack.data import MAX_STORED_CATEGORIES, DatasetSchema, infer_schema, load_dataset
-from mlops_stack.monitoring_db import MonitoringDB
 from mlops_stack.names import Task
 from mlops_stack.preprocessing import build_preprocessor
 from mlops_stack.serving.app import create_app
@@ -31,6 +30,7 @@ from mlops_stack.serving.schema import FeatureField
 from mlops_stack.settings import Settings
 from mlops_stack.stack import Stack
 from tests.support.champion import embedded_settings
+from tests.support.monitoring import Monitoring
 from tests.support.servers import wait_for
 
 CLINICS = ["east", "north", "south"]
@@ -170,12 +170,12 @@ def test_regression_feedback_takes_numbers_and_numeric_text(models, regressor):
     )
     assert text.status_code == 200 and text.json()["accepted"] == 2
 
-    store = MonitoringDB(settings.resolved_monitoring_db_url)
+    store = Monitoring(settings.resolved_monitoring_db_url)
     try:
         keys = [(first, 0), (batch, 0), (batch, 1)]
 
         def labelled_rows() -> tuple[pd.DataFrame] | None:
-            frame = store.predictions_with_feedback(labelled_only=True)
+            frame = store.monitor_store.predictions_with_feedback(labelled_only=True)
             logged = set(zip(frame["request_id"], frame["row"], strict=True))
             return (frame,) if logged >= set(keys) else None  # a frame has no truth value
 
@@ -221,9 +221,9 @@ def test_a_bad_label_in_a_batch_is_named_by_position_and_nothing_is_stored(model
     assert response.status_code == 422
     [error] = response.json()["detail"]
     assert error["loc"] == ["body", "items", 1, "label"]
-    store = MonitoringDB(settings.resolved_monitoring_db_url)
+    store = Monitoring(settings.resolved_monitoring_db_url)
     try:
-        labelled = store.predictions_with_feedback(labelled_only=True)
+        labelled = store.monitor_store.predictions_with_feedback(labelled_only=True)
         assert request_id not in set(labelled["request_id"])
     finally:
         store.dispose()

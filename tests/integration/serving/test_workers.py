@@ -138,7 +138,7 @@ def server(tmp_path_factory) -> Iterator[Server]:
         get_settings.cache_clear()
         with Stack(get_settings()) as stack:  # the stores exist before two workers open them
             assert stack.registry.champion() is None
-            stack.monitoring.ensure_schema()
+            stack.monitoring_db.ensure_schema()
         env = {**os.environ, "MLOPS_LOG_JSON": "true", "TMPDIR": str(tmp)}
         yield from serve(root, env, stale)
     get_settings.cache_clear()

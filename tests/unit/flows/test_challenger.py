@@ -83,7 +83,7 @@ def test_a_regressors_comparison_scores_both_sides_by_error_on_the_same_rows():
     from mlops_stack.data import Dataset, infer_schema
     from mlops_stack.flows.challenger import compare
     from mlops_stack.flows.parameters import MonitorParameters
-    from mlops_stack.monitoring_db.database import Answers, ShadowPairs
+    from mlops_stack.monitoring_db.window_frames import Answers, ShadowPairs
     from mlops_stack.names import Task
 
     truth = np.arange(40, dtype=float)
@@ -122,16 +122,16 @@ def test_a_regressors_comparison_scores_both_sides_by_error_on_the_same_rows():
 def store(tmp_path):
     """A migrated monitoring database on SQLite (tests/integration/flows/test_challenger.py
     runs the same tests on PostgreSQL)."""
-    from mlops_stack.monitoring_db import MonitoringDB
+    from tests.support.monitoring import Monitoring
 
-    db = MonitoringDB(f"sqlite:///{tmp_path / 'monitoring.db'}")
+    db = Monitoring(f"sqlite:///{tmp_path / 'monitoring.db'}")
     db.migrate()
     yield db
     db.dispose()
 
 
 def _record(i: int, version: str, *, shadow: bool, model: str = "m", numeric: bool = False):
-    from mlops_stack.prediction_log.records import PredictionRecord
+    from mlops_stack.monitoring_db.records import PredictionRecord
 
     answer = 100 + i if shadow else i  # the challenger's answers are told apart by +100
     return PredictionRecord(
@@ -162,13 +162,17 @@ def _write(store, *, numeric: bool = False) -> None:
             _record(i, "1", shadow=False, model="n"),
             _record(i, "2", shadow=True, model="n"),
         ]
-    store.write_predictions(records)
-    store.record_feedback([(f"{m}-{i}", 0, f"L{i}") for m in "mn" for i in range(0, 10, 2)])
+    store.predictions.write_predictions(records)
+    store.predictions.record_feedback(
+        [(f"{m}-{i}", 0, f"L{i}") for m in "mn" for i in range(0, 10, 2)]
+    )
 
 
 def test_shadow_pairs_are_the_labelled_window_rows_both_versions_answered(store):
     _write(store)
-    pairs = store.shadow_pairs(None, 6, model_name="m", challenger_version="2", chunk_rows=1)
+    pairs = store.monitor_store.shadow_pairs(
+        None, 6, model_name="m", challenger_version="2", chunk_rows=1
+    )
     # the window: rows 4-9; v2 answered 4, 5, 7, 8 of them; 4 and 8 are labelled
     assert (pairs.shadow_rows, pairs.labelled_rows) == (4, 2)
     order = pairs.labels.argsort().to_numpy()
@@ -178,27 +182,32 @@ def test_shadow_pairs_are_the_labelled_window_rows_both_versions_answered(store)
     assert list(pairs.champion.probabilities["a"].iloc[order]) == [0.004, 0.008]
     assert list(pairs.challenger.probabilities["b"].iloc[order]) == [0.896, 0.892]
 
-    since = store.shadow_pairs(
+    since = store.monitor_store.shadow_pairs(
         START + timedelta(seconds=6.5), None, model_name="m", challenger_version="2"
     )
     assert (since.shadow_rows, list(since.labels)) == (2, ["L8"])  # rows 7, 8, 9
-    served = store.shadow_pairs(
+    served = store.monitor_store.shadow_pairs(
         None, 6, model_name="m", challenger_version="2", champion_version="1"
     )
     assert (served.shadow_rows, served.labelled_rows) == (4, 2)
-    older = store.shadow_pairs(  # rows another champion served are no answers of this one
-        None, 6, model_name="m", challenger_version="2", champion_version="7"
+    older = (
+        store.monitor_store.shadow_pairs(  # rows another champion served are no answers of this one
+            None, 6, model_name="m", challenger_version="2", champion_version="7"
+        )
     )
     assert (older.shadow_rows, older.labelled_rows) == (0, 0)
-    other = store.shadow_pairs(None, 6, model_name="m", challenger_version="3")
+    other = store.monitor_store.shadow_pairs(None, 6, model_name="m", challenger_version="3")
     assert (other.shadow_rows, other.labelled_rows) == (1, 0)
     assert other.champion.probabilities is None
-    assert store.shadow_rows("m", "2") == 6 and store.shadow_rows("n", "2") == 10
+    assert (
+        store.dashboard_reads.shadow_rows("m", "2") == 6
+        and store.dashboard_reads.shadow_rows("n", "2") == 10
+    )
 
 
 def test_a_regressors_pairs_are_numbers_without_probabilities(store):
     _write(store, numeric=True)
-    pairs = store.shadow_pairs(None, None, model_name="m", challenger_version="2")
+    pairs = store.monitor_store.shadow_pairs(None, None, model_name="m", challenger_version="2")
     assert (pairs.shadow_rows, pairs.labelled_rows) == (6, 3)  # labelled: 2, 4, 8
     assert sorted(pairs.challenger.predictions) == [102.5, 104.5, 108.5]
     assert pairs.champion.probabilities is None and pairs.challenger.probabilities is None
@@ -207,7 +216,7 @@ def test_a_regressors_pairs_are_numbers_without_probabilities(store):
 def test_the_latest_comparison_is_the_newest_run_that_stored_one(store):
     from mlops_stack.monitoring_db import MonitorRunRow
 
-    assert store.latest_comparison("m") is None
+    assert store.monitor_store.latest_comparison("m") is None
 
     def run(challenger=None):
         row = MonitorRunRow(
@@ -216,11 +225,11 @@ def test_the_latest_comparison_is_the_newest_run_that_stored_one(store):
         )  # fmt: skip
         if challenger is not None:
             row.challenger = challenger
-        return store.save_run(row, [])
+        return store.monitor_store.save_run(row, [])
 
     compared = run({"version": "2", "labelled_rows": 300})
     run()  # a later run without a challenger
-    found = store.latest_comparison("m")
+    found = store.monitor_store.latest_comparison("m")
     assert found is not None and found[0].id == compared
     assert found[1] == {"version": "2", "labelled_rows": 300}
-    assert store.latest_comparison("n") is None
+    assert store.monitor_store.latest_comparison("n") is None

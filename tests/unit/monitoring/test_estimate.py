@@ -14,7 +14,12 @@ import pandas as pd
 import pytest
 
 from mlops_stack.data import DatasetSchema
-from mlops_stack.monitoring.checks import Current, Reference, check_window, classification_quality
+from mlops_stack.monitoring.checks import (
+    Current,
+    Reference,
+    check_window,
+    classification_quality,
+)
 from mlops_stack.monitoring.estimate import (
     EstimateCounter,
     EstimatedQuality,

@@ -17,9 +17,9 @@ from sklearn.datasets import load_diabetes
 from mlops_stack.data import Dataset, DatasetSchema, infer_schema
 from mlops_stack.monitoring.checks import QualityCounter, Reference, check_sample, model_quality
 from mlops_stack.monitoring.window import Reservoir, read_window
-from mlops_stack.monitoring_db import MonitoringDB
+from mlops_stack.monitoring_db.records import PredictionRecord
 from mlops_stack.names import Task
-from mlops_stack.prediction_log.records import PredictionRecord
+from tests.support.monitoring import Monitoring
 from tests.support.tables import mixed_table
 
 ROWS = 2000
@@ -37,7 +37,7 @@ def monitoring_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 def store(monitoring_url: str):
-    log_store = MonitoringDB(monitoring_url)
+    log_store = Monitoring(monitoring_url)
     log_store.migrate()
     yield log_store
     log_store.dispose()
@@ -47,7 +47,7 @@ def schema() -> DatasetSchema:
     return infer_schema(Dataset(frame=mixed_table(400, seed=0), target="churn", source="test"))
 
 
-def logged(log_store: MonitoringDB) -> pd.DataFrame:
+def logged(log_store: Monitoring) -> pd.DataFrame:
     """ROWS logged rows of mixed features, a few of them bad, every tenth labelled."""
     table = mixed_table(ROWS, seed=1).drop(columns="churn")
     table.loc[list(BAD_AGE), "age"] = 500.0
@@ -67,15 +67,17 @@ def logged(log_store: MonitoringDB) -> pd.DataFrame:
         )
         for i, values in enumerate(table.to_dict("records"))
     ]
-    log_store.write_predictions(records)
-    log_store.record_feedback([(f"r{i}", 0, "yes" if i % 2 else "no") for i in LABELLED])
+    log_store.predictions.write_predictions(records)
+    log_store.predictions.record_feedback(
+        [(f"r{i}", 0, "yes" if i % 2 else "no") for i in LABELLED]
+    )
     return table
 
 
-def test_bad_rows_outside_the_sample_are_still_counted(store: MonitoringDB):
+def test_bad_rows_outside_the_sample_are_still_counted(store: Monitoring):
     table = logged(store)
     spec = schema()
-    chunks = store.window_chunks(limit=ROWS, model_name="churn", chunk_rows=300)
+    chunks = store.monitor_store.window_chunks(limit=ROWS, model_name="churn", chunk_rows=300)
     window = read_window(chunks, spec, max_rows=100, seed=3)
 
     assert window.extent.rows == ROWS and len(window.features) == 100
@@ -90,7 +92,7 @@ def test_bad_rows_outside_the_sample_are_still_counted(store: MonitoringDB):
     assert quality["income"].missing_share == pytest.approx(table["income"].isna().mean())
 
     # the same figures as counting the whole window in memory
-    whole = store.predictions_with_feedback(limit=ROWS, model_name="churn")
+    whole = store.monitor_store.predictions_with_feedback(limit=ROWS, model_name="churn")
     counter = QualityCounter(spec)
     counter.add(whole[spec.feature_names])
     assert window.whole.quality == counter.results()
@@ -107,12 +109,12 @@ def test_bad_rows_outside_the_sample_are_still_counted(store: MonitoringDB):
     assert window.whole.note == "analysed a uniform random sample of 100 of 2000 rows (seed 3)"
 
 
-def test_the_sample_note_says_what_was_sampled_and_what_was_not(store: MonitoringDB):
+def test_the_sample_note_says_what_was_sampled_and_what_was_not(store: Monitoring):
     logged(store)
     spec = schema()
     reference = mixed_table(400, seed=0).drop(columns="churn")
     window = read_window(
-        store.window_chunks(limit=ROWS, model_name="churn", chunk_rows=500),
+        store.monitor_store.window_chunks(limit=ROWS, model_name="churn", chunk_rows=500),
         spec,
         max_rows=150,
         seed=42,
@@ -168,7 +170,7 @@ def test_reservoir_is_uniform_bounded_and_repeatable():
     assert abs(halves[0] - halves[1]) < 0.1 * counts.sum()
 
 
-def test_a_regression_window_reads_numbers_and_scores_every_labelled_row(store: MonitoringDB):
+def test_a_regression_window_reads_numbers_and_scores_every_labelled_row(store: Monitoring):
     """A regressor's predictions are JSON numbers and its labels text: read back as numbers,
     RMSE, MAE, R2 and error bias over the labelled rows, whichever chunk they came in."""
     frame = load_diabetes(as_frame=True).frame
@@ -176,7 +178,7 @@ def test_a_regression_window_reads_numbers_and_scores_every_labelled_row(store: 
     features, target = frame.drop(columns="target"), frame["target"].to_numpy()
     predicted = target + np.random.default_rng(0).normal(5.0, 30.0, len(target))
     start = datetime(2025, 1, 1, tzinfo=UTC)
-    store.write_predictions(
+    store.predictions.write_predictions(
         [
             PredictionRecord(
                 request_id=f"d{i}",
@@ -193,9 +195,13 @@ def test_a_regression_window_reads_numbers_and_scores_every_labelled_row(store: 
         ]
     )
     labelled = np.arange(len(target)) % 4 == 0
-    store.record_feedback([(f"d{i}", 0, str(target[i])) for i in np.flatnonzero(labelled)])
+    store.predictions.record_feedback(
+        [(f"d{i}", 0, str(target[i])) for i in np.flatnonzero(labelled)]
+    )
 
-    chunks = store.window_chunks(limit=len(target), model_name="diabetes", chunk_rows=100)
+    chunks = store.monitor_store.window_chunks(
+        limit=len(target), model_name="diabetes", chunk_rows=100
+    )
     window = read_window(chunks, spec, max_rows=200, seed=0)
     assert pd.api.types.is_float_dtype(window.predictions) and len(window.predictions) == 200
     quality = window.whole.model_quality

@@ -2,7 +2,7 @@
 
 Rows are placed around an exact cutoff (one at it, one a microsecond before), with labels,
 shadow answers, monitor runs with their drift and alerts, so each rule of
-``MonitoringDB.delete_older_than`` is seen to delete what it should and keep the rest.
+``Upkeep.delete_older_than`` is seen to delete what it should and keep the rest.
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ import sqlalchemy as sa
 
 from mlops_stack.flows.parameters import RetentionParameters
 from mlops_stack.flows.retention import retention_flow
-from mlops_stack.monitoring_db import FeatureDriftRow, MonitoringDB, MonitorRunRow
+from mlops_stack.monitoring_db import FeatureDriftRow, MonitorRunRow
+from mlops_stack.monitoring_db.records import PredictionRecord
 from mlops_stack.monitoring_db.tables import FEEDBACK, PREDICTIONS, SHADOW_PREDICTIONS, AlertRow
-from mlops_stack.prediction_log.records import PredictionRecord
 from mlops_stack.stack import current_stack
+from tests.support.monitoring import Monitoring
 
 CUTOFF = datetime(2025, 4, 1, 12, 0, tzinfo=UTC)
 OLD = 23  # predictions before the cutoff: with batches of 5, five transactions, the last short
@@ -29,10 +30,10 @@ BATCH = 5
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[MonitoringDB]:
+def store(tmp_path: Path) -> Iterator[Monitoring]:
     """A migrated SQLite database (tests/integration/monitoring_db/test_retention.py runs the
     same tests on PostgreSQL)."""
-    with MonitoringDB(f"sqlite:///{tmp_path / 'monitoring.db'}") as db:
+    with Monitoring(f"sqlite:///{tmp_path / 'monitoring.db'}") as db:
         db.migrate()
         yield db
 
@@ -62,7 +63,7 @@ def new_times() -> list[datetime]:
     return [CUTOFF + timedelta(minutes=i) for i in range(NEW)]
 
 
-def fill(store: MonitoringDB) -> None:
+def fill(store: Monitoring) -> None:
     """Predictions either side of the cutoff, each with a label and a shadow answer, plus
     orphaned labels and shadow answers, monitor runs with drift, and alerts."""
     rows = [prediction(f"old-{i}", t) for i, t in enumerate(old_times())]
@@ -74,9 +75,9 @@ def fill(store: MonitoringDB) -> None:
     ]
     orphan_shadows = [prediction("gone-s-old", CUTOFF - timedelta(days=1), shadow=True)]
     orphan_shadows += [prediction("gone-s-new", CUTOFF + timedelta(seconds=5), shadow=True)]
-    store.write_predictions(rows + shadows + orphan_shadows)
+    store.predictions.write_predictions(rows + shadows + orphan_shadows)
     labelled = [(r.request_id, 0, "yes") for r in rows]
-    store.record_feedback([*labelled, ("orphan-old", 0, "no"), ("orphan-new", 0, "no")])
+    store.predictions.record_feedback([*labelled, ("orphan-old", 0, "no"), ("orphan-new", 0, "no")])
     received = {
         # an old label of a kept row stays with it; labels of no row go by their own time
         "new-0": CUTOFF - timedelta(days=3),
@@ -85,7 +86,7 @@ def fill(store: MonitoringDB) -> None:
         # a label received after the cutoff for an old row still goes with its row
         "old-0": CUTOFF + timedelta(days=1),
     }
-    with store.engine.begin() as connection:
+    with store.monitoring_db.engine.begin() as connection:
         for request_id, when in received.items():
             connection.execute(
                 sa.update(FEEDBACK)
@@ -110,12 +111,20 @@ def fill(store: MonitoringDB) -> None:
             )  # fmt: skip
             for j in range(3)
         ]
-        store.save_run(run, drift)
-    store.update_alerts("m", {"drift": "old, resolved", "degraded": "old, still open"}, run_id=1)
-    store.update_alerts("m", {"degraded": "old, still open"}, run_id=2)  # resolves drift
-    store.update_alerts("m", {"degraded": "old, still open", "drift": "again"}, run_id=3)
-    store.update_alerts("m", {"degraded": "old, still open"}, run_id=3)  # resolves it again
-    with store.engine.begin() as connection:
+        store.monitor_store.save_run(run, drift)
+    store.monitor_store.update_alerts(
+        "m", {"drift": "old, resolved", "degraded": "old, still open"}, run_id=1
+    )
+    store.monitor_store.update_alerts(
+        "m", {"degraded": "old, still open"}, run_id=2
+    )  # resolves drift
+    store.monitor_store.update_alerts(
+        "m", {"degraded": "old, still open", "drift": "again"}, run_id=3
+    )
+    store.monitor_store.update_alerts(
+        "m", {"degraded": "old, still open"}, run_id=3
+    )  # resolves it again
+    with store.monitoring_db.engine.begin() as connection:
         alerts = AlertRow.__table__
         resolved = connection.execute(
             sa.select(alerts.c.id).where(alerts.c.state == "resolved").order_by(alerts.c.id)
@@ -132,12 +141,12 @@ def fill(store: MonitoringDB) -> None:
         )
 
 
-def ids(store: MonitoringDB, table: sa.Table) -> set[str]:
-    with store.engine.connect() as connection:
+def ids(store: Monitoring, table: sa.Table) -> set[str]:
+    with store.monitoring_db.engine.connect() as connection:
         return set(connection.execute(sa.select(table.c.request_id)).scalars())
 
 
-def counts(store: MonitoringDB) -> dict[str, int]:
+def counts(store: Monitoring) -> dict[str, int]:
     tables = {
         "predictions": PREDICTIONS,
         "shadow_predictions": SHADOW_PREDICTIONS,
@@ -146,17 +155,17 @@ def counts(store: MonitoringDB) -> dict[str, int]:
         "feature_drift": FeatureDriftRow.__table__,
         "alerts": AlertRow.__table__,
     }
-    with store.engine.connect() as connection:
+    with store.monitoring_db.engine.connect() as connection:
         return {
             name: connection.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
             for name, table in tables.items()
         }
 
 
-def test_rows_before_the_cutoff_go_in_batches_and_the_rest_stays(store: MonitoringDB):
+def test_rows_before_the_cutoff_go_in_batches_and_the_rest_stays(store: Monitoring):
     fill(store)
     before = counts(store)
-    deleted = store.delete_older_than(CUTOFF, batch_rows=BATCH)
+    deleted = store.upkeep.delete_older_than(CUTOFF, batch_rows=BATCH)
     assert deleted is not None
     expected = {
         "predictions": OLD,
@@ -174,33 +183,35 @@ def test_rows_before_the_cutoff_go_in_batches_and_the_rest_stays(store: Monitori
     assert ids(store, PREDICTIONS) == new
     assert ids(store, FEEDBACK) == new | {"orphan-new"}
     assert ids(store, SHADOW_PREDICTIONS) == new | {"gone-s-new"}
-    assert [run.reason for run in store.runs("m")] == ["run 2"]
-    alerts = {(a.condition, a.state) for a in store.alerts()}
+    assert [run.reason for run in store.monitor_store.runs("m")] == ["run 2"]
+    alerts = {(a.condition, a.state) for a in store.monitor_store.alerts()}
     assert alerts == {("degraded", "open"), ("drift", "resolved")}  # the one resolved at CUTOFF
     # nothing left to delete: a second pass deletes nothing, in one transaction per step
-    again = store.delete_older_than(CUTOFF, batch_rows=BATCH)
+    again = store.upkeep.delete_older_than(CUTOFF, batch_rows=BATCH)
     assert again is not None and again.counts() == dict.fromkeys(expected, 0) | {"transactions": 5}
 
 
-def test_a_batch_as_large_as_the_rows_still_ends(store: MonitoringDB):
-    store.write_predictions([prediction(f"old-{i}", t) for i, t in enumerate(old_times())])
-    deleted = store.delete_older_than(CUTOFF, batch_rows=OLD)
+def test_a_batch_as_large_as_the_rows_still_ends(store: Monitoring):
+    store.predictions.write_predictions(
+        [prediction(f"old-{i}", t) for i, t in enumerate(old_times())]
+    )
+    deleted = store.upkeep.delete_older_than(CUTOFF, batch_rows=OLD)
     assert deleted is not None and deleted.predictions == OLD
     assert deleted.transactions == 2 + 4  # a full batch, an empty one; one per other step
-    assert store.count_predictions() == 0
+    assert store.predictions.count_predictions() == 0
 
 
 def test_the_flow_counts_back_from_now_and_zero_days_keeps_everything(stack):
     stack(retention_days="0", retention_batch_rows="4")
-    store = current_stack().monitoring
+    store = current_stack()  # its stores: predictions, monitor_store, upkeep, ...
     now = CUTOFF + timedelta(days=90)
-    store.write_predictions(
+    store.predictions.write_predictions(
         [prediction(f"old-{i}", t) for i, t in enumerate(old_times())]
         + [prediction(f"new-{i}", t) for i, t in enumerate(new_times())]
     )
     off = retention_flow(now=now)  # the settings' 0 days
     assert off.skipped is not None and "MLOPS_RETENTION_DAYS=0" in off.skipped
-    assert off.deleted == {} and store.count_predictions() == OLD + NEW
+    assert off.deleted == {} and store.predictions.count_predictions() == OLD + NEW
     summary = retention_flow(RetentionParameters(days=90, batch_rows=4), now=now)
     assert summary.cutoff == CUTOFF and summary.skipped is None
     assert summary.deleted["predictions"] == OLD

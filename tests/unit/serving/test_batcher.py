@@ -21,13 +21,13 @@ import pandas as pd
 import pytest
 from asgi_lifespan import LifespanManager
 
-from mlops_stack.monitoring_db import MonitoringDB
 from mlops_stack.serving.app import create_app
 from mlops_stack.serving.model import Answer, ServedModel
 from mlops_stack.serving.predictor import Predictor
 from mlops_stack.settings import Settings
 from mlops_stack.stack import Stack
 from tests.support.champion import embedded_settings, features_of, train_champion
+from tests.support.monitoring import Monitoring
 from tests.support.tables import mixed_table
 
 DEADLINE = 30.0
@@ -118,11 +118,11 @@ def test_mixed_rows_in_one_batch_get_their_own_answers_and_are_logged_once(train
     rows = [_json_row(r) for _, r in features.head(11).iterrows()]
     requests = {f"single-{i}": [row] for i, row in enumerate(rows[:8])}
     requests["batch-0"] = rows[8:]
-    store = MonitoringDB(settings.resolved_monitoring_db_url)
+    store = Monitoring(settings.resolved_monitoring_db_url)
     since = datetime.now(UTC)
 
     def logged() -> pd.DataFrame:
-        frame = store.predictions_with_feedback(since=since)
+        frame = store.monitor_store.predictions_with_feedback(since=since)
         return frame[frame["request_id"].isin(requests)]
 
     async def scenario(predictor: Predictor, _client: httpx.AsyncClient) -> Any:

@@ -1,6 +1,6 @@
 """Alembic environment of the monitoring database.
 
-``MonitoringDB.migrate`` passes an open connection (holding the migration lock) through
+``Database.migrate`` passes an open connection (holding the migration lock) through
 ``config.attributes["connection"]``. For a developer generating a revision, a
 ``sqlalchemy.url`` main option works too::
 
@@ -36,7 +36,7 @@ def _run(connection: Connection) -> None:
 
 if context.is_offline_mode():
     raise RuntimeError(
-        "the monitoring database's migrations run online only (MonitoringDB.migrate)"
+        "the monitoring database's migrations run online only (Database.migrate)"
     )
 
 _connection = config.attributes.get("connection")

@@ -4,6 +4,10 @@ The record is the unit every hop of the log path agrees on: the predictor builds
 stream and the spool files carry its JSON, the database stores its fields. ``(request_id, row)``
 identifies it everywhere, which is what lets every hop retry freely: a record delivered twice is
 still stored once.
+
+It lives with the database rather than with the prediction log's sinks because both sides use
+it: the sinks and the stream writer (higher up) build and carry records, and the database's
+writes (lower down) store them; here both import it without an arrow running upwards.
 """
 
 from __future__ import annotations
