@@ -35,9 +35,7 @@ def _run(connection: Connection) -> None:
 
 
 if context.is_offline_mode():
-    raise RuntimeError(
-        "the monitoring database's migrations run online only (Database.migrate)"
-    )
+    raise RuntimeError("the monitoring database's migrations run online only (Database.migrate)")
 
 _connection = config.attributes.get("connection")
 if _connection is not None:
