@@ -1,10 +1,12 @@
-"""What the dashboard shows, read through the process's stack as plain frames and dicts.
+"""The dashboard's reshaping: the stores' and the registry's answers in the shape a page shows.
 
-Kept apart from the Streamlit pages so the reads are testable without a browser and cached in
-one place (``dashboard.cache``). The SQL lives in the monitoring database's own class; this
-module shapes its answers for the pages. Nothing here invents a figure: an empty store gives an
-empty frame, and the page says what would fill it. Every read of the monitoring database takes
-a :class:`Scope` (model, time window, model version): the filters all pages honour.
+``dashboard.cache`` reads the monitoring database (``DashboardReads``, ``MonitorStore``) and the
+registry; what needs more than the read itself lives here, as functions of plain frames and
+dicts that are testable without a browser: the registry versions with their task and holdout
+figures, the champion and challenger side by side, runs joined with their stored figures and
+estimates, drift ranked by severity, confusion matrices and per-class scores, error buckets.
+Nothing here invents a figure: an empty frame gives an empty frame, and the page says what
+would fill it.
 """
 
 from __future__ import annotations
@@ -21,14 +23,11 @@ from mlflow.exceptions import MlflowException
 
 from mlops_stack import modelstore
 from mlops_stack.monitoring.estimate import LABELLED, ROWS
-from mlops_stack.monitoring_db import Scope
+from mlops_stack.monitoring_db import MonitorRunRow
 from mlops_stack.names import ACCURACY, ERROR_BIAS, F1, MAE, R2, RMSE, Task, quality_metrics
-from mlops_stack.registry import ChampionInfo, tagged_task, version_of
+from mlops_stack.registry import tagged_task, version_of
 from mlops_stack.stack import Stack
 
-__all__ = ["ChampionInfo", "Scope"]
-
-FEATURE_ROWS = 5_000  # a feature's current distribution from at most this many rows
 # Every metric a version's row may show: the classification figures, then the regression ones.
 VERSION_METRICS = tuple(
     dict.fromkeys((*quality_metrics(Task.CLASSIFICATION), *quality_metrics(Task.REGRESSION)))
@@ -110,25 +109,19 @@ class LiveComparison:
     started_at: datetime
     comparison: dict[str, Any]
 
+    @classmethod
+    def of(cls, found: tuple[MonitorRunRow, dict[str, Any]] | None) -> LiveComparison | None:
+        """The comparison the monitor store found (its run and the stored figures), if any."""
+        if found is None:
+            return None
+        run, comparison = found
+        return cls(run.id, run.started_at, comparison)
+
     def covers(self, champion: str | None, challenger: str | None) -> bool:
         """Whether it compared exactly these two versions (an older one is about others)."""
         return str(self.comparison.get("champion_version")) == str(champion) and str(
             self.comparison.get("version")
         ) == str(challenger)
-
-
-def live_comparison(stack: Stack, model_name: str) -> LiveComparison | None:
-    """The latest monitor run's comparison of the champion with the shadow challenger."""
-    found = stack.monitor_store.latest_comparison(model_name)
-    if found is None:
-        return None
-    run, comparison = found
-    return LiveComparison(run.id, run.started_at, comparison)
-
-
-def shadow_rows(stack: Stack, model_name: str, version: str) -> int:
-    """Rows ``version`` answered in shadow (all time): what the live comparison draws on."""
-    return stack.dashboard_reads.shadow_rows(model_name, version)
 
 
 def version_with_alias(versions: pd.DataFrame, alias: str) -> str | None:
@@ -186,20 +179,6 @@ def _figure(value: Any) -> str:
     return f"{float(value):.4f}"
 
 
-def champion(stack: Stack) -> ChampionInfo | None:
-    """The version holding the served alias, and when and how it got it (its tags say)."""
-    return stack.registry.champion_info()
-
-
-def monitor_runs(stack: Stack, scope: Scope, limit: int = 500) -> pd.DataFrame:
-    """Monitor runs in scope, oldest first (one chart point each), with each run's ``task``
-    and its quality figures by name (``rmse``, ``mae``, ... of a regression model) as columns,
-    where the monitor stored them."""
-    runs = stack.dashboard_reads.monitor_runs_frame(scope, limit)
-    results = stack.dashboard_reads.monitor_run_results_frame(scope, limit)
-    return with_results(runs, results)
-
-
 def with_results(runs: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
     """``runs`` plus the task and every stored figure of ``results`` it does not have yet."""
     extra = [c for c in results.columns if c != "id" and c not in runs.columns]
@@ -234,15 +213,15 @@ def with_estimates(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([kept, flat.astype(float).set_axis(runs.index)], axis=1)
 
 
-def feature_drift(stack: Stack, run_id: int) -> pd.DataFrame:
-    """One run's per-feature drift, most drifted first (severity: log10 past its threshold).
+def by_severity(frame: pd.DataFrame) -> pd.DataFrame:
+    """A run's per-feature drift, most drifted first (severity: log10 past its threshold).
 
     P-values (drift = small) and distances (drift = large) are ranked on one scale by the
     monitor's own :attr:`FeatureDrift.severity`, so the top row is the most shifted feature.
     """
     from mlops_stack.monitoring.checks import FeatureDrift
 
-    frame = stack.dashboard_reads.feature_drift_frame(run_id)
+    frame = frame.copy()
     frame["severity"] = [
         FeatureDrift(*row).severity
         for row in frame[["feature", "kind", "method", "threshold", "score", "drifted"]].itertuples(
@@ -252,31 +231,6 @@ def feature_drift(stack: Stack, run_id: int) -> pd.DataFrame:
     return frame.sort_values(["severity", "feature"], ascending=[False, True]).reset_index(
         drop=True
     )
-
-
-def open_alerts(stack: Stack, model_name: str) -> pd.DataFrame:
-    """Alerts of one model whose condition still holds (whatever the time filter says)."""
-    return stack.dashboard_reads.open_alerts_frame(model_name)
-
-
-def alert_history(stack: Stack, scope: Scope) -> pd.DataFrame:
-    """Every alert of the model still seen since ``scope.since``, newest first."""
-    return stack.dashboard_reads.alert_history_frame(scope)
-
-
-def traffic(stack: Stack, scope: Scope) -> dict[str, int]:
-    """Logged prediction rows: last hour, last day, in the chosen window, all time."""
-    return stack.dashboard_reads.traffic(scope)
-
-
-def latency(stack: Stack, scope: Scope) -> dict[str, float] | None:
-    """p50/p95 of the logged model latency in scope; None without rows."""
-    return stack.dashboard_reads.latency(scope)
-
-
-def labelled(stack: Stack, scope: Scope) -> pd.DataFrame:
-    """Predictions in scope that have a true label: ``created_at``, ``prediction``, ``label``."""
-    return stack.dashboard_reads.labelled_frame(scope)
 
 
 def class_names(labelled_rows: pd.DataFrame) -> list[str]:
@@ -411,27 +365,3 @@ def unseen_categories(quality: list[dict[str, Any]], window_rows: int | None) ->
     return frame.sort_values(["unseen rows", "feature"], ascending=[False, True]).reset_index(
         drop=True
     )
-
-
-def run_data_quality(stack: Stack, run_id: int) -> list[dict[str, Any]]:
-    """One monitor run's per-feature data quality, as the monitor stored it."""
-    return stack.dashboard_reads.run_data_quality(run_id)
-
-
-def current_values(
-    stack: Stack, model_name: str, start: datetime | None, end: datetime | None, feature: str
-) -> pd.Series:
-    """One feature's logged values in a monitor run's window [start, end] (newest
-    FEATURE_ROWS rows): what the run compared with the reference."""
-    return stack.dashboard_reads.feature_values(model_name, start, end, feature, FEATURE_ROWS)
-
-
-def reference_values(stack: Stack, version: str, feature: str) -> pd.Series:
-    """One feature of the reference sample logged with ``version`` (what drift compares with)."""
-    mv = stack.registry.version(version)
-    return modelstore.load_reference(str(mv.run_id), columns=[feature])[feature]
-
-
-def report_html(stack: Stack, report_uri: str) -> str:
-    """The Evidently HTML report a monitor run logged to MLflow."""
-    return stack.registry.artifact_text(report_uri)

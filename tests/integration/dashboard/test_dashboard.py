@@ -35,7 +35,7 @@ from mlops_stack.data import Dataset, infer_schema
 from mlops_stack.flows.monitor import monitor_flow
 from mlops_stack.flows.train import train_flow
 from mlops_stack.monitoring.checks import QualityCounter
-from mlops_stack.monitoring_db import MonitorRunRow
+from mlops_stack.monitoring_db import MonitorRunRow, Scope
 from mlops_stack.monitoring_db.records import PredictionRecord
 from mlops_stack.names import Task
 from mlops_stack.preprocessing import build_preprocessor
@@ -91,15 +91,15 @@ def test_every_page_of_an_empty_stack_says_no_data_yet(stack, dashboard):
 def test_queries_on_an_empty_stack_are_empty_not_errors(stack):
     settings = stack()
     root = current_stack()  # nothing migrated by hand: the database does it on the first read
-    scope = queries.Scope(settings.model_name)
+    reads, scope = root.dashboard_reads, Scope(settings.model_name)
     assert queries.model_versions(root).empty
-    assert queries.champion(root) is None
-    assert queries.monitor_runs(root, scope).empty
-    assert queries.open_alerts(root, settings.model_name).empty
-    assert queries.alert_history(root, scope).empty
-    assert queries.latency(root, scope) is None
-    assert queries.labelled(root, scope).empty
-    assert queries.traffic(root, scope) == {"last_hour": 0, "last_day": 0, "window": 0, "total": 0}
+    assert root.registry.champion_info() is None
+    assert reads.monitor_runs_frame(scope).empty
+    assert reads.open_alerts_frame(settings.model_name).empty
+    assert reads.alert_history_frame(scope).empty
+    assert reads.latency(scope) is None
+    assert reads.labelled_frame(scope).empty
+    assert reads.traffic(scope) == {"last_hour": 0, "last_day": 0, "window": 0, "total": 0}
 
 
 def test_switched_off_actions_are_disabled_with_the_reason(stack, dashboard):
@@ -133,32 +133,36 @@ def test_pages_show_what_a_seeded_stack_holds(stack, dashboard, monkeypatch):
     drifted = monitor_flow()
     assert (clean.status, drifted.status) == ("ok", "drift")
 
-    # the reads the pages make
+    # the reads the pages make (dashboard/cache.py: a store's read, reshaped where needed)
     root = current_stack()
-    scope = queries.Scope(settings.model_name)
-    runs = queries.monitor_runs(root, scope)
+    reads, scope = root.dashboard_reads, Scope(settings.model_name)
+    runs = queries.with_results(
+        reads.monitor_runs_frame(scope), reads.monitor_run_results_frame(scope)
+    )
     assert list(runs["status"]) == ["ok", "drift"]
-    features = queries.feature_drift(root, int(runs.iloc[-1]["id"]))
+    features = queries.by_severity(reads.feature_drift_frame(int(runs.iloc[-1]["id"])))
     assert features.iloc[0]["feature"] in SHIFTED and features.iloc[0]["drifted"]
     assert list(features["severity"]) == sorted(features["severity"], reverse=True)
-    assert queries.traffic(root, scope)["last_hour"] == 600
-    assert queries.traffic(root, queries.Scope("another-model"))["total"] == 0
-    assert queries.traffic(root, queries.Scope(settings.model_name, version="2")) == {
+    assert reads.traffic(scope)["last_hour"] == 600
+    assert reads.traffic(Scope("another-model"))["total"] == 0
+    assert reads.traffic(Scope(settings.model_name, version="2")) == {
         "last_hour": 0, "last_day": 0, "window": 0, "total": 0,
     }  # fmt: skip
-    later = queries.Scope(settings.model_name, since=datetime.now(UTC) + timedelta(minutes=1))
-    assert queries.monitor_runs(root, later).empty  # the time window is honoured
-    assert queries.traffic(root, later)["window"] == 0
-    labelled = queries.labelled(root, scope)
+    later = Scope(settings.model_name, since=datetime.now(UTC) + timedelta(minutes=1))
+    assert reads.monitor_runs_frame(later).empty  # the time window is honoured
+    assert reads.traffic(later)["window"] == 0
+    labelled = reads.labelled_frame(scope)
     assert len(labelled) == 300
     assert queries.confusion(labelled).to_numpy().sum() == 300
-    shifted = queries.current_values(
-        root, settings.model_name, runs.iloc[-1]["window_start"],
-        runs.iloc[-1]["window_end"], SHIFTED[0],
+    shifted = reads.feature_values(
+        settings.model_name, runs.iloc[-1]["window_start"],
+        runs.iloc[-1]["window_end"], SHIFTED[0], 5_000,
     )  # fmt: skip
-    reference = queries.reference_values(root, "1", SHIFTED[0])
+    reference = modelstore.load_reference(
+        str(root.registry.version("1").run_id), columns=[SHIFTED[0]]
+    )[SHIFTED[0]]
     assert shifted.mean() > reference.mean() + 2 * reference.std()  # the shift, visible
-    assert "<html" in queries.report_html(root, runs.iloc[-1]["report_uri"]).lower()
+    assert "<html" in root.registry.artifact_text(runs.iloc[-1]["report_uri"]).lower()
 
     # the pages
     open_page(dashboard, "overview")

@@ -77,7 +77,7 @@ def test_the_quality_page_shows_the_estimate_next_to_the_realised_figures(stack)
     from streamlit.testing.v1 import AppTest
 
     from mlops_stack.dashboard import queries
-    from mlops_stack.monitoring_db import MonitorRunRow
+    from mlops_stack.monitoring_db import MonitorRunRow, Scope
     from mlops_stack.stack import current_stack
     from tests.integration.dashboard.test_dashboard import APP, open_page
 
@@ -143,8 +143,8 @@ def test_the_quality_page_shows_the_estimate_next_to_the_realised_figures(stack)
     assert sorted(realised_points["value"]) == pytest.approx([0.8, 0.82])
     assert json.loads(chart.proto.spec)["facet"]["column"]["field"] == "metric"
 
-    runs = queries.with_estimates(
-        queries.monitor_runs(current_stack(), queries.Scope(settings.model_name))
-    )
+    reads, scope = current_stack().dashboard_reads, Scope(settings.model_name)
+    stored = reads.monitor_runs_frame(scope), reads.monitor_run_results_frame(scope)
+    runs = queries.with_estimates(queries.with_results(*stored))
     assert list(runs["estimated_rows"]) == [300, 300]
     assert runs["estimated_labelled_accuracy"].isna().tolist() == [True, False]
