@@ -13,8 +13,10 @@ from mlops_stack.env_example import (
     COMPOSE_VARIABLES,
     PROD_SETTING_DEFAULTS,
     render_env_example,
+    section_title,
 )
-from mlops_stack.settings import Settings
+from mlops_stack.settings import SECTIONS, Settings, variable_names
+from mlops_stack.settings import variable as setting_variable
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_NAMES = {name for name, _, _ in COMPOSE_VARIABLES}
@@ -59,6 +61,29 @@ def test_env_example_documents_every_compose_variable_with_its_default():
 def test_env_example_is_what_the_settings_render():
     """Descriptions too: regenerate with `python -m mlops_stack.env_example > .env.example`."""
     assert (ROOT / ".env.example").read_text() == render_env_example()
+
+
+def test_each_setting_is_declared_in_exactly_one_section():
+    declared = [name for section in SECTIONS for name in section.model_fields]
+    assert sorted(declared) == sorted(Settings.model_fields)  # none twice, none outside one
+    assert all(issubclass(Settings, section) for section in SECTIONS)
+
+
+def test_env_example_documents_each_section_under_its_header():
+    text = (ROOT / ".env.example").read_text()
+    settings_part = text.split("# === settings of the stack's Python services")[1]
+    headers = re.findall(r"^# --- (.*) ---$", settings_part, flags=re.M)
+    assert headers == [section_title(section) for section in SECTIONS]
+    parts = re.split(r"^# --- .* ---$", settings_part, flags=re.M)[1:]
+    for section, part in zip(SECTIONS, parts, strict=True):
+        documented = re.findall(r"^# (MLOPS_[A-Z0-9_]+)=", part, flags=re.M)
+        assert documented == [setting_variable(name) for name in section.model_fields], section
+
+
+def test_every_setting_is_set_by_mlops_and_its_name_first():
+    """The variable named after the field wins; a renamed field would read its former one too."""
+    for name, field in Settings.model_fields.items():
+        assert variable_names(name, field)[0] == setting_variable(name) == f"MLOPS_{name.upper()}"
 
 
 def test_defaults_run_embedded_under_the_data_dir(monkeypatch, tmp_path):
