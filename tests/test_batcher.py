@@ -44,7 +44,7 @@ def trained(tmp_path_factory):
             "MLOPS_DATA_DIR": str(root / "mlops-data"),
             "MLOPS_CANDIDATES": "logistic_regression",
             "MLOPS_LATENCY_SAMPLES": "10",
-            "MLOPS_LOG_FLUSH_SECONDS": "0.05",
+            "MLOPS_PREDICTION_LOG_FLUSH_SECONDS": "0.05",
             "MLOPS_MICROBATCH_ENABLED": "true",
         }.items():
             mp.setenv(key, value)

@@ -73,7 +73,7 @@ def registry(tmp_path_factory):
     root = tmp_path_factory.mktemp("compiled")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLOPS_DATA_DIR", str(root / "mlops-data"))
-        mp.setenv("MLOPS_LOG_FLUSH_SECONDS", "0.05")
+        mp.setenv("MLOPS_PREDICTION_LOG_FLUSH_SECONDS", "0.05")
         mp.chdir(root)
         mixed_table().to_csv(root / "customers.csv", index=False)
         tagged = xor_table()

@@ -51,7 +51,7 @@ def trained(tmp_path_factory) -> Iterator[Settings]:
             "MLOPS_DATA_DIR": str(root / "mlops-data"),
             "MLOPS_CANDIDATES": "logistic_regression",
             "MLOPS_LATENCY_SAMPLES": "10",
-            "MLOPS_LOG_FLUSH_SECONDS": "0.05",
+            "MLOPS_PREDICTION_LOG_FLUSH_SECONDS": "0.05",
         }.items():
             mp.setenv(key, value)
         for key in ("MLOPS_REDIS_URL", "MLOPS_API_KEYS", "MLOPS_RATE_LIMIT_PER_MINUTE"):

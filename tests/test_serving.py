@@ -38,7 +38,7 @@ def trained(tmp_path_factory):
             "MLOPS_RELOAD_POLL_SECONDS": "0.2",
             "MLOPS_MAX_BATCH_ROWS": "50",
             "MLOPS_MAX_BODY_BYTES": "20000",
-            "MLOPS_LOG_FLUSH_SECONDS": "0.05",
+            "MLOPS_PREDICTION_LOG_FLUSH_SECONDS": "0.05",
         }.items():
             mp.setenv(key, value)
         mp.delenv("MLOPS_REDIS_URL", raising=False)

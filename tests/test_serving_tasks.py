@@ -79,7 +79,7 @@ def models(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         for key, value in {
             "MLOPS_DATA_DIR": str(root / "mlops-data"),
-            "MLOPS_LOG_FLUSH_SECONDS": "0.05",
+            "MLOPS_PREDICTION_LOG_FLUSH_SECONDS": "0.05",
             "MLOPS_RELOAD_POLL_SECONDS": "30",
         }.items():
             mp.setenv(key, value)

@@ -71,7 +71,7 @@ def registered(tmp_path_factory):
             "MLOPS_CANDIDATES": "logistic_regression",
             "MLOPS_LATENCY_SAMPLES": "10",
             "MLOPS_RELOAD_POLL_SECONDS": "0.2",
-            "MLOPS_LOG_FLUSH_SECONDS": "0.05",
+            "MLOPS_PREDICTION_LOG_FLUSH_SECONDS": "0.05",
         }.items():
             mp.setenv(key, value)
         for key in ("MLOPS_REDIS_URL", "MLOPS_SHADOW_ENABLED", "MLOPS_SHADOW_QUEUE_ROWS"):
@@ -379,7 +379,7 @@ def test_shadow_records_travel_the_redis_stream_into_shadow_predictions(
         redis_url=services.redis_url,
         prediction_stream=stream_name,
         monitoring_db_url=postgres_url,
-        log_flush_seconds="0.05",
+        prediction_log_flush_seconds="0.05",
     )
     request = uuid.uuid4().hex
     champion = shadow_record(request, "1", shadow=False, features={"x": 1.5}, latency_ms=3.0)

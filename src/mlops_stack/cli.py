@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mlops_stack.names import ACCURACY, F1, LATENCY_P95, RetrainStatus, holdout_metrics
-from mlops_stack.settings import Settings, get_settings
+from mlops_stack.settings import Settings, get_settings, variable_of
 from mlops_stack.terminal import Line, fields, fits, records, wrapped
 
 if TYPE_CHECKING:
@@ -64,9 +64,7 @@ def _prepare() -> Settings:
     try:
         settings = get_settings()
     except ValidationError as exc:
-        problems = "\n".join(
-            f"  - MLOPS_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
-        )
+        problems = "\n".join(f"  - {variable_of(e['loc'])}: {e['msg']}" for e in exc.errors())
         raise _fail(f"invalid settings:\n{problems}", code=2) from None
     except ValueError as exc:  # a MLOPS_*_FILE that cannot be read
         raise _fail(f"invalid settings: {exc}", code=2) from None

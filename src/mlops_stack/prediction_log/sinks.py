@@ -13,8 +13,9 @@ Two ways in, for two guarantees:
   more than once. The embedded sink (no Redis) makes records durable in the spool and lets its
   thread move them into the database.
 - :meth:`PredictionSink.submit` (the shadow challenger's records): best effort, never blocks;
-  appended to memory (beyond ``MLOPS_LOG_BUFFER_ROWS``, to the spool) and delivered in batches by
-  the background thread. A kill of the process loses the shadow records still in memory.
+  appended to memory (beyond ``MLOPS_PREDICTION_LOG_BUFFER_ROWS``, to the spool) and delivered
+  in batches by the background thread. A kill of the process loses the shadow records still in
+  memory.
 
 The background thread also replays the spool, oldest segment first, once the destination
 answers (also after a restart: segments a dead process left are adopted), and retries with a
@@ -108,9 +109,9 @@ class QueueSink:
         min_backoff: float = MIN_BACKOFF,
         max_backoff: float = MAX_BACKOFF,
     ) -> None:
-        self.batch_size = settings.log_batch_size
-        self.flush_seconds = settings.log_flush_seconds
-        self.capacity = settings.log_buffer_rows
+        self.batch_size = settings.prediction_log_batch_rows
+        self.flush_seconds = settings.prediction_log_flush_seconds
+        self.capacity = settings.prediction_log_buffer_rows
         self.spool = Spool(Path(settings.data_dir) / "spool")
         self.min_backoff, self.max_backoff = min_backoff, max_backoff
         self._queue: deque[PredictionRecord] = deque()
@@ -576,10 +577,10 @@ class RedisStreamSink(QueueSink):
 
 
 class DiscardSink:
-    """Logs nothing. Only for measuring what logging costs (MLOPS_LOG_PREDICTIONS=false)."""
+    """Logs nothing. Only for measuring what logging costs (MLOPS_PREDICTION_LOG_ENABLED=false)."""
 
     def start(self) -> None:
-        log.warning("prediction_log_disabled", reason="MLOPS_LOG_PREDICTIONS=false")
+        log.warning("prediction_log_disabled", reason="MLOPS_PREDICTION_LOG_ENABLED=false")
 
     async def write(self, records: list[PredictionRecord]) -> None:
         return None
@@ -591,7 +592,9 @@ class DiscardSink:
         return 0
 
     def status(self) -> LogStatus:
-        return LogStatus(True, "disabled: MLOPS_LOG_PREDICTIONS=false, predictions are not logged")
+        return LogStatus(
+            True, "disabled: MLOPS_PREDICTION_LOG_ENABLED=false, predictions are not logged"
+        )
 
     def accepting(self) -> tuple[bool, str]:
         return True, "disabled: nothing to write"
@@ -606,7 +609,7 @@ class DiscardSink:
 def make_sink(settings: Settings, database: MonitoringDB | None = None) -> PredictionSink:
     """The sink the settings call for: the Redis stream if MLOPS_REDIS_URL, else ``database``
     (the process's monitoring database; one of its own when not given)."""
-    if not settings.log_predictions:
+    if not settings.prediction_log_enabled:
         return DiscardSink()
     if settings.redis_url:
         return RedisStreamSink(settings)

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from mlops_stack.settings.fields import OptionalText
+from mlops_stack.settings.fields import OptionalText, formerly
 
 
 class ApiSettings(BaseModel):
@@ -73,7 +73,7 @@ class ApiSettings(BaseModel):
             "How long /feedback keeps looking for answered rows it does not know yet before "
             "calling them unknown (404): the answer may come from another worker or replica, "
             "whose rows reach the database only when the log writer has written them "
-            "(MLOPS_LOG_WRITER_WAIT_MS after the stream). 0: answer at once."
+            "(MLOPS_PREDICTION_LOG_WRITER_WAIT_MS after the stream). 0: answer at once."
         ),
     )
 
@@ -135,10 +135,18 @@ class InferenceSettings(BaseModel):
 
 
 class PredictionLogSettings(BaseModel):
-    """The prediction log: every answered row, on its way to the monitoring database."""
+    """The prediction log: every answered row, on its way to the monitoring database.
 
-    log_predictions: bool = Field(
+    Its fields say ``prediction_log`` where they said ``log`` before, which also named the
+    application's logs (``log_level``, ``log_json``); each still reads the variable it had
+    (``MLOPS_LOG_BATCH_SIZE`` and the like, :func:`~mlops_stack.settings.fields.formerly`), so
+    a ``.env`` written for the old names keeps working, and its new variable wins when both
+    are set.
+    """
+
+    prediction_log_enabled: bool = Field(
         True,
+        validation_alias=formerly("prediction_log_enabled", "MLOPS_LOG_PREDICTIONS"),
         description=(
             "Log every answered row for monitoring. Turn off only to measure what logging "
             "costs (benchmarks/serve.py): without it there is no drift or quality monitoring."
@@ -148,29 +156,38 @@ class PredictionLogSettings(BaseModel):
     stream_group: str = Field(
         "log-writer", description="Consumer group that writes the stream to the database."
     )
-    log_batch_size: int = Field(500, ge=1, description="Most prediction rows written per batch.")
-    log_writer_wait_ms: int = Field(
+    prediction_log_batch_rows: int = Field(
+        500,
+        ge=1,
+        validation_alias=formerly("prediction_log_batch_rows", "MLOPS_LOG_BATCH_SIZE"),
+        description="Most prediction rows written per batch.",
+    )
+    prediction_log_writer_wait_ms: int = Field(
         500,
         ge=0,
         le=5000,
+        validation_alias=formerly("prediction_log_writer_wait_ms", "MLOPS_LOG_WRITER_WAIT_MS"),
         description=(
             "How long `mlops log-writer` lets entries gather after reading fewer than "
-            "MLOPS_LOG_BATCH_SIZE, before it writes them: one commit for many rows instead of "
-            "one per row (a row reaches the database that much later). 0: write at once."
+            "MLOPS_PREDICTION_LOG_BATCH_ROWS, before it writes them: one commit for many rows "
+            "instead of one per row (a row reaches the database that much later). 0: write at "
+            "once."
         ),
     )
-    log_flush_seconds: float = Field(
+    prediction_log_flush_seconds: float = Field(
         0.5,
         gt=0,
+        validation_alias=formerly("prediction_log_flush_seconds", "MLOPS_LOG_FLUSH_SECONDS"),
         description=(
             "Longest the log sink's thread waits before it writes a batch of shadow records or "
             "replays the spool (answered rows are written before their answer, not batched by "
             "time)."
         ),
     )
-    log_buffer_rows: int = Field(
+    prediction_log_buffer_rows: int = Field(
         100_000,
         ge=100,
+        validation_alias=formerly("prediction_log_buffer_rows", "MLOPS_LOG_BUFFER_ROWS"),
         description=(
             "Shadow records held in memory while the log path is down; beyond this they are "
             "spooled to <data_dir>/spool and replayed when it returns."
