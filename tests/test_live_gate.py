@@ -84,7 +84,7 @@ def test_a_regressors_comparison_scores_both_sides_by_error_on_the_same_rows():
 
     from mlops_stack.data import Dataset, infer_schema
     from mlops_stack.flows.challenger import compare
-    from mlops_stack.flows.parameters import MonitorParameters
+    from mlops_stack.flows.parameters import LivePromotionOptions
     from mlops_stack.monitoring_db.database import Answers, ShadowPairs
     from mlops_stack.names import Task
 
@@ -97,8 +97,8 @@ def test_a_regressors_comparison_scores_both_sides_by_error_on_the_same_rows():
         champion=Answers(pd.Series(truth + 10.0), None),  # off by 10: RMSE 10
         challenger=Answers(pd.Series(truth - 2.0), None),  # off by 2: RMSE 2
     )
-    params = MonitorParameters(live_promotion_min_labelled=40)
-    comparison = compare(pairs, schema, version="2", champion_version="1", params=params)
+    options = LivePromotionOptions(min_labelled=40)
+    comparison = compare(pairs, schema, version="2", champion_version="1", options=options)
     assert comparison.metric == "rmse" and not comparison.higher_is_better
     assert comparison.champion["rmse"] == pytest.approx(10.0)
     assert comparison.challenger["rmse"] == pytest.approx(2.0)
@@ -108,11 +108,11 @@ def test_a_regressors_comparison_scores_both_sides_by_error_on_the_same_rows():
         "better (rmse 2.0000 vs champion v1 10.0000, lower is better) on 40 live labelled rows"
     )
     swapped = ShadowPairs(50, pairs.labels, pairs.challenger, pairs.champion)
-    kept = compare(swapped, schema, version="2", champion_version="1", params=params)
+    kept = compare(swapped, schema, version="2", champion_version="1", options=options)
     assert not kept.promote and kept.decision.startswith("worse (rmse 10.0000")
     few = compare(
         pairs, schema, version="2", champion_version="1",
-        params=MonitorParameters(live_promotion_min_labelled=41),
+        options=LivePromotionOptions(min_labelled=41),
     )  # fmt: skip
     assert not few.promote and few.decision.startswith("no decision on 40 live labelled rows")
 
@@ -244,10 +244,9 @@ def test_monitor_compares_on_the_same_rows_and_promotes_a_live_winner(
 
     from mlops_stack.cli import app
     from mlops_stack.flows.monitor import monitor_flow
-    from mlops_stack.flows.parameters import MonitorParameters
     from mlops_stack.monitoring_db import MonitoringDB
     from mlops_stack.registry import version_of
-    from mlops_stack.stack import current_stack
+    from mlops_stack.stack import current_stack, install
 
     from .shadow import champion_and_challenger, expected_figures, log_shadow_traffic
 
@@ -265,15 +264,19 @@ def test_monitor_compares_on_the_same_rows_and_promotes_a_live_winner(
     expected = expected_figures(traffic)
     assert expected["challenger"]["roc_auc"] > expected["champion"]["roc_auc"] + 0.3
 
-    def run(**options):
-        return monitor_flow(MonitorParameters.from_settings(settings, **options))
+    def run(min_labelled: int = 200, enabled: str = "true"):
+        """A monitor run under these live promotion settings (the defaults: 200, true): not a
+        run's parameters, the run reads them from its settings."""
+        stack(live_promotion_min_labelled=str(min_labelled), live_promotion_enabled=enabled)
+        install(None)  # `mlops models` below installs a stack of the settings it started with
+        return monitor_flow()
 
-    waiting = run(live_promotion_min_labelled=301).challenger
+    waiting = run(min_labelled=301).challenger
     assert waiting["labelled_rows"] == 300 and waiting["shadow_rows"] == 300
     assert waiting["decision"].startswith("no decision on 300 live labelled rows: 301 needed")
     assert not waiting["promoted"]
 
-    kept = run(live_promotion_enabled=False)
+    kept = run(enabled="false")
     comparison = kept.challenger
     assert (comparison["version"], comparison["champion_version"]) == ("2", "1")
     assert comparison["metric"] == "roc_auc" and comparison["labelled_rows"] == 300
