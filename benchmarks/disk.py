@@ -1,10 +1,10 @@
 """Disk cost of the prediction log in PostgreSQL, per million predictions.
 
 Inserts ``--rows`` predictions of the demo model through the log path's own write
-(``PredictionStore.write_predictions``, batches of ``MLOPS_LOG_BATCH_SIZE`` = 500 rows, as the
-log writer does) into a temporary database on a PostgreSQL server, then measures each table
-with ``pg_relation_size`` (heap), its TOAST table and ``pg_indexes_size``, after ``VACUUM
-ANALYZE`` (the visibility and free-space maps a table has in service). A row is what the
+(``PredictionStore.write_predictions``, batches of ``MLOPS_PREDICTION_LOG_BATCH_ROWS`` = 500
+rows, as the log writer does) into a temporary database on a PostgreSQL server, then measures
+each table with ``pg_relation_size`` (heap), its TOAST table and ``pg_indexes_size``, after
+``VACUUM ANALYZE`` (the visibility and free-space maps a table has in service). A row is what the
 predictor logs for one answer: a 32-hex request id (nginx's ``$request_id``), the breast cancer
 table's 30 features as JSON (a row of the table, its values as a client sends them), the class,
 both probabilities, the model's name and version and the latency. Every row also gets a shadow
@@ -38,7 +38,7 @@ from tests.support.monitoring import Monitoring
 from mlops_stack.monitoring_db.records import PredictionRecord
 from mlops_stack.monitoring_db.tables import PREDICTIONS
 
-BATCH = 500  # MLOPS_LOG_BATCH_SIZE's default: rows per write of the log writer
+BATCH = 500  # MLOPS_PREDICTION_LOG_BATCH_ROWS's default: rows per write of the log writer
 TABLES = ("predictions", "shadow_predictions", "feedback")
 MB = 1024 * 1024
 

@@ -237,7 +237,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=20_000, help="records per run")
     parser.add_argument("--rounds", type=int, default=3, help="runs of each writer, interleaved")
-    parser.add_argument("--batch", type=int, default=500, help="MLOPS_LOG_BATCH_SIZE")
+    parser.add_argument("--batch", type=int, default=500, help="MLOPS_PREDICTION_LOG_BATCH_ROWS")
     parser.add_argument(
         "--rate",
         type=float,
@@ -261,7 +261,7 @@ def main() -> None:
         "MLOPS_REDIS_URL": args.redis_url,
         "MLOPS_PREDICTION_STREAM": stream,
         "MLOPS_MONITORING_DB_URL": url,
-        "MLOPS_LOG_BATCH_SIZE": str(args.batch),
+        "MLOPS_PREDICTION_LOG_BATCH_ROWS": str(args.batch),
         "MLOPS_LOG_LEVEL": "WARNING",
     }
     pin = ["taskset", "-c", args.cpu] if shutil.which("taskset") else []

@@ -5,7 +5,7 @@ each, the built-in table) and measures, at batch size 1 (one row per request) an
 concurrency of ``--connections`` (1, 8, 32):
 
   - ``ours``: `mlops serve api` of this tree, one worker, prediction logging on (the default),
-  - ``ours-nolog``: the same with ``MLOPS_LOG_PREDICTIONS=false`` (not run unless selected),
+  - ``ours-nolog``: the same with ``MLOPS_PREDICTION_LOG_ENABLED=false`` (not run unless selected),
   - ``baseline`` (with ``--baseline DIR``): `mlops serve api` of another commit's ``src``
     (``git archive <commit> src | tar -x -C DIR``), logging on,
   - ``mlflow``: `mlflow models serve --env-manager local -w 1` (the baseline MLflow ships),
@@ -446,7 +446,7 @@ def build_servers(
     model_uri = "models:/mlops-classifier@champion"
     ours_body = json.dumps({"features": row})
     mlops = [str(BIN / "mlops"), "serve", "api", "--workers", "1", "--port", "{port}"]
-    on, off = {"MLOPS_LOG_PREDICTIONS": "true"}, {"MLOPS_LOG_PREDICTIONS": "false"}
+    on, off = {"MLOPS_PREDICTION_LOG_ENABLED": "true"}, {"MLOPS_PREDICTION_LOG_ENABLED": "false"}
     servers: list[Server] = []
     if "ours" in selected:
         servers.append(Server("ours", mlops, on, "/ready", "/predict", ours_body, read_ours,

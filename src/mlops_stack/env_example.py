@@ -2,8 +2,8 @@
 
 Two kinds: the variables the compose files interpolate themselves (``COMPOSE_VARIABLES``,
 ``COMPOSE_SETTING_DEFAULTS``, ``PROD_SETTING_DEFAULTS``; tests/unit/test_settings.py holds them to
-the ``${...}`` in both files) and the ``MLOPS_*`` settings, from the fields of
-:class:`mlops_stack.settings.Settings`.
+the ``${...}`` in both files) and the ``MLOPS_*`` settings, from the fields of each section of
+:class:`mlops_stack.settings.Settings` (``mlops_stack.settings.SECTIONS``), under a header each.
 Regenerate with ``python -m mlops_stack.env_example > .env.example``.
 """
 
@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import textwrap
 
-from mlops_stack.settings import Settings
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+
+from mlops_stack.settings import SECTIONS, former_names, variable
 
 ENV_EXAMPLE_HEADER = """\
 # Every variable the stack reads, with its default. Copy to .env and uncomment what you change:
@@ -103,30 +106,54 @@ COMPOSE_SETTING_DEFAULTS: dict[str, str] = {
 
 
 def render_env_example() -> str:
-    """``.env.example`` from the fields themselves, so the documentation cannot drift.
+    """``.env.example`` from the fields themselves, so the documentation cannot drift: the
+    compose variables, then the settings section by section (``SECTIONS``), each under its
+    class's one-line summary.
 
     Regenerate with ``python -m mlops_stack.env_example > .env.example``.
     """
-    lines = [ENV_EXAMPLE_HEADER, "# --- docker compose (the compose files read these) ---", ""]
+    lines = [ENV_EXAMPLE_HEADER, "# === docker compose (the compose files read these) ===", ""]
     for name, default, description in COMPOSE_VARIABLES:
         lines += [f"# {description}", f"# {name}={default}", ""]
-    lines += ["# --- settings of the stack's Python services (MLOPS_*) ---", ""]
-    for name, field in Settings.model_fields.items():
-        default = field.default
-        if default is None:
-            shown = ""
-        else:
-            shown = str(default).lower() if isinstance(default, bool) else str(default)
-        description = field.description or ""
-        stack_default = COMPOSE_SETTING_DEFAULTS.get(f"MLOPS_{name.upper()}")
-        if stack_default is not None:
-            description += f" docker-compose.yml's default: {stack_default}."
-        prod_default = PROD_SETTING_DEFAULTS.get(f"MLOPS_{name.upper()}")
-        if prod_default is not None:
-            description += f" docker-compose.prod.yml's default: {prod_default}."
-        lines += [f"# {line}" for line in textwrap.wrap(description, 96)]
-        lines += [f"# MLOPS_{name.upper()}={shown}", ""]
+    lines += ["# === settings of the stack's Python services (MLOPS_*), by section ===", ""]
+    for section in SECTIONS:
+        lines += [f"# --- {section_title(section)} ---", ""]
+        for name, field in section.model_fields.items():
+            lines += _setting_lines(name, field)
     return "\n".join(lines)
+
+
+def section_title(section: type[BaseModel]) -> str:
+    """A section's header: the first line of its class's docstring."""
+    return (section.__doc__ or section.__name__).strip().splitlines()[0].rstrip(".")
+
+
+def shown_default(field: FieldInfo) -> str:
+    """A field's default as a variable would set it: empty for none, booleans in lower case."""
+    default = field.default
+    if default is None:
+        return ""
+    return str(default).lower() if isinstance(default, bool) else str(default)
+
+
+def _setting_lines(name: str, field: FieldInfo) -> list[str]:
+    """One setting: its description (and the compose files' defaults, the variables it was
+    read from before a rename), then its variable, commented out, with its default."""
+    description = field.description or ""
+    stack_default = COMPOSE_SETTING_DEFAULTS.get(variable(name))
+    if stack_default is not None:
+        description += f" docker-compose.yml's default: {stack_default}."
+    prod_default = PROD_SETTING_DEFAULTS.get(variable(name))
+    if prod_default is not None:
+        description += f" docker-compose.prod.yml's default: {prod_default}."
+    former = former_names(name, field)
+    if former:
+        description += (
+            f" Formerly {' and '.join(former)}, still read; {variable(name)} wins when both "
+            "are set."
+        )
+    lines = [f"# {line}" for line in textwrap.wrap(description, 96)]
+    return [*lines, f"# {variable(name)}={shown_default(field)}", ""]
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ def test_simulated_drifted_traffic_with_labels_is_logged_and_detected(stack):
         candidates="logistic_regression",
         monitor_window_rows="300",
         monitor_min_rows="100",
-        log_flush_seconds="2",  # a partial batch waits 2 s: simulate must wait it out
+        prediction_log_flush_seconds="2",  # a partial batch waits 2 s: simulate must wait it out
     )
     train_flow()
     args = ["--rows", "300", "--rate", "0", "--label-delay", "0.2"]
@@ -82,7 +82,7 @@ def test_clean_traffic_from_a_small_table_raises_no_drift(stack, prefect_server,
         dataset_path=str(table),
         target_column="species",
         candidates="logistic_regression",
-        log_flush_seconds="0.05",
+        prediction_log_flush_seconds="0.05",
     )
     assert settings.monitor_min_rows == 200  # the default the 69 held-out rows are below
     train_flow()
@@ -118,7 +118,7 @@ def test_regression_traffic_sends_numbers_and_drifts_numeric_and_categorical_fea
         dataset_path=str(table),
         target_column="price",
         candidates="linear",
-        log_flush_seconds="0.05",
+        prediction_log_flush_seconds="0.05",
     )
     trained = train_flow()
     assert "rmse" in trained.metrics  # the task was inferred: a regressor

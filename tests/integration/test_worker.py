@@ -46,6 +46,19 @@ def test_deployments_schedule_only_the_monitor_and_retention(stack):
     by_name = {d.name: d for d in worker.deployments(current_stack())}
     # each deployment's parameters are its flow's options, filled from the worker's settings
     assert by_name["monitor"].parameters["params"]["window_rows"] == 123
+    # the monitor's run form: what an operator changes per run, not every setting
+    assert list(by_name["monitor"].parameters["params"]) == [
+        "window_rows",
+        "window_minutes",
+        "drift_alpha",
+        "drift_min_effect",
+        "drift_warning_share",
+        "drift_share",
+        "quality_drop",
+        "quality_error_rise",
+        "min_labelled",
+        "retrain_enabled",
+    ]
     assert by_name["train"].parameters["params"]["candidates"] == ["random_forest"]
     assert by_name["retrain"].parameters["params"]["train"]["candidates"] == ["random_forest"]
     assert by_name["retention"].parameters["params"] == {"days": 30, "batch_rows": 5000}

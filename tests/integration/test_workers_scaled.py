@@ -242,7 +242,7 @@ def test_two_log_writers_write_every_entry_once_between_them(
         redis_url=services.redis_url,
         prediction_stream=stream_name,
         monitoring_db_url=postgres_url,
-        log_batch_size="50",
+        prediction_log_batch_rows="50",
     )
     client = redis.Redis.from_url(services.redis_url)
     for item in records(2000):

@@ -22,7 +22,11 @@ from mlops_stack.settings import Settings
 
 # What every test stack wants unless it says otherwise: one fast candidate, a short latency
 # sample, a log writer that flushes at once.
-FAST = {"candidates": "logistic_regression", "latency_samples": 10, "log_flush_seconds": 0.05}
+FAST = {
+    "candidates": "logistic_regression",
+    "latency_samples": 10,
+    "prediction_log_flush_seconds": 0.05,
+}
 
 
 class IsolatedSettings(Settings):

@@ -12,8 +12,10 @@ from mlops_stack.env_example import (
     COMPOSE_VARIABLES,
     PROD_SETTING_DEFAULTS,
     render_env_example,
+    section_title,
 )
-from mlops_stack.settings import Settings
+from mlops_stack.settings import SECTIONS, Settings, variable_names, variable_of
+from mlops_stack.settings import variable as setting_variable
 from tests.support.paths import REPO
 
 ROOT = REPO
@@ -59,6 +61,81 @@ def test_env_example_documents_every_compose_variable_with_its_default():
 def test_env_example_is_what_the_settings_render():
     """Descriptions too: regenerate with `python -m mlops_stack.env_example > .env.example`."""
     assert (ROOT / ".env.example").read_text() == render_env_example()
+
+
+def test_each_setting_is_declared_in_exactly_one_section():
+    declared = [name for section in SECTIONS for name in section.model_fields]
+    assert sorted(declared) == sorted(Settings.model_fields)  # none twice, none outside one
+    assert all(issubclass(Settings, section) for section in SECTIONS)
+
+
+def test_env_example_documents_each_section_under_its_header():
+    text = (ROOT / ".env.example").read_text()
+    settings_part = text.split("# === settings of the stack's Python services")[1]
+    headers = re.findall(r"^# --- (.*) ---$", settings_part, flags=re.M)
+    assert headers == [section_title(section) for section in SECTIONS]
+    parts = re.split(r"^# --- .* ---$", settings_part, flags=re.M)[1:]
+    for section, part in zip(SECTIONS, parts, strict=True):
+        documented = re.findall(r"^# (MLOPS_[A-Z0-9_]+)=", part, flags=re.M)
+        assert documented == [setting_variable(name) for name in section.model_fields], section
+
+
+def test_every_setting_is_set_by_mlops_and_its_name_first():
+    """The variable named after the field wins; a renamed field reads its former one too."""
+    for name, field in Settings.model_fields.items():
+        assert variable_names(name, field)[0] == setting_variable(name) == f"MLOPS_{name.upper()}"
+
+
+# the prediction log's fields, renamed from log_*: (field, its former variable, a value)
+RENAMED = [
+    ("prediction_log_enabled", "MLOPS_LOG_PREDICTIONS", False),
+    ("prediction_log_batch_rows", "MLOPS_LOG_BATCH_SIZE", 77),
+    ("prediction_log_writer_wait_ms", "MLOPS_LOG_WRITER_WAIT_MS", 1234),
+    ("prediction_log_flush_seconds", "MLOPS_LOG_FLUSH_SECONDS", 0.25),
+    ("prediction_log_buffer_rows", "MLOPS_LOG_BUFFER_ROWS", 4321),
+]
+
+
+@pytest.mark.parametrize(("field", "former", "value"), RENAMED)
+def test_a_renamed_setting_reads_its_former_variable_and_its_new_one_wins(
+    monkeypatch, tmp_path, field, former, value
+):
+    default = Settings.model_fields[field].default
+    assert variable_names(field, Settings.model_fields[field]) == [setting_variable(field), former]
+    monkeypatch.setenv(former, str(value))
+    assert getattr(Settings(_env_file=None), field) == value  # an old .env keeps working
+    other = default if isinstance(default, bool) else default * 2
+    monkeypatch.setenv(setting_variable(field), str(other))
+    assert getattr(Settings(_env_file=None), field) == other  # both set: the new name wins
+    monkeypatch.delenv(setting_variable(field))
+    monkeypatch.delenv(former)
+    env_file = tmp_path / ".env"
+    env_file.write_text(f"{former}={value}\n")
+    assert getattr(Settings(_env_file=env_file), field) == value  # in .env too
+    env_file.write_text(f"{former}={value}\n{setting_variable(field)}={other}\n")
+    assert getattr(Settings(_env_file=env_file), field) == other
+    assert getattr(Settings(_env_file=None, **{field: value}), field) == value  # by name
+
+
+def test_a_renamed_setting_reads_the_file_of_either_variable(monkeypatch, tmp_path):
+    """``*_FILE`` of a renamed setting: its new name's wins over its former name's and over
+    both variables set inline."""
+    (tmp_path / "old").write_text("11\n")
+    (tmp_path / "new").write_text("22\n")
+    monkeypatch.setenv("MLOPS_PREDICTION_LOG_BATCH_ROWS", "33")
+    monkeypatch.setenv("MLOPS_LOG_BATCH_SIZE_FILE", str(tmp_path / "old"))
+    assert Settings(_env_file=None).prediction_log_batch_rows == 11
+    monkeypatch.setenv("MLOPS_PREDICTION_LOG_BATCH_ROWS_FILE", str(tmp_path / "new"))
+    assert Settings(_env_file=None).prediction_log_batch_rows == 22
+
+
+def test_a_bad_value_of_a_renamed_setting_names_its_variable(monkeypatch):
+    monkeypatch.setenv("MLOPS_LOG_BATCH_SIZE", "0")
+    with pytest.raises(ValidationError) as caught:
+        Settings(_env_file=None)
+    [error] = caught.value.errors()
+    assert variable_of(error["loc"]) == "MLOPS_PREDICTION_LOG_BATCH_ROWS"
+    assert variable_of(("api_port",)) == "MLOPS_API_PORT"
 
 
 def test_defaults_run_embedded_under_the_data_dir(monkeypatch, tmp_path):

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.console import Console
 
-from mlops_stack.settings import Settings, get_settings
+from mlops_stack.settings import Settings, get_settings, variable_of
 
 if TYPE_CHECKING:
     from mlops_stack.stack import Stack
@@ -27,9 +27,7 @@ def _prepare() -> Settings:
     try:
         settings = get_settings()
     except ValidationError as exc:
-        problems = "\n".join(
-            f"  - MLOPS_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
-        )
+        problems = "\n".join(f"  - {variable_of(e['loc'])}: {e['msg']}" for e in exc.errors())
         raise _fail(f"invalid settings:\n{problems}", code=2) from None
     except ValueError as exc:  # a MLOPS_*_FILE that cannot be read
         raise _fail(f"invalid settings: {exc}", code=2) from None

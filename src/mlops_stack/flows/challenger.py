@@ -27,7 +27,7 @@ from prefect.cache_policies import NO_CACHE
 
 from mlops_stack.data import DatasetSchema
 from mlops_stack.flows.orchestration import run_logger, task
-from mlops_stack.flows.parameters import MonitorParameters
+from mlops_stack.flows.parameters import LivePromotionOptions
 from mlops_stack.gate import GateConfigError, GateDecision, live_decision, resolve_metric
 from mlops_stack.monitoring.checks import ModelQuality, model_quality
 from mlops_stack.monitoring_db.window_frames import Answers, ShadowPairs
@@ -102,15 +102,15 @@ def compare(
     *,
     version: str,
     champion_version: str,
-    params: MonitorParameters,
+    options: LivePromotionOptions,
 ) -> Comparison:
     """Score both versions on the pairs and let the live gate decide (nothing is moved here)."""
     try:
-        metric = resolve_metric(params.gate_metric, schema.task)
+        metric = resolve_metric(options.metric, schema.task)
     except GateConfigError as exc:
         return Comparison(
             version, champion_version, pairs.shadow_rows, pairs.labelled_rows,
-            params.gate_metric, {}, {}, f"no decision: {exc}",
+            options.metric, {}, {}, f"no decision: {exc}",
         )  # fmt: skip
     scored = score(pairs, schema)
     champion, challenger = (dict(q.metrics) for q in scored) if scored else ({}, {})
@@ -120,12 +120,12 @@ def compare(
         challenger,
         labelled,
         metric=metric,
-        min_improvement=params.gate_min_improvement,
-        min_labelled=params.live_promotion_min_labelled,
+        min_improvement=options.min_improvement,
+        min_labelled=options.min_labelled,
         champion_version=champion_version,
     )
     text = decision.reason
-    if decision.promote and not params.live_promotion_enabled:
+    if decision.promote and not options.enabled:
         text += "; live promotion is off (MLOPS_LIVE_PROMOTION_ENABLED=false): kept as challenger"
     return Comparison(
         version=version,
@@ -137,7 +137,7 @@ def compare(
         challenger=challenger,
         decision=text,
         promote=decision.promote,
-        min_labelled=params.live_promotion_min_labelled,
+        min_labelled=options.min_labelled,
         higher_is_better=higher_is_better(metric),
         gate=decision,
     )
@@ -213,7 +213,6 @@ def log_comparison(stack: Stack, mlflow_run_id: str, comparison: Comparison) -> 
 @task(cache_policy=NO_CACHE)
 def judge_challenger(
     stack: Stack,
-    params: MonitorParameters,
     *,
     champion_version: str,
     schema: DatasetSchema,
@@ -225,7 +224,8 @@ def judge_challenger(
 
     None when there is no challenger, when it answered no row of the window in shadow (shadow
     scoring off, or it became challenger after these rows), or when it predicts another task
-    than the champion (nothing to compare).
+    than the champion (nothing to compare). How it judges and whether it promotes is the
+    run's settings' (:class:`~mlops_stack.flows.parameters.LivePromotionOptions`).
     """
     logger = run_logger()
     registry = stack.registry
@@ -247,10 +247,11 @@ def judge_challenger(
     if pairs.shadow_rows == 0:
         logger.info("challenger v%s answered no row of the window in shadow", version)
         return None
+    options = LivePromotionOptions.from_settings(stack.settings)
     comparison = compare(
-        pairs, schema, version=version, champion_version=champion_version, params=params
+        pairs, schema, version=version, champion_version=champion_version, options=options
     )
-    if comparison.promote and params.live_promotion_enabled:
+    if comparison.promote and options.enabled:
         window = f"the last {limit} rows" if limit else f"the rows since {since}"
         comparison = promote_live(stack, comparison, window)
     if mlflow_run_id:

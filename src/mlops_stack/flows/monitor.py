@@ -29,7 +29,7 @@ from mlops_stack import modelstore
 from mlops_stack.data import DatasetSchema
 from mlops_stack.flows.challenger import judge_challenger
 from mlops_stack.flows.orchestration import flow, run_logger, task
-from mlops_stack.flows.parameters import MonitorParameters
+from mlops_stack.flows.parameters import MonitorParameters, RetrainParameters
 from mlops_stack.flows.retrain import RetrainSummary, retrain_flow
 from mlops_stack.monitoring.checks import CheckResult, ModelQuality, Reference, check_sample
 from mlops_stack.monitoring.estimate import EstimatedQuality, stored_estimate
@@ -128,18 +128,23 @@ def load_window(stack: Stack, params: MonitorParameters, champion: Champion) -> 
     chunks = stack.monitor_store.window_chunks(
         since, limit, model_name=stack.settings.model_name, columns=COLUMNS
     )
-    return read_window(chunks, champion.schema, max_rows=params.max_rows, seed=params.random_seed)
+    settings = stack.settings
+    return read_window(
+        chunks, champion.schema, max_rows=settings.monitor_max_rows, seed=settings.random_seed
+    )
 
 
 @task(cache_policy=NO_CACHE)
-def check(window: Window, champion: Champion, params: MonitorParameters) -> CheckResult:
+def check(
+    stack: Stack, window: Window, champion: Champion, params: MonitorParameters
+) -> CheckResult:
     """Drift on the window's sample; data and model quality as counted over the whole window."""
     return check_sample(
         Reference(champion.reference, champion.reference_predictions),
         window,
         champion.schema,
-        max_rows=params.max_rows,
-        seed=params.random_seed,
+        max_rows=stack.settings.monitor_max_rows,
+        seed=stack.settings.random_seed,
         drift_alpha=params.drift_alpha,
         drift_min_effect=params.drift_min_effect,
     )
@@ -261,7 +266,6 @@ def _drift_rows(result: CheckResult) -> list[FeatureDriftRow]:
 
 def _skip(
     stack: Stack,
-    params: MonitorParameters,
     champion: Champion | None,
     started: datetime,
     extent: WindowExtent,
@@ -272,7 +276,7 @@ def _skip(
         "no champion yet: `mlops train` registers one"
         if champion is None
         else f"not enough data: {extent.rows} logged rows in the window, "
-        f"{params.min_rows} needed (MLOPS_MONITOR_MIN_ROWS)"
+        f"{stack.settings.monitor_min_rows} needed (MLOPS_MONITOR_MIN_ROWS)"
     )
     version = champion.version if champion else None
     status = Status(MonitorStatus.SKIPPED, why, {})
@@ -289,7 +293,6 @@ def _challenger_comparison(
     since, limit = window_bounds(params)
     comparison = judge_challenger(
         stack,
-        params,
         champion_version=champion.version,
         schema=champion.schema,
         since=since,
@@ -303,7 +306,9 @@ def _challenger_comparison(
 def monitor_flow(params: MonitorParameters | None = None) -> MonitorSummary:
     """Check the latest window of logged predictions once; store, report and alert.
 
-    ``params`` None takes every option from the settings (``MLOPS_*``).
+    ``params`` None takes every option from the settings (``MLOPS_*``); what is not a run's
+    option (the sample's bounds and seed, the live promotion, the retrain's options) always
+    comes from them.
     """
     stack = current_stack()
     params = params or MonitorParameters.from_settings(stack.settings)
@@ -314,12 +319,12 @@ def monitor_flow(params: MonitorParameters | None = None) -> MonitorSummary:
     if champion is None:  # nothing to check: count the window in SQL, for the record
         since, limit = window_bounds(params)
         extent = stack.monitor_store.window_extent(since, limit, model_name=name)
-        return _skip(stack, params, champion, started, extent)
+        return _skip(stack, champion, started, extent)
     window = load_window(stack, params, champion)
-    if window.extent.rows < params.min_rows:
-        return _skip(stack, params, champion, started, window.extent)
+    if window.extent.rows < stack.settings.monitor_min_rows:
+        return _skip(stack, champion, started, window.extent)
 
-    result = check(window, champion, params)
+    result = check(stack, window, champion, params)
     thresholds = Thresholds(
         params.drift_warning_share,
         params.drift_share,
@@ -342,7 +347,9 @@ def monitor_flow(params: MonitorParameters | None = None) -> MonitorSummary:
     logger.info("monitor run %s: %s (%s)", run_id, status.status, status.reason)
     retrain = None
     if params.retrain_enabled and status.conditions:
-        retrain = retrain_flow(params.retrain.model_copy(update={"trigger_reason": status.reason}))
+        retrain = retrain_flow(
+            RetrainParameters.from_settings(stack.settings, trigger_reason=status.reason)
+        )
     quality = result.model_quality
     return MonitorSummary(
         run_id=run_id,

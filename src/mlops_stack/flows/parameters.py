@@ -136,14 +136,19 @@ class RetrainParameters(_Parameters):
 
 
 class MonitorParameters(_Parameters):
-    """One monitor run: the window, the thresholds, whether an alert starts a retrain, and
-    whether a shadow challenger that wins on the window's labelled rows is promoted (judged by
-    the gate's metric and minimum improvement)."""
+    """One monitor run, as an operator may change it from one run to the next (Prefect's run
+    form shows these): the window, the thresholds, and whether an alert starts a retrain.
+
+    What else a run needs is the stack's, not a run's, and is read from the run's settings
+    (``current_stack().settings``) when it runs: the window's floor and sample size
+    (``MLOPS_MONITOR_MIN_ROWS``, ``MLOPS_MONITOR_MAX_ROWS``), the seed, the live promotion of a
+    shadow challenger (:class:`LivePromotionOptions`) and the retrain's own options
+    (:class:`RetrainParameters`). A form holding those too showed 38 options, the gate's metric
+    and the seed twice (the retrain's train run has them as well).
+    """
 
     window_rows: int = _setting("monitor_window_rows", ge=1)
     window_minutes: float | None = _setting("monitor_window_minutes", gt=0)
-    min_rows: int = _setting("monitor_min_rows", ge=10)
-    max_rows: int = _setting("monitor_max_rows", ge=100)
     drift_alpha: float = _setting("drift_alpha", gt=0, lt=1)
     drift_min_effect: float = _setting("drift_min_effect", ge=0)
     drift_warning_share: float = _setting("drift_warning_share", ge=0, le=1)
@@ -151,13 +156,21 @@ class MonitorParameters(_Parameters):
     quality_drop: float = _setting("quality_drop", ge=0, le=1)
     quality_error_rise: float = _setting("quality_error_rise", ge=0)
     min_labelled: int = _setting("monitor_min_labelled", ge=1)
-    random_seed: int = _setting("random_seed")
-    live_promotion_enabled: bool = _setting("live_promotion_enabled")
-    live_promotion_min_labelled: int = _setting("live_promotion_min_labelled", ge=10)
-    gate_metric: str = _setting("gate_metric")
-    gate_min_improvement: float = _setting("gate_min_improvement", ge=0)
     retrain_enabled: bool = _setting("retrain_enabled")
-    retrain: RetrainParameters = Field(default_factory=lambda: RetrainParameters())
+
+
+class LivePromotionOptions(_Parameters):
+    """How a monitor run judges the shadow challenger against the champion on live labelled
+    rows (the gate's metric and minimum improvement), and whether it promotes a winner.
+
+    Not a run parameter: a monitor run reads these from its settings
+    (:meth:`from_settings`) each time it runs.
+    """
+
+    enabled: bool = _setting("live_promotion_enabled")
+    min_labelled: int = _setting("live_promotion_min_labelled", ge=10)
+    metric: str = _setting("gate_metric")
+    min_improvement: float = _setting("gate_min_improvement", ge=0)
 
 
 class RetentionParameters(_Parameters):

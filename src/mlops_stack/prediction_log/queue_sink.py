@@ -57,9 +57,9 @@ class QueueSink:
         min_backoff: float = MIN_BACKOFF,
         max_backoff: float = MAX_BACKOFF,
     ) -> None:
-        self.batch_size = settings.log_batch_size
-        self.flush_seconds = settings.log_flush_seconds
-        self.capacity = settings.log_buffer_rows
+        self.batch_size = settings.prediction_log_batch_rows
+        self.flush_seconds = settings.prediction_log_flush_seconds
+        self.capacity = settings.prediction_log_buffer_rows
         self.spool = Spool(Path(settings.data_dir) / "spool")
         self.min_backoff, self.max_backoff = min_backoff, max_backoff
         self._queue: deque[PredictionRecord] = deque()

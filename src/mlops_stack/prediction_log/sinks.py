@@ -13,8 +13,8 @@ Two ways in, for two guarantees:
   more than once. The embedded sink (no Redis) makes records durable in the spool and lets its
   thread move them into the database.
 - :meth:`PredictionSink.submit` (the shadow challenger's records): best effort, never blocks;
-  appended to memory (beyond ``MLOPS_LOG_BUFFER_ROWS``, to the spool) and delivered in batches by
-  the background thread. A kill of the process loses the shadow records still in memory.
+  appended to memory (beyond ``MLOPS_PREDICTION_LOG_BUFFER_ROWS``, to the spool) and delivered in
+  batches by the background thread. A kill of the process loses the shadow records still in memory.
 
 The background thread also replays the spool, oldest segment first, once the destination
 answers (also after a restart: segments a dead process left are adopted), and retries with a
@@ -239,10 +239,10 @@ class RedisStreamSink(QueueSink):
 
 
 class DiscardSink:
-    """Logs nothing. Only for measuring what logging costs (MLOPS_LOG_PREDICTIONS=false)."""
+    """Logs nothing. Only for measuring what logging costs (MLOPS_PREDICTION_LOG_ENABLED=false)."""
 
     def start(self) -> None:
-        log.warning("prediction_log_disabled", reason="MLOPS_LOG_PREDICTIONS=false")
+        log.warning("prediction_log_disabled", reason="MLOPS_PREDICTION_LOG_ENABLED=false")
 
     async def write(self, records: list[PredictionRecord]) -> None:
         return None
@@ -254,7 +254,9 @@ class DiscardSink:
         return 0
 
     def status(self) -> LogStatus:
-        return LogStatus(True, "disabled: MLOPS_LOG_PREDICTIONS=false, predictions are not logged")
+        return LogStatus(
+            True, "disabled: MLOPS_PREDICTION_LOG_ENABLED=false, predictions are not logged"
+        )
 
     def accepting(self) -> tuple[bool, str]:
         return True, "disabled: nothing to write"
@@ -269,7 +271,7 @@ class DiscardSink:
 def make_sink(settings: Settings, store: PredictionStore | None = None) -> PredictionSink:
     """The sink the settings call for: the Redis stream if MLOPS_REDIS_URL, else ``store``
     (over the process's monitoring database; one of its own when not given)."""
-    if not settings.log_predictions:
+    if not settings.prediction_log_enabled:
         return DiscardSink()
     if settings.redis_url:
         return RedisStreamSink(settings)

@@ -85,8 +85,8 @@ class StreamWriter:
         self.stream = settings.prediction_stream
         self.group = settings.stream_group
         self.consumer = consumer or default_consumer()
-        self.batch_size = settings.log_batch_size
-        self.wait_seconds = settings.log_writer_wait_ms / 1000
+        self.batch_size = settings.prediction_log_batch_rows
+        self.wait_seconds = settings.prediction_log_writer_wait_ms / 1000
         self._stopping = threading.Event()  # run_forever's stop: ends a wait for entries early
         self.claim_idle_ms = claim_idle_ms
         self.store = store or PredictionStore(Database(settings.resolved_monitoring_db_url))

@@ -38,9 +38,8 @@ def test_monitor_compares_on_the_same_rows_and_promotes_a_live_winner(
 
     from mlops_stack.cli import app
     from mlops_stack.flows.monitor import monitor_flow
-    from mlops_stack.flows.parameters import MonitorParameters
     from mlops_stack.registry import version_of
-    from mlops_stack.stack import current_stack
+    from mlops_stack.stack import current_stack, install
     from tests.support.monitoring import Monitoring
     from tests.support.shadow import champion_and_challenger, expected_figures, log_shadow_traffic
 
@@ -58,15 +57,19 @@ def test_monitor_compares_on_the_same_rows_and_promotes_a_live_winner(
     expected = expected_figures(traffic)
     assert expected["challenger"]["roc_auc"] > expected["champion"]["roc_auc"] + 0.3
 
-    def run(**options):
-        return monitor_flow(MonitorParameters.from_settings(settings, **options))
+    def run(min_labelled: int = 200, enabled: str = "true"):
+        """A monitor run under these live promotion settings (the defaults: 200, true): not a
+        run's parameters, the run reads them from its settings."""
+        stack(live_promotion_min_labelled=str(min_labelled), live_promotion_enabled=enabled)
+        install(None)  # `mlops models` below installs a stack of the settings it started with
+        return monitor_flow()
 
-    waiting = run(live_promotion_min_labelled=301).challenger
+    waiting = run(min_labelled=301).challenger
     assert waiting["labelled_rows"] == 300 and waiting["shadow_rows"] == 300
     assert waiting["decision"].startswith("no decision on 300 live labelled rows: 301 needed")
     assert not waiting["promoted"]
 
-    kept = run(live_promotion_enabled=False)
+    kept = run(enabled="false")
     comparison = kept.challenger
     assert (comparison["version"], comparison["champion_version"]) == ("2", "1")
     assert comparison["metric"] == "roc_auc" and comparison["labelled_rows"] == 300

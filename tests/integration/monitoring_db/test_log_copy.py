@@ -251,12 +251,13 @@ def test_writer_rows_match_the_old_paths_rows(stack, postgres_url, stream_name, 
 
 
 def test_a_trickle_of_entries_is_written_in_one_commit(stack, postgres_url, stream_name, services):
-    """Rows arriving one request at a time gather for MLOPS_LOG_WRITER_WAIT_MS, then one write."""
+    """Rows arriving one request at a time gather for MLOPS_PREDICTION_LOG_WRITER_WAIT_MS, then
+    one write."""
     settings = stack(
         redis_url=services.redis_url,
         prediction_stream=stream_name,
         monitoring_db_url=postgres_url,
-        log_writer_wait_ms="3000",
+        prediction_log_writer_wait_ms="3000",
     )
     client = redis.Redis.from_url(services.redis_url)
     writer = StreamWriter(settings, consumer="writer-1")

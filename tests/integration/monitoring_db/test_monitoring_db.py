@@ -31,7 +31,7 @@ from mlops_stack.prediction_log.stream import StreamWriter
 from tests.support.monitoring import Monitoring
 from tests.support.servers import wait_for
 
-FAST = {"log_flush_seconds": "0.05", "log_batch_size": "50"}
+FAST = {"prediction_log_flush_seconds": "0.05", "prediction_log_batch_rows": "50"}
 
 
 def record(i: int, request_id: str | None = None, **changes) -> PredictionRecord:
@@ -447,9 +447,11 @@ def test_postgres_outage_while_records_flow(stack, postgres_url, stream_name, se
         assert client.xlen(stream_name) == 300
         assert writer.run_once(block_ms=100) == 0  # database down: nothing written ...
         assert writer.failing
-        assert pending(client, settings) == settings.log_batch_size  # ... nor acknowledged
+        assert (
+            pending(client, settings) == settings.prediction_log_batch_rows
+        )  # ... nor acknowledged
         assert writer.run_once(block_ms=100) == 0  # the same batch again, still pending
-        assert pending(client, settings) == settings.log_batch_size
+        assert pending(client, settings) == settings.prediction_log_batch_rows
         restart_postgres()
 
     drain(writer, log_store, 400)
@@ -473,7 +475,7 @@ def test_redis_outage_buffers_then_spools_and_delivers_everything(stack, stream_
     settings = stack(
         redis_url=services.redis_url,
         prediction_stream=stream_name,
-        log_buffer_rows="100",
+        prediction_log_buffer_rows="100",
         **FAST,
     )
     client = redis.Redis.from_url(services.redis_url)
@@ -492,7 +494,7 @@ def test_redis_outage_buffers_then_spools_and_delivers_everything(stack, stream_
         assert sink.depth() == 300
         # Memory holds 100 (plus the batch being retried, put back over the bound): the rest
         # went to the spool.
-        assert 200 - settings.log_batch_size <= spooled_rows(settings) <= 200
+        assert 200 - settings.prediction_log_batch_rows <= spooled_rows(settings) <= 200
         restart_redis()
         wait_for(lambda: sink.depth() == 0, 20, "the sink to deliver everything")
 
@@ -513,7 +515,7 @@ def test_redis_outage_buffers_then_spools_and_delivers_everything(stack, stream_
 def test_stop_while_database_down_keeps_records_in_spool_for_next_start(
     stack, postgres_url, services
 ):
-    settings = stack(monitoring_db_url=postgres_url, log_buffer_rows="100", **FAST)
+    settings = stack(monitoring_db_url=postgres_url, prediction_log_buffer_rows="100", **FAST)
     log_store = Monitoring(postgres_url)
     log_store.migrate()
     batch = records(300)

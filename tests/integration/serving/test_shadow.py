@@ -363,7 +363,7 @@ def test_shadow_records_travel_the_redis_stream_into_shadow_predictions(
         redis_url=services.redis_url,
         prediction_stream=stream_name,
         monitoring_db_url=postgres_url,
-        log_flush_seconds="0.05",
+        prediction_log_flush_seconds="0.05",
     )
     request = uuid.uuid4().hex
     champion = shadow_record(request, "1", shadow=False, features={"x": 1.5}, latency_ms=3.0)

@@ -53,7 +53,9 @@ def _stack_settings(stack, services, postgres_url: str, stream_name: str, **extr
 def test_postgres_down_under_traffic_loses_no_prediction(
     stack, services, postgres_url, stream_name
 ):
-    settings = _stack_settings(stack, services, postgres_url, stream_name, log_flush_seconds="0.05")
+    settings = _stack_settings(
+        stack, services, postgres_url, stream_name, prediction_log_flush_seconds="0.05"
+    )
     train_flow()
     store = Monitoring(postgres_url)
     store.migrate()

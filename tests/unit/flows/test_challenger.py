@@ -82,7 +82,7 @@ def test_a_regressors_comparison_scores_both_sides_by_error_on_the_same_rows():
 
     from mlops_stack.data import Dataset, infer_schema
     from mlops_stack.flows.challenger import compare
-    from mlops_stack.flows.parameters import MonitorParameters
+    from mlops_stack.flows.parameters import LivePromotionOptions
     from mlops_stack.monitoring_db.window_frames import Answers, ShadowPairs
     from mlops_stack.names import Task
 
@@ -95,8 +95,8 @@ def test_a_regressors_comparison_scores_both_sides_by_error_on_the_same_rows():
         champion=Answers(pd.Series(truth + 10.0), None),  # off by 10: RMSE 10
         challenger=Answers(pd.Series(truth - 2.0), None),  # off by 2: RMSE 2
     )
-    params = MonitorParameters(live_promotion_min_labelled=40)
-    comparison = compare(pairs, schema, version="2", champion_version="1", params=params)
+    options = LivePromotionOptions(min_labelled=40)
+    comparison = compare(pairs, schema, version="2", champion_version="1", options=options)
     assert comparison.metric == "rmse" and not comparison.higher_is_better
     assert comparison.champion["rmse"] == pytest.approx(10.0)
     assert comparison.challenger["rmse"] == pytest.approx(2.0)
@@ -106,11 +106,11 @@ def test_a_regressors_comparison_scores_both_sides_by_error_on_the_same_rows():
         "better (rmse 2.0000 vs champion v1 10.0000, lower is better) on 40 live labelled rows"
     )
     swapped = ShadowPairs(50, pairs.labels, pairs.challenger, pairs.champion)
-    kept = compare(swapped, schema, version="2", champion_version="1", params=params)
+    kept = compare(swapped, schema, version="2", champion_version="1", options=options)
     assert not kept.promote and kept.decision.startswith("worse (rmse 10.0000")
     few = compare(
         pairs, schema, version="2", champion_version="1",
-        params=MonitorParameters(live_promotion_min_labelled=41),
+        options=LivePromotionOptions(min_labelled=41),
     )  # fmt: skip
     assert not few.promote and few.decision.startswith("no decision on 40 live labelled rows")
 
