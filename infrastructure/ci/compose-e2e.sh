@@ -86,16 +86,11 @@ teardown() {
 }
 
 # base_images TOOLS: the registry images the dev and prod stacks need, as the tools' own
-# compose_base_images.py reads them, less the tags a service here builds: the Python services
-# without `build:` run the image `mlflow` builds (pull_policy: never), which no registry has.
+# compose_base_images.py reads them (it leaves out the tags a service here builds: the Python
+# services without `build:` run the image `mlflow` builds, which no registry has).
 base_images() {
   docker compose -f docker-compose.yml -f docker-compose.prod.yml config --format json \
-    | python3 -c 'import json, sys
-config = json.load(sys.stdin)
-built = {s.get("image") for s in config["services"].values() if s.get("build")}
-services = config["services"].items()
-config["services"] = {n: s for n, s in services if s.get("build") or s.get("image") not in built}
-json.dump(config, sys.stdout)' | python3 "$1/compose_base_images.py"
+    | python3 "$1/compose_base_images.py"
 }
 
 tools=$(docker_tools)
