@@ -19,7 +19,7 @@ import pytest
 import redis
 from sqlalchemy.engine import make_url
 
-from mlops_stack.monitoring_db import DashboardReads, NotCanonical
+from mlops_stack.monitoring_db import DashboardReads, Database, NotCanonical
 from mlops_stack.monitoring_db.records import PredictionRecord
 from mlops_stack.prediction_log.stream import StreamWriter
 from tests.support.monitoring import Monitoring
@@ -79,11 +79,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def stored(store: Monitoring, table: str, request_id: str) -> dict[str, Any]:
+def stored(database: Database, table: str, request_id: str) -> dict[str, Any]:
     """One stored row as PostgreSQL holds it: values, SQL types, JSON as parsed values."""
     columns = [c for c in COLUMNS if table == "predictions" or c != "features"]
     select = ", ".join(f'"{c}", pg_typeof("{c}")::text, ("{c}" IS NULL)' for c in columns)
-    with store.monitoring_db.engine.connect() as connection:
+    with database.engine.connect() as connection:
         row = connection.exec_driver_sql(
             f"SELECT {select} FROM {table} WHERE request_id = %(id)s", {"id": request_id}
         ).one()
@@ -111,7 +111,7 @@ def test_a_copied_row_reads_back_as_the_inserted_row_column_by_column(
     assert store.predictions.insert_records([old]) == 1
     assert store.predictions.write_record_json([new.to_json()]) == 1
     table = "shadow_predictions" if old.shadow else "predictions"
-    assert stored(store, table, "new") == stored(store, table, "old")
+    assert stored(store.monitoring_db, table, "new") == stored(store.monitoring_db, table, "old")
     # and through the reads the monitor and the dashboard use
     frame = store.monitor_store.predictions_with_feedback().drop(columns="request_id")
     if not old.shadow:
@@ -243,8 +243,8 @@ def test_writer_rows_match_the_old_paths_rows(stack, postgres_url, stream_name, 
         old = record(f"old {name}", **changes)
         writer.store.insert_records([PredictionRecord.from_json(old.to_json())])
         table = "shadow_predictions" if old.shadow else "predictions"
-        assert stored(writer.store, table, f"copy {name}") == stored(
-            writer.store, table, f"old {name}"
+        assert stored(writer.store.database, table, f"copy {name}") == stored(
+            writer.store.database, table, f"old {name}"
         ), name
     writer.close()
     client.close()
