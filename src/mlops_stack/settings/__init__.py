@@ -4,8 +4,10 @@ Every option is an environment variable prefixed ``MLOPS_`` with a default that 
 loop embedded: MLflow on a SQLite file, artifacts and Prefect's state under one data directory,
 no server to install. The compose files only override URLs; ``.env.example`` documents each
 variable, section by section (rendered from these fields by ``mlops_stack.env_example``).
-Keeping all configuration here means a service never reads ``os.environ`` itself, and
-``Settings.prepare_environment`` is the one place that writes it.
+Keeping all configuration here means no other module reads an ``MLOPS_*`` variable; the few
+that touch ``os.environ`` do it for other programs' variables (Prefect's, MLflow's, Prometheus'
+multiprocess directory), each named with its reason in docs/architecture.md, "The process
+environment".
 
 Each section (storage, data, training, the gate, the predictor's API and model, the prediction
 log, monitoring, ...) is a model of its own in a module of its part of the stack; ``Settings``
