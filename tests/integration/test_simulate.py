@@ -16,7 +16,6 @@ SIZE = ["mean radius", "mean perimeter", "mean area", "worst radius", "worst per
 
 
 def test_simulated_drifted_traffic_with_labels_is_logged_and_detected(stack):
-    # imported here: the rest of this module is unit tests, which need neither MLflow nor Prefect
     from mlops_stack.flows.monitor import monitor_flow
     from mlops_stack.flows.train import train_flow
     from mlops_stack.serving.app import create_app

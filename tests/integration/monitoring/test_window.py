@@ -35,7 +35,6 @@ def either_url(request, tmp_path: Path) -> str:
 
 
 def test_monitor_run_samples_the_window_and_counts_quality_over_all_rows(either_url, stack):
-    # imported here: the rest of this module is unit tests, which need neither MLflow nor Prefect
     from mlops_stack.flows.monitor import monitor_flow
     from mlops_stack.flows.train import train_flow
     from tests.support.traffic import Traffic

@@ -1,8 +1,7 @@
 """Messy columns decided before training, readable validation errors, reading hints, the task.
 
-Every table here is built by the test; files are real files in ``tmp_path``. The last test
-trains a messy table through the real train flow (embedded MLflow, Prefect): it is in the
-``stack`` tier (tests/conftest.py, STACK_TESTS).
+Every table here is built by the test; files are real files in ``tmp_path``. A messy table
+trained through the real train flow is tests/integration/data/test_columns.py.
 """
 
 from __future__ import annotations
@@ -459,6 +458,3 @@ def test_train_prints_one_line_per_column_not_kept_as_it_came(capsys):
     printed = {line.strip().split(":")[0] for line in lines[1:] if not line.startswith("    ")}
     assert printed == set(MESSY_ACTIONS) - {"age", "income", "plan"}
     assert "  zip: bounded-categorical (" in "\n".join(lines)
-
-
-# --- end to end through the train flow (stack tier) ------------------------------------------

@@ -263,6 +263,3 @@ def test_checks_on_a_window_in_memory_report_the_estimate_and_a_regressor_none()
         build_report=False,
     )
     assert result.estimated is None and result.estimated_labelled is None
-
-
-# --- the monitor flow and the dashboard (stack tier: conftest.STACK_TESTS) --------------------
