@@ -568,7 +568,7 @@ def test_regression_figures_leave_out_labels_that_are_no_number():
     scores = queries.regression_scores(rows)
     assert scores["rmse"] == pytest.approx(np.sqrt((4 + 9) / 2))
     assert scores["mae"] == 2.5 and scores["error_bias"] == 0.5
-    assert np.isnan(queries.regression_scores(rows.head(1))["r2"])  # undefined on one row
+    assert queries.regression_scores(rows.head(1))["r2"] is None  # undefined on one row
 
 
 def test_stored_run_metrics_become_columns_without_replacing_existing_ones():

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from mlops_stack.metrics import shown
 from mlops_stack.names import ACCURACY, F1, LATENCY_P95, RetrainStatus, holdout_metrics
 from mlops_stack.settings import Settings, get_settings
 from mlops_stack.terminal import Line, fields, fits, records, wrapped
@@ -168,7 +169,7 @@ def _print_holdout(result: TrainResult) -> None:
     or the same figures as one wrapped line on a terminal narrower than that."""
     columns = (*holdout_metrics(result.task), LATENCY_P95)
     title = f"{result.model_name} v{result.version} ({result.candidate})"
-    figures = [f"{result.metrics[c]:.4f}" for c in columns]
+    figures = [shown(result.metrics[c]) for c in columns]  # None: undefined on the holdout
     table = Table(title=title)
     for column in columns:
         table.add_column(column, justify="right")

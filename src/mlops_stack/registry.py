@@ -264,13 +264,15 @@ class Registry:
             "gate.decision": str(outcome),
             "gate.reason": decision.reason,
             "gate.metric": decision.metric,
-            "gate.candidate_score": f"{decision.candidate_score:.6f}",
             "gate.compared_with": (
                 f"v{decision.champion_version}" if decision.champion_version else "none"
             ),
             "gate.evaluation_data": evaluated_on,
             "gate.decided_at": _now(),
         }
+        # a score undefined on the data (metrics.py) is left out; the reason says why
+        if decision.candidate_score is not None:
+            tags["gate.candidate_score"] = f"{decision.candidate_score:.6f}"
         if decision.champion_score is not None:
             tags["gate.champion_score"] = f"{decision.champion_score:.6f}"
         self._tag(version, tags)

@@ -22,7 +22,7 @@ from mlflow.exceptions import MlflowException
 from mlops_stack import modelstore
 from mlops_stack.monitoring.estimate import LABELLED, ROWS
 from mlops_stack.monitoring_db import Scope
-from mlops_stack.names import ACCURACY, ERROR_BIAS, F1, MAE, R2, RMSE, Task, quality_metrics
+from mlops_stack.names import ACCURACY, ERROR_BIAS, F1, MAE, RMSE, Task, quality_metrics
 from mlops_stack.registry import ChampionInfo, tagged_task, version_of
 from mlops_stack.stack import Stack
 
@@ -299,27 +299,13 @@ def confusion(labelled_rows: pd.DataFrame) -> pd.DataFrame:
 
 def per_class_scores(labelled_rows: pd.DataFrame) -> pd.DataFrame:
     """Precision, recall and F1 of each class over the labelled rows, with its true and
-    predicted row counts (scikit-learn's figures; a class never predicted has precision 0)."""
-    from sklearn.metrics import precision_recall_fscore_support
+    predicted row counts (``metrics.per_class_scores``; a class never predicted has precision 0)."""
+    from mlops_stack import metrics  # scikit-learn, when a page first scores
 
     if labelled_rows.empty:
-        return pd.DataFrame(columns=["precision", "recall", "f1", "true rows", "predicted rows"])
-    classes = class_names(labelled_rows)
+        return metrics.per_class_scores([], [], [])
     truth, predicted = labelled_rows["label"].astype(str), labelled_rows["prediction"].astype(str)
-    precision, recall, f1, support = precision_recall_fscore_support(
-        truth, predicted, labels=classes, zero_division=0
-    )
-    frame = pd.DataFrame(
-        {
-            "precision": precision,
-            "recall": recall,
-            "f1": f1,
-            "true rows": support,
-            "predicted rows": predicted.value_counts().reindex(classes, fill_value=0).to_numpy(),
-        },
-        index=pd.Index(classes, name="class"),
-    )
-    return frame
+    return metrics.per_class_scores(truth, predicted, class_names(labelled_rows))
 
 
 def regression_rows(labelled_rows: pd.DataFrame) -> pd.DataFrame:
@@ -333,23 +319,15 @@ def regression_rows(labelled_rows: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(error=frame["prediction"] - frame["label"]).reset_index(drop=True)
 
 
-def regression_scores(rows: pd.DataFrame) -> dict[str, float]:
-    """RMSE, MAE, error bias (mean of prediction - label) and R² of numeric labelled rows.
+def regression_scores(rows: pd.DataFrame) -> dict[str, float | None]:
+    """RMSE, MAE, error bias (mean of prediction - label) and R² of numeric labelled rows, as
+    ``metrics.regression_scores`` scores them: R² is None (undefined) with fewer than two rows
+    or constant labels, every figure None without rows."""
+    from mlops_stack import metrics  # scikit-learn, when a page first scores
 
-    R² is NaN with fewer than two rows or constant labels (undefined there).
-    """
-    from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
-
-    if rows.empty:
-        return {}
-    truth, predicted = rows["label"].to_numpy(float), rows["prediction"].to_numpy(float)
-    defined = len(rows) >= 2 and float(np.ptp(truth)) > 0
-    return {
-        RMSE: float(root_mean_squared_error(truth, predicted)),
-        MAE: float(mean_absolute_error(truth, predicted)),
-        ERROR_BIAS: float(np.mean(predicted - truth)),
-        R2: float(r2_score(truth, predicted)) if defined else float("nan"),
-    }
+    return metrics.regression_scores(
+        rows["label"].to_numpy(float), rows["prediction"].to_numpy(float)
+    )
 
 
 def bucket_size(span: timedelta) -> str:

@@ -53,19 +53,12 @@ from evidently.metrics import ValueDrift
 from evidently.presets import DataDriftPreset, RegressionPreset
 from pandas.api import types as ptypes
 from scipy import stats
-from sklearn.metrics import (
-    accuracy_score,
-    f1_score,
-    mean_absolute_error,
-    r2_score,
-    roc_auc_score,
-    root_mean_squared_error,
-)
 
+from mlops_stack import metrics
 from mlops_stack.data import MAX_STORED_CATEGORIES, DatasetSchema, FeatureSpec
 from mlops_stack.logs import get_logger
 from mlops_stack.monitoring.estimate import EstimatedQuality, estimate_quality
-from mlops_stack.names import ACCURACY, ERROR_BIAS, F1, MAE, R2, RMSE, ROC_AUC, Task
+from mlops_stack.names import Task, quality_metrics
 
 log = get_logger(__name__)
 
@@ -900,28 +893,24 @@ def classification_quality(
     classes: list[str] | None,
     schema: DatasetSchema,
 ) -> ModelQuality | None:
-    """Accuracy, F1 and ROC AUC on the labelled rows, the way ``training.evaluate`` scores.
+    """Accuracy, F1 and ROC AUC on the labelled rows, scored by :mod:`mlops_stack.metrics` as
+    ``training.evaluate`` scores the holdout.
 
-    Binary: F1 and ROC AUC of the positive class, the larger label sorted as text. Multi-class:
-    macro F1 and one-vs-rest macro ROC AUC.
+    Binary: F1 and ROC AUC of the positive class (``metrics.positive_class``). Multi-class:
+    macro F1 and one-vs-rest macro ROC AUC. ROC AUC is None where it is undefined.
     """
     labelled = labels.notna().to_numpy()
     if not labelled.any():
         return None
-    truth = _class_text(labels[labelled])
-    predicted = _class_text(predictions[labelled])
-    known = sorted(map(str, classes or schema.classes))
-    binary = len(known) == 2
-    averaging: dict[str, Any] = (
-        {"average": "binary", "pos_label": known[1]} if binary else {"average": "macro"}
+    if probabilities is not None and len(probabilities) != len(labelled):
+        raise ValueError(f"probabilities has {len(probabilities)} rows, labels {len(labelled)}")
+    scored = None if probabilities is None else probabilities.loc[labelled]
+    figures = metrics.classification_scores(
+        labels[labelled], predictions[labelled], classes or schema.classes, scored
     )
     return ModelQuality(
         labelled_rows=int(labelled.sum()),
-        metrics={
-            ACCURACY: float(accuracy_score(truth, predicted)),
-            F1: float(f1_score(truth, predicted, zero_division=0, **averaging)),
-            ROC_AUC: _roc_auc(truth, probabilities, labelled, known),
-        },
+        metrics={name: figures[name] for name in quality_metrics(Task.CLASSIFICATION)},
     )
 
 
@@ -930,8 +919,8 @@ def regression_quality(labels: pd.Series, predictions: pd.Series) -> ModelQualit
 
     Labels come back from ``/feedback`` as text and predictions as JSON numbers: both are read
     with ``pd.to_numeric``. A label that is no number cannot be scored: its row is left out and
-    counted in a warning. Scored with the scikit-learn functions training uses, so the figures
-    compare with the champion's holdout metrics.
+    counted in a warning. Scored by :mod:`mlops_stack.metrics`, as training scores the holdout,
+    so the figures compare with the champion's holdout metrics; R2 is None where undefined.
     """
     truth = pd.to_numeric(labels, errors="coerce").to_numpy(dtype=float)
     predicted = pd.to_numeric(predictions, errors="coerce").to_numpy(dtype=float)
@@ -941,18 +930,9 @@ def regression_quality(labels: pd.Series, predictions: pd.Series) -> ModelQualit
         log.warning("checks.rows_not_scored", rows=int((given & ~scored).sum()), why="not numbers")
     if not scored.any():
         return None
-    truth, predicted = truth[scored], predicted[scored]
-    r2 = None
-    if len(truth) >= 2 and np.ptp(truth) > 0:  # R2 is undefined for one row or constant labels
-        r2 = float(r2_score(truth, predicted))
     return ModelQuality(
         labelled_rows=int(scored.sum()),
-        metrics={
-            RMSE: float(root_mean_squared_error(truth, predicted)),
-            MAE: float(mean_absolute_error(truth, predicted)),
-            R2: r2,
-            ERROR_BIAS: float(np.mean(predicted - truth)),
-        },
+        metrics=metrics.regression_scores(truth[scored], predicted[scored]),
         task=Task.REGRESSION,
     )
 
@@ -999,42 +979,3 @@ def regression_report(rows: pd.DataFrame, *, max_rows: int = 50_000, seed: int =
         )
     log.debug("checks.regression_report", rows=len(rows), seconds=time.perf_counter() - started)
     return snapshot
-
-
-def _class_text(values: pd.Series) -> npt.NDArray[np.str_]:
-    """Class labels as text; whole floats lose their '.0' (a NaN turns int labels into floats)."""
-    if ptypes.is_float_dtype(values) and np.all(np.mod(values.to_numpy(), 1) == 0):
-        values = values.astype("int64")
-    return np.asarray(values.astype(str), dtype=str)
-
-
-def _roc_auc(
-    truth: npt.NDArray[np.str_],
-    probabilities: pd.DataFrame | None,
-    labelled: npt.NDArray[np.bool_],
-    classes: list[str],
-) -> float | None:
-    """ROC AUC on the labelled rows that have probabilities; None when it is undefined."""
-    if probabilities is None:
-        return None
-    if len(probabilities) != len(labelled):
-        raise ValueError(f"probabilities has {len(probabilities)} rows, labels {len(labelled)}")
-    scores = probabilities.rename(columns=str)
-    absent = [c for c in classes if c not in scores.columns]
-    if absent:
-        log.warning("checks.roc_auc_skipped", reason="no probability column", classes=absent)
-        return None
-    scores = scores.loc[labelled, classes].to_numpy(dtype=float)
-    known = ~np.isnan(scores).any(axis=1)
-    truth, scores = truth[known], scores[known]
-    if len(np.unique(truth)) < 2:
-        return None  # one class only: ROC AUC is undefined
-    try:
-        if len(classes) == 2:
-            return float(roc_auc_score(truth == classes[1], scores[:, 1]))
-        return float(
-            roc_auc_score(truth, scores, multi_class="ovr", average="macro", labels=classes)
-        )
-    except ValueError as exc:  # e.g. a class with no row, labels outside the classes
-        log.warning("checks.roc_auc_skipped", reason=str(exc))
-        return None
