@@ -9,7 +9,6 @@ a :class:`Scope` (model, time window, model version): the filters all pages hono
 
 from __future__ import annotations
 
-import functools
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,13 +16,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
-from mlflow.exceptions import MlflowException
 
-from mlops_stack import modelstore
+from mlops_stack import modelstore, registry
 from mlops_stack.monitoring.estimate import LABELLED, ROWS
 from mlops_stack.monitoring_db import Scope
 from mlops_stack.names import ACCURACY, ERROR_BIAS, F1, MAE, RMSE, Task, quality_metrics
-from mlops_stack.registry import ChampionInfo, tagged_task, version_of
+from mlops_stack.registry import ChampionInfo, version_of
 from mlops_stack.stack import Stack
 
 __all__ = ["ChampionInfo", "Scope"]
@@ -52,34 +50,11 @@ def model_versions(stack: Stack) -> pd.DataFrame:
 
 
 def _version_details(stack: Stack, mv: ModelVersion) -> tuple[str, dict[str, float]]:
-    """A version's task and the holdout figures of that task its run logged."""
-    task = version_task(mv)
+    """A version's task (``registry.task_of``) and the holdout figures of that task its run
+    logged."""
+    task = registry.task_of(mv)
     logged = stack.registry.run_metrics(mv)
     return str(task), {m: logged[m] for m in quality_metrics(task) if m in logged}
-
-
-def version_task(mv: ModelVersion) -> Task:
-    """What a registered version predicts: its ``mlops.task`` tag, else its run's schema
-    artifact (a schema saved before tasks existed reads as classification, and so does a
-    version whose run has no schema to read)."""
-    tagged = tagged_task(mv.tags)
-    if tagged is not None:
-        return tagged
-    if not mv.run_id:
-        return Task.CLASSIFICATION
-    return _schema_task(str(mv.run_id))
-
-
-@functools.lru_cache(maxsize=256)
-def _schema_task(run_id: str) -> Task:
-    """The task in a run's schema artifact; cached, as a logged artifact never changes (a
-    failed read raises, so it is not cached and the next render tries again)."""
-    try:
-        return modelstore.load_schema(run_id).task
-    except MlflowException as exc:
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            return Task.CLASSIFICATION  # a model logged before schemas: a classifier
-        raise
 
 
 def task_of(versions: pd.DataFrame, version: str | None) -> Task | None:

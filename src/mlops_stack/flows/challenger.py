@@ -32,7 +32,7 @@ from mlops_stack.gate import GateConfigError, GateDecision, live_decision, resol
 from mlops_stack.monitoring.checks import ModelQuality, model_quality
 from mlops_stack.monitoring_db.database import Answers, ShadowPairs
 from mlops_stack.names import higher_is_better
-from mlops_stack.registry import Registry, tagged_task, version_of
+from mlops_stack.registry import Registry, task_of, version_of
 from mlops_stack.stack import Stack
 
 LIVE_EVALUATION = "live"
@@ -233,8 +233,7 @@ def judge_challenger(
     if mv is None:
         return None
     version = version_of(mv)
-    task_tag = tagged_task(mv.tags)
-    if version == champion_version or (task_tag is not None and task_tag is not schema.task):
+    if version == champion_version or task_of(mv) is not schema.task:
         logger.info("challenger v%s not compared: it is not a %s challenger", version, schema.task)
         return None
     pairs = stack.monitoring.shadow_pairs(

@@ -32,7 +32,7 @@ from mlops_stack.flows.orchestration import flow, run_logger, task
 from mlops_stack.flows.parameters import TrainParameters
 from mlops_stack.gate import GateDecision, decide, resolve_metric
 from mlops_stack.names import Task
-from mlops_stack.registry import TASK_TAG, Registry, task_of_version, version_of
+from mlops_stack.registry import TASK_TAG, Registry, task_of, version_of
 from mlops_stack.stack import current_stack
 
 
@@ -343,7 +343,7 @@ def _score_champion(
     if champion is None:
         return None, None, None
     number = version_of(champion)
-    champion_task = task_of_version(champion)
+    champion_task = task_of(champion)
     if champion_task is not task:
         return number, None, f"it is a {champion_task} model and this one is {task}"
     try:
