@@ -35,7 +35,7 @@ from mlops_stack.dashboard import queries
 from mlops_stack.data import Dataset, infer_schema
 from mlops_stack.flows.monitor import monitor_flow
 from mlops_stack.flows.train import train_flow
-from mlops_stack.monitoring.checks import QualityCounter
+from mlops_stack.monitoring.quality import QualityCounter
 from mlops_stack.monitoring_db import MonitorRunRow
 from mlops_stack.names import Task
 from mlops_stack.prediction_log.records import PredictionRecord

@@ -20,8 +20,8 @@ from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_sco
 from mlops_stack import metrics
 from mlops_stack.data import Dataset, DatasetSchema, infer_schema
 from mlops_stack.gate import decide
-from mlops_stack.monitoring import checks
-from mlops_stack.monitoring.checks import CheckResult, ModelQuality
+from mlops_stack.monitoring.checks import CheckResult
+from mlops_stack.monitoring.quality import ModelQuality, model_quality
 from mlops_stack.monitoring.status import Thresholds, classify
 from mlops_stack.names import Task, quality_metrics
 from mlops_stack.training import evaluate
@@ -168,7 +168,7 @@ def test_training_and_the_monitor_give_identical_figures_on_the_same_rows(table:
             model.predict_proba(features), columns=[str(c) for c in model.classes_]
         )
         predictions = predictions.astype(str)
-    quality = checks.model_quality(labels.astype(str), predictions, probabilities, None, schema)
+    quality = model_quality(labels.astype(str), predictions, probabilities, None, schema)
     assert quality is not None and quality.labelled_rows == len(labels)
     for name in quality_metrics(schema.task):
         assert quality.get(name) == held[name], name  # identical, not approximately equal

@@ -215,7 +215,7 @@ def feature_drift(stack: Stack, run_id: int) -> pd.DataFrame:
     P-values (drift = small) and distances (drift = large) are ranked on one scale by the
     monitor's own :attr:`FeatureDrift.severity`, so the top row is the most shifted feature.
     """
-    from mlops_stack.monitoring.checks import FeatureDrift
+    from mlops_stack.monitoring.drift import FeatureDrift
 
     frame = stack.monitoring.feature_drift_frame(run_id)
     frame["severity"] = [

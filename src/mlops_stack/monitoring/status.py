@@ -2,7 +2,7 @@
 
 One threshold table (settings). Drift: each column's test is already corrected for testing
 every column at once (``MLOPS_DRIFT_ALPHA`` over the m columns, Bonferroni) and needs an effect
-of at least ``MLOPS_DRIFT_MIN_EFFECT`` (:class:`~mlops_stack.monitoring.checks.DriftRule`), so a
+of at least ``MLOPS_DRIFT_MIN_EFFECT`` (:class:`~mlops_stack.monitoring.drift.DriftRule`), so a
 drifted column is news: ``MLOPS_DRIFT_WARNING_SHARE`` (default 0: any drifted feature warns),
 ``MLOPS_DRIFT_SHARE`` (the share of drifted features that counts as drift, an alert); a drifted
 prediction (one of the m corrected tests) warns. Every drift reason names the correction
@@ -27,7 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mlops_stack.metrics import why_undefined
-from mlops_stack.monitoring.checks import CheckResult, FeatureQuality, ModelQuality
+from mlops_stack.monitoring.checks import CheckResult
+from mlops_stack.monitoring.quality import FeatureQuality, ModelQuality
 from mlops_stack.names import R2, MonitorStatus, Task, higher_is_better, quality_metrics
 
 MAX_NAMED_FEATURES = 8  # features named in a reason; the rest are counted
