@@ -24,6 +24,7 @@ from mlops_stack.registry import TASK_TAG, logged_task, task_of
 def runs(stack):
     """Run ids in an embedded store: one that logged a regression schema, one that logged none."""
     registry.use_tracking(stack())
+    mlflow.set_experiment("versions")  # in this test's store, whatever an earlier test made active
     logged_task.cache_clear()
     with mlflow.start_run() as with_schema:
         schema = DatasetSchema(target="y", task=Task.REGRESSION, features=[])
