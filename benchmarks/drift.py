@@ -53,13 +53,8 @@ from sklearn.pipeline import Pipeline
 from mlops_stack import training
 from mlops_stack.data import Dataset, DatasetSchema, infer_schema
 from mlops_stack.logs import configure_logging
-from mlops_stack.monitoring.checks import (
-    CheckResult,
-    Current,
-    Reference,
-    check_window,
-    classification_quality,
-)
+from mlops_stack.monitoring.checks import CheckResult, Current, Reference, check_window
+from mlops_stack.monitoring.quality import classification_quality
 from mlops_stack.monitoring.status import Thresholds, classify
 from mlops_stack.names import ACCURACY, F1, MonitorStatus
 from mlops_stack.settings import Settings

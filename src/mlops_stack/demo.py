@@ -35,6 +35,7 @@ from rich.table import Table
 
 from mlops_stack.data import BUILTIN_DATASET, BUILTIN_REGRESSION_DATASET
 from mlops_stack.flows.monitor import MonitorSummary
+from mlops_stack.metrics import shown
 from mlops_stack.names import RetrainStatus, Task, holdout_metrics, quality_metrics
 from mlops_stack.settings import Settings
 from mlops_stack.stack import Stack, install
@@ -217,7 +218,7 @@ def _run(directory: Path, stack: Stack, console: Console, dataset: Dataset) -> D
     wrapped(
         console,
         f"v{trained.version} ({trained.candidate}): {trained.reason}; "
-        f"holdout {metric} {trained.metrics[metric]:.3f}",
+        f"holdout {metric} {shown(trained.metrics[metric], 3)}",
         indent=DETAIL,
     )
     monitor = MonitorParameters.from_settings(settings, window_rows=rows, retrain_enabled=True)

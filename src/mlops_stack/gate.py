@@ -16,13 +16,19 @@ better, a lower RMSE is better. The rule:
 4. A champion that cannot score the evaluation data (it was trained on other columns, or for
    another task) cannot be compared; the candidate stays challenger and a person decides with
    ``mlops promote``.
+5. A figure undefined on the evaluation data (None, :mod:`mlops_stack.metrics`: ROC AUC of
+   rows of one class, R2 of a constant target) promotes nothing: the candidate's gate metric,
+   a metric it is bounded on, or the champion's gate metric. The reason names the figure and
+   why it is undefined; a person may still promote by hand.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from mlops_stack.metrics import why_undefined
 from mlops_stack.names import (
     RMSE,
     ROC_AUC,
@@ -58,28 +64,42 @@ def resolve_metric(metric: str, task: Task | str) -> str:
 
 @dataclass(frozen=True)
 class GateDecision:
-    """What the gate decided and why, in words a person reads in ``mlops models``."""
+    """What the gate decided and why, in words a person reads in ``mlops models``.
+
+    ``candidate_score`` and ``champion_score`` are None when undefined (or, for the champion,
+    not measured): never NaN.
+    """
 
     promote: bool
     reason: str
     metric: str
-    candidate_score: float
+    candidate_score: float | None
     champion_version: str | None = None
     champion_score: float | None = None
     failed_bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 def outside_bounds(
-    candidate: dict[str, float], bounds: dict[str, float]
+    candidate: Mapping[str, float | None], bounds: dict[str, float]
 ) -> dict[str, tuple[float, float]]:
     """Metric -> (value, bound) for every bound the candidate breaks: below a minimum of a
-    higher-better metric, above a maximum of a lower-better one."""
+    higher-better metric, above a maximum of a lower-better one. An undefined figure breaks
+    none (:func:`unchecked_bounds` names it)."""
     return {
-        name: (candidate[name], bound)
+        name: (value, bound)
         for name, bound in bounds.items()
-        if name in candidate
-        and (candidate[name] < bound if higher_is_better(name) else candidate[name] > bound)
+        if (value := candidate.get(name)) is not None
+        and (value < bound if higher_is_better(name) else value > bound)
     }
+
+
+def unchecked_bounds(candidate: Mapping[str, float | None], bounds: dict[str, float]) -> list[str]:
+    """The bounded metrics the candidate reports but that are undefined on this data."""
+    return [name for name in bounds if name in candidate and candidate[name] is None]
+
+
+def _undefined_text(names: list[str]) -> str:
+    return "; ".join(f"{name} is undefined on this data ({why_undefined(name)})" for name in names)
 
 
 def _describe_failure(name: str, value: float, bound: float) -> str:
@@ -87,8 +107,8 @@ def _describe_failure(name: str, value: float, bound: float) -> str:
 
 
 def decide(
-    candidate: dict[str, float],
-    champion: dict[str, float] | None,
+    candidate: Mapping[str, float | None],
+    champion: Mapping[str, float | None] | None,
     *,
     metric: str,
     bounds: dict[str, float],
@@ -99,7 +119,7 @@ def decide(
     """Apply the gate rule to a candidate's and the champion's metrics on the same data.
 
     ``champion`` is None when there is no champion, or when it could not be scored, in which case
-    ``champion_error`` says why.
+    ``champion_error`` says why. A figure of None is undefined on the data (rule 5).
     """
     score = candidate[metric]
     undecided = GateDecision(False, "", metric, score, champion_version)
@@ -108,6 +128,14 @@ def decide(
         broken = ", ".join(_describe_failure(n, v, b) for n, (v, b) in failed.items())
         return replace(
             undecided, reason=f"outside the absolute bounds: {broken}", failed_bounds=failed
+        )
+    unchecked = unchecked_bounds(candidate, bounds)
+    undefined = ([metric] if score is None else []) + [n for n in unchecked if n != metric]
+    if undefined:
+        return replace(
+            undecided,
+            reason=f"not promoted: the candidate's {_undefined_text(undefined)}; "
+            "promote by hand if intended",
         )
     if champion_version is None:
         return replace(
@@ -122,13 +150,20 @@ def decide(
             reason=f"champion v{champion_version} cannot be scored on this data ({why}); "
             "promote by hand if intended",
         )
-    return _compare(replace(undecided, champion_score=champion[metric]), min_improvement)
+    best = champion[metric]
+    if best is None:
+        return replace(
+            undecided,
+            reason=f"champion v{champion_version} cannot be compared: its "
+            f"{_undefined_text([metric])}; promote by hand if intended",
+        )
+    return _compare(replace(undecided, champion_score=best), min_improvement)
 
 
 def _compare(decision: GateDecision, min_improvement: float) -> GateDecision:
     """Better, not enough better, tie or worse, in the direction of the decision's metric."""
     metric, score, best = decision.metric, decision.candidate_score, decision.champion_score
-    assert best is not None
+    assert score is not None and best is not None
     higher = higher_is_better(metric)
     versus = (
         f"{metric} {score:.4f} vs champion v{decision.champion_version} {best:.4f}, "
@@ -171,21 +206,20 @@ def live_decision(
     only the two versions are compared, on data neither trained on.
     """
     live = f"on {labelled_rows} live labelled rows"
-    score, best = challenger.get(metric), champion.get(metric)
-    undecided = GateDecision(
-        False,
-        "",
-        metric,
-        math.nan if score is None else float(score),
-        champion_version,
-        None if best is None else float(best),
-    )
+    score, best = _figure(challenger.get(metric)), _figure(champion.get(metric))
+    undecided = GateDecision(False, "", metric, score, champion_version, best)
     if labelled_rows < min_labelled:
         return replace(
             undecided,
             reason=f"no decision {live}: {min_labelled} needed ({LIVE_ROWS_SETTING})",
         )
-    if score is None or best is None or math.isnan(score) or math.isnan(best):
+    if score is None or best is None:
         return replace(undecided, reason=f"no decision {live}: {metric} is undefined on these rows")
     compared = _compare(undecided, min_improvement)
     return replace(compared, reason=f"{compared.reason} {live}")
+
+
+def _figure(value: float | None) -> float | None:
+    """A figure as the gate keeps it: a float, or None when undefined (a NaN read from an older
+    store is undefined too, never a number compared with)."""
+    return None if value is None or math.isnan(value) else float(value)

@@ -13,10 +13,12 @@ second whichever of them acted.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 from mlflow.entities.model_registry import ModelVersion
@@ -28,12 +30,15 @@ from mlops_stack.names import Alias, GateOutcome, Task, quality_metrics
 from mlops_stack.notifier import Notifier
 from mlops_stack.settings import Settings
 
+if TYPE_CHECKING:
+    from mlops_stack.data import DatasetSchema
+
 PREVIOUS_TAG = "mlops.previous_champion"
 ROLLED_BACK_AT_TAG = "mlops.rolled_back_at"
 RESTORED_FROM_TAG = "mlops.restored_by_rollback_from"
 TASK_TAG = "mlops.task"
-"""A version's task (``names.Task``); versions registered before tasks existed have none and
-are classification models."""
+"""A version's task (``names.Task``); versions registered before tasks existed have none:
+:func:`task_of` then reads their schema, else calls them classification models."""
 _MISSING = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}
 
 
@@ -63,10 +68,52 @@ def tagged_task(tags: Mapping[str, str]) -> Task | None:
     return Task(tagged) if tagged in set(Task) else None
 
 
-def task_of_version(mv: ModelVersion) -> Task:
-    """What a registered version predicts, from its ``mlops.task`` tag (classification if
-    untagged: versions registered before tasks existed)."""
-    return Task(mv.tags.get(TASK_TAG) or Task.CLASSIFICATION)
+def task_of(
+    mv: ModelVersion, *, schema: DatasetSchema | None = None, estimator: Any | None = None
+) -> Task:
+    """What a registered version predicts: the one answer the registry, the predictor, the
+    gate, the monitor and the dashboard all use, found in this order:
+
+    1. the version's ``mlops.task`` tag (what the train flow knew when it registered it);
+    2. else the task in its run's schema artifact (``schema``: the run's schema when the caller
+       has read it already, as the predictor has; else it is read here, once per run);
+    3. else, when a loaded estimator is at hand, what scikit-learn says it is (a model logged
+       by hand, without a schema);
+    4. else classification: versions registered before tasks existed are classifiers.
+
+    A store that cannot be read (not a missing schema) raises rather than guess.
+    """
+    tagged = tagged_task(mv.tags or {})
+    if tagged is not None:
+        return tagged
+    logged = schema.task if schema is not None else logged_task(mv.run_id)
+    if logged is not None:
+        return logged
+    if estimator is not None:
+        from mlops_stack.training import estimator_task  # scikit-learn: only when asked
+
+        return estimator_task(estimator)
+    return Task.CLASSIFICATION
+
+
+@functools.lru_cache(maxsize=256)
+def logged_task(run_id: str | None) -> Task | None:
+    """The task in a run's schema artifact; None when the run logged none (or one that does not
+    parse). Cached: a logged artifact never changes, and the dashboard asks on every render. A
+    read that fails otherwise (the store unreachable) raises, so it is not cached and the next
+    call tries again. A schema saved before tasks existed reads as classification."""
+    if not run_id:
+        return None
+    from mlops_stack.modelstore import load_schema  # MLflow artifacts: only when needed
+
+    try:
+        return load_schema(run_id).task
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+    except ValueError:  # a schema that does not parse (pydantic's error is a ValueError)
+        return None
 
 
 def _now() -> str:
@@ -190,7 +237,7 @@ class Registry:
         for mv in versions:
             run = self.client.get_run(mv.run_id) if mv.run_id else None
             metrics = run.data.metrics if run else {}
-            task = task_of_version(mv)
+            task = task_of(mv)
             created = datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC)
             rows.append(
                 VersionRow(
@@ -219,7 +266,7 @@ class Registry:
         if restored_from:  # a rollback stamped the version it left: when this one returned
             left = self.version(restored_from.lstrip("v"))
             since, how = left.tags.get(ROLLED_BACK_AT_TAG, since), f"restored from {restored_from}"
-        task = task_of_version(mv)
+        task = task_of(mv)
         metrics = self.run_metrics(mv)
         return ChampionInfo(
             version_of(mv),
@@ -236,26 +283,21 @@ class Registry:
         (``mlops.task``: what ``mlops models`` and the dashboard read); its number.
 
         ``task`` None takes it from the schema logged with the model. A model logged without
-        one (by hand, in a notebook) gets no tag rather than a guess: readers then judge it by
-        the model itself (the predictor asks scikit-learn whether it is a classifier).
+        one (by hand, in a notebook), or whose schema cannot be read now, gets no tag rather
+        than a guess: readers then follow :func:`task_of` (the predictor asks scikit-learn
+        whether it is a classifier).
         """
         if task is not None:
             tags = {TASK_TAG: str(Task(task))}
             return str(mlflow.register_model(model_uri, self.model_name, tags=tags).version)
         mv = mlflow.register_model(model_uri, self.model_name)
-        logged = self._logged_task(mv.run_id)
+        try:
+            logged = logged_task(mv.run_id)
+        except (MlflowException, OSError):
+            logged = None
         if logged is not None:
             self._tag(version_of(mv), {TASK_TAG: str(logged)})
         return version_of(mv)
-
-    @staticmethod
-    def _logged_task(run_id: str | None) -> Task | None:
-        from mlops_stack.modelstore import load_schema  # MLflow artifacts: only when needed
-
-        try:
-            return Task(load_schema(run_id).task) if run_id else None
-        except (MlflowException, OSError, ValueError):
-            return None
 
     def record_decision(self, version: str, decision: GateDecision, evaluated_on: str) -> None:
         """Write the gate's decision on the version so that it explains itself later."""
@@ -264,13 +306,15 @@ class Registry:
             "gate.decision": str(outcome),
             "gate.reason": decision.reason,
             "gate.metric": decision.metric,
-            "gate.candidate_score": f"{decision.candidate_score:.6f}",
             "gate.compared_with": (
                 f"v{decision.champion_version}" if decision.champion_version else "none"
             ),
             "gate.evaluation_data": evaluated_on,
             "gate.decided_at": _now(),
         }
+        # a score undefined on the data (metrics.py) is left out; the reason says why
+        if decision.candidate_score is not None:
+            tags["gate.candidate_score"] = f"{decision.candidate_score:.6f}"
         if decision.champion_score is not None:
             tags["gate.champion_score"] = f"{decision.champion_score:.6f}"
         self._tag(version, tags)

@@ -29,17 +29,7 @@ from sklearn.ensemble import (
     RandomForestRegressor,
 )
 from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.metrics import (
-    accuracy_score,
-    f1_score,
-    make_scorer,
-    mean_absolute_error,
-    precision_score,
-    r2_score,
-    recall_score,
-    roc_auc_score,
-    root_mean_squared_error,
-)
+from sklearn.metrics import f1_score, make_scorer, precision_score, recall_score
 from sklearn.model_selection import (
     KFold,
     ShuffleSplit,
@@ -51,7 +41,9 @@ from sklearn.model_selection import (
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]  # sklearn dep
 
+from mlops_stack import metrics
 from mlops_stack.data import DatasetSchema
+from mlops_stack.metrics import Figures
 from mlops_stack.names import (
     ACCURACY,
     F1,
@@ -60,6 +52,7 @@ from mlops_stack.names import (
     PRECISION,
     R2,
     RECALL,
+    REGRESSION_HOLDOUT_METRICS,
     RMSE,
     ROC_AUC,
     Task,
@@ -99,14 +92,15 @@ class CandidateResult:
     """A fitted candidate with its CV score, holdout metrics and hyper-parameters.
 
     ``cv_score`` is in the metric's own units (an RMSE is positive): compare candidates with
-    :func:`best_candidate`, which knows the metric's direction.
+    :func:`best_candidate`, which knows the metric's direction. A holdout figure undefined on
+    the holdout is None (:mod:`mlops_stack.metrics`).
     """
 
     name: str
     pipeline: Pipeline
     params: dict[str, object]
     cv_score: float
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: Figures = field(default_factory=dict)
     fit_rows: int = 0  # training rows the logged pipeline was fitted on
     selection_rows: int = 0  # training rows its CV score comes from (a sample of a large split)
 
@@ -243,8 +237,9 @@ def candidate_params(pipeline: Pipeline) -> dict[str, object]:
     return {k: v for k, v in params.items() if isinstance(v, int | float | str | bool | None)}
 
 
-def task_of(model: BaseEstimator) -> Task:
-    """The task a fitted or unfitted estimator (or Pipeline) performs."""
+def estimator_task(model: BaseEstimator) -> Task:
+    """The task a fitted or unfitted estimator (or Pipeline) performs: what scikit-learn says
+    it is. (What a registered version predicts is ``registry.task_of``: its tag first.)"""
     return Task.CLASSIFICATION if is_classifier(model) else Task.REGRESSION
 
 
@@ -269,7 +264,7 @@ def cross_validate(
 
     Classification folds are stratified; regression folds are plain shuffled K-fold.
     """
-    splitter = StratifiedKFold if task_of(pipeline) is Task.CLASSIFICATION else KFold
+    splitter = StratifiedKFold if estimator_task(pipeline) is Task.CLASSIFICATION else KFold
     cv = splitter(n_splits=folds, shuffle=True, random_state=seed)
     scorer, sign = _sklearn_scorer(metric, y)
     scores = cross_val_score(pipeline, X, y, cv=cv, scoring=scorer)
@@ -287,13 +282,13 @@ def _sklearn_scorer(metric: str, labels: pd.Series) -> tuple[Any, float]:
     """scikit-learn's scorer for ``metric`` and the sign turning its score into the metric.
 
     scikit-learn maximises every score, so errors come negated (``neg_root_mean_squared_error``)
-    and are turned back into positive errors here. Binary F1/precision/recall score the larger
-    label as positive, as :func:`evaluate` does, so that string class names work.
+    and are turned back into positive errors here. Binary F1/precision/recall score the positive
+    class as :func:`evaluate` does (``metrics.positive_class``), so that string class names work.
     """
     if metric in _REGRESSION_SCORERS:
         scorer = _REGRESSION_SCORERS[metric]
         return scorer, -1.0 if scorer.startswith("neg_") else 1.0
-    classes = sorted(labels.unique())
+    classes = list(labels.unique())
     binary = len(classes) == 2
     if metric == ROC_AUC:
         return ("roc_auc" if binary else "roc_auc_ovr"), 1.0
@@ -303,53 +298,37 @@ def _sklearn_scorer(metric: str, labels: pd.Series) -> tuple[Any, float]:
     if metric not in functions:
         raise ValueError(f"no cross-validation scorer for metric {metric!r}")
     averaging: dict[str, Any] = (
-        {"average": "binary", "pos_label": classes[1]} if binary else {"average": "macro"}
+        {"average": "binary", "pos_label": _typed_positive(classes)}
+        if binary
+        else {"average": "macro"}
     )
     return make_scorer(functions[metric], zero_division=0, **averaging), 1.0
 
 
-def evaluate(model: Any, X: pd.DataFrame, y: pd.Series) -> dict[str, float]:
+def _typed_positive(classes: list[Any]) -> Any:
+    """The positive class among typed labels: the one whose text is ``metrics.positive_class``."""
+    texts = list(metrics.class_text(classes))
+    return classes[texts.index(metrics.positive_class(classes))]
+
+
+def evaluate(model: Any, X: pd.DataFrame, y: pd.Series) -> Figures:
     """The holdout metrics of a fitted model on labelled rows, for the model's task.
 
     Regression: RMSE, MAE and R^2 (``names.REGRESSION_HOLDOUT_METRICS``). Classification:
     accuracy, F1, ROC AUC, precision and recall (``names.HOLDOUT_METRICS``); binary targets
-    report the positive class (the larger label when sorted), multi-class targets the macro
-    average and one-vs-rest ROC AUC. Class labels may be text (``'barolo'``).
+    report the positive class, multi-class targets the macro average and one-vs-rest ROC AUC.
+    Class labels may be text (``'barolo'``). Scored by :mod:`mlops_stack.metrics`, as the
+    monitor scores live rows; a figure undefined on these rows (ROC AUC of one class, R^2 of a
+    constant target) is None.
     """
-    if task_of(model) is Task.REGRESSION:
-        return _evaluate_regression(model, X, y)
-    return _evaluate_classification(model, X, y)
-
-
-def _evaluate_regression(model: Any, X: pd.DataFrame, y: pd.Series) -> dict[str, float]:
     predicted = model.predict(X)
-    actual = pd.to_numeric(y).to_numpy(dtype=float)
-    return {  # the keys are names.REGRESSION_HOLDOUT_METRICS
-        RMSE: float(root_mean_squared_error(actual, predicted)),
-        MAE: float(mean_absolute_error(actual, predicted)),
-        R2: float(r2_score(actual, predicted)),
-    }
-
-
-def _evaluate_classification(model: Any, X: pd.DataFrame, y: pd.Series) -> dict[str, float]:
-    predicted = model.predict(X)
+    if estimator_task(model) is Task.REGRESSION:
+        actual = pd.to_numeric(y).to_numpy(dtype=float)
+        figures = metrics.regression_scores(actual, predicted)
+        return {name: figures[name] for name in REGRESSION_HOLDOUT_METRICS}
     classes = list(model.classes_)
-    binary = len(classes) == 2
-    averaging: dict[str, Any] = (
-        {"average": "binary", "pos_label": classes[1]} if binary else {"average": "macro"}
-    )
-    proba = model.predict_proba(X)
-    if binary:
-        roc_auc = roc_auc_score(y == classes[1], proba[:, 1])
-    else:
-        roc_auc = roc_auc_score(y, proba, multi_class="ovr", average="macro", labels=classes)
-    return {  # the keys are names.HOLDOUT_METRICS
-        ACCURACY: float(accuracy_score(y, predicted)),
-        F1: float(f1_score(y, predicted, zero_division=0, **averaging)),
-        ROC_AUC: float(roc_auc),
-        PRECISION: float(precision_score(y, predicted, zero_division=0, **averaging)),
-        RECALL: float(recall_score(y, predicted, zero_division=0, **averaging)),
-    }
+    probabilities = pd.DataFrame(model.predict_proba(X), columns=metrics.class_text(classes))
+    return metrics.classification_scores(y, predicted, classes, probabilities)
 
 
 def single_row_latency(

@@ -13,6 +13,7 @@ from rich.text import Text
 from mlops_stack.cli.comparison import _print_live_comparison
 from mlops_stack.cli.defaults import _from_setting
 from mlops_stack.cli.runtime import _fail, _stack, console
+from mlops_stack.metrics import shown
 from mlops_stack.names import LATENCY_P95, holdout_metrics
 from mlops_stack.terminal import Line, fields, fits, records, wrapped
 
@@ -96,7 +97,7 @@ def _print_holdout(result: TrainResult) -> None:
     or the same figures as one wrapped line on a terminal narrower than that."""
     columns = (*holdout_metrics(result.task), LATENCY_P95)
     title = f"{result.model_name} v{result.version} ({result.candidate})"
-    figures = [f"{result.metrics[c]:.4f}" for c in columns]
+    figures = [shown(result.metrics[c]) for c in columns]  # None: undefined on the holdout
     table = Table(title=title)
     for column in columns:
         table.add_column(column, justify="right")

@@ -11,7 +11,6 @@ would fill it.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,13 +18,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
-from mlflow.exceptions import MlflowException
 
-from mlops_stack import modelstore
+from mlops_stack import registry
 from mlops_stack.monitoring.estimate import LABELLED, ROWS
 from mlops_stack.monitoring_db import MonitorRunRow
-from mlops_stack.names import ACCURACY, ERROR_BIAS, F1, MAE, R2, RMSE, Task, quality_metrics
-from mlops_stack.registry import tagged_task, version_of
+from mlops_stack.names import ACCURACY, ERROR_BIAS, F1, MAE, RMSE, Task, quality_metrics
+from mlops_stack.registry import version_of
 from mlops_stack.stack import Stack
 
 # Every metric a version's row may show: the classification figures, then the regression ones.
@@ -51,37 +49,14 @@ def model_versions(stack: Stack) -> pd.DataFrame:
 
 
 def _version_details(stack: Stack, mv: ModelVersion) -> tuple[str, dict[str, float]]:
-    """A version's task and the holdout figures of that task its run logged."""
-    task = version_task(mv)
+    """A version's task (``registry.task_of``) and the holdout figures of that task its run
+    logged."""
+    task = registry.task_of(mv)
     logged = stack.registry.run_metrics(mv)
     return str(task), {m: logged[m] for m in quality_metrics(task) if m in logged}
 
 
-def version_task(mv: ModelVersion) -> Task:
-    """What a registered version predicts: its ``mlops.task`` tag, else its run's schema
-    artifact (a schema saved before tasks existed reads as classification, and so does a
-    version whose run has no schema to read)."""
-    tagged = tagged_task(mv.tags)
-    if tagged is not None:
-        return tagged
-    if not mv.run_id:
-        return Task.CLASSIFICATION
-    return _schema_task(str(mv.run_id))
-
-
-@functools.lru_cache(maxsize=256)
-def _schema_task(run_id: str) -> Task:
-    """The task in a run's schema artifact; cached, as a logged artifact never changes (a
-    failed read raises, so it is not cached and the next render tries again)."""
-    try:
-        return modelstore.load_schema(run_id).task
-    except MlflowException as exc:
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            return Task.CLASSIFICATION  # a model logged before schemas: a classifier
-        raise
-
-
-def task_of(versions: pd.DataFrame, version: str | None) -> Task | None:
+def task_in(versions: pd.DataFrame, version: str | None) -> Task | None:
     """The task of ``version`` in the versions frame; None when it is not there."""
     if version is None or versions.empty or "task" not in versions:
         return None
@@ -149,7 +124,7 @@ def side_by_side(
     every value is text, as the page shows it, and a figure nobody measured stays empty.
     """
     present = {role: v for role, v in roles.items() if v is not None}
-    task = task_of(versions, present.get("champion") or next(iter(present.values()), None))
+    task = task_in(versions, present.get("champion") or next(iter(present.values()), None))
     metrics = quality_metrics(task or Task.CLASSIFICATION)
     compared = live is not None and live.covers(roles.get("champion"), roles.get("challenger"))
     rows = live.comparison.get("labelled_rows", 0) if live is not None and compared else 0
@@ -219,7 +194,7 @@ def by_severity(frame: pd.DataFrame) -> pd.DataFrame:
     P-values (drift = small) and distances (drift = large) are ranked on one scale by the
     monitor's own :attr:`FeatureDrift.severity`, so the top row is the most shifted feature.
     """
-    from mlops_stack.monitoring.checks import FeatureDrift
+    from mlops_stack.monitoring.drift import FeatureDrift
 
     frame = frame.copy()
     frame["severity"] = [
@@ -253,27 +228,13 @@ def confusion(labelled_rows: pd.DataFrame) -> pd.DataFrame:
 
 def per_class_scores(labelled_rows: pd.DataFrame) -> pd.DataFrame:
     """Precision, recall and F1 of each class over the labelled rows, with its true and
-    predicted row counts (scikit-learn's figures; a class never predicted has precision 0)."""
-    from sklearn.metrics import precision_recall_fscore_support
+    predicted row counts (``metrics.per_class_scores``; a class never predicted has precision 0)."""
+    from mlops_stack import metrics  # scikit-learn, when a page first scores
 
     if labelled_rows.empty:
-        return pd.DataFrame(columns=["precision", "recall", "f1", "true rows", "predicted rows"])
-    classes = class_names(labelled_rows)
+        return metrics.per_class_scores([], [], [])
     truth, predicted = labelled_rows["label"].astype(str), labelled_rows["prediction"].astype(str)
-    precision, recall, f1, support = precision_recall_fscore_support(
-        truth, predicted, labels=classes, zero_division=0
-    )
-    frame = pd.DataFrame(
-        {
-            "precision": precision,
-            "recall": recall,
-            "f1": f1,
-            "true rows": support,
-            "predicted rows": predicted.value_counts().reindex(classes, fill_value=0).to_numpy(),
-        },
-        index=pd.Index(classes, name="class"),
-    )
-    return frame
+    return metrics.per_class_scores(truth, predicted, class_names(labelled_rows))
 
 
 def regression_rows(labelled_rows: pd.DataFrame) -> pd.DataFrame:
@@ -287,23 +248,15 @@ def regression_rows(labelled_rows: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(error=frame["prediction"] - frame["label"]).reset_index(drop=True)
 
 
-def regression_scores(rows: pd.DataFrame) -> dict[str, float]:
-    """RMSE, MAE, error bias (mean of prediction - label) and R² of numeric labelled rows.
+def regression_scores(rows: pd.DataFrame) -> dict[str, float | None]:
+    """RMSE, MAE, error bias (mean of prediction - label) and R² of numeric labelled rows, as
+    ``metrics.regression_scores`` scores them: R² is None (undefined) with fewer than two rows
+    or constant labels, every figure None without rows."""
+    from mlops_stack import metrics  # scikit-learn, when a page first scores
 
-    R² is NaN with fewer than two rows or constant labels (undefined there).
-    """
-    from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
-
-    if rows.empty:
-        return {}
-    truth, predicted = rows["label"].to_numpy(float), rows["prediction"].to_numpy(float)
-    defined = len(rows) >= 2 and float(np.ptp(truth)) > 0
-    return {
-        RMSE: float(root_mean_squared_error(truth, predicted)),
-        MAE: float(mean_absolute_error(truth, predicted)),
-        ERROR_BIAS: float(np.mean(predicted - truth)),
-        R2: float(r2_score(truth, predicted)) if defined else float("nan"),
-    }
+    return metrics.regression_scores(
+        rows["label"].to_numpy(float), rows["prediction"].to_numpy(float)
+    )
 
 
 def bucket_size(span: timedelta) -> str:

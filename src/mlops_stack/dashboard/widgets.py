@@ -85,4 +85,4 @@ def judged_model(version: str | None) -> tuple[str | None, Task]:
     if version is None:
         info = read("MLflow registry", cache.champion)
         version = info.version if info is not None else None
-    return version, queries.task_of(versions, version) or Task.CLASSIFICATION
+    return version, queries.task_in(versions, version) or Task.CLASSIFICATION

@@ -2,7 +2,7 @@
 
 The predictor scores every answered row with the ``challenger`` version too, in shadow, and logs
 it in ``shadow_predictions`` under the champion's ``(request_id, row)``. Once labels arrive,
-each monitor run scores both versions with :func:`~mlops_stack.monitoring.checks.model_quality`
+each monitor run scores both versions with :func:`~mlops_stack.monitoring.quality.model_quality`
 (the function the window's own quality uses) on exactly the same rows: every labelled row of the
 monitor's window that the challenger also answered. The comparison is stored with the run
 (``monitor_runs.challenger``) and logged to its MLflow run; then the live gate
@@ -29,10 +29,10 @@ from mlops_stack.data import DatasetSchema
 from mlops_stack.flows.orchestration import run_logger, task
 from mlops_stack.flows.parameters import LivePromotionOptions
 from mlops_stack.gate import GateConfigError, GateDecision, live_decision, resolve_metric
-from mlops_stack.monitoring.checks import ModelQuality, model_quality
+from mlops_stack.monitoring.quality import ModelQuality, model_quality
 from mlops_stack.monitoring_db.window_frames import Answers, ShadowPairs
 from mlops_stack.names import higher_is_better
-from mlops_stack.registry import Registry, tagged_task, version_of
+from mlops_stack.registry import Registry, task_of, version_of
 from mlops_stack.stack import Stack
 
 LIVE_EVALUATION = "live"
@@ -233,8 +233,7 @@ def judge_challenger(
     if mv is None:
         return None
     version = version_of(mv)
-    task_tag = tagged_task(mv.tags)
-    if version == champion_version or (task_tag is not None and task_tag is not schema.task):
+    if version == champion_version or task_of(mv) is not schema.task:
         logger.info("challenger v%s not compared: it is not a %s challenger", version, schema.task)
         return None
     pairs = stack.monitor_store.shadow_pairs(

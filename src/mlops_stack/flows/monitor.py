@@ -31,8 +31,9 @@ from mlops_stack.flows.challenger import judge_challenger
 from mlops_stack.flows.orchestration import flow, run_logger, task
 from mlops_stack.flows.parameters import MonitorParameters, RetrainParameters
 from mlops_stack.flows.retrain import RetrainSummary, retrain_flow
-from mlops_stack.monitoring.checks import CheckResult, ModelQuality, Reference, check_sample
+from mlops_stack.monitoring.checks import CheckResult, Reference, check_sample
 from mlops_stack.monitoring.estimate import EstimatedQuality, stored_estimate
+from mlops_stack.monitoring.quality import ModelQuality
 from mlops_stack.monitoring.status import Status, Thresholds, classify
 from mlops_stack.monitoring.window import COLUMNS, Window, read_window
 from mlops_stack.monitoring_db import FeatureDriftRow, MonitorRunRow, WindowExtent

@@ -26,12 +26,13 @@ from prefect.cache_policies import NO_CACHE
 from sklearn.pipeline import Pipeline
 
 from mlops_stack import data as datamod
+from mlops_stack import metrics as metricsmod
 from mlops_stack import modelstore, training
 from mlops_stack.flows.orchestration import flow, run_logger, task
 from mlops_stack.flows.parameters import TrainParameters
 from mlops_stack.gate import GateDecision, decide, resolve_metric
 from mlops_stack.names import Task
-from mlops_stack.registry import TASK_TAG, Registry, task_of_version, version_of
+from mlops_stack.registry import TASK_TAG, Registry, task_of, version_of
 from mlops_stack.stack import current_stack
 
 
@@ -43,7 +44,7 @@ class TrainResult:
     model_name: str
     version: str
     candidate: str
-    metrics: dict[str, float]
+    metrics: metricsmod.Figures  # holdout figures; None: undefined on the holdout
     promoted: bool
     reason: str
     champion_before: str | None
@@ -260,7 +261,7 @@ def log_candidates(
                     result.params
                     | {"fit_rows": result.fit_rows, "selection_rows": result.selection_rows}
                 )
-                mlflow.log_metrics(result.metrics)
+                _log_metrics(result.metrics)
                 uris[result.name] = modelstore.log_pipeline(
                     result.pipeline,
                     logged_rows,
@@ -270,6 +271,28 @@ def log_candidates(
                     X_holdout=data.X_test,
                 )
     return parent.info.run_id, uris, digest
+
+
+UNDEFINED_TAG = "mlops.undefined_metrics"
+"""Names the holdout figures a candidate run lacks because they were undefined on the holdout."""
+
+
+def _log_metrics(figures: metricsmod.Figures) -> None:
+    """Log the defined figures to the active run; name the undefined ones in a tag and the log.
+
+    MLflow takes floats only, and a stand-in (NaN, 0) would read as measured: an undefined
+    figure (ROC AUC of a one-class holdout, R^2 of a constant target) is left out, and the run
+    says which and why, so that its absence is not mistaken for a metric nobody computed.
+    """
+    mlflow.log_metrics(metricsmod.defined(figures))
+    missing = metricsmod.undefined(figures)
+    if missing:
+        mlflow.set_tag(UNDEFINED_TAG, ", ".join(missing))
+        run_logger().warning(
+            "holdout %s undefined, not logged to MLflow: %s",
+            ", ".join(missing),
+            "; ".join(metricsmod.why_undefined(name) for name in missing),
+        )
 
 
 LOGGED_ROWS = 50_000
@@ -310,7 +333,7 @@ def _training_data_input(dataset: datamod.Dataset) -> PandasDataset:
 
 def _score_champion(
     registry: Registry, X: pd.DataFrame, y: pd.Series, task: Task
-) -> tuple[str | None, dict[str, float] | None, str | None]:
+) -> tuple[str | None, metricsmod.Figures | None, str | None]:
     """Champion version and its metrics on the gate's data, or why it could not be scored.
 
     A champion of another task (a regressor against a new classifier) is not compared at all:
@@ -320,7 +343,7 @@ def _score_champion(
     if champion is None:
         return None, None, None
     number = version_of(champion)
-    champion_task = task_of_version(champion)
+    champion_task = task_of(champion)
     if champion_task is not task:
         return number, None, f"it is a {champion_task} model and this one is {task}"
     try:
@@ -350,7 +373,7 @@ def register_and_gate(
         else (evaluation.features, evaluation.labels)
     )
     candidate = best.metrics if evaluation is None else training.evaluate(best.pipeline, X, y)
-    task = training.task_of(best.pipeline)
+    task = training.estimator_task(best.pipeline)
     champion_version, champion_metrics, error = _score_champion(registry, X, y, task)
     version = registry.register(model_uri, task)
     decision = decide(
@@ -393,12 +416,12 @@ def _train_candidates(
         result = train_candidate(name, pipeline, data, selection, params)
         metric = params.gate.metric
         progress.done(
-            "candidate %s: cv_%s %.4f, holdout %s %.4f",
+            "candidate %s: cv_%s %.4f, holdout %s %s",
             name,
             metric,
             result.cv_score,
             metric,
-            result.metrics[metric],
+            metricsmod.shown(result.metrics[metric]),
         )
         results.append(result)
     return results
@@ -452,7 +475,9 @@ def train_flow(params: TrainParameters | None = None) -> TrainResult:
         progress.start("refitting %s on all %s training rows", best.name, f"{len(data.X_train):,}")
         best = refit_winner(best, data, params)
         results = [best if r.name == best.name else r for r in results]
-        progress.done("refit %s: holdout %s %.4f", best.name, metric, best.metrics[metric])
+        progress.done(
+            "refit %s: holdout %s %s", best.name, metric, metricsmod.shown(best.metrics[metric])
+        )
     progress.start("logging %d candidate runs and models to MLflow", len(results))
     run_id, uris, digest = log_candidates(results, dataset, schema, data, selection, params)
     progress.done("logged")

@@ -1,218 +1,60 @@
-"""Drift, data quality and model quality of a window of logged predictions.
+"""Drift, data quality and model quality of a window of logged predictions, put together.
 
 Pure computation over pandas frames, so the monitor flow owns every side effect (database,
-MLflow, alerts) and these checks can be tested on plain tables.
+MLflow, alerts) and these checks can be tested on plain tables. Each concern has its module:
 
-- **Drift** runs on a uniform random sample of the window: drift tests gain nothing from a
-  million rows that 50,000 do not already show. Every column (each feature, and the model's
-  prediction) gets one two-sample test of its kind: Kolmogorov-Smirnov for numbers, a
-  chi-square test of the 2 x k contingency table for categories (:func:`column_drift`). The
-  tests are corrected for being run together (Bonferroni): with m columns each runs at
-  ``alpha / m``, so that clean traffic flags any column at all in at most ``alpha`` of runs.
-  Significance alone is not drift: a large window makes a harmless move significant, so a
-  column drifts only when it also moved by at least ``min_effect`` (:class:`DriftRule`): the
-  Wasserstein distance in reference standard deviations, or the total variation distance of
-  the category shares. The verdicts are computed here with SciPy, milliseconds a window;
-  Evidently builds the HTML report with the very same tests and thresholds (its own chi-square
-  is a goodness-of-fit test that takes the reference's shares as exact, which false-alarms when
-  the window is much larger than the reference, so the two-sample test is registered with it).
-  docs/monitoring.md, "Can you trust a drift alarm?", has the measured false-alarm rate and power.
-- **Data quality** (missing share, values outside the training range, categories training never
-  saw) is checked against the schema saved with the model, in plain pandas over every row: it is
-  cheap, and a handful of bad rows must not be sampled away.
-- **Model quality** uses the rows that have a label, scored like ``training.evaluate`` so that
-  the numbers compare with the holdout metrics logged at training time: accuracy, F1 and ROC
-  AUC of a classifier; RMSE, MAE, R2 and the error bias (mean of prediction - label) of a
-  regressor, named as ``mlops_stack.names`` (and Evidently's regression metrics) name them.
-- **Prediction drift** compares the model's outputs with its outputs on the reference: the mix
-  of predicted classes (a categorical test), or the distribution of a regressor's predicted
-  numbers (a numeric test), as one of the m corrected tests.
+- :mod:`~mlops_stack.monitoring.drift`: the corrected two-sample tests, the effect floor and
+  Evidently's drift report, on a uniform random sample of the window (drift tests gain nothing
+  from a million rows that 50,000 do not already show);
+- :mod:`~mlops_stack.monitoring.quality`: data quality over every row, model quality over every
+  labelled row (scored by :mod:`mlops_stack.metrics`, as training scores the holdout), and
+  Evidently's regression report;
+- here: the inputs (:class:`Reference`, :class:`Current`), the result (:class:`CheckResult`)
+  and the orchestration that samples, tests and says in words what was sampled.
 
 A window too large to hold in memory is read in chunks (``monitoring.window``): the quality
-counts accumulate chunk by chunk (:class:`QualityCounter`) and arrive here precomputed
-(:class:`WholeWindow`) next to the uniform sample the drift tests run on: :func:`check_sample`.
-A window held whole in memory goes to :func:`check_window`, which counts them itself.
+counts accumulate chunk by chunk (:class:`~mlops_stack.monitoring.quality.QualityCounter`) and
+arrive here precomputed (:class:`WholeWindow`) next to the uniform sample the drift tests run
+on: :func:`check_sample`. A window held whole in memory goes to :func:`check_window`, which
+counts them itself.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import time
-import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-import numpy as np
-import numpy.typing as npt
 import pandas as pd
-from evidently import DataDefinition, Dataset, Regression, Report
-from evidently.legacy.calculations.stattests.registry import StatTest, register_stattest
-from evidently.legacy.core import ColumnType
-from evidently.metrics import ValueDrift
-from evidently.presets import DataDriftPreset, RegressionPreset
-from pandas.api import types as ptypes
-from scipy import stats
-from sklearn.metrics import (
-    accuracy_score,
-    f1_score,
-    mean_absolute_error,
-    r2_score,
-    roc_auc_score,
-    root_mean_squared_error,
-)
 
-from mlops_stack.data import MAX_STORED_CATEGORIES, DatasetSchema, FeatureSpec
+from mlops_stack.data import DatasetSchema
 from mlops_stack.logs import get_logger
+from mlops_stack.monitoring.drift import (
+    DEFAULT_DRIFT_ALPHA,
+    DEFAULT_DRIFT_MIN_EFFECT,
+    DriftRule,
+    FeatureDrift,
+    analysable,
+    column_drift,
+    drift_frame,
+    drift_report,
+    prediction_column,
+    prediction_kind,
+)
 from mlops_stack.monitoring.estimate import EstimatedQuality, estimate_quality
-from mlops_stack.names import ACCURACY, ERROR_BIAS, F1, MAE, R2, RMSE, ROC_AUC, Task
+from mlops_stack.monitoring.frames import Positions, sample_positions
+from mlops_stack.monitoring.quality import (
+    FeatureQuality,
+    ModelQuality,
+    QualityCounter,
+    model_quality,
+    regression_report,
+    regression_rows,
+)
+from mlops_stack.names import Task
 
 log = get_logger(__name__)
-
-Positions = npt.NDArray[np.int64]  # sorted row positions of a sample
-
-PREDICTION_COLUMN = "prediction"
-LABEL_COLUMN = "label"
-MAX_UNSEEN_EXAMPLES = 5
-
-DEFAULT_DRIFT_ALPHA = 0.05  # MLOPS_DRIFT_ALPHA's default
-DEFAULT_DRIFT_MIN_EFFECT = 0.1  # MLOPS_DRIFT_MIN_EFFECT's default
-MIN_EXPECTED = 5.0  # chi-square: categories expected fewer times than this are pooled
-
-# The tests, by the display name stored with each column's result (Evidently's for K-S)
-KS_TEST = "K-S p_value"
-CHI_SQUARE_TEST = "chi-square two-sample p_value"
-# ... and by the name Evidently's report knows them under ("ks" is its own; the chi-square is
-# registered below, since Evidently's "chisquare" takes the reference's shares as exact)
-EVIDENTLY_METHODS = {"numeric": "ks", "categorical": "chisquare_two_sample"}
-
-# Evidently's drift methods (by the display name it reports) whose score is a p-value: drift
-# means a small score. Every other method reports a distance: drift means a large score.
-P_VALUE_METHODS = frozenset(
-    {
-        "K-S p_value",
-        "chi-square p_value",
-        "Z-test p_value",
-        "Anderson-Darling",
-        "Cramer-von Mises",
-        "Epps-Singleton",
-        "Fisher's Exact test",
-        "g_test",
-        "Mann-Whitney U-rank test",
-        "empirical_mmd",
-        "t_test",
-        "Total-Variation-Distance",
-        CHI_SQUARE_TEST,
-    }
-)
-
-
-@dataclass(frozen=True)
-class DriftRule:
-    """When a column counts as drifted: significant after the correction, and moved enough.
-
-    Why both: ``tests`` p-values at ``alpha`` each would flag some column of a clean window
-    most of the time (30 independent columns at 0.05: 1 - 0.95**30 = 79 % of runs), so each runs at
-    ``alpha / tests`` (Bonferroni: at most ``alpha`` of clean runs flag anything, whatever the
-    tests' dependence). And a p-value measures evidence, not size: on 20,000 rows a move of
-    0.05 standard deviations is significant and harmless, so the column must also have moved
-    by at least ``min_effect``.
-    """
-
-    alpha: float = DEFAULT_DRIFT_ALPHA
-    min_effect: float = DEFAULT_DRIFT_MIN_EFFECT
-    tests: int = 1  # columns tested together: the features and the prediction
-
-    def __post_init__(self) -> None:
-        if not 0 < self.alpha < 1:
-            raise ValueError(f"drift alpha must lie between 0 and 1, not {self.alpha}")
-        if self.min_effect < 0:
-            raise ValueError(f"drift min effect must be at least 0, not {self.min_effect}")
-
-    @property
-    def threshold(self) -> float:
-        """The p-value at or below which one column's test is significant."""
-        return self.alpha / max(self.tests, 1)
-
-    def describe(self) -> str:
-        """The rule in words, for the status reason and the alert."""
-        return (
-            f"corrected for {self.tests} tests at alpha {self.alpha:g}: "
-            f"p <= {self.threshold:.2g} and effect >= {self.min_effect:g}"
-        )
-
-
-@dataclass(frozen=True)
-class FeatureDrift:
-    """One column's drift test: the method, its threshold, score, verdict and effect size.
-
-    ``score`` is the test's p-value (runs stored before the correction may hold an Evidently
-    distance: see :attr:`p_value`); ``threshold`` the corrected significance level;
-    ``effect`` how far the column moved (Wasserstein distance in reference standard deviations
-    for numbers, total variation distance for categories; None for runs stored before it).
-    ``drifted``: significant and an effect of at least the rule's ``min_effect``.
-    """
-
-    feature: str
-    kind: str  # "numeric" | "categorical"
-    method: str
-    threshold: float
-    score: float
-    drifted: bool
-    effect: float | None = None
-
-    @property
-    def p_value(self) -> bool:
-        """True when the score is a p-value (drift = small score), False for a distance."""
-        return self.method in P_VALUE_METHODS
-
-    @property
-    def significant(self) -> bool:
-        """The test alone says the column changed (before the effect floor)."""
-        if self.p_value:
-            return self.score <= self.threshold
-        return self.score >= self.threshold
-
-    @property
-    def severity(self) -> float:
-        """How far past (> 0) or short of (< 0) its threshold the score is, in log10 units.
-
-        P-values and distances live on different scales; the log of the ratio to the threshold
-        puts both on one, so that features can be ranked most drifted first.
-        """
-        tiny = 1e-300
-        score, threshold = max(self.score, tiny), max(self.threshold, tiny)
-        ratio = threshold / score if self.p_value else score / threshold
-        return math.log10(ratio)
-
-
-@dataclass(frozen=True)
-class FeatureQuality:
-    """What in one feature column of the window training never saw, over every row."""
-
-    feature: str
-    missing_share: float
-    out_of_range: int  # numeric values outside the training [min, max]
-    unseen_categories: int  # categorical values not among the training categories
-    unseen_examples: list[str]  # up to 5, the most frequent first
-
-
-@dataclass(frozen=True)
-class ModelQuality:
-    """Quality of the predictions that have a label, scored like training scores the holdout.
-
-    ``metrics`` is keyed by the names of :mod:`mlops_stack.names`: accuracy, f1 and roc_auc
-    for a classifier, rmse, mae, r2 and error_bias for a regressor. A value is None when it
-    cannot be computed (ROC AUC of one class, R2 of fewer than two rows).
-    """
-
-    labelled_rows: int
-    metrics: dict[str, float | None]
-    task: Task = Task.CLASSIFICATION
-
-    def get(self, name: str) -> float | None:
-        """One metric's value; None when it is undefined or not a metric of this task."""
-        return self.metrics.get(name)
 
 
 @dataclass(frozen=True)
@@ -434,8 +276,8 @@ def _check_drift(
     ``sampled_window``: ``features`` is a sample of the window ``whole`` counted, and the
     sample note says so.
     """
-    current_pos = _sample_positions(len(features), max_rows, seed)
-    reference_pos = _sample_positions(len(reference.features), max_rows, seed)
+    current_pos = sample_positions(len(features), max_rows, seed)
+    reference_pos = sample_positions(len(reference.features), max_rows, seed)
     note = _sample_note(
         len(features),
         len(reference.features),
@@ -448,10 +290,10 @@ def _check_drift(
     # prediction drift needs both sides; its column sits next to the features in one report
     predicted = None
     if predictions is not None and reference.predictions is not None:
-        predicted = _prediction_column(schema)
-    cur = _drift_frame(features, schema, current_pos, predictions, predicted)
-    ref = _drift_frame(reference.features, schema, reference_pos, reference.predictions, predicted)
-    specs = _analysable(schema, cur, ref)
+        predicted = prediction_column(schema)
+    cur = drift_frame(features, schema, current_pos, predictions, predicted)
+    ref = drift_frame(reference.features, schema, reference_pos, reference.predictions, predicted)
+    specs = analysable(schema, cur, ref)
     kinds: dict[str, str] = {spec.name: spec.kind for spec in specs}
     if predicted is not None:
         kinds[predicted] = prediction_kind(schema)
@@ -460,7 +302,7 @@ def _check_drift(
         column: column_drift(column, kind, ref[column], cur[column], rule)
         for column, kind in kinds.items()
     }
-    snapshot = _evidently_report(cur, ref, kinds, predicted, rule) if build_report else None
+    snapshot = drift_report(cur, ref, kinds, predicted, rule) if build_report else None
     drift_features = sorted(
         (drifts[spec.name] for spec in specs),
         # most moved first: p-values saturate (many are 0.0 under a large shift), the effect
@@ -537,15 +379,6 @@ def _check_max_rows(max_rows: int) -> None:
         raise ValueError(f"max_rows must be at least 1, not {max_rows}")
 
 
-def _sample_positions(rows: int, max_rows: int, seed: int) -> Positions | None:
-    """Sorted positions of a uniform random sample of ``max_rows`` rows; None: take them all."""
-    if rows <= max_rows:
-        return None
-    positions = np.random.default_rng(seed).choice(rows, size=max_rows, replace=False)
-    positions.sort()
-    return positions
-
-
 def _sample_note(
     current_rows: int,
     reference_rows: int,
@@ -580,305 +413,6 @@ def _sample_note(
     return "; ".join(parts) or f"analysed all {current_rows} rows"
 
 
-def prediction_kind(schema: DatasetSchema) -> str:
-    """How the model's output is tested for drift: a regressor's number is ``numeric`` (a
-    distribution test), a classifier's class ``categorical`` (a mix of classes)."""
-    return "numeric" if schema.task is Task.REGRESSION else "categorical"
-
-
-def _prediction_column(schema: DatasetSchema) -> str:
-    """A name for the prediction that no feature already has."""
-    name = PREDICTION_COLUMN
-    while name in schema.feature_names:
-        name += "_"
-    return name
-
-
-def _drift_frame(
-    frame: pd.DataFrame,
-    schema: DatasetSchema,
-    positions: Positions | None,
-    predictions: pd.Series | None,
-    prediction_column: str | None,
-) -> pd.DataFrame:
-    """The (sampled) feature columns typed for Evidently, plus the prediction if given.
-
-    Rows are sampled before anything else, so only the sample is ever copied. Numeric columns
-    become numbers, categorical ones strings (missing values stay missing), as the schema says.
-    """
-    rows = frame if positions is None else frame.iloc[positions]
-    columns: dict[str, pd.Series] = {}
-    for spec in schema.features:
-        values = rows[spec.name]
-        columns[spec.name] = _numeric(values) if spec.kind == "numeric" else _as_text(values)
-    if prediction_column is not None and predictions is not None:
-        picked = predictions if positions is None else predictions.iloc[positions]
-        typed = _numeric(picked) if prediction_kind(schema) == "numeric" else _as_text(picked)
-        columns[prediction_column] = typed.set_axis(rows.index)
-    return pd.DataFrame(columns, index=rows.index)
-
-
-def _numeric(values: pd.Series) -> pd.Series:
-    if ptypes.is_numeric_dtype(values) and not ptypes.is_bool_dtype(values):
-        return values
-    return pd.to_numeric(values, errors="coerce")
-
-
-def _as_text(values: pd.Series) -> pd.Series:
-    """Values as strings, with missing values kept missing (``astype(str)`` makes them 'nan')."""
-    values = values.astype(object)
-    return values.where(values.isna(), values.astype(str))
-
-
-def _analysable(schema: DatasetSchema, cur: pd.DataFrame, ref: pd.DataFrame) -> list[FeatureSpec]:
-    """Features with values on both sides: a column all missing (or infinite) has no test."""
-    specs = []
-    for spec in schema.features:
-        empty = [
-            name
-            for name, f in (("current", cur), ("reference", ref))
-            if _testable(f[spec.name], spec.kind).empty
-        ]
-        if empty:
-            log.warning("checks.feature_skipped", feature=spec.name, empty_in=empty)
-        else:
-            specs.append(spec)
-    return specs
-
-
-def _testable(values: pd.Series, kind: str) -> pd.Series:
-    """The values a test compares: missing and infinite values dropped (as Evidently does)."""
-    if kind == "numeric":
-        numbers = _numeric(values).astype(float)
-        return numbers[np.isfinite(numbers.to_numpy())]
-    return values.dropna().astype(str)
-
-
-def column_drift(
-    column: str, kind: str, reference: pd.Series, current: pd.Series, rule: DriftRule
-) -> FeatureDrift:
-    """One column's two-sample test, effect size and verdict under ``rule``.
-
-    Numbers: Kolmogorov-Smirnov (SciPy's ``ks_2samp``, the function Evidently's ``ks`` calls)
-    and the Wasserstein distance in reference standard deviations. Categories:
-    :func:`chi_square_two_sample` and :func:`total_variation`.
-    """
-    ref, cur = _testable(reference, kind), _testable(current, kind)
-    if kind == "numeric":
-        with warnings.catch_warnings():
-            # with many ties SciPy falls back to the asymptotic p-value, and says so each time
-            warnings.filterwarnings("ignore", "ks_2samp: Exact calculation unsuccessful")
-            p = float(stats.ks_2samp(ref.to_numpy(), cur.to_numpy()).pvalue)
-        method, effect = KS_TEST, normed_wasserstein(ref, cur)
-    else:
-        method, p, effect = (
-            CHI_SQUARE_TEST,
-            chi_square_two_sample(ref, cur),
-            total_variation(ref, cur),
-        )
-    drifted = p <= rule.threshold and effect >= rule.min_effect
-    return FeatureDrift(column, kind, method, rule.threshold, p, drifted, effect)
-
-
-def normed_wasserstein(reference: pd.Series, current: pd.Series) -> float:
-    """Wasserstein distance between the samples in reference standard deviations.
-
-    How far, on average, values had to move: 1.0 for a whole-distribution shift of one std.
-    A constant reference has no scale: 0 if nothing moved, else infinity.
-    """
-    distance = float(stats.wasserstein_distance(reference.to_numpy(), current.to_numpy()))
-    spread = float(np.std(reference.to_numpy()))
-    if spread > 0:
-        return distance / spread
-    return 0.0 if distance == 0 else math.inf
-
-
-def total_variation(reference: pd.Series, current: pd.Series) -> float:
-    """Total variation distance of the category shares: the share of rows that would have to
-    change category to turn one mix into the other (0 to 1)."""
-    shares = pd.concat(
-        [reference.value_counts(normalize=True), current.value_counts(normalize=True)], axis=1
-    ).fillna(0.0)
-    return float(0.5 * np.abs(shares.iloc[:, 0] - shares.iloc[:, 1]).sum())
-
-
-def chi_square_two_sample(reference: pd.Series, current: pd.Series) -> float:
-    """P-value of Pearson's chi-square test that both samples share one category mix.
-
-    Both sides are samples: the 2 x k contingency table's test accounts for the reference's
-    own noise, where a goodness-of-fit test against the reference's shares (Evidently's
-    ``chisquare``) does not and false-alarms once the window outgrows the reference (35 % of
-    clean runs for a 2-class column, 5000 window rows against 455: docs/monitoring.md).
-    Categories expected fewer than ``MIN_EXPECTED`` times on the smaller side are pooled into
-    one, where the chi-square approximation holds; one category left means nothing to test.
-    """
-    counts = pd.concat([reference.value_counts(), current.value_counts()], axis=1).fillna(0.0)
-    counts = _pool_rare(counts)
-    if len(counts) < 2:
-        return 1.0
-    table = counts.to_numpy(dtype=float).T
-    return float(stats.chi2_contingency(table, correction=False).pvalue)
-
-
-def _pool_rare(counts: pd.DataFrame) -> pd.DataFrame:
-    """``counts`` (category x side) with the rarely expected categories summed into one row."""
-    sides = counts.sum(axis=0)
-    expected_low = counts.sum(axis=1) * float(sides.min()) / float(sides.sum())
-    rare = expected_low < MIN_EXPECTED
-    if rare.sum() < 2:
-        return counts
-    pooled = counts[rare].sum(axis=0).to_frame().T
-    return pd.concat([counts[~rare], pooled], ignore_index=True)
-
-
-def _chi_square_for_evidently(
-    reference_data: pd.Series, current_data: pd.Series, feature_type: Any, threshold: float
-) -> tuple[float, bool]:
-    p = chi_square_two_sample(reference_data.astype(str), current_data.astype(str))
-    return p, p <= threshold
-
-
-register_stattest(
-    StatTest(
-        name=EVIDENTLY_METHODS["categorical"],
-        display_name=CHI_SQUARE_TEST,
-        allowed_feature_types=[ColumnType.Categorical],
-    ),
-    default_impl=_chi_square_for_evidently,
-)
-
-
-def _evidently_report(
-    cur: pd.DataFrame,
-    ref: pd.DataFrame,
-    kinds: dict[str, str],
-    prediction_column: str | None,
-    rule: DriftRule,
-) -> Any:
-    """Evidently's drift preset over the features (and a ValueDrift for the prediction), each
-    column tested as :func:`column_drift` tests it, at the corrected threshold, so that the
-    report's p-values and significance agree with the stored verdicts. The effect floor is
-    the monitor's own: the report shows significance, the run's rows the verdict."""
-    if not kinds:
-        return None
-    definition = DataDefinition(
-        numerical_columns=[c for c, kind in kinds.items() if kind == "numeric"],
-        categorical_columns=[c for c, kind in kinds.items() if kind == "categorical"],
-    )
-    features = [c for c in kinds if c != prediction_column]
-    metrics: list[Any] = []
-    if features:
-        metrics.append(
-            DataDriftPreset(
-                columns=features,
-                per_column_method={c: EVIDENTLY_METHODS[kinds[c]] for c in features},
-                per_column_threshold=dict.fromkeys(features, rule.threshold),
-            )
-        )
-    if prediction_column is not None:
-        method = EVIDENTLY_METHODS[kinds[prediction_column]]
-        metrics.append(
-            ValueDrift(column=prediction_column, method=method, threshold=rule.threshold)
-        )
-    started = time.perf_counter()
-    snapshot = Report(metrics, include_tests=True).run(
-        current_data=Dataset.from_pandas(cur, data_definition=definition),
-        reference_data=Dataset.from_pandas(ref, data_definition=definition),
-    )
-    log.debug("checks.evidently", seconds=round(time.perf_counter() - started, 3))
-    return snapshot
-
-
-class QualityCounter:
-    """Data quality of a window counted chunk by chunk, the same as over the window at once.
-
-    Why: the monitor streams a large window in chunks and must still count every bad row; the
-    counts (missing values, values outside the training range, unseen categories by value) add
-    up across chunks, so the totals equal one pass over the whole window.
-    """
-
-    def __init__(self, schema: DatasetSchema) -> None:
-        self.specs = list(schema.features)
-        self.rows = 0
-        self._missing = dict.fromkeys(schema.feature_names, 0)
-        self._outside = dict.fromkeys(schema.feature_names, 0)
-        self._unseen: dict[str, pd.Series] = {}
-
-    def add(self, frame: pd.DataFrame) -> None:
-        """Count one chunk: ``frame`` has a column per schema feature, named as in the schema."""
-        self.rows += len(frame)
-        for spec in self.specs:
-            values = frame[spec.name]
-            self._missing[spec.name] += int(values.isna().sum())
-            if spec.kind == "numeric":
-                self._outside[spec.name] += _out_of_range(values, spec)
-                continue
-            unseen = _unseen_counts(values, spec)
-            if unseen is not None and len(unseen):
-                before = self._unseen.get(spec.name)
-                self._unseen[spec.name] = (
-                    unseen if before is None else before.add(unseen, fill_value=0)
-                )
-
-    def results(self) -> list[FeatureQuality]:
-        """One FeatureQuality per schema feature, in schema order."""
-        return [self._result(spec) for spec in self.specs]
-
-    def _result(self, spec: FeatureSpec) -> FeatureQuality:
-        missing_share = self._missing[spec.name] / self.rows if self.rows else 0.0
-        if spec.kind == "numeric":
-            return FeatureQuality(spec.name, missing_share, self._outside[spec.name], 0, [])
-        unseen = self._unseen.get(spec.name)
-        if unseen is None:
-            return FeatureQuality(spec.name, missing_share, 0, 0, [])
-        unseen = unseen.sort_index(kind="stable").sort_values(ascending=False, kind="stable")
-        examples = list(unseen.index[:MAX_UNSEEN_EXAMPLES])
-        return FeatureQuality(spec.name, missing_share, 0, int(unseen.sum()), examples)
-
-
-def _out_of_range(values: pd.Series, spec: FeatureSpec) -> int:
-    """How many numbers lie outside the training [min, max]; text that is no number does not."""
-    numbers = _numeric(values)
-    low = -np.inf if spec.min is None else spec.min
-    high = np.inf if spec.max is None else spec.max
-    return int(((numbers < low) | (numbers > high)).sum())
-
-
-def _unseen_counts(values: pd.Series, spec: FeatureSpec) -> pd.Series | None:
-    """Counts of the values (as strings) outside the training categories; None: not checked.
-
-    Counting distinct values first keeps this cheap on a million rows. The schema stores at most
-    ``MAX_STORED_CATEGORIES`` categories, so a full list may be cut short: then nothing is
-    reported rather than false alarms.
-    """
-    known = spec.categories
-    if known is None or len(known) >= MAX_STORED_CATEGORIES:
-        return None
-    counts = values.value_counts(dropna=True)
-    counts.index = counts.index.map(str)
-    counts = counts.groupby(level=0, sort=False).sum()  # 1 and "1" are one category as text
-    return counts[~counts.index.isin(known)]
-
-
-def model_quality(
-    labels: pd.Series | None,
-    predictions: pd.Series | None,
-    probabilities: pd.DataFrame | None,
-    classes: list[str] | None,
-    schema: DatasetSchema,
-) -> ModelQuality | None:
-    """Quality on the labelled rows, the way training scores its holdout, for the schema's task.
-
-    Classification (:func:`classification_quality`): accuracy, F1 and ROC AUC. Regression
-    (:func:`regression_quality`): RMSE, MAE, R2 and the error bias.
-    """
-    if labels is None or predictions is None:
-        return None
-    if schema.task is Task.REGRESSION:
-        return regression_quality(labels, predictions)
-    return classification_quality(labels, predictions, probabilities, classes, schema)
-
-
 def _estimates(
     current: Current, schema: DatasetSchema
 ) -> tuple[EstimatedQuality | None, EstimatedQuality | None]:
@@ -891,150 +425,3 @@ def _estimates(
     if current.labels is not None:
         labelled = estimate_quality(probabilities[current.labels.notna().to_numpy()], classes)
     return estimate_quality(probabilities, classes), labelled
-
-
-def classification_quality(
-    labels: pd.Series,
-    predictions: pd.Series,
-    probabilities: pd.DataFrame | None,
-    classes: list[str] | None,
-    schema: DatasetSchema,
-) -> ModelQuality | None:
-    """Accuracy, F1 and ROC AUC on the labelled rows, the way ``training.evaluate`` scores.
-
-    Binary: F1 and ROC AUC of the positive class, the larger label sorted as text. Multi-class:
-    macro F1 and one-vs-rest macro ROC AUC.
-    """
-    labelled = labels.notna().to_numpy()
-    if not labelled.any():
-        return None
-    truth = _class_text(labels[labelled])
-    predicted = _class_text(predictions[labelled])
-    known = sorted(map(str, classes or schema.classes))
-    binary = len(known) == 2
-    averaging: dict[str, Any] = (
-        {"average": "binary", "pos_label": known[1]} if binary else {"average": "macro"}
-    )
-    return ModelQuality(
-        labelled_rows=int(labelled.sum()),
-        metrics={
-            ACCURACY: float(accuracy_score(truth, predicted)),
-            F1: float(f1_score(truth, predicted, zero_division=0, **averaging)),
-            ROC_AUC: _roc_auc(truth, probabilities, labelled, known),
-        },
-    )
-
-
-def regression_quality(labels: pd.Series, predictions: pd.Series) -> ModelQuality | None:
-    """RMSE, MAE, R2 and error bias (mean of prediction - label) over the labelled rows.
-
-    Labels come back from ``/feedback`` as text and predictions as JSON numbers: both are read
-    with ``pd.to_numeric``. A label that is no number cannot be scored: its row is left out and
-    counted in a warning. Scored with the scikit-learn functions training uses, so the figures
-    compare with the champion's holdout metrics.
-    """
-    truth = pd.to_numeric(labels, errors="coerce").to_numpy(dtype=float)
-    predicted = pd.to_numeric(predictions, errors="coerce").to_numpy(dtype=float)
-    given = labels.notna().to_numpy()
-    scored = given & ~np.isnan(truth) & ~np.isnan(predicted)
-    if (given & ~scored).any():
-        log.warning("checks.rows_not_scored", rows=int((given & ~scored).sum()), why="not numbers")
-    if not scored.any():
-        return None
-    truth, predicted = truth[scored], predicted[scored]
-    r2 = None
-    if len(truth) >= 2 and np.ptp(truth) > 0:  # R2 is undefined for one row or constant labels
-        r2 = float(r2_score(truth, predicted))
-    return ModelQuality(
-        labelled_rows=int(scored.sum()),
-        metrics={
-            RMSE: float(root_mean_squared_error(truth, predicted)),
-            MAE: float(mean_absolute_error(truth, predicted)),
-            R2: r2,
-            ERROR_BIAS: float(np.mean(predicted - truth)),
-        },
-        task=Task.REGRESSION,
-    )
-
-
-def regression_rows(
-    labels: pd.Series | None, predictions: pd.Series | None, schema: DatasetSchema
-) -> pd.DataFrame | None:
-    """A regressor's labelled rows as two float columns (label, prediction); else None.
-
-    What Evidently's regression report is built from: compact (two floats a row), so that the
-    monitor can keep every labelled row of a window.
-    """
-    if schema.task is not Task.REGRESSION or labels is None or predictions is None:
-        return None
-    rows = pd.DataFrame(
-        {
-            LABEL_COLUMN: pd.to_numeric(labels, errors="coerce").to_numpy(dtype=float),
-            PREDICTION_COLUMN: pd.to_numeric(predictions, errors="coerce").to_numpy(dtype=float),
-        }
-    ).dropna()
-    return rows if len(rows) else None
-
-
-def regression_report(rows: pd.DataFrame, *, max_rows: int = 50_000, seed: int = 42) -> Any:
-    """Evidently's regression preset over a regressor's labelled rows (:func:`regression_rows`).
-
-    Why, next to our own figures: its HTML report shows predicted against actual values and
-    the error distribution, which no single number does. It costs about 3 s at 50,000 rows,
-    so a larger window is drawn down to a uniform random sample of ``max_rows`` rows; the
-    figures stored with the run are computed over every labelled row all the same.
-    """
-    positions = _sample_positions(len(rows), max_rows, seed)
-    if positions is not None:
-        rows = rows.iloc[positions]
-    definition = DataDefinition(
-        numerical_columns=[LABEL_COLUMN, PREDICTION_COLUMN],
-        regression=[Regression(target=LABEL_COLUMN, prediction=PREDICTION_COLUMN)],
-    )
-    started = time.perf_counter()
-    with np.errstate(divide="ignore", invalid="ignore"):  # MAPE of a zero label
-        snapshot = Report([RegressionPreset()]).run(
-            current_data=Dataset.from_pandas(rows, data_definition=definition),
-            reference_data=None,
-        )
-    log.debug("checks.regression_report", rows=len(rows), seconds=time.perf_counter() - started)
-    return snapshot
-
-
-def _class_text(values: pd.Series) -> npt.NDArray[np.str_]:
-    """Class labels as text; whole floats lose their '.0' (a NaN turns int labels into floats)."""
-    if ptypes.is_float_dtype(values) and np.all(np.mod(values.to_numpy(), 1) == 0):
-        values = values.astype("int64")
-    return np.asarray(values.astype(str), dtype=str)
-
-
-def _roc_auc(
-    truth: npt.NDArray[np.str_],
-    probabilities: pd.DataFrame | None,
-    labelled: npt.NDArray[np.bool_],
-    classes: list[str],
-) -> float | None:
-    """ROC AUC on the labelled rows that have probabilities; None when it is undefined."""
-    if probabilities is None:
-        return None
-    if len(probabilities) != len(labelled):
-        raise ValueError(f"probabilities has {len(probabilities)} rows, labels {len(labelled)}")
-    scores = probabilities.rename(columns=str)
-    absent = [c for c in classes if c not in scores.columns]
-    if absent:
-        log.warning("checks.roc_auc_skipped", reason="no probability column", classes=absent)
-        return None
-    scores = scores.loc[labelled, classes].to_numpy(dtype=float)
-    known = ~np.isnan(scores).any(axis=1)
-    truth, scores = truth[known], scores[known]
-    if len(np.unique(truth)) < 2:
-        return None  # one class only: ROC AUC is undefined
-    try:
-        if len(classes) == 2:
-            return float(roc_auc_score(truth == classes[1], scores[:, 1]))
-        return float(
-            roc_auc_score(truth, scores, multi_class="ovr", average="macro", labels=classes)
-        )
-    except ValueError as exc:  # e.g. a class with no row, labels outside the classes
-        log.warning("checks.roc_auc_skipped", reason=str(exc))
-        return None

@@ -6,8 +6,8 @@ right 80 % of the time, so the expected share of correct answers is the mean pro
 predicted class, and the expected confusion counts are sums of probabilities:
 
 - accuracy: mean over rows of p(predicted class);
-- binary F1, of the positive class (the larger class sorted as text, as
-  :func:`~mlops_stack.monitoring.checks.classification_quality` scores it), with q = p(positive):
+- binary F1, of the positive class (``metrics.positive_class``, the class the realised F1 is
+  of: :mod:`mlops_stack.metrics`), with q = p(positive):
   expected TP = sum of q over rows predicted positive, FP = sum of 1 - q over them, FN = sum of
   q over rows predicted negative; F1 = 2 TP / (2 TP + FP + FN) (0 when that is 0/0, as
   scikit-learn's ``zero_division=0``);
@@ -44,6 +44,7 @@ import numpy.typing as npt
 import pandas as pd
 from pandas.api import types as ptypes
 
+from mlops_stack.metrics import positive_class
 from mlops_stack.names import ACCURACY, F1
 
 Matrix = npt.NDArray[np.float64]
@@ -76,9 +77,10 @@ class EstimateCounter:
         self.classes = [str(c) for c in classes]
         if len(set(self.classes)) < 2 or len(set(self.classes)) != len(self.classes):
             raise ValueError(f"an estimate needs two or more distinct classes, not {classes!r}")
-        ordered = sorted(self.classes)
-        # binary F1 is the positive class's: the larger label sorted as text
-        self.positive = self.classes.index(ordered[1]) if len(ordered) == 2 else None
+        # binary F1 is the positive class's, as the realised F1 (metrics.positive_class)
+        self.positive = (
+            self.classes.index(positive_class(self.classes)) if len(self.classes) == 2 else None
+        )
         self.rows = 0
         self.skipped = 0  # rows without usable probabilities
         self._correct = 0.0

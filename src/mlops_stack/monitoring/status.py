@@ -2,7 +2,7 @@
 
 One threshold table (settings). Drift: each column's test is already corrected for testing
 every column at once (``MLOPS_DRIFT_ALPHA`` over the m columns, Bonferroni) and needs an effect
-of at least ``MLOPS_DRIFT_MIN_EFFECT`` (:class:`~mlops_stack.monitoring.checks.DriftRule`), so a
+of at least ``MLOPS_DRIFT_MIN_EFFECT`` (:class:`~mlops_stack.monitoring.drift.DriftRule`), so a
 drifted column is news: ``MLOPS_DRIFT_WARNING_SHARE`` (default 0: any drifted feature warns),
 ``MLOPS_DRIFT_SHARE`` (the share of drifted features that counts as drift, an alert); a drifted
 prediction (one of the m corrected tests) warns. Every drift reason names the correction
@@ -14,7 +14,10 @@ regressor's RMSE and MAE), a rise relative to the holdout figure since an error 
 target's unit. A regressor's R2 is shown, not judged: it divides by the variance of the
 window's labels, so a window of similar targets has a low R2 with the very same errors.
 Quality is judged only from ``MLOPS_MONITOR_MIN_LABELLED`` labelled rows
-on (two labels say nothing about F1). Values of a categorical feature training never saw make
+on (two labels say nothing about F1). A figure undefined on the window's labelled rows (ROC AUC
+of rows of one class: :mod:`mlops_stack.metrics`) is reported as undefined and never counts as
+a drop; neither does a holdout figure training could not measure (absent from its run).
+Values of a categorical feature training never saw make
 at least a warning, named with their counts: the model answers them with confidence it has
 not earned. The worst condition wins: degraded > drift > warning > ok.
 """
@@ -23,7 +26,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mlops_stack.monitoring.checks import CheckResult, FeatureQuality
+from mlops_stack.metrics import why_undefined
+from mlops_stack.monitoring.checks import CheckResult
+from mlops_stack.monitoring.quality import FeatureQuality, ModelQuality
 from mlops_stack.names import R2, MonitorStatus, Task, higher_is_better, quality_metrics
 
 MAX_NAMED_FEATURES = 8  # features named in a reason; the rest are counted
@@ -57,22 +62,40 @@ def quality_vs_holdout(
 
     Only the metrics judged for the model's task (``names.quality_metrics``, less a
     regressor's R2: see the module's docstring); its error bias is shown, not judged (the
-    holdout has no figure for it).
+    holdout has no figure for it). A figure undefined now or then has no pair.
     """
     quality = result.model_quality
     if quality is None:
         return {}
     pairs: dict[str, tuple[float, float]] = {}
-    judged = [
-        name
-        for name in quality_metrics(quality.task)
-        if not (quality.task == Task.REGRESSION and name == R2)
-    ]
-    for name in judged:
+    for name in judged_metrics(quality):
         now, then = quality.get(name), baseline.get(name)
         if now is not None and then is not None:
             pairs[name] = (float(now), float(then))
     return pairs
+
+
+def judged_metrics(quality: ModelQuality) -> list[str]:
+    """The metrics whose drop can degrade a model of ``quality``'s task."""
+    return [
+        name
+        for name in quality_metrics(quality.task)
+        if not (quality.task == Task.REGRESSION and name == R2)
+    ]
+
+
+def undefined_text(quality: ModelQuality | None) -> str | None:
+    """The judged metrics undefined on the window's labelled rows, and why, for the reason."""
+    if quality is None:
+        return None
+    names = [n for n in judged_metrics(quality) if n in quality.metrics and quality.get(n) is None]
+    if not names:
+        return None
+    why = "; ".join(why_undefined(name) for name in names)
+    return (
+        f"{', '.join(names)} undefined on the {quality.labelled_rows} labelled rows, "
+        f"not judged ({why})"
+    )
 
 
 def degradation(name: str, now: float, then: float, limits: Thresholds) -> str | None:
@@ -184,4 +207,7 @@ def classify(result: CheckResult, baseline: dict[str, float], limits: Thresholds
         reasons.append(f"{share_text}; {quality}")
     if unjudged and status != MonitorStatus.OK:
         reasons.append(unjudged)
+    undefined = undefined_text(result.model_quality) if judged else None
+    if undefined:  # said, never a condition: nothing measured cannot have dropped
+        reasons.append(undefined)
     return Status(status, "; ".join(reasons), conditions)

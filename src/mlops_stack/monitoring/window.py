@@ -3,7 +3,7 @@
 Why one pass: a window of a million logged rows does not fit in memory as Python objects, and
 neither the drift tests nor the quality counts need it to. As the window's chunks go by (from
 ``MonitorStore.window_chunks``), a seeded reservoir keeps a uniform random sample of at most
-``max_rows`` rows for the drift tests, :class:`~mlops_stack.monitoring.checks.QualityCounter`
+``max_rows`` rows for the drift tests, :class:`~mlops_stack.monitoring.quality.QualityCounter`
 counts missing, out-of-range and unseen values over every row (a handful of bad rows must not be
 sampled away), a classifier's :class:`~mlops_stack.monitoring.estimate.EstimateCounter` sums
 the expected confusion counts of every row's probabilities (performance estimated before labels
@@ -23,18 +23,18 @@ import numpy as np
 import pandas as pd
 
 from mlops_stack.data import DatasetSchema
-from mlops_stack.monitoring.checks import (
-    ModelQuality,
-    QualityCounter,
-    WholeWindow,
-    model_quality,
-    regression_rows,
-)
+from mlops_stack.monitoring.checks import WholeWindow
 from mlops_stack.monitoring.estimate import (
     EstimateCounter,
     EstimatedQuality,
     estimate_quality,
     probability_frame,
+)
+from mlops_stack.monitoring.quality import (
+    ModelQuality,
+    QualityCounter,
+    model_quality,
+    regression_rows,
 )
 from mlops_stack.monitoring_db import WindowExtent, window_frames
 from mlops_stack.names import Task

@@ -32,14 +32,13 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from pydantic import BaseModel
-from sklearn.base import is_classifier
 from sklearn.pipeline import Pipeline
 
 from mlops_stack import modelstore
 from mlops_stack.data import MAX_STORED_CATEGORIES, DatasetSchema
 from mlops_stack.logs import get_logger
 from mlops_stack.names import Task
-from mlops_stack.registry import Registry, tagged_task, version_of
+from mlops_stack.registry import Registry, task_of, version_of
 from mlops_stack.serving import compiled as compiledmod
 from mlops_stack.serving.compiled import CompiledModel, InferenceChoice
 from mlops_stack.serving.schema import (
@@ -209,19 +208,6 @@ def load_schema(run_id: str) -> DatasetSchema | None:
         return None
 
 
-def model_task(schema: DatasetSchema | None, tags: dict[str, str], pipeline: Pipeline) -> Task:
-    """The schema's task; without a schema, the version's tag, else what the estimator is.
-
-    A schema saved before tasks existed loads as classification, which is what those models are.
-    """
-    if schema is not None:
-        return schema.task
-    tagged = tagged_task(tags)
-    if tagged is not None:
-        return tagged
-    return Task.CLASSIFICATION if is_classifier(pipeline) else Task.REGRESSION
-
-
 def load_version(
     client: MlflowClient,
     name: str,
@@ -242,7 +228,7 @@ def load_version(
         raise ValueError(f"version {version} of {name} was not registered from a run")
     run = client.get_run(mv.run_id)
     schema = load_schema(mv.run_id)
-    task = model_task(schema, dict(mv.tags or {}), pipeline)
+    task = task_of(mv, schema=schema, estimator=pipeline)
     features = build_features_model(fields)
     predict_request, batch_request = build_request_models(features, max_batch_rows)
     classes = list(getattr(pipeline, "classes_", [])) if task is Task.CLASSIFICATION else []

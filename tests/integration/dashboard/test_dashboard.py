@@ -34,12 +34,12 @@ from mlops_stack.dashboard import queries
 from mlops_stack.data import Dataset, infer_schema
 from mlops_stack.flows.monitor import monitor_flow
 from mlops_stack.flows.train import train_flow
-from mlops_stack.monitoring.checks import QualityCounter
+from mlops_stack.monitoring.quality import QualityCounter
 from mlops_stack.monitoring_db import MonitorRunRow, Scope
 from mlops_stack.monitoring_db.records import PredictionRecord
 from mlops_stack.names import Task
 from mlops_stack.preprocessing import build_preprocessor
-from mlops_stack.registry import version_of
+from mlops_stack.registry import task_of, version_of
 from mlops_stack.serving.app import create_app
 from mlops_stack.stack import Stack, current_stack
 from tests.support.paths import REPO
@@ -542,14 +542,14 @@ def test_a_versions_task_comes_from_its_tag_else_its_schema_else_classification(
     log_champion(settings, load_diabetes(as_frame=True).frame, "target", Ridge(), None)
     root = current_stack()
     untagged = root.registry.version("1")
-    assert queries.version_task(untagged) is Task.REGRESSION  # the schema artifact says
+    assert task_of(untagged) is Task.REGRESSION  # the schema artifact says
     client = root.registry.client
     client.set_model_version_tag(settings.model_name, "1", "mlops.task", "classification")
-    assert queries.version_task(root.registry.version("1")) is Task.CLASSIFICATION  # the tag
+    assert task_of(root.registry.version("1")) is Task.CLASSIFICATION  # the tag
     with mlflow.start_run() as bare:  # a model logged before schemas existed
         mlflow.log_metric("accuracy", 0.9)
     client.create_model_version(settings.model_name, untagged.source, run_id=bare.info.run_id)
-    assert queries.version_task(root.registry.version("2")) is Task.CLASSIFICATION
+    assert task_of(root.registry.version("2")) is Task.CLASSIFICATION
     versions = queries.model_versions(root)
     assert dict(zip(versions["version"], versions["task"], strict=True)) == {
         "2": "classification", "1": "classification",
@@ -571,7 +571,7 @@ def test_regression_figures_leave_out_labels_that_are_no_number():
     scores = queries.regression_scores(rows)
     assert scores["rmse"] == pytest.approx(np.sqrt((4 + 9) / 2))
     assert scores["mae"] == 2.5 and scores["error_bias"] == 0.5
-    assert np.isnan(queries.regression_scores(rows.head(1))["r2"])  # undefined on one row
+    assert queries.regression_scores(rows.head(1))["r2"] is None  # undefined on one row
 
 
 def test_stored_run_metrics_become_columns_without_replacing_existing_ones():

@@ -70,7 +70,7 @@ def test_an_undefined_metric_decides_nothing():
         metric="roc_auc", min_improvement=0.0, min_labelled=200,
     )  # fmt: skip
     assert not one_class.promote and "roc_auc is undefined on these rows" in one_class.reason
-    assert math.isnan(decide(0.8, math.nan).candidate_score)
+    assert decide(0.8, math.nan).candidate_score is None  # undefined is None, never NaN
     assert not decide(0.8, math.nan).promote
 
 

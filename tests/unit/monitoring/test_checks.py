@@ -2,7 +2,7 @@
 
 Each column's drift test (K-S for numbers, a two-sample chi-square for categories) runs at
 alpha / m for m columns tested (Bonferroni), and a column drifts only when it also moved by at
-least the effect floor (``checks.DriftRule``). So "no feature drifted" is a meaningful assertion
+least the effect floor (``drift.DriftRule``). So "no feature drifted" is a meaningful assertion
 on a clean window: benchmarks/drift.py measures clean runs flagging anything at all in at most
 ``alpha`` of runs. Clean windows come from ``synthetic.RowGenerator`` (fresh rows, never
 repeated) where the test is about the rule; bootstraps and splits of the table still serve where
@@ -22,17 +22,17 @@ from sklearn.linear_model import Ridge
 from sklearn.pipeline import Pipeline
 
 from mlops_stack.data import Dataset, DatasetSchema, infer_schema
-from mlops_stack.monitoring import checks
+from mlops_stack.monitoring import checks, drift
+from mlops_stack.monitoring import quality as qualitymod
 from mlops_stack.monitoring.checks import (
     Current,
-    ModelQuality,
-    QualityCounter,
     Reference,
     Sample,
     WholeWindow,
     check_sample,
     check_window,
 )
+from mlops_stack.monitoring.quality import ModelQuality, QualityCounter
 from mlops_stack.monitoring.status import Status, Thresholds, classify
 from mlops_stack.names import Task
 from mlops_stack.preprocessing import build_preprocessor
@@ -116,7 +116,7 @@ def test_clean_bootstrap_windows_raise_no_drift():
             schema,
             build_report=False,
         )
-        assert {f.method for f in result.features} == {checks.KS_TEST}
+        assert {f.method for f in result.features} == {drift.KS_TEST}
         assert result.drifted_features() == []
         assert result.drift_share == 0.0
 
@@ -142,9 +142,9 @@ def test_clean_split_flags_no_feature_once_corrected():
     _, schema = cancer()
     for window in windows:
         result = check_window(Reference(reference), Current(window), schema, build_report=False)
-        assert {f.method for f in result.features} == {checks.KS_TEST}
+        assert {f.method for f in result.features} == {drift.KS_TEST}
         assert result.current_rows == result.analysed_rows == 100
-        assert result.drift_rule == checks.DriftRule(0.05, 0.1, tests=len(DRIFT_COLUMNS))
+        assert result.drift_rule == drift.DriftRule(0.05, 0.1, tests=len(DRIFT_COLUMNS))
         assert all(f.threshold == pytest.approx(0.05 / 11) for f in result.features)
         assert result.drifted_features() == []
 
@@ -183,7 +183,7 @@ def test_changed_category_mix_and_shifted_number_are_detected():
     assert sorted(result.drifted_features()) == ["age", "plan"]
     assert {f.feature for f in result.features[:2]} == {"age", "plan"}
     plan = next(f for f in result.features if f.feature == "plan")
-    assert plan.kind == "categorical" and plan.method == checks.CHI_SQUARE_TEST
+    assert plan.kind == "categorical" and plan.method == drift.CHI_SQUARE_TEST
     assert plan.effect == pytest.approx(0.3, abs=0.03)  # shares 50/30/20 -> 20/30/50
 
 
@@ -335,20 +335,20 @@ def test_two_sample_chi_square_holds_its_level_when_the_window_outgrows_the_refe
     for _ in range(400):
         reference = pd.Series(rng.choice(["a", "b"], 455, p=[0.63, 0.37]))
         current = pd.Series(rng.choice(["a", "b"], 5000, p=[0.63, 0.37]))
-        alarms += checks.chi_square_two_sample(reference, current) <= 0.05 / 31
+        alarms += drift.chi_square_two_sample(reference, current) <= 0.05 / 31
     assert alarms <= 4  # expected 0.6; a goodness-of-fit test: ~140
 
 
 def test_rare_categories_are_pooled_before_the_chi_square():
     reference = pd.Series(["a"] * 500 + ["b"] * 500 + ["c", "d"])
     current = pd.Series(["a"] * 50 + ["b"] * 50 + ["e"])
-    pooled = checks._pool_rare(
+    pooled = drift._pool_rare(
         pd.concat([reference.value_counts(), current.value_counts()], axis=1).fillna(0)
     )
     assert len(pooled) == 3 and pooled.sum().tolist() == [1002, 101]  # a, b, (c, d, e)
-    assert checks.chi_square_two_sample(reference, current) > 0.05
-    assert checks.chi_square_two_sample(pd.Series(["a"] * 9), pd.Series(["a"] * 5)) == 1.0
-    assert checks.total_variation(pd.Series(["a", "b"]), pd.Series(["a", "a"])) == 0.5
+    assert drift.chi_square_two_sample(reference, current) > 0.05
+    assert drift.chi_square_two_sample(pd.Series(["a"] * 9), pd.Series(["a"] * 5)) == 1.0
+    assert drift.total_variation(pd.Series(["a", "b"]), pd.Series(["a", "a"])) == 0.5
 
 
 def test_the_evidently_report_runs_the_same_tests_at_the_same_thresholds():
@@ -438,14 +438,14 @@ def model_quality(
 ) -> ModelQuality | None:
     """Model quality of the fitted model on its own table against ``labels``.
 
-    Computed by ``checks.model_quality`` directly (milliseconds), or through ``check_window``
+    Computed by ``qualitymod.model_quality`` directly (milliseconds), or through ``check_window``
     as the monitor does (seconds: it runs the drift tests on every feature as well).
     """
     model, features, _, schema = _fitted(table)
     predicted = pd.Series(model.predict(features)) if predictions is None else predictions
     probabilities = pd.DataFrame(model.predict_proba(features), columns=model.classes_)
     if not through_check_window:
-        return checks.model_quality(labels, predicted, probabilities, None, schema)
+        return qualitymod.model_quality(labels, predicted, probabilities, None, schema)
     result = check_window(
         Reference(features),
         Current(features, predictions=predicted, labels=labels, probabilities=probabilities),
@@ -672,11 +672,11 @@ def test_regression_figures_agree_with_evidentlys_regression_report(tmp_path: Pa
 
 def test_regression_error_bias_says_which_way_the_model_errs():
     _, target, schema, _ = diabetes()
-    over = checks.model_quality(target.astype(str), target + 10.0, None, None, schema)
+    over = qualitymod.model_quality(target.astype(str), target + 10.0, None, None, schema)
     assert over is not None
     assert over.metrics["error_bias"] == pytest.approx(10.0)
     assert over.metrics["rmse"] == pytest.approx(10.0) and over.metrics["mae"] == 10.0
-    under = checks.model_quality(target.astype(str), target - 4.0, None, None, schema)
+    under = qualitymod.model_quality(target.astype(str), target - 4.0, None, None, schema)
     assert under is not None and under.metrics["error_bias"] == pytest.approx(-4.0)
 
 
@@ -684,13 +684,13 @@ def test_regression_labels_that_are_no_numbers_are_left_out():
     _, target, schema, predicted = diabetes()
     labels = target.astype(str)
     labels.iloc[:5] = "n/a"
-    quality = checks.model_quality(labels, pd.Series(predicted), None, None, schema)
+    quality = qualitymod.model_quality(labels, pd.Series(predicted), None, None, schema)
     assert quality is not None and quality.labelled_rows == len(target) - 5
-    one = checks.model_quality(labels.iloc[5:6], pd.Series(predicted[5:6]), None, None, schema)
+    one = qualitymod.model_quality(labels.iloc[5:6], pd.Series(predicted[5:6]), None, None, schema)
     assert one is not None and one.labelled_rows == 1 and one.metrics["r2"] is None
 
 
-def _regression_drift(shift_stds: float, seed: int) -> checks.FeatureDrift | None:
+def _regression_drift(shift_stds: float, seed: int) -> drift.FeatureDrift | None:
     """Prediction drift of the Ridge between 5000 reference and 2000 window rows (bootstraps
     of the diabetes table, so Evidently uses Wasserstein distance), window outputs shifted."""
     features, _, schema, predicted = diabetes()
@@ -709,7 +709,7 @@ def _regression_drift(shift_stds: float, seed: int) -> checks.FeatureDrift | Non
 def test_regression_prediction_drift_is_a_numeric_test_that_finds_a_shift():
     drifted = _regression_drift(1.0, seed=1)
     assert drifted is not None and drifted.drifted
-    assert drifted.kind == "numeric" and drifted.method == checks.KS_TEST
+    assert drifted.kind == "numeric" and drifted.method == drift.KS_TEST
     assert drifted.score < 1e-10
     assert drifted.effect is not None and drifted.effect > 0.5  # one std: about 1 in stds
     for seed in (1, 2):  # clean windows: the same model on the same distribution
@@ -730,7 +730,7 @@ def test_regression_prediction_drift_with_few_reference_rows():
         build_report=False,
     )
     assert result.prediction_drift is not None
-    assert result.prediction_drift.method == checks.KS_TEST and result.prediction_drift.drifted
+    assert result.prediction_drift.method == drift.KS_TEST and result.prediction_drift.drifted
 
 
 # --- status --------------------------------------------------------------------------------
@@ -766,7 +766,7 @@ def scaled_errors(error_scale: float) -> tuple[checks.CheckResult, dict[str, flo
         "r2": float(1 - np.sum(error**2) / np.sum((target - target.mean()) ** 2)),
     }
     predictions = pd.Series(target.to_numpy() + error_scale * error)
-    quality = checks.model_quality(target.astype(str), predictions, None, None, schema)
+    quality = qualitymod.model_quality(target.astype(str), predictions, None, None, schema)
     return quality_only(quality), baseline
 
 

@@ -14,12 +14,7 @@ import pandas as pd
 import pytest
 
 from mlops_stack.data import DatasetSchema
-from mlops_stack.monitoring.checks import (
-    Current,
-    Reference,
-    check_window,
-    classification_quality,
-)
+from mlops_stack.monitoring.checks import Current, Reference, check_window
 from mlops_stack.monitoring.estimate import (
     EstimateCounter,
     EstimatedQuality,
@@ -27,6 +22,7 @@ from mlops_stack.monitoring.estimate import (
     probability_frame,
     stored_estimate,
 )
+from mlops_stack.monitoring.quality import classification_quality
 from mlops_stack.monitoring.window import read_window
 from mlops_stack.names import ACCURACY, F1, Task
 from tests.support.tables import mixed_table

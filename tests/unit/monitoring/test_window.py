@@ -15,7 +15,8 @@ import pytest
 from sklearn.datasets import load_diabetes
 
 from mlops_stack.data import Dataset, DatasetSchema, infer_schema
-from mlops_stack.monitoring.checks import QualityCounter, Reference, check_sample, model_quality
+from mlops_stack.monitoring.checks import Reference, check_sample
+from mlops_stack.monitoring.quality import QualityCounter, model_quality
 from mlops_stack.monitoring.window import Reservoir, read_window
 from mlops_stack.monitoring_db.records import PredictionRecord
 from mlops_stack.names import Task

@@ -3,7 +3,7 @@
 Drift share per monitor run against the thresholds; the categories the latest run saw that
 training never did; one run's per-feature tests, most drifted first, each with its p-value, the
 corrected threshold, its effect and the effect floor (a column drifts when both say so: see
-``monitoring.checks.DriftRule``); one feature's reference and current distributions; the run's
+``monitoring.drift.DriftRule``); one feature's reference and current distributions; the run's
 Evidently report.
 """
 
@@ -186,7 +186,7 @@ def features_section(run: dict[str, Any]) -> pd.DataFrame | None:
 
 def feature_table(features: pd.DataFrame) -> pd.DataFrame:
     """The stored tests as shown: status, p-value, corrected threshold, effect, min effect."""
-    from mlops_stack.monitoring.checks import P_VALUE_METHODS, FeatureDrift  # imports Evidently
+    from mlops_stack.monitoring.drift import P_VALUE_METHODS, FeatureDrift  # imports Evidently
 
     significant = [
         FeatureDrift(*row).significant

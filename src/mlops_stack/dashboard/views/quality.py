@@ -334,12 +334,12 @@ def regression_section() -> None:
     holdout = version_holdout()
     cols = st.columns(5)
     for col, metric in zip(cols, (RMSE, MAE, ERROR_BIAS, R2), strict=False):
-        value = scores[metric]
+        value = scores[metric]  # None: undefined on these rows (R² of one row)
         then = holdout.get(metric)
         col.metric(
             LABEL[metric],
-            "n/a" if np.isnan(value) else f"{value:.3f}",
-            delta=None if then is None or np.isnan(value) else f"{value - then:+.3f} vs holdout",
+            "n/a" if value is None else f"{value:.3f}",
+            delta=None if then is None or value is None else f"{value - then:+.3f} vs holdout",
             delta_color="normal" if higher_is_better(metric) else "inverse",
             help="mean of prediction − label: above 0 the model over-predicts"
             if metric == ERROR_BIAS
