@@ -390,6 +390,10 @@ class ModelHolder:
                 log.error("model_load_failed", model=name, version=version, error=str(exc))
                 return False
         previous = self.current.version if self.current else None
+        if loaded is self.shadow:
+            # stop shadowing it first: between the swap and the shadow's own refresh, the new
+            # champion would otherwise also score its own rows in shadow (and /model say so)
+            self._set_shadow(None, "promoted to champion")
         self.current = loaded  # the swap: one reference assignment
         self.on_reload("ok")
         log.info("model_swapped", model=name, version=version, previous=previous)

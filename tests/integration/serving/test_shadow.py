@@ -280,6 +280,25 @@ def test_a_challenger_that_cannot_answer_the_champions_rows_is_not_shadowed(regi
     )
 
 
+def test_a_promoted_challenger_is_never_champion_and_shadow_at_once(registered, monkeypatch):
+    """The swap itself stops the shadow: no moment (a /model read, a request scored in shadow)
+    sees v2 serving and v2 shadowing, even before the challenger alias is looked up again."""
+    settings, stack = registered
+    registry = stack.registry
+    holder = ModelHolder(stack.registry, settings)
+    assert holder.refresh() is True and (holder.version, holder.shadow_version) == ("1", "2")
+    shadowed = holder.shadow
+    monkeypatch.setattr(holder, "_refresh_shadow", lambda: None)  # only the champion's swap
+    registry.promote("2")
+    try:
+        assert holder.refresh() is True
+        assert holder.current is shadowed  # served as loaded: no second load of v2
+        assert holder.shadow is None
+    finally:
+        registry.client.set_registered_model_alias(registry.model_name, "champion", "1")
+        registry.make_challenger("2")
+
+
 def test_a_challenger_that_fails_to_load_leaves_the_champion_serving(registered, tmp_path):
     settings, stack = registered
     registry = stack.registry
