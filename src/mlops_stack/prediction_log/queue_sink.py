@@ -46,7 +46,15 @@ class LogStatus(NamedTuple):
 
 class QueueSink:
     """The durable writes, queue, spool, batching and retry shared by the sinks; subclasses
-    only deliver."""
+    only deliver.
+
+    About thirty methods, most of them a few lines: the public face (``start``, ``write``,
+    ``submit``, ``status``, ``stop``), the hooks a subclass fills (``_deliver``, ``_probe``,
+    ``_release``) and the background thread's cycle. Why one class: the queue, the spool, the
+    in-flight tick and the circuit are guarded by one condition variable, and what ``stop``
+    flushes depends on all of them; split into classes, every piece would reach into the
+    others' state under that same lock.
+    """
 
     kind = "queue"
 
